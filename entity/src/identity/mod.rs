@@ -1,0 +1,6 @@
+//! Global identities and how they sign in.
+
+pub mod refresh_tokens;
+pub mod sessions;
+pub mod user_profiles;
+pub mod users;

@@ -1,0 +1,66 @@
+//! Newtype primary keys, so a `UserId` can never be passed where a `TenantId` is meant.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+macro_rules! uuid_id {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+            DeriveValueType,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            pub fn into_uuid(self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+
+        // SeaORM asks every primary key type whether it can come from an
+        // auto-increment value; a UUID never does.
+        impl sea_orm::TryFromU64 for $name {
+            fn try_from_u64(_: u64) -> Result<Self, DbErr> {
+                Err(DbErr::ConvertFromU64(stringify!($name)))
+            }
+        }
+    )*};
+}
+
+uuid_id!(
+    /// `tenants.id`
+    TenantId,
+    /// `users.id`
+    UserId,
+    /// `user_profiles.id`
+    UserProfileId,
+    /// `memberships.id`
+    MembershipId,
+    /// `sessions.id`
+    SessionId,
+    /// `refresh_tokens.id`
+    RefreshTokenId,
+    /// `audit_logs.id`
+    AuditLogId,
+);

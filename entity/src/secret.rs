@@ -1,0 +1,37 @@
+//! Column types for secret material. They store and compare like strings but never
+//! print: `Debug` shows a placeholder and they have no `Serialize`, so a logged or
+//! serialised model cannot leak a hash (DESIGN §4).
+
+use sea_orm::entity::prelude::*;
+
+macro_rules! redacted_string {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, DeriveValueType)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(value.into())
+            }
+
+            /// The stored text. Call it only where the secret is used, never to log it.
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+    )*};
+}
+
+redacted_string!(
+    /// An argon2id PHC string (`$argon2id$v=19$m=...`).
+    PasswordHash,
+    /// The hex SHA-256 of a high-entropy token; the token itself is never stored.
+    TokenHash,
+);

@@ -1,0 +1,4 @@
+//! Tenants and who belongs to them.
+
+pub mod memberships;
+pub mod tenants;

@@ -1,0 +1,45 @@
+//! Versioned, reversible schema changes, and the environment-safe CLI that applies them.
+//!
+//! Migrations are frozen DDL: each file declares its own identifiers and never imports
+//! `entity`, so editing an entity can never rewrite history. Their order is time; the
+//! file name carries the domain (`m20261122_000003_identity_create_users`).
+//!
+//! `sea-orm-cli migrate generate` rewrites the `vec![...]` below with a regex: keep it
+//! the last bracketed list in this file.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod cli;
+pub mod environment;
+pub mod target;
+
+mod schema_helpers;
+
+mod m20261122_000001_platform_create_database_metadata;
+mod m20261122_000002_tenancy_create_tenants;
+mod m20261122_000003_identity_create_users;
+mod m20261122_000004_identity_create_user_profiles;
+mod m20261122_000005_tenancy_create_memberships;
+mod m20261122_000006_identity_create_sessions;
+mod m20261122_000007_identity_create_refresh_tokens;
+mod m20261122_000008_audit_create_audit_event_types;
+mod m20261122_000009_audit_create_audit_logs;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_platform_create_database_metadata::Migration),
+            Box::new(m20261122_000002_tenancy_create_tenants::Migration),
+            Box::new(m20261122_000003_identity_create_users::Migration),
+            Box::new(m20261122_000004_identity_create_user_profiles::Migration),
+            Box::new(m20261122_000005_tenancy_create_memberships::Migration),
+            Box::new(m20261122_000006_identity_create_sessions::Migration),
+            Box::new(m20261122_000007_identity_create_refresh_tokens::Migration),
+            Box::new(m20261122_000008_audit_create_audit_event_types::Migration),
+            Box::new(m20261122_000009_audit_create_audit_logs::Migration),
+        ]
+    }
+}

@@ -1,0 +1,141 @@
+//! Column and table builders shared by the migrations.
+//!
+//! A migration is frozen once released, and so is everything it calls: never change
+//! what an existing helper renders; add a new helper instead.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::DbBackend;
+
+/// `CREATE TABLE` with the options every table needs on this backend.
+pub fn create_table(backend: DbBackend, table: impl IntoIden) -> TableCreateStatement {
+    let mut stmt = Table::create();
+    stmt.table(table);
+    if backend == DbBackend::MySql {
+        // MariaDB's server default may be latin1; names in Japanese need utf8mb4.
+        stmt.engine("InnoDB")
+            .character_set("utf8mb4")
+            .collate("utf8mb4_unicode_ci");
+    }
+    stmt
+}
+
+pub fn uuid_pk(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).uuid().not_null().primary_key().take()
+}
+
+pub fn uuid(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).uuid().not_null().take()
+}
+
+pub fn uuid_null(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).uuid().null().take()
+}
+
+pub fn string(col: impl IntoIden, len: u32) -> ColumnDef {
+    ColumnDef::new(col).string_len(len).not_null().take()
+}
+
+pub fn string_null(col: impl IntoIden, len: u32) -> ColumnDef {
+    ColumnDef::new(col).string_len(len).null().take()
+}
+
+pub fn json(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).json_binary().not_null().take()
+}
+
+pub fn boolean(col: impl IntoIden, default: bool) -> ColumnDef {
+    ColumnDef::new(col).boolean().not_null().default(default).take()
+}
+
+/// A UTC timestamp, written by the application.
+///
+/// PostgreSQL: `timestamptz`. MariaDB: `DATETIME(6)`, because its `TIMESTAMP` drops
+/// microseconds and ends in 2038. SQLite: text in the one format sqlx writes.
+pub fn timestamp(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = ColumnDef::new(col);
+    match backend {
+        DbBackend::MySql => def.custom(Alias::new("DATETIME(6)")),
+        _ => def.timestamp_with_time_zone(),
+    };
+    def.not_null().take()
+}
+
+pub fn timestamp_null(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = timestamp(backend, col);
+    def.null();
+    def
+}
+
+/// A UTC timestamp that defaults to the current time, for rows inserted in bulk
+/// (bulk inserts skip the application's own clock).
+pub fn timestamp_default_now(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = timestamp(backend, col);
+    def.default(now_expr(backend));
+    def
+}
+
+fn now_expr(backend: DbBackend) -> Expr {
+    match backend {
+        DbBackend::MySql => Expr::cust("CURRENT_TIMESTAMP(6)"),
+        // The same text format sqlx writes for DateTime<Utc>, so ordering by the
+        // column stays correct whichever side wrote the value.
+        DbBackend::Sqlite => Expr::cust("(strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'))"),
+        _ => Expr::current_timestamp(),
+    }
+}
+
+/// `CHECK (col IN (...))`: enums are portable strings, checked by the database.
+pub fn check_in(name: &str, col: impl IntoIden, values: &[&str]) -> Check {
+    Check::named(
+        Alias::new(name),
+        Expr::col(col).is_in(values.iter().copied()),
+    )
+}
+
+/// A foreign key named `fk_<table>_<column>` with an explicit ON DELETE rule.
+pub fn foreign_key(
+    table: impl IntoIden,
+    col: impl IntoIden,
+    ref_table: impl IntoIden,
+    ref_col: impl IntoIden,
+    on_delete: ForeignKeyAction,
+) -> ForeignKeyCreateStatement {
+    let (table, col) = (table.into_iden(), col.into_iden());
+    ForeignKey::create()
+        .name(format!("fk_{}_{}", table.to_string(), col.to_string()))
+        .from(table, col)
+        .to(ref_table, ref_col)
+        .on_delete(on_delete)
+        .take()
+}
+
+/// A plain index named `ix_<table>_<col>_<col>...`.
+pub fn index<C: IntoIden>(table: impl IntoIden, cols: impl IntoIterator<Item = C>) -> IndexCreateStatement {
+    index_named("ix", table, cols)
+}
+
+/// A unique index named `uq_<table>_<col>_<col>...`.
+pub fn unique_index<C: IntoIden>(
+    table: impl IntoIden,
+    cols: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement {
+    index_named("uq", table, cols).unique().take()
+}
+
+fn index_named<C: IntoIden>(
+    prefix: &str,
+    table: impl IntoIden,
+    cols: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement {
+    let table = table.into_iden();
+    let mut name = format!("{prefix}_{}", table.to_string());
+    let mut stmt = Index::create();
+    stmt.table(table);
+    for col in cols {
+        let col = col.into_iden();
+        name.push('_');
+        name.push_str(&col.to_string());
+        stmt.col(col);
+    }
+    stmt.name(name).take()
+}

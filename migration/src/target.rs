@@ -1,0 +1,178 @@
+//! Where to connect: `DATABASE_URL`, or the `DB_*` variables of seed 003, resolved
+//! into one URL plus a description that is safe to print.
+
+use sea_orm_migration::sea_orm::DbBackend;
+use std::fmt;
+use url::Url;
+
+/// A resolved database target. `Display` masks the password.
+#[derive(Clone)]
+pub struct DbTarget {
+    url: Url,
+    pub backend: DbBackend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "no database configured: set DATABASE_URL (or pass -u), or DB_HOST and DB_NAME \
+         (with DB_BACKEND, DB_PORT, DB_USERNAME, DB_PASSWORD as needed)"
+    )]
+    Missing,
+    #[error("{var} is not a valid database URL: {reason}")]
+    InvalidUrl { var: &'static str, reason: String },
+    #[error(
+        "{var} uses the scheme {scheme:?}; use postgres://, mysql:// (MariaDB too) or sqlite://"
+    )]
+    UnsupportedScheme { var: &'static str, scheme: String },
+    #[error("DB_BACKEND={0:?} is not a backend; use postgres, mysql or sqlite")]
+    UnknownBackend(String),
+    #[error("DB_PORT={0:?} is not a port number")]
+    InvalidPort(String),
+}
+
+impl DbTarget {
+    /// Parses a URL given directly (flag or `DATABASE_URL`).
+    pub fn from_url(raw: &str) -> Result<Self, TargetError> {
+        Self::parse(raw, "DATABASE_URL")
+    }
+
+    /// `explicit` (a `-u` flag) wins, then `DATABASE_URL`, then the `DB_*` variables.
+    pub fn from_env(explicit: Option<&str>) -> Result<Self, TargetError> {
+        if let Some(raw) = explicit.filter(|s| !s.trim().is_empty()) {
+            return Self::parse(raw, "DATABASE_URL");
+        }
+        if let Some(raw) = var("DATABASE_URL") {
+            return Self::parse(&raw, "DATABASE_URL");
+        }
+        let Some(host) = var("DB_HOST") else {
+            return Err(TargetError::Missing);
+        };
+        let name = var("DB_NAME").ok_or(TargetError::Missing)?;
+        let backend = var("DB_BACKEND").unwrap_or_else(|| "postgres".to_owned());
+        let scheme = match backend.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => "postgres",
+            "mysql" | "mariadb" => "mysql",
+            _ => return Err(TargetError::UnknownBackend(backend)),
+        };
+        let mut url = Url::parse(&format!("{scheme}://placeholder/"))
+            .expect("a literal URL with a known scheme parses");
+        url.set_host(Some(&host)).map_err(|e| TargetError::InvalidUrl {
+            var: "DB_HOST",
+            reason: e.to_string(),
+        })?;
+        if let Some(port) = var("DB_PORT") {
+            let port: u16 = port.parse().map_err(|_| TargetError::InvalidPort(port.clone()))?;
+            // Cannot fail: the URL has a host.
+            let _ = url.set_port(Some(port));
+        }
+        if let Some(user) = var("DB_USERNAME") {
+            let _ = url.set_username(&user);
+        }
+        if let Some(password) = var("DB_PASSWORD") {
+            let _ = url.set_password(Some(&password));
+        }
+        url.set_path(&name);
+        Self::parse(url.as_str(), "DB_*")
+    }
+
+    fn parse(raw: &str, var: &'static str) -> Result<Self, TargetError> {
+        let url = Url::parse(raw.trim()).map_err(|e| TargetError::InvalidUrl {
+            var,
+            reason: e.to_string(),
+        })?;
+        let backend = match url.scheme() {
+            "postgres" | "postgresql" => DbBackend::Postgres,
+            "mysql" | "mariadb" => DbBackend::MySql,
+            "sqlite" => DbBackend::Sqlite,
+            other => {
+                return Err(TargetError::UnsupportedScheme {
+                    var,
+                    scheme: other.to_owned(),
+                });
+            }
+        };
+        let mut url = url;
+        // Normalise the aliases to the schemes the drivers expect; both sides are
+        // non-special schemes, so the change cannot fail.
+        match url.scheme() {
+            "postgresql" => {
+                let _ = url.set_scheme("postgres");
+            }
+            "mariadb" => {
+                let _ = url.set_scheme("mysql");
+            }
+            _ => {}
+        }
+        Ok(Self { url, backend })
+    }
+
+    /// The full URL, password included: pass it to the driver, never print it.
+    pub fn connection_url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    pub fn host(&self) -> String {
+        match self.backend {
+            DbBackend::Sqlite => "(local file)".to_owned(),
+            _ => {
+                let host = self.url.host_str().unwrap_or("localhost");
+                match self.url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_owned(),
+                }
+            }
+        }
+    }
+
+    pub fn database(&self) -> String {
+        match self.backend {
+            // sqlite://path/to/file.db or sqlite:///abs/path: host + path is the file.
+            DbBackend::Sqlite => {
+                let mut path = String::new();
+                if let Some(host) = self.url.host_str() {
+                    path.push_str(host);
+                }
+                path.push_str(self.url.path());
+                if path.is_empty() { ":memory:".to_owned() } else { path }
+            }
+            _ => self.url.path().trim_start_matches('/').to_owned(),
+        }
+    }
+
+    pub fn user(&self) -> String {
+        match (self.backend, self.url.username()) {
+            (DbBackend::Sqlite, _) => "-".to_owned(),
+            (_, "") => "(driver default)".to_owned(),
+            (_, user) => user.to_owned(),
+        }
+    }
+
+    /// The URL with its password replaced by `****`.
+    pub fn masked_url(&self) -> String {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("****"));
+        }
+        url.to_string()
+    }
+}
+
+impl fmt::Display for DbTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked_url())
+    }
+}
+
+impl fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbTarget")
+            .field("url", &self.masked_url())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
