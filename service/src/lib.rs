@@ -1,1 +1,24 @@
+//! The library applications link: identity, tenancy and audit operations over any
+//! SeaORM connection, with typed errors and an audit row committed with every change.
+//!
+//! Conventions, the same in every module:
+//! - an operation is `async fn verb_object(db, deps, [ctx,] input, meta)`;
+//! - `db` is `&impl ConnectionTrait + TransactionTrait`: pass a connection, or your own
+//!   transaction to compose several operations (ours then nest as savepoints);
+//! - `deps` ([`Deps`]) carries the clock, id source, randomness and configuration;
+//! - input arrives parsed into the newtypes of [`input`], so nothing invalid reaches SQL;
+//! - every tenant-owned query is scoped by a [`tenancy::TenantCtx`].
 
+pub mod audit;
+pub mod deps;
+pub mod error;
+pub mod identity;
+pub mod input;
+pub mod request;
+pub mod tenancy;
+
+pub use deps::{Clock, Deps, IdSource, ManualClock, RandomSource, ServiceConfig};
+pub use error::ServiceError;
+pub use request::RequestMeta;
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

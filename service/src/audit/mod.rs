@@ -1,0 +1,178 @@
+//! Writing and reading the audit trail.
+//!
+//! Operations call [`record`] on the same connection (usually their transaction) as the
+//! change they audit, so the row commits or rolls back with it.
+
+use crate::deps::Deps;
+use crate::request::RequestMeta;
+use crate::tenancy::TenantCtx;
+use crate::Result;
+use entity::audit::audit_logs::{self, AuditOutcome};
+use entity::{AuditLogId, TenantId, UserId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{Value as Json, json};
+
+/// Every event the services record. Codes are stable and exist in the
+/// `audit_event_types` catalogue (a test checks both directions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditEvent {
+    UserCreated,
+    Login,
+    LoginFailed,
+    Logout,
+    AccountLocked,
+    SessionCreated,
+    SessionRefreshed,
+    SessionsRevokedAll,
+    RefreshTokenReused,
+    TenantCreated,
+    MemberAdded,
+    MemberRemoved,
+}
+
+impl AuditEvent {
+    pub const ALL: [AuditEvent; 12] = [
+        AuditEvent::UserCreated,
+        AuditEvent::Login,
+        AuditEvent::LoginFailed,
+        AuditEvent::Logout,
+        AuditEvent::AccountLocked,
+        AuditEvent::SessionCreated,
+        AuditEvent::SessionRefreshed,
+        AuditEvent::SessionsRevokedAll,
+        AuditEvent::RefreshTokenReused,
+        AuditEvent::TenantCreated,
+        AuditEvent::MemberAdded,
+        AuditEvent::MemberRemoved,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            AuditEvent::UserCreated => "user_created",
+            AuditEvent::Login => "login",
+            AuditEvent::LoginFailed => "login_failed",
+            AuditEvent::Logout => "logout",
+            AuditEvent::AccountLocked => "account_locked",
+            AuditEvent::SessionCreated => "session_created",
+            AuditEvent::SessionRefreshed => "session_refreshed",
+            AuditEvent::SessionsRevokedAll => "sessions_revoked_all",
+            AuditEvent::RefreshTokenReused => "refresh_token_reused",
+            AuditEvent::TenantCreated => "tenant_created",
+            AuditEvent::MemberAdded => "member_added",
+            AuditEvent::MemberRemoved => "member_removed",
+        }
+    }
+}
+
+/// One audit row to write. Build with [`AuditEntry::new`] and the `with_*` methods.
+#[derive(Clone, Debug)]
+pub struct AuditEntry<'a> {
+    event: AuditEvent,
+    outcome: AuditOutcome,
+    tenant_id: Option<TenantId>,
+    actor: Option<UserId>,
+    resource: Option<(&'static str, String)>,
+    risk_score: i16,
+    details: Json,
+    request: &'a RequestMeta,
+}
+
+impl<'a> AuditEntry<'a> {
+    pub fn new(event: AuditEvent, outcome: AuditOutcome, request: &'a RequestMeta) -> Self {
+        Self {
+            event,
+            outcome,
+            tenant_id: None,
+            actor: None,
+            resource: None,
+            risk_score: 0,
+            details: json!({}),
+            request,
+        }
+    }
+
+    pub fn tenant(mut self, tenant_id: TenantId) -> Self {
+        self.tenant_id = Some(tenant_id);
+        self
+    }
+
+    pub fn actor(mut self, user_id: UserId) -> Self {
+        self.actor = Some(user_id);
+        self
+    }
+
+    pub fn resource(mut self, kind: &'static str, id: impl ToString) -> Self {
+        self.resource = Some((kind, id.to_string()));
+        self
+    }
+
+    /// 0 (routine) to 100; values outside are clamped.
+    pub fn risk(mut self, score: i16) -> Self {
+        self.risk_score = score.clamp(0, 100);
+        self
+    }
+
+    pub fn details(mut self, details: Json) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// Writes one audit row on `db`, which should be the transaction of the change.
+pub async fn record<C: ConnectionTrait>(db: &C, deps: &Deps, entry: AuditEntry<'_>) -> Result<AuditLogId> {
+    let id = AuditLogId(deps.new_id("audit_logs", entry.event.code()));
+    let (resource_type, resource_id) = match entry.resource {
+        Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
+        None => (None, None),
+    };
+    audit_logs::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(entry.tenant_id),
+        actor_user_id: Set(entry.actor),
+        event_type: Set(entry.event.code().to_owned()),
+        resource_type: Set(resource_type),
+        resource_id: Set(resource_id),
+        outcome: Set(entry.outcome),
+        risk_score: Set(entry.risk_score),
+        ip_address: Set(entry.request.ip_string()),
+        user_agent: Set(entry.request.user_agent().map(str::to_owned)),
+        details: Set(entry.details),
+        occurred_at: Set(deps.now()),
+    }
+    .insert(db)
+    .await?;
+    Ok(id)
+}
+
+/// The newest `limit` events of the context's tenant, newest first.
+///
+/// # Errors
+/// `Db` only.
+pub async fn list_tenant_events<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantCtx,
+    limit: u64,
+) -> Result<Vec<audit_logs::Model>> {
+    Ok(audit_logs::Entity::find()
+        .filter(audit_logs::Column::TenantId.eq(ctx.tenant_id()))
+        .order_by_desc(audit_logs::Column::OccurredAt)
+        .order_by_desc(audit_logs::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Events of one user as actor, newest first (their own security history).
+///
+/// # Errors
+/// `Db` only.
+pub async fn list_user_events<C: ConnectionTrait>(db: &C, user_id: UserId, limit: u64) -> Result<Vec<audit_logs::Model>> {
+    Ok(audit_logs::Entity::find()
+        .filter(audit_logs::Column::ActorUserId.eq(user_id))
+        .order_by_desc(audit_logs::Column::OccurredAt)
+        .order_by_desc(audit_logs::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}

@@ -1,0 +1,235 @@
+//! What every operation runs with: a clock, an id source, randomness and settings.
+//!
+//! Production uses [`Deps::new`]. Tests and the seeder swap in a [`ManualClock`],
+//! [`LabelledIds`] and [`SeededRandom`] so that expiry is tested without sleeping
+//! and fixtures come out byte-identical.
+
+use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use uuid::Uuid;
+
+/// The current time. Values are truncated to microseconds, the finest precision
+/// PostgreSQL and MariaDB store, so a model read back equals the one written.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        truncate_to_micros(Utc::now())
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(Mutex::new(truncate_to_micros(start)))
+    }
+
+    pub fn set(&self, to: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = truncate_to_micros(to);
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *now += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(t)
+}
+
+/// Where primary keys come from.
+pub trait IdSource: Send + Sync {
+    /// A new id for a row of `table`. `natural_key` names the row when it has a
+    /// natural identity (a user's email, a tenant's slug); sources may ignore it.
+    fn new_id(&self, table: &'static str, natural_key: &str) -> Uuid;
+}
+
+/// UUID v7: time-ordered, so inserts stay at the right edge of the primary key index.
+#[derive(Debug, Default)]
+pub struct TimeOrderedIds;
+
+impl IdSource for TimeOrderedIds {
+    fn new_id(&self, _table: &'static str, _natural_key: &str) -> Uuid {
+        Uuid::now_v7()
+    }
+}
+
+/// UUID v5 of `"<table>/<natural key>#<n>"` in a namespace, where `n` counts earlier
+/// ids with the same table and key. Ids depend on labels, not on order, so adding a
+/// fixture does not renumber the others (DESIGN §7).
+#[derive(Debug)]
+pub struct LabelledIds {
+    namespace: Uuid,
+    seen: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl LabelledIds {
+    pub fn new(namespace: Uuid) -> Self {
+        Self {
+            namespace,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The id the `n`-th request for (`table`, `natural_key`) gets, for documentation
+    /// and tests that need to know a fixture's id in advance.
+    pub fn id_for(namespace: Uuid, table: &str, natural_key: &str, n: u32) -> Uuid {
+        Uuid::new_v5(&namespace, format!("{table}/{natural_key}#{n}").as_bytes())
+    }
+}
+
+impl IdSource for LabelledIds {
+    fn new_id(&self, table: &'static str, natural_key: &str) -> Uuid {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let n = seen.entry((table.to_owned(), natural_key.to_owned())).or_insert(0);
+        let id = Self::id_for(self.namespace, table, natural_key, *n);
+        *n += 1;
+        id
+    }
+}
+
+/// Random bytes for salts and tokens.
+pub trait RandomSource: Send + Sync {
+    fn fill(&self, dest: &mut [u8]);
+}
+
+/// The operating system's CSPRNG (through rand's thread-local generator, which it seeds).
+#[derive(Debug, Default)]
+pub struct OsRandom;
+
+impl RandomSource for OsRandom {
+    fn fill(&self, dest: &mut [u8]) {
+        rand::rng().fill_bytes(dest);
+    }
+}
+
+/// ChaCha20 from a fixed seed: the same bytes every run. For fixtures and tests only:
+/// tokens drawn from it are predictable by anyone who knows the seed.
+#[derive(Debug)]
+pub struct SeededRandom(Mutex<ChaCha20Rng>);
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> Self {
+        Self(Mutex::new(ChaCha20Rng::seed_from_u64(seed)))
+    }
+}
+
+impl RandomSource for SeededRandom {
+    fn fill(&self, dest: &mut [u8]) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).fill_bytes(dest);
+    }
+}
+
+/// Tunables, with production defaults.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Argon2id memory in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Failed sign-ins in a row that lock the account.
+    pub max_failed_logins: i32,
+    pub lockout: Duration,
+    /// Absolute lifetime of a session, however often it is refreshed.
+    pub session_lifetime: Duration,
+    /// How long an unused refresh token stays valid (never past its session's end).
+    pub refresh_token_lifetime: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_failed_logins: 5,
+            lockout: Duration::minutes(15),
+            session_lifetime: Duration::days(30),
+            refresh_token_lifetime: Duration::days(14),
+        }
+    }
+}
+
+/// The dependencies every operation takes. Cheap to clone.
+#[derive(Clone)]
+pub struct Deps {
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+    pub random: Arc<dyn RandomSource>,
+    pub config: Arc<ServiceConfig>,
+    /// The hash verified against when an email is unknown, so that answer takes as
+    /// long as a wrong password (built on first use).
+    pub(crate) decoy_hash: Arc<OnceLock<String>>,
+}
+
+impl Deps {
+    /// Production: system clock, UUID v7 ids, the OS random generator.
+    pub fn new(config: ServiceConfig) -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(TimeOrderedIds),
+            random: Arc::new(OsRandom),
+            config: Arc::new(config),
+            decoy_hash: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Deterministic: a manual clock at `start`, labelled ids in `namespace`, and
+    /// randomness from `seed`. Returns the clock too, so tests can move it.
+    pub fn deterministic(
+        config: ServiceConfig,
+        start: DateTime<Utc>,
+        namespace: Uuid,
+        seed: u64,
+    ) -> (Self, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(start));
+        let deps = Self {
+            clock: clock.clone(),
+            ids: Arc::new(LabelledIds::new(namespace)),
+            random: Arc::new(SeededRandom::new(seed)),
+            config: Arc::new(config),
+            decoy_hash: Arc::new(OnceLock::new()),
+        };
+        (deps, clock)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub(crate) fn new_id(&self, table: &'static str, natural_key: &str) -> Uuid {
+        self.ids.new_id(table, natural_key)
+    }
+
+    pub(crate) fn random_bytes<const N: usize>(&self) -> [u8; N] {
+        let mut bytes = [0u8; N];
+        self.random.fill(&mut bytes);
+        bytes
+    }
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").field("config", &self.config).finish_non_exhaustive()
+    }
+}

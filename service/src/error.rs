@@ -1,0 +1,76 @@
+//! The one error type of the service layer (DESIGN §4).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DbErr, SqlErr};
+use std::borrow::Cow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The input was rejected before any query ran.
+    #[error("invalid {field}: {reason}")]
+    Validation {
+        field: &'static str,
+        reason: Cow<'static, str>,
+    },
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: String },
+    /// The change contradicts existing data (a duplicate, the last owner, ...).
+    #[error("{entity}: {reason}")]
+    Conflict {
+        entity: &'static str,
+        reason: &'static str,
+    },
+    /// Unknown email or wrong password; deliberately does not say which.
+    #[error("email or password is incorrect")]
+    InvalidCredentials,
+    #[error("account is disabled")]
+    AccountDisabled,
+    #[error("account is locked until {until}")]
+    AccountLocked { until: DateTime<Utc> },
+    /// The caller is known but not allowed to do this.
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: &'static str },
+    /// A token that was never issued, or is malformed.
+    #[error("token is invalid")]
+    InvalidToken,
+    #[error("{what} expired at {at}")]
+    Expired {
+        what: &'static str,
+        at: DateTime<Utc>,
+    },
+    /// A rotated refresh token came back: the session was revoked as a precaution.
+    #[error("refresh token was already used; the session has been revoked")]
+    TokenReused,
+    #[error("session has been revoked")]
+    SessionRevoked,
+    /// Hashing or verifying a secret failed for a reason other than a wrong secret.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(&'static str),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl ServiceError {
+    pub(crate) fn validation(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Validation {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn not_found(entity: &'static str, id: impl ToString) -> Self {
+        Self::NotFound {
+            entity,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into `Conflict`, so a race between two
+/// requests gives the same answer as the check that ran before the insert.
+pub(crate) fn conflict_on_unique(entity: &'static str, reason: &'static str) -> impl Fn(DbErr) -> ServiceError {
+    move |err| match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => ServiceError::Conflict { entity, reason },
+        _ => ServiceError::Db(err),
+    }
+}

@@ -1,0 +1,354 @@
+//! Sessions and refresh-token rotation with reuse detection (DESIGN §5).
+//!
+//! A session is one signed-in device. Each refresh exchanges the presented token for
+//! a new one. The exchange is a conditional `UPDATE ... WHERE used_at IS NULL`, so of
+//! two concurrent refreshes with one token exactly one wins on every backend. A token
+//! presented after it was used, including by the loser of such a race, is treated as
+//! stolen: the whole session is revoked. Clients must therefore serialise their own
+//! refreshes.
+
+use super::tokens::{RefreshToken, hash_token, looks_like_refresh_token};
+use super::users::authenticate;
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::deps::Deps;
+use crate::error::ServiceError;
+use crate::input::{Email, Password};
+use crate::request::RequestMeta;
+use crate::Result;
+use chrono::{DateTime, Utc};
+use entity::audit::audit_logs::AuditOutcome;
+use entity::identity::sessions::{self, RevokedReason};
+use entity::identity::{refresh_tokens, users};
+use entity::{RefreshTokenId, SessionId, UserId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionSession, TransactionTrait,
+};
+use serde_json::json;
+
+/// A session and the refresh token that continues it.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub session: sessions::Model,
+    pub refresh_token: RefreshToken,
+    /// When `refresh_token` stops being accepted.
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// Authenticates and opens a session in one call.
+///
+/// # Errors
+/// Those of [`authenticate`] and [`create_session`].
+pub async fn login<C>(
+    db: &C,
+    deps: &Deps,
+    email: &Email,
+    password: &Password,
+    meta: &RequestMeta,
+) -> Result<(users::Model, IssuedSession)>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let user = authenticate(db, deps, email, password, meta).await?;
+    let issued = create_session(db, deps, user.id, meta).await?;
+    Ok((user, issued))
+}
+
+/// Opens a session for an (already authenticated) user and issues its first refresh
+/// token. Records `session_created`.
+///
+/// # Errors
+/// `NotFound` for an unknown user; `AccountDisabled`; `Db`.
+pub async fn create_session<C>(db: &C, deps: &Deps, user_id: UserId, meta: &RequestMeta) -> Result<IssuedSession>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let user = users::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("user", user_id))?;
+    if !user.is_active {
+        return Err(ServiceError::AccountDisabled);
+    }
+    let now = deps.now();
+    let session = sessions::ActiveModel {
+        id: Set(SessionId(deps.new_id("sessions", &user_id.to_string()))),
+        user_id: Set(user_id),
+        ip_address: Set(meta.ip_string()),
+        user_agent: Set(meta.user_agent().map(str::to_owned)),
+        created_at: Set(now),
+        last_used_at: Set(now),
+        expires_at: Set(now + deps.config.session_lifetime),
+        revoked_at: Set(None),
+        revoked_reason: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    let (refresh_token, refresh_expires_at) = issue_token(&txn, deps, &session, None).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::SessionCreated, AuditOutcome::Success, meta)
+            .actor(user_id)
+            .resource("session", session.id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(IssuedSession {
+        session,
+        refresh_token,
+        refresh_expires_at,
+    })
+}
+
+async fn issue_token<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    session: &sessions::Model,
+    parent: Option<RefreshTokenId>,
+) -> Result<(RefreshToken, DateTime<Utc>)> {
+    let now = deps.now();
+    let token = RefreshToken::generate(deps);
+    let expires_at = (now + deps.config.refresh_token_lifetime).min(session.expires_at);
+    refresh_tokens::ActiveModel {
+        id: Set(RefreshTokenId(deps.new_id("refresh_tokens", &session.id.to_string()))),
+        session_id: Set(session.id),
+        token_hash: Set(token.hash()),
+        parent_id: Set(parent),
+        created_at: Set(now),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok((token, expires_at))
+}
+
+/// Exchanges a refresh token for a new one. Records `session_refreshed`; on reuse,
+/// revokes the session, records `refresh_token_reused` and commits that before
+/// returning the error.
+///
+/// # Errors
+/// `InvalidToken` for a token never issued; `TokenReused` for one already exchanged
+/// (the session is now revoked); `SessionRevoked`; `Expired` for an expired token or
+/// session; `AccountDisabled`; `Db`.
+pub async fn refresh_session<C>(db: &C, deps: &Deps, presented: &str, meta: &RequestMeta) -> Result<IssuedSession>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    if !looks_like_refresh_token(presented) {
+        return Err(ServiceError::InvalidToken);
+    }
+    let txn = db.begin().await?;
+    let Some((token, Some(session))) = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::TokenHash.eq(hash_token(presented)))
+        .find_also_related(sessions::Entity)
+        .one(&txn)
+        .await?
+    else {
+        return Err(ServiceError::InvalidToken);
+    };
+    let now = deps.now();
+
+    if session.revoked_at.is_some() {
+        return Err(ServiceError::SessionRevoked);
+    }
+    if token.used_at.is_some() || token.revoked_at.is_some() {
+        revoke_for_reuse(&txn, deps, &session, token.id, meta).await?;
+        txn.commit().await?;
+        return Err(ServiceError::TokenReused);
+    }
+    if session.expires_at <= now {
+        return Err(ServiceError::Expired {
+            what: "session",
+            at: session.expires_at,
+        });
+    }
+    if token.expires_at <= now {
+        return Err(ServiceError::Expired {
+            what: "refresh token",
+            at: token.expires_at,
+        });
+    }
+    let user_active = users::Entity::find_by_id(session.user_id)
+        .one(&txn)
+        .await?
+        .is_some_and(|u| u.is_active);
+    if !user_active {
+        return Err(ServiceError::AccountDisabled);
+    }
+
+    // The race is decided here: only one transaction can flip used_at from NULL.
+    let claimed = refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::Id.eq(token.id))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        revoke_for_reuse(&txn, deps, &session, token.id, meta).await?;
+        txn.commit().await?;
+        return Err(ServiceError::TokenReused);
+    }
+
+    let (refresh_token, refresh_expires_at) = issue_token(&txn, deps, &session, Some(token.id)).await?;
+    let mut active: sessions::ActiveModel = session.into();
+    active.last_used_at = Set(now);
+    if let Some(ip) = meta.ip_string() {
+        active.ip_address = Set(Some(ip));
+    }
+    let session = active.update(&txn).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::SessionRefreshed, AuditOutcome::Success, meta)
+            .actor(session.user_id)
+            .resource("session", session.id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(IssuedSession {
+        session,
+        refresh_token,
+        refresh_expires_at,
+    })
+}
+
+async fn revoke_for_reuse<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    session: &sessions::Model,
+    token_id: RefreshTokenId,
+    meta: &RequestMeta,
+) -> Result<()> {
+    revoke_sessions(db, deps, &[session.id], RevokedReason::TokenReuse).await?;
+    record(
+        db,
+        deps,
+        AuditEntry::new(AuditEvent::RefreshTokenReused, AuditOutcome::Denied, meta)
+            .actor(session.user_id)
+            .resource("session", session.id)
+            .risk(90)
+            .details(json!({ "refresh_token_id": token_id })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks sessions and all their unrevoked tokens revoked; returns how many sessions
+/// changed. Already revoked sessions keep their original time and reason.
+async fn revoke_sessions<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    ids: &[SessionId],
+    reason: RevokedReason,
+) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = deps.now();
+    let changed = sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, Expr::value(now))
+        .col_expr(sessions::Column::RevokedReason, Expr::value(reason))
+        .filter(sessions::Column::Id.is_in(ids.iter().copied()))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::SessionId.is_in(ids.iter().copied()))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(changed.rows_affected)
+}
+
+/// Signs a user out of one session. Records `logout`.
+///
+/// # Errors
+/// `NotFound` if the session does not exist or belongs to someone else (the same
+/// answer, so ids cannot be probed); `SessionRevoked` if it already was; `Db`.
+pub async fn revoke_session<C>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    session_id: SessionId,
+    meta: &RequestMeta,
+) -> Result<()>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    let session = sessions::Entity::find_by_id(session_id)
+        .filter(sessions::Column::UserId.eq(user_id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("session", session_id))?;
+    if session.revoked_at.is_some() {
+        return Err(ServiceError::SessionRevoked);
+    }
+    revoke_sessions(&txn, deps, &[session_id], RevokedReason::Logout).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::Logout, AuditOutcome::Success, meta)
+            .actor(user_id)
+            .resource("session", session_id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Signs a user out everywhere. Records `sessions_revoked_all` with the count.
+///
+/// # Errors
+/// `NotFound` for an unknown user; `Db`.
+pub async fn revoke_all_sessions<C>(db: &C, deps: &Deps, user_id: UserId, meta: &RequestMeta) -> Result<u64>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = db.begin().await?;
+    if users::Entity::find_by_id(user_id).one(&txn).await?.is_none() {
+        return Err(ServiceError::not_found("user", user_id));
+    }
+    let open: Vec<SessionId> = sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let revoked = revoke_sessions(&txn, deps, &open, RevokedReason::LogoutAll).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::SessionsRevokedAll, AuditOutcome::Success, meta)
+            .actor(user_id)
+            .resource("user", user_id)
+            .details(json!({ "sessions_revoked": revoked })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(revoked)
+}
+
+/// A user's live sessions (not revoked, not expired), newest first.
+///
+/// # Errors
+/// `Db` only.
+pub async fn list_sessions<C: ConnectionTrait>(db: &C, deps: &Deps, user_id: UserId) -> Result<Vec<sessions::Model>> {
+    Ok(sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(deps.now()))
+        .order_by_desc(sessions::Column::CreatedAt)
+        .order_by_desc(sessions::Column::Id)
+        .all(db)
+        .await?)
+}

@@ -1,0 +1,187 @@
+//! Adding, removing and listing a tenant's members.
+
+use super::context::TenantCtx;
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::deps::Deps;
+use crate::error::{ServiceError, conflict_on_unique};
+use crate::request::RequestMeta;
+use crate::Result;
+use entity::audit::audit_logs::AuditOutcome;
+use entity::identity::users;
+use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
+use entity::tenancy::tenants;
+use entity::{MembershipId, UserId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, TransactionSession, TransactionTrait,
+};
+use serde_json::json;
+
+/// Adds an existing user to the context's tenant. Only owners may add owners.
+/// Records `member_added`.
+///
+/// # Errors
+/// `Forbidden` if the actor may not manage members (or grant that role);
+/// `NotFound` for an unknown user; `AccountDisabled` for an inactive one; `Conflict`
+/// if already a member; `Db`.
+pub async fn add_member<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    user_id: UserId,
+    role: MembershipRole,
+    meta: &RequestMeta,
+) -> Result<memberships::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    ctx.require_member_manager()?;
+    if role == MembershipRole::Owner && ctx.role() != MembershipRole::Owner {
+        return Err(ServiceError::Forbidden {
+            reason: "only owners make other members owners",
+        });
+    }
+    let txn = db.begin().await?;
+    let user = users::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("user", user_id))?;
+    if !user.is_active {
+        return Err(ServiceError::AccountDisabled);
+    }
+    if find_membership(&txn, ctx, user_id).await?.is_some() {
+        return Err(ServiceError::Conflict {
+            entity: "membership",
+            reason: "user is already a member of this tenant",
+        });
+    }
+    let now = deps.now();
+    let membership = memberships::ActiveModel {
+        id: Set(MembershipId(deps.new_id(
+            "memberships",
+            &format!("{}/{}", ctx.tenant_id(), user_id),
+        ))),
+        tenant_id: Set(ctx.tenant_id()),
+        user_id: Set(user_id),
+        role: Set(role),
+        status: Set(MembershipStatus::Active),
+        joined_at: Set(now),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(conflict_on_unique("membership", "user is already a member of this tenant"))?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MemberAdded, AuditOutcome::Success, meta)
+            .tenant(ctx.tenant_id())
+            .actor(ctx.actor())
+            .resource("membership", membership.id)
+            .details(json!({ "user_id": user_id, "role": role })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(membership)
+}
+
+/// Removes a member from the context's tenant. Members may remove themselves;
+/// removing others takes an owner or admin, and only owners remove owners. The last
+/// owner cannot be removed. Records `member_removed`.
+///
+/// # Errors
+/// `Forbidden`; `NotFound` if the user is not a member; `Conflict` for the last
+/// owner; `Db`.
+pub async fn remove_member<C>(db: &C, deps: &Deps, ctx: &TenantCtx, user_id: UserId, meta: &RequestMeta) -> Result<()>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    if user_id != ctx.actor() {
+        ctx.require_member_manager()?;
+    }
+    let txn = db.begin().await?;
+    let membership = find_membership(&txn, ctx, user_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("membership", user_id))?;
+    if membership.role == MembershipRole::Owner {
+        if user_id != ctx.actor() && ctx.role() != MembershipRole::Owner {
+            return Err(ServiceError::Forbidden {
+                reason: "only owners remove owners",
+            });
+        }
+        let owners = memberships::Entity::find()
+            .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
+            .filter(memberships::Column::Role.eq(MembershipRole::Owner))
+            .count(&txn)
+            .await?;
+        if owners <= 1 {
+            return Err(ServiceError::Conflict {
+                entity: "membership",
+                reason: "the last owner of a tenant cannot be removed",
+            });
+        }
+    }
+    let membership_id = membership.id;
+    membership.delete(&txn).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MemberRemoved, AuditOutcome::Success, meta)
+            .tenant(ctx.tenant_id())
+            .actor(ctx.actor())
+            .resource("membership", membership_id)
+            .details(json!({ "user_id": user_id })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn find_membership<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantCtx,
+    user_id: UserId,
+) -> Result<Option<memberships::Model>> {
+    Ok(memberships::Entity::find()
+        .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
+        .filter(memberships::Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+/// The context's tenant's members, oldest first.
+///
+/// # Errors
+/// `Db` only.
+pub async fn list_members<C: ConnectionTrait>(db: &C, ctx: &TenantCtx) -> Result<Vec<memberships::Model>> {
+    Ok(memberships::Entity::find()
+        .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
+        .order_by_asc(memberships::Column::JoinedAt)
+        .order_by_asc(memberships::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// The active tenants a user actively belongs to, with their membership.
+///
+/// # Errors
+/// `Db` only.
+pub async fn list_user_tenants<C: ConnectionTrait>(
+    db: &C,
+    user_id: UserId,
+) -> Result<Vec<(memberships::Model, tenants::Model)>> {
+    let rows = memberships::Entity::find()
+        .filter(memberships::Column::UserId.eq(user_id))
+        .filter(memberships::Column::Status.eq(MembershipStatus::Active))
+        .find_also_related(tenants::Entity)
+        .filter(tenants::Column::IsActive.eq(true))
+        .order_by_asc(tenants::Column::Slug)
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(membership, tenant)| tenant.map(|t| (membership, t)))
+        .collect())
+}

@@ -1,0 +1,145 @@
+//! Creating and finding tenants.
+
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::deps::Deps;
+use crate::error::{ServiceError, conflict_on_unique};
+use crate::input::{Slug, TenantName};
+use crate::request::RequestMeta;
+use crate::Result;
+use entity::audit::audit_logs::AuditOutcome;
+use entity::identity::users;
+use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
+use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
+use entity::{MembershipId, TenantId, UserId};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession, TransactionTrait};
+use serde_json::{Value as Json, json};
+
+/// A tenant to create, already validated.
+#[derive(Clone, Debug)]
+pub struct NewTenant {
+    pub slug: Slug,
+    pub name: TenantName,
+    pub plan_tier: PlanTier,
+    pub isolation_level: IsolationLevel,
+    pub data_region: DataRegion,
+    /// Feature flags; must be a JSON object.
+    pub features: Json,
+}
+
+impl NewTenant {
+    /// A shared-isolation tenant on the free plan in the `us` region, no features.
+    ///
+    /// # Errors
+    /// `Validation` for a bad slug or name.
+    pub fn parse(slug: &str, name: &str) -> Result<Self> {
+        Ok(Self {
+            slug: Slug::parse(slug)?,
+            name: TenantName::parse(name)?,
+            plan_tier: PlanTier::Free,
+            isolation_level: IsolationLevel::Shared,
+            data_region: DataRegion::Us,
+            features: json!({}),
+        })
+    }
+}
+
+/// Creates a tenant with `creator` as its owner. Records `tenant_created` and
+/// `member_added`.
+///
+/// # Errors
+/// `Validation` if `features` is not an object; `NotFound` for an unknown creator;
+/// `AccountDisabled` for an inactive one; `Conflict` if the slug is taken; `Db`.
+pub async fn create_tenant<C>(
+    db: &C,
+    deps: &Deps,
+    creator: UserId,
+    input: NewTenant,
+    meta: &RequestMeta,
+) -> Result<(tenants::Model, memberships::Model)>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    if !input.features.is_object() {
+        return Err(ServiceError::validation("features", "must be a JSON object"));
+    }
+    let txn = db.begin().await?;
+    let user = users::Entity::find_by_id(creator)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("user", creator))?;
+    if !user.is_active {
+        return Err(ServiceError::AccountDisabled);
+    }
+    if find_tenant_by_slug(&txn, &input.slug).await?.is_some() {
+        return Err(ServiceError::Conflict {
+            entity: "tenant",
+            reason: "slug is already taken",
+        });
+    }
+    let now = deps.now();
+    let tenant_id = TenantId(deps.new_id("tenants", input.slug.as_str()));
+    let tenant = tenants::ActiveModel {
+        id: Set(tenant_id),
+        slug: Set(input.slug.as_str().to_owned()),
+        name: Set(input.name.as_str().to_owned()),
+        plan_tier: Set(input.plan_tier),
+        isolation_level: Set(input.isolation_level),
+        data_region: Set(input.data_region),
+        features: Set(input.features),
+        is_active: Set(true),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(conflict_on_unique("tenant", "slug is already taken"))?;
+
+    let membership = memberships::ActiveModel {
+        id: Set(MembershipId(deps.new_id(
+            "memberships",
+            &format!("{}/{}", tenant_id, creator),
+        ))),
+        tenant_id: Set(tenant_id),
+        user_id: Set(creator),
+        role: Set(MembershipRole::Owner),
+        status: Set(MembershipStatus::Active),
+        joined_at: Set(now),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::TenantCreated, AuditOutcome::Success, meta)
+            .tenant(tenant_id)
+            .actor(creator)
+            .resource("tenant", tenant_id)
+            .details(json!({ "slug": tenant.slug, "plan_tier": tenant.plan_tier })),
+    )
+    .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MemberAdded, AuditOutcome::Success, meta)
+            .tenant(tenant_id)
+            .actor(creator)
+            .resource("membership", membership.id)
+            .details(json!({ "user_id": creator, "role": MembershipRole::Owner })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((tenant, membership))
+}
+
+/// # Errors
+/// `Db` only.
+pub async fn find_tenant_by_slug<C: ConnectionTrait>(db: &C, slug: &Slug) -> Result<Option<tenants::Model>> {
+    Ok(tenants::Entity::find()
+        .filter(tenants::Column::Slug.eq(slug.as_str()))
+        .one(db)
+        .await?)
+}
