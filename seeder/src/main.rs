@@ -1,1 +1,133 @@
-fn main() {}
+//! `cargo run -p seeder`: load the demo fixtures into a development database.
+
+use clap::Parser;
+use seeder::profile::{ProfileName, SHARED_PASSWORD};
+use seeder::{DEFAULT_SEED, EnvSignals, SeedError, SeedOptions, SeedReport, resolve_target, run};
+use std::process::ExitCode;
+
+const AFTER_HELP: &str = "\
+With no options it writes data/dev.sqlite in the workspace (created and migrated as
+needed) and prints the demo logins. Running it again gives the same database: ids,
+timestamps, hashes and tokens are derived from the profile and --seed.
+
+Environment:
+  APP_ENV (or MIGRATION_ENV)  local (default), test, development, staging, production.
+                              Loads .env.<env>, then .env, from the current directory.
+  DATABASE_URL                postgres://..., mysql://... or sqlite://...?mode=rwc
+  DB_BACKEND, DB_HOST, DB_PORT, DB_USERNAME, DB_PASSWORD, DB_NAME
+                              used when DATABASE_URL is not set
+
+Safety:
+  Refuses production before writing anything: APP_ENV=production, MIGRATION_ENV=production,
+  or a database whose environment marker says production. No option overrides this.
+  Refuses a database whose marker names another environment than APP_ENV. Migrates only
+  local and test databases; elsewhere, run the migration CLI first.
+
+Examples:
+  cargo run -p seeder
+  cargo run -p seeder -- --profile minimal
+  cargo run -p seeder -- --database-url postgres://postgres@127.0.0.1/app_dev
+  APP_ENV=test cargo run -p seeder -- --database-url mysql://root@127.0.0.1/app_test";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "seeder",
+    version,
+    about = "Load deterministic demo fixtures into a development database (never production)",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Database URL [default: DATABASE_URL, the DB_* variables, else sqlite data/dev.sqlite].
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+
+    /// Which fixture set to load.
+    #[arg(long, value_enum, default_value_t = ProfileName::Demo)]
+    profile: ProfileName,
+
+    /// Seed of the random generator behind salts and tokens; same seed, same bytes.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+
+    /// Empty the seeded tables first, in the same transaction as the load (default).
+    #[arg(long, overrides_with = "no_reset")]
+    reset: bool,
+
+    /// Keep existing rows; refuse if the profile's tenants already exist.
+    #[arg(long, overrides_with = "reset")]
+    no_reset: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match seed(cli).await {
+        Ok(report) => {
+            print_report(&report);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("seeder: {error}");
+            ExitCode::from(if error.is_refusal() { 2 } else { 1 })
+        }
+    }
+}
+
+async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
+    // Refuse on the process signals before reading anything else. The environment
+    // they name picks the .env.<env> file, which may itself set APP_ENV: check again.
+    let env = EnvSignals::from_process().environment()?;
+    let cwd = std::env::current_dir().map_err(|source| SeedError::DataDir {
+        path: ".".into(),
+        source,
+    })?;
+    env.load_dotenv_files(&cwd).map_err(|e| SeedError::Refused {
+        signal: "a .env file".into(),
+        reason: format!("it cannot be read ({e})"),
+    })?;
+    let env = EnvSignals::from_process().environment()?;
+
+    let target = resolve_target(cli.database_url.as_deref())?;
+    let options = SeedOptions {
+        database_url: cli.database_url,
+        profile: cli.profile,
+        seed: cli.seed,
+        reset: !cli.no_reset,
+    };
+    run(&options, env, &target).await
+}
+
+fn print_report(report: &SeedReport) {
+    println!("Seeded the {} profile into {} ({:?})", report.profile.as_str(), report.target, report.backend);
+    println!(
+        "  environment {}, {} migration(s) applied, {:.2}s",
+        report.environment,
+        report.migrations_applied,
+        report.elapsed.as_secs_f64()
+    );
+    println!();
+    println!("Tenants");
+    println!("  {:<16} {:<18} {:<11} {:<6} origin", "slug", "name", "plan", "region");
+    for t in &report.tenants {
+        println!(
+            "  {:<16} {:<18} {:<11} {:<6} {}",
+            t.slug, t.name, t.plan_tier, t.data_region, t.origin
+        );
+    }
+    println!();
+    println!("Users (password for all: {SHARED_PASSWORD})");
+    println!("  {:<34} {:<18} {:<16} {:<7} persona", "email", "name", "tenant", "role");
+    for u in &report.users {
+        println!(
+            "  {:<34} {:<18} {:<16} {:<7} {}",
+            u.email, u.display_name, u.tenant, u.role, u.persona
+        );
+    }
+    println!();
+    let counts: Vec<String> = report
+        .row_counts
+        .iter()
+        .map(|(table, n)| format!("{table} {n}"))
+        .collect();
+    println!("Rows: {}", counts.join(", "));
+}
