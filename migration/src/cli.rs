@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sea_orm_migration::migrator::{Migration, MigrationStatus};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 use sea_orm_migration::sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
 };
 use sea_orm_migration::seaql_migrations;
 use serde::Serialize;
@@ -199,15 +199,12 @@ impl CliError {
 
 /// Connects with the options every command uses.
 pub async fn connect(target: &DbTarget, schema: Option<&str>) -> Result<DatabaseConnection, CliError> {
-    let mut options = ConnectOptions::new(target.connection_url().to_owned());
-    options.sqlx_logging(false);
-    if target.backend == DbBackend::Postgres {
-        options.set_schema_search_path(schema.unwrap_or("public").to_owned());
-    }
-    Database::connect(options).await.map_err(|source| CliError::Connect {
-        target: target.masked_url(),
-        source,
-    })
+    Database::connect(target.connect_options(schema))
+        .await
+        .map_err(|source| CliError::Connect {
+            target: target.masked_url(),
+            source,
+        })
 }
 
 /// Runs one database command: banner, safety checks, the command, the marker.

@@ -1,8 +1,10 @@
 //! Where to connect: `DATABASE_URL`, or the `DB_*` variables of seed 003, resolved
 //! into one URL plus a description that is safe to print.
 
-use sea_orm_migration::sea_orm::DbBackend;
+use sea_orm_migration::sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm_migration::sea_orm::{ConnectOptions, DbBackend};
 use std::fmt;
+use std::time::Duration;
 use url::Url;
 
 /// A resolved database target. `Display` masks the password.
@@ -175,4 +177,30 @@ impl fmt::Debug for DbTarget {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl DbTarget {
+    /// The connection settings every tool of this workspace uses for this target:
+    /// on PostgreSQL the `search_path`, on SQLite a WAL journal and a busy timeout
+    /// (DESIGN §2), so a second writer waits instead of failing at once.
+    pub fn connect_options(&self, schema: Option<&str>) -> ConnectOptions {
+        let mut options = ConnectOptions::new(self.connection_url().to_owned());
+        options
+            .sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(30));
+        match self.backend {
+            DbBackend::Postgres => {
+                options.set_schema_search_path(schema.unwrap_or("public").to_owned());
+            }
+            DbBackend::Sqlite => {
+                options.map_sqlx_sqlite_opts(|opts| {
+                    opts.journal_mode(SqliteJournalMode::Wal)
+                        .busy_timeout(Duration::from_secs(10))
+                });
+            }
+            _ => {}
+        }
+        options
+    }
 }

@@ -20,7 +20,7 @@ use migration::target::{DbTarget, TargetError};
 use migration::{Migrator, MigratorTrait};
 use profile::{Profile, ProfileName, SHARED_PASSWORD};
 use sea_orm::{
-    ActiveEnum, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
     TransactionTrait,
 };
 use service::identity::{NewUser, create_session, login, register_user};
@@ -211,6 +211,14 @@ pub fn resolve_target(explicit: Option<&str>) -> Result<DbTarget, SeedError> {
     }
 }
 
+/// The whole run, from the environment signals on: what `main` calls after loading
+/// the `.env` files.
+pub async fn seed(signals: &EnvSignals, options: &SeedOptions) -> Result<SeedReport, SeedError> {
+    let env = signals.environment()?;
+    let target = resolve_target(options.database_url.as_deref())?;
+    run(options, env, &target).await
+}
+
 /// Runs the seeder against `target` in environment `env` (already checked by
 /// [`EnvSignals::environment`]).
 pub async fn run(options: &SeedOptions, env: AppEnv, target: &DbTarget) -> Result<SeedReport, SeedError> {
@@ -221,9 +229,7 @@ pub async fn run(options: &SeedOptions, env: AppEnv, target: &DbTarget) -> Resul
             reason: "the seeder never writes to production".into(),
         });
     }
-    let mut connect = ConnectOptions::new(target.connection_url().to_owned());
-    connect.sqlx_logging(false);
-    let db = Database::connect(connect).await.map_err(|source| SeedError::Connect {
+    let db = Database::connect(target.connect_options(None)).await.map_err(|source| SeedError::Connect {
         target: target.masked_url(),
         source,
     })?;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
-use seeder::{DEFAULT_SEED, EnvSignals, SeedError, SeedOptions, SeedReport, resolve_target, run};
+use seeder::{DEFAULT_SEED, EnvSignals, SeedError, SeedOptions, SeedReport};
 use std::process::ExitCode;
 
 const AFTER_HELP: &str = "\
@@ -75,7 +75,8 @@ async fn main() -> ExitCode {
 
 async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
     // Refuse on the process signals before reading anything else. The environment
-    // they name picks the .env.<env> file, which may itself set APP_ENV: check again.
+    // they name picks the .env.<env> file, which may itself set APP_ENV: `seeder::seed`
+    // reads the signals again after loading it.
     let env = EnvSignals::from_process().environment()?;
     let cwd = std::env::current_dir().map_err(|source| SeedError::DataDir {
         path: ".".into(),
@@ -85,16 +86,13 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
         signal: "a .env file".into(),
         reason: format!("it cannot be read ({e})"),
     })?;
-    let env = EnvSignals::from_process().environment()?;
-
-    let target = resolve_target(cli.database_url.as_deref())?;
     let options = SeedOptions {
         database_url: cli.database_url,
         profile: cli.profile,
         seed: cli.seed,
         reset: !cli.no_reset,
     };
-    run(&options, env, &target).await
+    seeder::seed(&EnvSignals::from_process(), &options).await
 }
 
 fn print_report(report: &SeedReport) {
