@@ -5,15 +5,15 @@
 //! else lives here so tests can drive it with a scripted terminal.
 
 use crate::Migrator;
-use crate::environment::{AppEnv, RecordedEnv, backend_name, read_recorded_env, record_env_if_absent};
+use crate::environment::{
+    AppEnv, RecordedEnv, backend_name, read_recorded_env, record_env_if_absent,
+};
 use crate::target::DbTarget;
 use clap::{Parser, Subcommand, ValueEnum};
 use sea_orm_migration::migrator::{Migration, MigrationStatus};
-use sea_orm_migration::{MigratorTrait, SchemaManager};
-use sea_orm_migration::sea_orm::{
-    Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-};
+use sea_orm_migration::sea_orm::{Database, DatabaseConnection, DbBackend, DbErr, EntityTrait};
 use sea_orm_migration::seaql_migrations;
+use sea_orm_migration::{MigratorTrait, SchemaManager};
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -198,7 +198,10 @@ impl CliError {
 }
 
 /// Connects with the options every command uses.
-pub async fn connect(target: &DbTarget, schema: Option<&str>) -> Result<DatabaseConnection, CliError> {
+pub async fn connect(
+    target: &DbTarget,
+    schema: Option<&str>,
+) -> Result<DatabaseConnection, CliError> {
     Database::connect(target.connect_options(schema))
         .await
         .map_err(|source| CliError::Connect {
@@ -254,12 +257,18 @@ async fn execute_on(
 
     // A database learns its environment the first time it is migrated (after
     // `reset` the metadata table is gone, and there is nothing to record into).
-    if SchemaManager::new(db).has_table("database_metadata").await? {
+    if SchemaManager::new(db)
+        .has_table("database_metadata")
+        .await?
+    {
         record_env_if_absent(db, inv.env).await?;
     }
 
     let after = Migrator::get_migration_with_status_read_only(db).await?;
-    let applied = after.iter().filter(|m| m.status() == MigrationStatus::Applied).count();
+    let applied = after
+        .iter()
+        .filter(|m| m.status() == MigrationStatus::Applied)
+        .count();
     writeln!(
         out,
         "{} done: {applied} applied, {} pending.",
@@ -276,7 +285,12 @@ fn write_banner(
     pending: &[String],
 ) -> io::Result<()> {
     let target = &inv.target;
-    writeln!(err, "== {} on {} ==", inv.command.name(), inv.env.as_str().to_uppercase())?;
+    writeln!(
+        err,
+        "== {} on {} ==",
+        inv.command.name(),
+        inv.env.as_str().to_uppercase()
+    )?;
     writeln!(err, "  environment   {}", inv.env)?;
     writeln!(err, "  recorded env  {recorded}")?;
     writeln!(err, "  backend       {}", backend_name(target.backend))?;
@@ -377,10 +391,7 @@ async fn print_status(
     format: StatusFormat,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let applied_rows = if SchemaManager::new(db)
-        .has_table("seaql_migrations")
-        .await?
-    {
+    let applied_rows = if SchemaManager::new(db).has_table("seaql_migrations").await? {
         seaql_migrations::Entity::find().all(db).await?
     } else {
         Vec::new()

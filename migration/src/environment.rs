@@ -60,10 +60,12 @@ impl AppEnv {
         for var in ["APP_ENV", "MIGRATION_ENV"] {
             if let Ok(value) = std::env::var(var) {
                 if !value.trim().is_empty() {
-                    return value.parse().map_err(|e: UnknownEnvironment| UnknownEnvironment {
-                        source_name: var.to_owned(),
-                        ..e
-                    });
+                    return value
+                        .parse()
+                        .map_err(|e: UnknownEnvironment| UnknownEnvironment {
+                            source_name: var.to_owned(),
+                            ..e
+                        });
                 }
             }
         }
@@ -208,4 +210,3 @@ pub fn backend_name(backend: DbBackend) -> &'static str {
         _ => "unknown",
     }
 }
-

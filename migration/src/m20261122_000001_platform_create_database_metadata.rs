@@ -23,7 +23,12 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 create_table(backend, DatabaseMetadata::Table)
-                    .col(ColumnDef::new(DatabaseMetadata::Key).string_len(64).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(DatabaseMetadata::Key)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(string(DatabaseMetadata::Value, 255))
                     .col(timestamp_default_now(backend, DatabaseMetadata::UpdatedAt))
                     .to_owned(),

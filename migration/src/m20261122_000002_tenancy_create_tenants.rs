@@ -48,7 +48,11 @@ impl MigrationTrait for Migration {
                         Tenants::IsolationLevel,
                         &["shared", "schema", "database"],
                     ))
-                    .check(check_in("ck_tenants_data_region", Tenants::DataRegion, &["us", "eu", "jp"]))
+                    .check(check_in(
+                        "ck_tenants_data_region",
+                        Tenants::DataRegion,
+                        &["us", "eu", "jp"],
+                    ))
                     .check(Check::named(
                         Alias::new("ck_tenants_slug_length"),
                         Expr::cust("LENGTH(slug) BETWEEN 3 AND 63"),
@@ -56,10 +60,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager.create_index(unique_index(Tenants::Table, [Tenants::Slug])).await
+        manager
+            .create_index(unique_index(Tenants::Table, [Tenants::Slug]))
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Tenants::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Tenants::Table).to_owned())
+            .await
     }
 }

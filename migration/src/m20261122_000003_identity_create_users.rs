@@ -35,7 +35,12 @@ impl MigrationTrait for Migration {
                     .col(boolean(Users::IsActive, true))
                     .col(boolean(Users::IsVerified, false))
                     .col(timestamp_null(backend, Users::LastLoginAt))
-                    .col(ColumnDef::new(Users::FailedLoginCount).integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(Users::FailedLoginCount)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(timestamp_null(backend, Users::LockedUntil))
                     .col(timestamp_default_now(backend, Users::CreatedAt))
                     .col(timestamp_default_now(backend, Users::UpdatedAt))
@@ -52,13 +57,21 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager.create_index(unique_index(Users::Table, [Users::Email])).await?;
+        manager
+            .create_index(unique_index(Users::Table, [Users::Email]))
+            .await?;
         // Seed 004: admin screens filter by activity and sort by last sign-in.
-        manager.create_index(index(Users::Table, [Users::IsActive])).await?;
-        manager.create_index(index(Users::Table, [Users::LastLoginAt])).await
+        manager
+            .create_index(index(Users::Table, [Users::IsActive]))
+            .await?;
+        manager
+            .create_index(index(Users::Table, [Users::LastLoginAt]))
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Users::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
     }
 }

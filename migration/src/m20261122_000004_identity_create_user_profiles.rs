@@ -58,10 +58,14 @@ impl MigrationTrait for Migration {
         manager
             .create_index(unique_index(UserProfiles::Table, [UserProfiles::UserId]))
             .await?;
-        manager.create_index(index(UserProfiles::Table, [UserProfiles::Phone])).await
+        manager
+            .create_index(index(UserProfiles::Table, [UserProfiles::Phone]))
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(UserProfiles::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(UserProfiles::Table).to_owned())
+            .await
     }
 }

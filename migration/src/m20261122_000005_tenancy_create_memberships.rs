@@ -46,8 +46,16 @@ impl MigrationTrait for Migration {
                     .col(timestamp_default_now(backend, Memberships::JoinedAt))
                     .col(timestamp_default_now(backend, Memberships::CreatedAt))
                     .col(timestamp_default_now(backend, Memberships::UpdatedAt))
-                    .check(check_in("ck_memberships_role", Memberships::Role, &["owner", "admin", "member"]))
-                    .check(check_in("ck_memberships_status", Memberships::Status, &["active", "suspended"]))
+                    .check(check_in(
+                        "ck_memberships_role",
+                        Memberships::Role,
+                        &["owner", "admin", "member"],
+                    ))
+                    .check(check_in(
+                        "ck_memberships_status",
+                        Memberships::Status,
+                        &["active", "suspended"],
+                    ))
                     // Memberships exist only within their tenant and of their user.
                     .foreign_key(&mut foreign_key(
                         Memberships::Table,
@@ -74,10 +82,14 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         // "Which tenants do I belong to?" at sign-in.
-        manager.create_index(index(Memberships::Table, [Memberships::UserId])).await
+        manager
+            .create_index(index(Memberships::Table, [Memberships::UserId]))
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Memberships::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Memberships::Table).to_owned())
+            .await
     }
 }

@@ -67,10 +67,14 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         // The clean-up job deletes by expiry.
-        manager.create_index(index(Sessions::Table, [Sessions::ExpiresAt])).await
+        manager
+            .create_index(index(Sessions::Table, [Sessions::ExpiresAt]))
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Sessions::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Sessions::Table).to_owned())
+            .await
     }
 }

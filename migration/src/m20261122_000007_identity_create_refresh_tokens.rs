@@ -35,7 +35,11 @@ impl MigrationTrait for Migration {
                     .col(uuid_pk(RefreshTokens::Id))
                     .col(uuid(RefreshTokens::SessionId))
                     // Hex SHA-256.
-                    .col(ColumnDef::new(RefreshTokens::TokenHash).char_len(64).not_null())
+                    .col(
+                        ColumnDef::new(RefreshTokens::TokenHash)
+                            .char_len(64)
+                            .not_null(),
+                    )
                     // Lineage within one session only, so no foreign key: the rows die
                     // together with their session.
                     .col(uuid_null(RefreshTokens::ParentId))
@@ -54,7 +58,10 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(unique_index(RefreshTokens::Table, [RefreshTokens::TokenHash]))
+            .create_index(unique_index(
+                RefreshTokens::Table,
+                [RefreshTokens::TokenHash],
+            ))
             .await?;
         manager
             .create_index(index(RefreshTokens::Table, [RefreshTokens::SessionId]))
@@ -62,6 +69,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(RefreshTokens::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(RefreshTokens::Table).to_owned())
+            .await
     }
 }

@@ -36,48 +36,164 @@ const CATEGORIES: &[&str] = &[
 /// (event_type, category, description)
 const CATALOGUE: &[(&str, &str, &str)] = &[
     // Seed 000, consent management.
-    ("consent_read", "consent_management", "User consent data accessed"),
-    ("consent_validation_failed", "consent_management", "Consent validation check failed"),
-    ("consent_validated", "consent_management", "Consent validation check passed"),
-    ("consent_history_accessed", "consent_management", "User consent history accessed"),
-    ("consent_recorded", "consent_management", "Initial user consent recorded"),
-    ("consent_updated", "consent_management", "User consent preferences updated"),
-    ("consent_withdrawn", "consent_management", "User consent withdrawn"),
-    ("consent_change", "consent_management", "Generic consent change event"),
+    (
+        "consent_read",
+        "consent_management",
+        "User consent data accessed",
+    ),
+    (
+        "consent_validation_failed",
+        "consent_management",
+        "Consent validation check failed",
+    ),
+    (
+        "consent_validated",
+        "consent_management",
+        "Consent validation check passed",
+    ),
+    (
+        "consent_history_accessed",
+        "consent_management",
+        "User consent history accessed",
+    ),
+    (
+        "consent_recorded",
+        "consent_management",
+        "Initial user consent recorded",
+    ),
+    (
+        "consent_updated",
+        "consent_management",
+        "User consent preferences updated",
+    ),
+    (
+        "consent_withdrawn",
+        "consent_management",
+        "User consent withdrawn",
+    ),
+    (
+        "consent_change",
+        "consent_management",
+        "Generic consent change event",
+    ),
     // Seed 000, user management.
     ("user_data_access", "user_management", "User data accessed"),
-    ("user_created", "user_management", "New user account created"),
-    ("user_updated", "user_management", "User account information updated"),
+    (
+        "user_created",
+        "user_management",
+        "New user account created",
+    ),
+    (
+        "user_updated",
+        "user_management",
+        "User account information updated",
+    ),
     ("user_deleted", "user_management", "User account deleted"),
     // Seed 000, profile management.
-    ("profile_data_access", "profile_management", "User profile data accessed"),
-    ("profile_created", "profile_management", "User profile created"),
-    ("profile_updated", "profile_management", "User profile information updated"),
+    (
+        "profile_data_access",
+        "profile_management",
+        "User profile data accessed",
+    ),
+    (
+        "profile_created",
+        "profile_management",
+        "User profile created",
+    ),
+    (
+        "profile_updated",
+        "profile_management",
+        "User profile information updated",
+    ),
     // Seed 000, deletion management.
-    ("deletion_request", "deletion_management", "Data deletion request submitted"),
-    ("deletion_processing", "deletion_management", "Data deletion request being processed"),
-    ("deletion_completed", "deletion_management", "Data deletion request completed"),
-    ("deletion_cancelled", "deletion_management", "Data deletion request cancelled"),
+    (
+        "deletion_request",
+        "deletion_management",
+        "Data deletion request submitted",
+    ),
+    (
+        "deletion_processing",
+        "deletion_management",
+        "Data deletion request being processed",
+    ),
+    (
+        "deletion_completed",
+        "deletion_management",
+        "Data deletion request completed",
+    ),
+    (
+        "deletion_cancelled",
+        "deletion_management",
+        "Data deletion request cancelled",
+    ),
     // Seed 000, data access.
     ("data_access", "data_access", "Generic data access event"),
-    ("data_export", "data_access", "User data exported for download"),
+    (
+        "data_export",
+        "data_access",
+        "User data exported for download",
+    ),
     // Seed 000, authentication.
     ("login", "authentication", "User login event"),
     ("logout", "authentication", "User logout event"),
-    ("login_failed", "authentication", "User login attempt failed"),
+    (
+        "login_failed",
+        "authentication",
+        "User login attempt failed",
+    ),
     // Seed 000, compliance.
-    ("audit_trail_generated", "compliance", "Compliance audit trail generated"),
-    ("privacy_policy_updated", "compliance", "Privacy policy version updated"),
-    ("compliance_report_generated", "compliance", "Compliance report generated"),
+    (
+        "audit_trail_generated",
+        "compliance",
+        "Compliance audit trail generated",
+    ),
+    (
+        "privacy_policy_updated",
+        "compliance",
+        "Privacy policy version updated",
+    ),
+    (
+        "compliance_report_generated",
+        "compliance",
+        "Compliance report generated",
+    ),
     // The platform's identity and tenancy services.
-    ("account_locked", "authentication", "Account locked after repeated failed logins"),
-    ("session_created", "authentication", "Session opened and first refresh token issued"),
-    ("session_refreshed", "authentication", "Refresh token rotated"),
-    ("sessions_revoked_all", "authentication", "All of a user's sessions revoked"),
-    ("refresh_token_reused", "security", "Rotated refresh token presented again; session revoked"),
+    (
+        "account_locked",
+        "authentication",
+        "Account locked after repeated failed logins",
+    ),
+    (
+        "session_created",
+        "authentication",
+        "Session opened and first refresh token issued",
+    ),
+    (
+        "session_refreshed",
+        "authentication",
+        "Refresh token rotated",
+    ),
+    (
+        "sessions_revoked_all",
+        "authentication",
+        "All of a user's sessions revoked",
+    ),
+    (
+        "refresh_token_reused",
+        "security",
+        "Rotated refresh token presented again; session revoked",
+    ),
     ("tenant_created", "tenant_management", "Tenant created"),
-    ("member_added", "tenant_management", "User added to a tenant"),
-    ("member_removed", "tenant_management", "User removed from a tenant"),
+    (
+        "member_added",
+        "tenant_management",
+        "User added to a tenant",
+    ),
+    (
+        "member_removed",
+        "tenant_management",
+        "User removed from a tenant",
+    ),
 ];
 
 #[async_trait::async_trait]
@@ -96,11 +212,17 @@ impl MigrationTrait for Migration {
                     .col(string(AuditEventTypes::Category, 32))
                     .col(string(AuditEventTypes::Description, 255))
                     .col(timestamp_default_now(backend, AuditEventTypes::CreatedAt))
-                    .check(check_in("ck_audit_event_types_category", AuditEventTypes::Category, CATEGORIES))
+                    .check(check_in(
+                        "ck_audit_event_types_category",
+                        AuditEventTypes::Category,
+                        CATEGORIES,
+                    ))
                     .to_owned(),
             )
             .await?;
-        manager.create_index(index(AuditEventTypes::Table, [AuditEventTypes::Category])).await?;
+        manager
+            .create_index(index(AuditEventTypes::Table, [AuditEventTypes::Category]))
+            .await?;
 
         let mut insert = Query::insert();
         insert.into_table(AuditEventTypes::Table).columns([
@@ -109,12 +231,18 @@ impl MigrationTrait for Migration {
             AuditEventTypes::Description,
         ]);
         for (event_type, category, description) in CATALOGUE {
-            insert.values_panic([(*event_type).into(), (*category).into(), (*description).into()]);
+            insert.values_panic([
+                (*event_type).into(),
+                (*category).into(),
+                (*description).into(),
+            ]);
         }
         manager.exec_stmt(insert).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(AuditEventTypes::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(AuditEventTypes::Table).to_owned())
+            .await
     }
 }

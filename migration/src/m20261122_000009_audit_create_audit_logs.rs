@@ -50,12 +50,21 @@ impl MigrationTrait for Migration {
                     .col(string_null(AuditLogs::ResourceType, 64))
                     .col(string_null(AuditLogs::ResourceId, 128))
                     .col(string(AuditLogs::Outcome, 16))
-                    .col(ColumnDef::new(AuditLogs::RiskScore).small_integer().not_null().default(0))
+                    .col(
+                        ColumnDef::new(AuditLogs::RiskScore)
+                            .small_integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .col(string_null(AuditLogs::IpAddress, 45))
                     .col(string_null(AuditLogs::UserAgent, 512))
                     .col(json(AuditLogs::Details))
                     .col(timestamp_default_now(backend, AuditLogs::OccurredAt))
-                    .check(check_in("ck_audit_logs_outcome", AuditLogs::Outcome, &["success", "failure", "denied"]))
+                    .check(check_in(
+                        "ck_audit_logs_outcome",
+                        AuditLogs::Outcome,
+                        &["success", "failure", "denied"],
+                    ))
                     .check(Check::named(
                         Alias::new("ck_audit_logs_risk_score"),
                         Expr::cust("risk_score BETWEEN 0 AND 100"),
@@ -83,20 +92,33 @@ impl MigrationTrait for Migration {
         manager
             .create_index(index(
                 AuditLogs::Table,
-                [AuditLogs::TenantId, AuditLogs::OccurredAt, AuditLogs::EventType, AuditLogs::Outcome],
+                [
+                    AuditLogs::TenantId,
+                    AuditLogs::OccurredAt,
+                    AuditLogs::EventType,
+                    AuditLogs::Outcome,
+                ],
             ))
             .await?;
         // Seed 004: one user's actions over time ("what did this account do?").
         manager
-            .create_index(index(AuditLogs::Table, [AuditLogs::ActorUserId, AuditLogs::OccurredAt]))
+            .create_index(index(
+                AuditLogs::Table,
+                [AuditLogs::ActorUserId, AuditLogs::OccurredAt],
+            ))
             .await?;
         // Seed 004: all events of one kind, e.g. every failed login.
         manager
-            .create_index(index(AuditLogs::Table, [AuditLogs::EventType, AuditLogs::OccurredAt]))
+            .create_index(index(
+                AuditLogs::Table,
+                [AuditLogs::EventType, AuditLogs::OccurredAt],
+            ))
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(AuditLogs::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(AuditLogs::Table).to_owned())
+            .await
     }
 }

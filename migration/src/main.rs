@@ -40,11 +40,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let cwd = std::env::current_dir()?;
     env.load_dotenv_files(&cwd)
         .map_err(|e| CliError::Config(format!("cannot read a .env file: {e}")))?;
-    let target =
-        DbTarget::from_env(cli.database_url.as_deref()).map_err(|e| CliError::Config(e.to_string()))?;
-    let schema = cli
-        .database_schema
-        .or_else(|| std::env::var("DATABASE_SCHEMA").ok().filter(|s| !s.is_empty()));
+    let target = DbTarget::from_env(cli.database_url.as_deref())
+        .map_err(|e| CliError::Config(e.to_string()))?;
+    let schema = cli.database_schema.or_else(|| {
+        std::env::var("DATABASE_SCHEMA")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
 
     let invocation = Invocation {
         env,
@@ -64,7 +66,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 fn init_tracing(verbose: bool) {
     // sea-orm-migration reports each applied migration at info level.
-    let filter = if verbose { "debug" } else { "sea_orm_migration=info" };
+    let filter = if verbose {
+        "debug"
+    } else {
+        "sea_orm_migration=info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -44,7 +44,11 @@ pub fn json(col: impl IntoIden) -> ColumnDef {
 }
 
 pub fn boolean(col: impl IntoIden, default: bool) -> ColumnDef {
-    ColumnDef::new(col).boolean().not_null().default(default).take()
+    ColumnDef::new(col)
+        .boolean()
+        .not_null()
+        .default(default)
+        .take()
 }
 
 /// A UTC timestamp, written by the application.
@@ -110,7 +114,10 @@ pub fn foreign_key(
 }
 
 /// A plain index named `ix_<table>_<col>_<col>...`.
-pub fn index<C: IntoIden>(table: impl IntoIden, cols: impl IntoIterator<Item = C>) -> IndexCreateStatement {
+pub fn index<C: IntoIden>(
+    table: impl IntoIden,
+    cols: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement {
     index_named("ix", table, cols)
 }
 

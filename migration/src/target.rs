@@ -59,12 +59,15 @@ impl DbTarget {
         };
         let mut url = Url::parse(&format!("{scheme}://placeholder/"))
             .expect("a literal URL with a known scheme parses");
-        url.set_host(Some(&host)).map_err(|e| TargetError::InvalidUrl {
-            var: "DB_HOST",
-            reason: e.to_string(),
-        })?;
+        url.set_host(Some(&host))
+            .map_err(|e| TargetError::InvalidUrl {
+                var: "DB_HOST",
+                reason: e.to_string(),
+            })?;
         if let Some(port) = var("DB_PORT") {
-            let port: u16 = port.parse().map_err(|_| TargetError::InvalidPort(port.clone()))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| TargetError::InvalidPort(port.clone()))?;
             // Cannot fail: the URL has a host.
             let _ = url.set_port(Some(port));
         }
@@ -136,7 +139,11 @@ impl DbTarget {
                     path.push_str(host);
                 }
                 path.push_str(self.url.path());
-                if path.is_empty() { ":memory:".to_owned() } else { path }
+                if path.is_empty() {
+                    ":memory:".to_owned()
+                } else {
+                    path
+                }
             }
             _ => self.url.path().trim_start_matches('/').to_owned(),
         }

@@ -20,8 +20,8 @@ use migration::target::{DbTarget, TargetError};
 use migration::{Migrator, MigratorTrait};
 use profile::{Profile, ProfileName, SHARED_PASSWORD};
 use sea_orm::{
-    ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
-    TransactionTrait,
+    ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    PaginatorTrait, TransactionTrait,
 };
 use service::identity::{NewUser, create_session, login, register_user};
 use service::input::{Email, Language, Password, Timezone};
@@ -38,7 +38,9 @@ pub const FIXTURE_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c4e_5b7a_4c55_9a3e_2
 
 /// The fixed clock's start: fixtures are "created" at this instant.
 pub fn fixture_epoch() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).single().expect("a valid literal date")
+    Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0)
+        .single()
+        .expect("a valid literal date")
 }
 
 /// The namespace for a profile's ids.
@@ -79,15 +81,21 @@ pub struct EnvSignals {
 impl EnvSignals {
     pub fn from_process() -> Self {
         Self {
-            app_env: std::env::var("APP_ENV").ok().filter(|v| !v.trim().is_empty()),
-            migration_env: std::env::var("MIGRATION_ENV").ok().filter(|v| !v.trim().is_empty()),
+            app_env: std::env::var("APP_ENV")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
+            migration_env: std::env::var("MIGRATION_ENV")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
         }
     }
 
     /// The environment they name; both must agree when both are set. An unknown value
     /// or a disagreement refuses, because neither proves the target is safe.
     pub fn environment(&self) -> Result<AppEnv, SeedError> {
-        let parse = |var: &'static str, value: &Option<String>| -> Result<Option<AppEnv>, SeedError> {
+        let parse = |var: &'static str,
+                     value: &Option<String>|
+         -> Result<Option<AppEnv>, SeedError> {
             value
                 .as_deref()
                 .map(|v| {
@@ -137,9 +145,15 @@ pub enum SeedError {
     )]
     AlreadySeeded(String),
     #[error("cannot create {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("fixture {fixture}: {source}")]
-    Fixture { fixture: String, source: ServiceError },
+    Fixture {
+        fixture: String,
+        source: ServiceError,
+    },
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -205,7 +219,10 @@ pub fn resolve_target(explicit: Option<&str>) -> Result<DbTarget, SeedError> {
                     source,
                 })?;
             }
-            Ok(DbTarget::from_url(&format!("sqlite://{}?mode=rwc", path.display()))?)
+            Ok(DbTarget::from_url(&format!(
+                "sqlite://{}?mode=rwc",
+                path.display()
+            ))?)
         }
         Err(e) => Err(e.into()),
     }
@@ -221,7 +238,11 @@ pub async fn seed(signals: &EnvSignals, options: &SeedOptions) -> Result<SeedRep
 
 /// Runs the seeder against `target` in environment `env` (already checked by
 /// [`EnvSignals::environment`]).
-pub async fn run(options: &SeedOptions, env: AppEnv, target: &DbTarget) -> Result<SeedReport, SeedError> {
+pub async fn run(
+    options: &SeedOptions,
+    env: AppEnv,
+    target: &DbTarget,
+) -> Result<SeedReport, SeedError> {
     let started = Instant::now();
     if env == AppEnv::Production {
         return Err(SeedError::Refused {
@@ -229,10 +250,12 @@ pub async fn run(options: &SeedOptions, env: AppEnv, target: &DbTarget) -> Resul
             reason: "the seeder never writes to production".into(),
         });
     }
-    let db = Database::connect(target.connect_options(None)).await.map_err(|source| SeedError::Connect {
-        target: target.masked_url(),
-        source,
-    })?;
+    let db = Database::connect(target.connect_options(None))
+        .await
+        .map_err(|source| SeedError::Connect {
+            target: target.masked_url(),
+            source,
+        })?;
     let result = run_on(&db, options, env, target, started).await;
     db.close().await.ok();
     result
@@ -249,7 +272,9 @@ async fn run_on(
     let recorded = read_recorded_env(db).await?;
     if recorded.is_production() {
         return Err(SeedError::Refused {
-            signal: "the database's environment marker (database_metadata.environment = production)".into(),
+            signal:
+                "the database's environment marker (database_metadata.environment = production)"
+                    .into(),
             reason: "the seeder never writes to production".into(),
         });
     }
@@ -268,7 +293,10 @@ async fn run_on(
 
     let pending = Migrator::get_pending_migrations_read_only(db).await?.len();
     if pending > 0 && !env.is_disposable() {
-        return Err(SeedError::PendingMigrations { env, count: pending });
+        return Err(SeedError::PendingMigrations {
+            env,
+            count: pending,
+        });
     }
     if pending > 0 {
         Migrator::up(db, None).await?;
@@ -335,7 +363,11 @@ fn fixture_error(fixture: &str) -> impl Fn(ServiceError) -> SeedError + '_ {
     }
 }
 
-async fn load<C>(db: &C, options: &SeedOptions, profile: &Profile) -> Result<(Vec<TenantLine>, Vec<UserLine>), SeedError>
+async fn load<C>(
+    db: &C,
+    options: &SeedOptions,
+    profile: &Profile,
+) -> Result<(Vec<TenantLine>, Vec<UserLine>), SeedError>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -354,10 +386,13 @@ where
 
     for fixture in profile.users {
         let on_err = fixture_error(fixture.email);
-        let mut new_user = NewUser::parse(fixture.email, SHARED_PASSWORD, fixture.display_name).map_err(&on_err)?;
+        let mut new_user = NewUser::parse(fixture.email, SHARED_PASSWORD, fixture.display_name)
+            .map_err(&on_err)?;
         new_user.timezone = Timezone::parse(fixture.timezone).map_err(&on_err)?;
         new_user.language = Language::parse(fixture.language).map_err(&on_err)?;
-        let user = register_user(db, &deps, new_user, &meta).await.map_err(&on_err)?;
+        let user = register_user(db, &deps, new_user, &meta)
+            .await
+            .map_err(&on_err)?;
         clock.advance(step);
 
         let tenant = profile
@@ -369,7 +404,8 @@ where
             let mut new_tenant = NewTenant::parse(tenant.slug, tenant.name).map_err(&on_err)?;
             new_tenant.plan_tier = tenant.plan_tier;
             new_tenant.data_region = tenant.data_region;
-            new_tenant.features = serde_json::from_str(tenant.features).expect("fixture features are valid JSON");
+            new_tenant.features =
+                serde_json::from_str(tenant.features).expect("fixture features are valid JSON");
             let (created, _) = create_tenant(db, &deps, user.id, new_tenant, &meta)
                 .await
                 .map_err(&on_err)?;
@@ -385,10 +421,16 @@ where
             });
         } else {
             let (tenant_id, owner) = (
-                *tenant_ids.get(tenant.slug).expect("owners are listed before members"),
-                *owners.get(tenant.slug).expect("owners are listed before members"),
+                *tenant_ids
+                    .get(tenant.slug)
+                    .expect("owners are listed before members"),
+                *owners
+                    .get(tenant.slug)
+                    .expect("owners are listed before members"),
             );
-            let ctx = TenantCtx::for_member(db, tenant_id, owner).await.map_err(&on_err)?;
+            let ctx = TenantCtx::for_member(db, tenant_id, owner)
+                .await
+                .map_err(&on_err)?;
             add_member(db, &deps, &ctx, user.id, fixture.role, &meta)
                 .await
                 .map_err(&on_err)?;
@@ -398,7 +440,9 @@ where
         if fixture.signs_in {
             let email = Email::parse(fixture.email).map_err(&on_err)?;
             let password = Password::for_verification(SHARED_PASSWORD).map_err(&on_err)?;
-            login(db, &deps, &email, &password, &meta).await.map_err(&on_err)?;
+            login(db, &deps, &email, &password, &meta)
+                .await
+                .map_err(&on_err)?;
             clock.advance(step);
         }
         user_lines.push(UserLine {
@@ -424,10 +468,16 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
     Ok(vec![
         ("tenants", tenants::Entity::find().count(db).await?),
         ("users", users::Entity::find().count(db).await?),
-        ("user_profiles", user_profiles::Entity::find().count(db).await?),
+        (
+            "user_profiles",
+            user_profiles::Entity::find().count(db).await?,
+        ),
         ("memberships", memberships::Entity::find().count(db).await?),
         ("sessions", sessions::Entity::find().count(db).await?),
-        ("refresh_tokens", refresh_tokens::Entity::find().count(db).await?),
+        (
+            "refresh_tokens",
+            refresh_tokens::Entity::find().count(db).await?,
+        ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
     ])
 }

@@ -82,10 +82,11 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
         path: ".".into(),
         source,
     })?;
-    env.load_dotenv_files(&cwd).map_err(|e| SeedError::Refused {
-        signal: "a .env file".into(),
-        reason: format!("it cannot be read ({e})"),
-    })?;
+    env.load_dotenv_files(&cwd)
+        .map_err(|e| SeedError::Refused {
+            signal: "a .env file".into(),
+            reason: format!("it cannot be read ({e})"),
+        })?;
     let options = SeedOptions {
         database_url: cli.database_url,
         profile: cli.profile,
@@ -96,7 +97,12 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
 }
 
 fn print_report(report: &SeedReport) {
-    println!("Seeded the {} profile into {} ({:?})", report.profile.as_str(), report.target, report.backend);
+    println!(
+        "Seeded the {} profile into {} ({:?})",
+        report.profile.as_str(),
+        report.target,
+        report.backend
+    );
     println!(
         "  environment {}, {} migration(s) applied, {:.2}s",
         report.environment,
@@ -105,7 +111,10 @@ fn print_report(report: &SeedReport) {
     );
     println!();
     println!("Tenants");
-    println!("  {:<16} {:<18} {:<11} {:<6} origin", "slug", "name", "plan", "region");
+    println!(
+        "  {:<16} {:<18} {:<11} {:<6} origin",
+        "slug", "name", "plan", "region"
+    );
     for t in &report.tenants {
         println!(
             "  {:<16} {:<18} {:<11} {:<6} {}",
@@ -114,7 +123,10 @@ fn print_report(report: &SeedReport) {
     }
     println!();
     println!("Users (password for all: {SHARED_PASSWORD})");
-    println!("  {:<34} {:<18} {:<16} {:<7} persona", "email", "name", "tenant", "role");
+    println!(
+        "  {:<34} {:<18} {:<16} {:<7} persona",
+        "email", "name", "tenant", "role"
+    );
     for u in &report.users {
         println!(
             "  {:<34} {:<18} {:<16} {:<7} {}",

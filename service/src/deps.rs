@@ -99,7 +99,9 @@ impl LabelledIds {
 impl IdSource for LabelledIds {
     fn new_id(&self, table: &'static str, natural_key: &str) -> Uuid {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let n = seen.entry((table.to_owned(), natural_key.to_owned())).or_insert(0);
+        let n = seen
+            .entry((table.to_owned(), natural_key.to_owned()))
+            .or_insert(0);
         let id = Self::id_for(self.namespace, table, natural_key, *n);
         *n += 1;
         id
@@ -134,7 +136,10 @@ impl SeededRandom {
 
 impl RandomSource for SeededRandom {
     fn fill(&self, dest: &mut [u8]) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).fill_bytes(dest);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fill_bytes(dest);
     }
 }
 
@@ -230,6 +235,8 @@ impl Deps {
 
 impl std::fmt::Debug for Deps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deps").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Deps")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }

@@ -68,7 +68,10 @@ impl ServiceError {
 
 /// Turns a unique-constraint violation into `Conflict`, so a race between two
 /// requests gives the same answer as the check that ran before the insert.
-pub(crate) fn conflict_on_unique(entity: &'static str, reason: &'static str) -> impl Fn(DbErr) -> ServiceError {
+pub(crate) fn conflict_on_unique(
+    entity: &'static str,
+    reason: &'static str,
+) -> impl Fn(DbErr) -> ServiceError {
     move |err| match err.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(_)) => ServiceError::Conflict { entity, reason },
         _ => ServiceError::Db(err),

@@ -35,8 +35,9 @@ impl Email {
             .without_display_text()
             .without_domain_literal()
             .with_required_tld();
-        EmailAddress::parse_with_options(trimmed, options)
-            .map_err(|e| ServiceError::validation("email", format!("is not a valid address ({e})")))?;
+        EmailAddress::parse_with_options(trimmed, options).map_err(|e| {
+            ServiceError::validation("email", format!("is not a valid address ({e})"))
+        })?;
         Ok(Self(trimmed.to_lowercase()))
     }
 
@@ -107,10 +108,16 @@ fn plain_text(field: &'static str, raw: &str, max: usize) -> Result<String, Serv
         return Err(ServiceError::validation(field, "must not be empty"));
     }
     if trimmed.chars().count() > max {
-        return Err(ServiceError::validation(field, format!("must be at most {max} characters")));
+        return Err(ServiceError::validation(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(ServiceError::validation(field, "must not contain control characters"));
+        return Err(ServiceError::validation(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -152,16 +159,25 @@ impl Slug {
         let s = raw.trim();
         let len = s.chars().count();
         if !(3..=63).contains(&len) {
-            return Err(ServiceError::validation("slug", "must be 3 to 63 characters"));
+            return Err(ServiceError::validation(
+                "slug",
+                "must be 3 to 63 characters",
+            ));
         }
-        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
             return Err(ServiceError::validation(
                 "slug",
                 "may contain only lowercase letters, digits and '-'",
             ));
         }
         if s.starts_with('-') || s.ends_with('-') {
-            return Err(ServiceError::validation("slug", "must not start or end with '-'"));
+            return Err(ServiceError::validation(
+                "slug",
+                "must not start or end with '-'",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -180,7 +196,8 @@ impl Timezone {
         let s = raw.trim();
         let shaped = !s.is_empty()
             && s.len() <= 64
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+-".contains(c))
             && !s.starts_with('/')
             && !s.ends_with('/');
         if !shaped {
@@ -213,7 +230,9 @@ impl Language {
             && s.split('-').all(|part| {
                 (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric())
             })
-            && s.split('-').next().is_some_and(|p| p.chars().all(|c| c.is_ascii_alphabetic()));
+            && s.split('-')
+                .next()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_alphabetic()));
         if !shaped {
             return Err(ServiceError::validation(
                 "language",

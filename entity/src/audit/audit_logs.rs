@@ -29,13 +29,20 @@ pub struct Model {
     pub occurred_at: DateTimeUtc,
     #[sea_orm(belongs_to, from = "tenant_id", to = "id", on_delete = "Restrict")]
     pub tenant: BelongsTo<Option<crate::tenancy::tenants::Entity>>,
-    #[sea_orm(belongs_to, from = "event_type", to = "event_type", on_delete = "Restrict")]
+    #[sea_orm(
+        belongs_to,
+        from = "event_type",
+        to = "event_type",
+        on_delete = "Restrict"
+    )]
     pub event_type_entry: BelongsTo<super::audit_event_types::Entity>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {

@@ -3,14 +3,17 @@
 //! Operations call [`record`] on the same connection (usually their transaction) as the
 //! change they audit, so the row commits or rolls back with it.
 
+use crate::Result;
 use crate::deps::Deps;
 use crate::request::RequestMeta;
 use crate::tenancy::TenantCtx;
-use crate::Result;
 use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::{AuditLogId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde_json::{Value as Json, json};
 
 /// Every event the services record. Codes are stable and exist in the
@@ -120,7 +123,11 @@ impl<'a> AuditEntry<'a> {
 }
 
 /// Writes one audit row on `db`, which should be the transaction of the change.
-pub async fn record<C: ConnectionTrait>(db: &C, deps: &Deps, entry: AuditEntry<'_>) -> Result<AuditLogId> {
+pub async fn record<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    entry: AuditEntry<'_>,
+) -> Result<AuditLogId> {
     let id = AuditLogId(deps.new_id("audit_logs", entry.event.code()));
     let (resource_type, resource_id) = match entry.resource {
         Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
@@ -167,7 +174,11 @@ pub async fn list_tenant_events<C: ConnectionTrait>(
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_user_events<C: ConnectionTrait>(db: &C, user_id: UserId, limit: u64) -> Result<Vec<audit_logs::Model>> {
+pub async fn list_user_events<C: ConnectionTrait>(
+    db: &C,
+    user_id: UserId,
+    limit: u64,
+) -> Result<Vec<audit_logs::Model>> {
     Ok(audit_logs::Entity::find()
         .filter(audit_logs::Column::ActorUserId.eq(user_id))
         .order_by_desc(audit_logs::Column::OccurredAt)

@@ -5,6 +5,9 @@ mod sessions;
 mod tokens;
 mod users;
 
-pub use sessions::{IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions, revoke_session};
+pub use sessions::{
+    IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions,
+    revoke_session,
+};
 pub use tokens::RefreshToken;
 pub use users::{NewUser, authenticate, find_user_by_email, register_user};

@@ -32,7 +32,8 @@ pub(crate) async fn hash(deps: &Deps, password: &Password) -> Result<PasswordHas
     let config = deps.config.clone();
     let password = password.clone();
     run_blocking(move || {
-        let salt = SaltString::encode_b64(&salt_bytes).map_err(|_| ServiceError::Crypto("salt encoding"))?;
+        let salt = SaltString::encode_b64(&salt_bytes)
+            .map_err(|_| ServiceError::Crypto("salt encoding"))?;
         let phc = hasher(&config)?
             .hash_password(password.expose().as_bytes(), &salt)
             .map_err(|_| ServiceError::Crypto("argon2 hashing"))?;
@@ -69,8 +70,13 @@ pub(crate) async fn decoy_verify(deps: &Deps, password: &Password) -> Result<(),
     run_blocking(move || verify_blocking(&config, &password, &decoy).map(|_| ())).await
 }
 
-fn verify_blocking(config: &ServiceConfig, password: &Password, stored: &str) -> Result<Verification, ServiceError> {
-    let parsed = Phc::new(stored).map_err(|_| ServiceError::Crypto("stored password hash is not a PHC string"))?;
+fn verify_blocking(
+    config: &ServiceConfig,
+    password: &Password,
+    stored: &str,
+) -> Result<Verification, ServiceError> {
+    let parsed = Phc::new(stored)
+        .map_err(|_| ServiceError::Crypto("stored password hash is not a PHC string"))?;
     let argon = hasher(config)?;
     match argon.verify_password(password.expose().as_bytes(), &parsed) {
         Ok(()) => Ok(Verification::Match {

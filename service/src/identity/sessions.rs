@@ -9,12 +9,12 @@
 
 use super::tokens::{RefreshToken, hash_token, looks_like_refresh_token};
 use super::users::authenticate;
+use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::input::{Email, Password};
 use crate::request::RequestMeta;
-use crate::Result;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, RevokedReason};
@@ -23,7 +23,8 @@ use entity::{RefreshTokenId, SessionId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -60,7 +61,12 @@ where
 ///
 /// # Errors
 /// `NotFound` for an unknown user; `AccountDisabled`; `Db`.
-pub async fn create_session<C>(db: &C, deps: &Deps, user_id: UserId, meta: &RequestMeta) -> Result<IssuedSession>
+pub async fn create_session<C>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    meta: &RequestMeta,
+) -> Result<IssuedSession>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -113,7 +119,9 @@ async fn issue_token<C: ConnectionTrait>(
     let token = RefreshToken::generate(deps);
     let expires_at = (now + deps.config.refresh_token_lifetime).min(session.expires_at);
     refresh_tokens::ActiveModel {
-        id: Set(RefreshTokenId(deps.new_id("refresh_tokens", &session.id.to_string()))),
+        id: Set(RefreshTokenId(
+            deps.new_id("refresh_tokens", &session.id.to_string()),
+        )),
         session_id: Set(session.id),
         token_hash: Set(token.hash()),
         parent_id: Set(parent),
@@ -135,7 +143,12 @@ async fn issue_token<C: ConnectionTrait>(
 /// `InvalidToken` for a token never issued; `TokenReused` for one already exchanged
 /// (the session is now revoked); `SessionRevoked`; `Expired` for an expired token or
 /// session; `AccountDisabled`; `Db`.
-pub async fn refresh_session<C>(db: &C, deps: &Deps, presented: &str, meta: &RequestMeta) -> Result<IssuedSession>
+pub async fn refresh_session<C>(
+    db: &C,
+    deps: &Deps,
+    presented: &str,
+    meta: &RequestMeta,
+) -> Result<IssuedSession>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -195,7 +208,8 @@ where
         return Err(ServiceError::TokenReused);
     }
 
-    let (refresh_token, refresh_expires_at) = issue_token(&txn, deps, &session, Some(token.id)).await?;
+    let (refresh_token, refresh_expires_at) =
+        issue_token(&txn, deps, &session, Some(token.id)).await?;
     let mut active: sessions::ActiveModel = session.into();
     active.last_used_at = Set(now);
     if let Some(ip) = meta.ip_string() {
@@ -308,12 +322,21 @@ where
 ///
 /// # Errors
 /// `NotFound` for an unknown user; `Db`.
-pub async fn revoke_all_sessions<C>(db: &C, deps: &Deps, user_id: UserId, meta: &RequestMeta) -> Result<u64>
+pub async fn revoke_all_sessions<C>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    meta: &RequestMeta,
+) -> Result<u64>
 where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = db.begin().await?;
-    if users::Entity::find_by_id(user_id).one(&txn).await?.is_none() {
+    if users::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .is_none()
+    {
         return Err(ServiceError::not_found("user", user_id));
     }
     let open: Vec<SessionId> = sessions::Entity::find()
@@ -342,7 +365,11 @@ where
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_sessions<C: ConnectionTrait>(db: &C, deps: &Deps, user_id: UserId) -> Result<Vec<sessions::Model>> {
+pub async fn list_sessions<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+) -> Result<Vec<sessions::Model>> {
     Ok(sessions::Entity::find()
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::RevokedAt.is_null())

@@ -1,18 +1,21 @@
 //! Registration and password sign-in.
 
 use super::password::{self, Verification};
+use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::{DisplayName, Email, Language, Password, Timezone};
 use crate::request::RequestMeta;
-use crate::Result;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::{user_profiles, users};
 use entity::{UserId, UserProfileId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::json;
 
 /// A sign-up, already validated.
@@ -46,7 +49,12 @@ impl NewUser {
 /// # Errors
 /// `Conflict` if the email is taken (checked case-insensitively); `Crypto` if hashing
 /// fails; `Db`.
-pub async fn register_user<C>(db: &C, deps: &Deps, input: NewUser, meta: &RequestMeta) -> Result<users::Model>
+pub async fn register_user<C>(
+    db: &C,
+    deps: &Deps,
+    input: NewUser,
+    meta: &RequestMeta,
+) -> Result<users::Model>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -79,7 +87,9 @@ where
     .map_err(conflict_on_unique("user", "email is already registered"))?;
 
     user_profiles::ActiveModel {
-        id: Set(UserProfileId(deps.new_id("user_profiles", input.email.as_str()))),
+        id: Set(UserProfileId(
+            deps.new_id("user_profiles", input.email.as_str()),
+        )),
         user_id: Set(user_id),
         display_name: Set(input.display_name.as_str().to_owned()),
         phone: Set(None),
@@ -109,7 +119,10 @@ where
 ///
 /// # Errors
 /// `Db` only.
-pub async fn find_user_by_email<C: ConnectionTrait>(db: &C, email: &Email) -> Result<Option<users::Model>> {
+pub async fn find_user_by_email<C: ConnectionTrait>(
+    db: &C,
+    email: &Email,
+) -> Result<Option<users::Model>> {
     Ok(users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
         .one(db)
@@ -167,7 +180,9 @@ where
     let verification = password::verify(deps, password, &user.password_hash).await?;
     // Any upgraded hash is computed before the transaction opens, like every hash.
     let upgraded_hash = match verification {
-        Verification::Match { needs_rehash: true } if user.is_active => Some(password::hash(deps, password).await?),
+        Verification::Match { needs_rehash: true } if user.is_active => {
+            Some(password::hash(deps, password).await?)
+        }
         _ => None,
     };
     let txn = db.begin().await?;

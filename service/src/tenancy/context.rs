@@ -4,8 +4,8 @@
 //! takes one cannot be called on behalf of an outsider ("wrong tenant" is a
 //! `Forbidden` here, before any tenant data is read).
 
-use crate::error::ServiceError;
 use crate::Result;
+use crate::error::ServiceError;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants;
 use entity::{TenantId, UserId};
@@ -24,7 +24,11 @@ impl TenantCtx {
     /// # Errors
     /// `Forbidden` if not (an unknown tenant gives the same answer as someone else's,
     /// so tenant ids cannot be probed); `Db`.
-    pub async fn for_member<C: ConnectionTrait>(db: &C, tenant_id: TenantId, actor: UserId) -> Result<Self> {
+    pub async fn for_member<C: ConnectionTrait>(
+        db: &C,
+        tenant_id: TenantId,
+        actor: UserId,
+    ) -> Result<Self> {
         let found = memberships::Entity::find()
             .filter(memberships::Column::TenantId.eq(tenant_id))
             .filter(memberships::Column::UserId.eq(actor))

@@ -1,11 +1,11 @@
 //! Adding, removing and listing a tenant's members.
 
 use super::context::TenantCtx;
+use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::request::RequestMeta;
-use crate::Result;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::users;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
@@ -13,8 +13,8 @@ use entity::tenancy::tenants;
 use entity::{MembershipId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, TransactionSession, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -72,7 +72,10 @@ where
     }
     .insert(&txn)
     .await
-    .map_err(conflict_on_unique("membership", "user is already a member of this tenant"))?;
+    .map_err(conflict_on_unique(
+        "membership",
+        "user is already a member of this tenant",
+    ))?;
     record(
         &txn,
         deps,
@@ -94,7 +97,13 @@ where
 /// # Errors
 /// `Forbidden`; `NotFound` if the user is not a member; `Conflict` for the last
 /// owner; `Db`.
-pub async fn remove_member<C>(db: &C, deps: &Deps, ctx: &TenantCtx, user_id: UserId, meta: &RequestMeta) -> Result<()>
+pub async fn remove_member<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    user_id: UserId,
+    meta: &RequestMeta,
+) -> Result<()>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -155,7 +164,10 @@ async fn find_membership<C: ConnectionTrait>(
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_members<C: ConnectionTrait>(db: &C, ctx: &TenantCtx) -> Result<Vec<memberships::Model>> {
+pub async fn list_members<C: ConnectionTrait>(
+    db: &C,
+    ctx: &TenantCtx,
+) -> Result<Vec<memberships::Model>> {
     Ok(memberships::Entity::find()
         .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
         .order_by_asc(memberships::Column::JoinedAt)

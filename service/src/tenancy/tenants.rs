@@ -1,18 +1,21 @@
 //! Creating and finding tenants.
 
+use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::{Slug, TenantName};
 use crate::request::RequestMeta;
-use crate::Result;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::users;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
 use entity::{MembershipId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
+    TransactionTrait,
+};
 use serde_json::{Value as Json, json};
 
 /// A tenant to create, already validated.
@@ -61,7 +64,10 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     if !input.features.is_object() {
-        return Err(ServiceError::validation("features", "must be a JSON object"));
+        return Err(ServiceError::validation(
+            "features",
+            "must be a JSON object",
+        ));
     }
     let txn = db.begin().await?;
     let user = users::Entity::find_by_id(creator)
@@ -96,10 +102,9 @@ where
     .map_err(conflict_on_unique("tenant", "slug is already taken"))?;
 
     let membership = memberships::ActiveModel {
-        id: Set(MembershipId(deps.new_id(
-            "memberships",
-            &format!("{}/{}", tenant_id, creator),
-        ))),
+        id: Set(MembershipId(
+            deps.new_id("memberships", &format!("{}/{}", tenant_id, creator)),
+        )),
         tenant_id: Set(tenant_id),
         user_id: Set(creator),
         role: Set(MembershipRole::Owner),
@@ -137,7 +142,10 @@ where
 
 /// # Errors
 /// `Db` only.
-pub async fn find_tenant_by_slug<C: ConnectionTrait>(db: &C, slug: &Slug) -> Result<Option<tenants::Model>> {
+pub async fn find_tenant_by_slug<C: ConnectionTrait>(
+    db: &C,
+    slug: &Slug,
+) -> Result<Option<tenants::Model>> {
     Ok(tenants::Entity::find()
         .filter(tenants::Column::Slug.eq(slug.as_str()))
         .one(db)

@@ -1,0 +1,54 @@
+//! Named actors and a deterministic service environment for tests (STYLE §5).
+
+use chrono::{DateTime, TimeZone, Utc};
+use entity::identity::users;
+use entity::tenancy::tenants;
+use sea_orm::DatabaseConnection;
+use service::identity::{NewUser, register_user};
+use service::tenancy::{NewTenant, create_tenant};
+use service::{Deps, ManualClock, RequestMeta, ServiceConfig};
+use std::sync::Arc;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub fn start_time() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
+        .single()
+        .expect("valid date")
+}
+
+/// Deps with a manual clock (returned, to move time) and seeded randomness.
+pub fn deps() -> (Deps, Arc<ManualClock>) {
+    deps_with(ServiceConfig::default())
+}
+
+pub fn deps_with(config: ServiceConfig) -> (Deps, Arc<ManualClock>) {
+    Deps::deterministic(config, start_time(), uuid::Uuid::from_u128(0x7e57), 7)
+}
+
+pub fn meta() -> RequestMeta {
+    RequestMeta::new(Some([203, 0, 113, 7].into()), Some("tests/1.0"))
+}
+
+/// Registers `name@example.com` with [`PASSWORD`].
+pub async fn user(db: &DatabaseConnection, deps: &Deps, name: &str) -> users::Model {
+    let input =
+        NewUser::parse(&format!("{name}@example.com"), PASSWORD, name).expect("valid fixture");
+    register_user(db, deps, input, &meta())
+        .await
+        .expect("fixture user registers")
+}
+
+/// Creates tenant `slug` owned by `owner`.
+pub async fn tenant(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    slug: &str,
+    owner: &users::Model,
+) -> tenants::Model {
+    let input = NewTenant::parse(slug, &format!("{slug} Inc")).expect("valid fixture");
+    create_tenant(db, deps, owner.id, input, &meta())
+        .await
+        .expect("fixture tenant is created")
+        .0
+}

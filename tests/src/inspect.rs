@@ -1,0 +1,163 @@
+//! Reading a database back: its schema as comparable text, its data as JSON.
+
+use entity::audit::{audit_event_types, audit_logs};
+use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::tenancy::{memberships, tenants};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryOrder,
+    Statement,
+};
+use serde_json::Value;
+
+/// Every table, column, index and constraint, one line each, sorted: two databases
+/// with equal dumps have equal schemas.
+pub async fn schema(db: &DatabaseConnection) -> Vec<String> {
+    let backend = db.get_database_backend();
+    let queries: &[&str] = match backend {
+        DbBackend::Postgres => &[
+            "SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || \
+             coalesce('(' || character_maximum_length || ')', '') || ' null=' || is_nullable || \
+             ' default=' || coalesce(column_default, '') AS line \
+             FROM information_schema.columns WHERE table_schema = 'public'",
+            "SELECT 'index ' || indexdef AS line FROM pg_indexes WHERE schemaname = 'public'",
+            "SELECT 'constraint ' || rel.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid) AS line \
+             FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid \
+             JOIN pg_namespace ns ON ns.oid = rel.relnamespace WHERE ns.nspname = 'public'",
+        ],
+        DbBackend::MySql => &[
+            "SELECT CONCAT('column ', table_name, '.', column_name, ' ', column_type, ' null=', is_nullable, \
+             ' default=', COALESCE(column_default, '')) AS line \
+             FROM information_schema.columns WHERE table_schema = DATABASE()",
+            "SELECT CONCAT('index ', table_name, '.', index_name, ' unique=', 1 - non_unique, ' ', \
+             GROUP_CONCAT(column_name ORDER BY seq_in_index)) AS line \
+             FROM information_schema.statistics WHERE table_schema = DATABASE() \
+             GROUP BY table_name, index_name, non_unique",
+            "SELECT CONCAT('fk ', table_name, '.', constraint_name, ' -> ', referenced_table_name, ' ', delete_rule) AS line \
+             FROM information_schema.referential_constraints WHERE constraint_schema = DATABASE()",
+            "SELECT CONCAT('check ', table_name, '.', constraint_name, ' ', check_clause) AS line \
+             FROM information_schema.check_constraints WHERE constraint_schema = DATABASE()",
+        ],
+        _ => &[
+            "SELECT type || ' ' || name || ' ' || coalesce(sql, '') AS line FROM sqlite_master \
+                WHERE name NOT LIKE 'sqlite_%'",
+        ],
+    };
+    let mut lines = Vec::new();
+    for sql in queries {
+        let rows = db
+            .query_all_raw(Statement::from_string(backend, (*sql).to_owned()))
+            .await
+            .expect("catalogue queries succeed");
+        for row in rows {
+            lines.push(row.try_get::<String>("", "line").expect("a text line"));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// The application tables (everything but sea-orm's bookkeeping), by name.
+pub async fn table_names(db: &DatabaseConnection) -> Vec<String> {
+    schema(db)
+        .await
+        .iter()
+        .filter_map(|line| table_of(line))
+        .filter(|name| name != "seaql_migrations")
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn table_of(line: &str) -> Option<String> {
+    if let Some(rest) = line.strip_prefix("column ") {
+        return rest.split('.').next().map(str::to_owned);
+    }
+    if let Some(rest) = line.strip_prefix("table ") {
+        return rest.split(' ').next().map(str::to_owned);
+    }
+    None
+}
+
+async fn dump<E: EntityTrait>(db: &DatabaseConnection, order: E::Column) -> Vec<Value> {
+    E::find()
+        .order_by_asc(order)
+        .into_json()
+        .all(db)
+        .await
+        .expect("dumping a table succeeds")
+}
+
+/// All rows of every application table as JSON, each table in primary-key order.
+pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
+    vec![
+        (
+            "tenants",
+            dump::<tenants::Entity>(db, tenants::Column::Id).await,
+        ),
+        ("users", dump::<users::Entity>(db, users::Column::Id).await),
+        (
+            "user_profiles",
+            dump::<user_profiles::Entity>(db, user_profiles::Column::Id).await,
+        ),
+        (
+            "memberships",
+            dump::<memberships::Entity>(db, memberships::Column::Id).await,
+        ),
+        (
+            "sessions",
+            dump::<sessions::Entity>(db, sessions::Column::Id).await,
+        ),
+        (
+            "refresh_tokens",
+            dump::<refresh_tokens::Entity>(db, refresh_tokens::Column::Id).await,
+        ),
+        (
+            "audit_event_types",
+            dump::<audit_event_types::Entity>(db, audit_event_types::Column::EventType).await,
+        ),
+        (
+            "audit_logs",
+            dump::<audit_logs::Entity>(db, audit_logs::Column::Id).await,
+        ),
+    ]
+}
+
+/// Row counts of the tables operations write, to assert that a refused call wrote nothing.
+pub async fn row_counts(db: &DatabaseConnection) -> Vec<(&'static str, u64)> {
+    vec![
+        (
+            "tenants",
+            tenants::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "users",
+            users::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "user_profiles",
+            user_profiles::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
+        ),
+        (
+            "memberships",
+            memberships::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "sessions",
+            sessions::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "refresh_tokens",
+            refresh_tokens::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
+        ),
+        (
+            "audit_logs",
+            audit_logs::Entity::find().count(db).await.expect("count"),
+        ),
+    ]
+}

@@ -1,0 +1,371 @@
+//! Every migration up, every migration down, and up again, on every backend; the
+//! audit catalogue; the migration CLI's safety rules.
+
+use migration::cli::{CliError, Command, Invocation, Prompt, StatusFormat, execute};
+use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_if_absent};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{EntityTrait, QuerySelect};
+use service::audit::AuditEvent;
+use std::io;
+use tests::{TestDb, inspect};
+
+tests::backend_tests!(
+    Empty: migrations_stepwise_up_and_down_each_revert_exactly,
+    migrations_all_down_then_up_restores_identical_schema,
+    audit_catalogue_holds_seed_events_and_every_service_event,
+    cli_up_records_environment_and_status_json_lists_migrations,
+    cli_fresh_in_production_is_refused_and_changes_nothing,
+    cli_staging_without_terminal_needs_confirm_flag,
+    cli_staging_with_confirm_phrase_applies,
+    cli_wrong_confirmation_phrase_is_refused,
+    cli_typed_confirmation_at_terminal_applies,
+    cli_environment_mismatch_refuses_writes,
+    cli_down_rolls_back_one_migration_by_default,
+);
+
+/// A terminal that answers with a fixed line, or no terminal at all.
+struct Scripted(Option<&'static str>);
+
+impl Prompt for Scripted {
+    fn is_interactive(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn ask(&mut self, _question: &str) -> io::Result<String> {
+        Ok(format!("{}\n", self.0.unwrap_or_default()))
+    }
+}
+
+async fn cli(
+    t: &TestDb,
+    env: AppEnv,
+    command: Command,
+    confirm: Option<&str>,
+    terminal: Option<&'static str>,
+) -> (Result<(), CliError>, String, String) {
+    let invocation = Invocation {
+        env,
+        target: t.target(),
+        schema: None,
+        command,
+        confirm: confirm.map(str::to_owned),
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = execute(&invocation, &mut Scripted(terminal), &mut out, &mut err).await;
+    (
+        result,
+        String::from_utf8(out).expect("utf-8 output"),
+        String::from_utf8(err).expect("utf-8 banner"),
+    )
+}
+
+async fn migrations_stepwise_up_and_down_each_revert_exactly(t: TestDb) {
+    let total = Migrator::migrations().len();
+    let mut snapshots = vec![inspect::schema(&t.db).await];
+    for _ in 0..total {
+        Migrator::up(&t.db, Some(1))
+            .await
+            .expect("one migration applies");
+        snapshots.push(inspect::schema(&t.db).await);
+    }
+    for step in (0..total).rev() {
+        Migrator::down(&t.db, Some(1))
+            .await
+            .expect("one migration rolls back");
+        let now = inspect::schema(&t.db).await;
+        // sea-orm's own bookkeeping table appears with the first `up` and stays.
+        let expected: Vec<_> = snapshots[step]
+            .iter()
+            .chain(
+                snapshots[1]
+                    .iter()
+                    .filter(|l| l.contains("seaql_migrations")),
+            )
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            now,
+            expected,
+            "down of migration {} left a different schema",
+            step + 1
+        );
+    }
+    assert!(
+        inspect::table_names(&t.db).await.is_empty(),
+        "all application tables are gone"
+    );
+}
+
+async fn migrations_all_down_then_up_restores_identical_schema(t: TestDb) {
+    Migrator::up(&t.db, None)
+        .await
+        .expect("all migrations apply");
+    let first = inspect::schema(&t.db).await;
+    assert!(
+        inspect::table_names(&t.db).await.len() >= 9,
+        "the core tables exist after up"
+    );
+    Migrator::down(&t.db, None)
+        .await
+        .expect("all migrations roll back");
+    assert!(inspect::table_names(&t.db).await.is_empty());
+    Migrator::up(&t.db, None)
+        .await
+        .expect("all migrations apply again");
+    assert_eq!(inspect::schema(&t.db).await, first);
+}
+
+async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    let catalogue: Vec<String> = entity::audit::audit_event_types::Entity::find()
+        .select_only()
+        .column(entity::audit::audit_event_types::Column::EventType)
+        .into_tuple()
+        .all(&t.db)
+        .await
+        .expect("reads the catalogue");
+    // Seed 000's starting set, all of it.
+    for code in [
+        "consent_read",
+        "consent_validation_failed",
+        "consent_validated",
+        "consent_history_accessed",
+        "consent_recorded",
+        "consent_updated",
+        "consent_withdrawn",
+        "consent_change",
+        "user_data_access",
+        "user_created",
+        "user_updated",
+        "user_deleted",
+        "profile_data_access",
+        "profile_created",
+        "profile_updated",
+        "deletion_request",
+        "deletion_processing",
+        "deletion_completed",
+        "deletion_cancelled",
+        "data_access",
+        "data_export",
+        "login",
+        "logout",
+        "login_failed",
+        "audit_trail_generated",
+        "privacy_policy_updated",
+        "compliance_report_generated",
+    ] {
+        assert!(
+            catalogue.iter().any(|c| c == code),
+            "seed 000 event {code} is missing"
+        );
+    }
+    for event in AuditEvent::ALL {
+        assert!(
+            catalogue.iter().any(|c| c == event.code()),
+            "service event {} has no catalogue row",
+            event.code()
+        );
+    }
+}
+
+async fn cli_up_records_environment_and_status_json_lists_migrations(t: TestDb) {
+    let (before, out, _) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Status {
+            format: StatusFormat::Json,
+        },
+        None,
+        None,
+    )
+    .await;
+    before.expect("status works on an empty database");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("status prints JSON");
+    assert_eq!(
+        report["pending"].as_array().map(Vec::len),
+        Some(Migrator::migrations().len())
+    );
+    assert_eq!(report["applied"].as_array().map(Vec::len), Some(0));
+    assert!(
+        inspect::table_names(&t.db).await.is_empty(),
+        "status created nothing"
+    );
+
+    let (up, _, banner) = cli(&t, AppEnv::Local, Command::Up { num: None }, None, None).await;
+    up.expect("up runs in local without confirmation");
+    assert!(
+        banner.contains("environment   local"),
+        "banner names the environment: {banner}"
+    );
+    assert!(banner.contains("backend"), "banner names the backend");
+    assert_eq!(
+        read_recorded_env(&t.db).await.expect("reads"),
+        RecordedEnv::Recorded(AppEnv::Local)
+    );
+
+    let (after, out, _) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Status {
+            format: StatusFormat::Json,
+        },
+        None,
+        None,
+    )
+    .await;
+    after.expect("status works");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(report["pending"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        report["applied"].as_array().map(Vec::len),
+        Some(Migrator::migrations().len())
+    );
+    assert_eq!(report["database_environment"], "local");
+}
+
+async fn cli_fresh_in_production_is_refused_and_changes_nothing(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    record_env_if_absent(&t.db, AppEnv::Production)
+        .await
+        .expect("marks production");
+    let before = inspect::schema(&t.db).await;
+    for command in [Command::Fresh, Command::Refresh, Command::Reset] {
+        let (result, _, _) = cli(
+            &t,
+            AppEnv::Production,
+            command,
+            Some("MIGRATE PRODUCTION"),
+            None,
+        )
+        .await;
+        assert!(
+            matches!(result, Err(CliError::Refused(_))),
+            "destructive command refused: {result:?}"
+        );
+    }
+    // Refused on the database's own marker too, whatever APP_ENV says.
+    let (result, _, _) = cli(&t, AppEnv::Local, Command::Fresh, None, None).await;
+    assert!(matches!(result, Err(CliError::Refused(_))));
+    assert_eq!(inspect::schema(&t.db).await, before);
+}
+
+async fn cli_staging_without_terminal_needs_confirm_flag(t: TestDb) {
+    let (result, _, _) = cli(&t, AppEnv::Staging, Command::Up { num: None }, None, None).await;
+    match result {
+        Err(CliError::Refused(reason)) => {
+            assert!(reason.contains("--confirm \"MIGRATE STAGING\""), "{reason}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(
+        inspect::table_names(&t.db).await.is_empty(),
+        "nothing was applied"
+    );
+}
+
+async fn cli_staging_with_confirm_phrase_applies(t: TestDb) {
+    let (result, _, _) = cli(
+        &t,
+        AppEnv::Staging,
+        Command::Up { num: None },
+        Some("MIGRATE STAGING"),
+        None,
+    )
+    .await;
+    result.expect("confirmed run applies");
+    assert_eq!(
+        read_recorded_env(&t.db).await.expect("reads"),
+        RecordedEnv::Recorded(AppEnv::Staging)
+    );
+    assert!(
+        Migrator::get_pending_migrations(&t.db)
+            .await
+            .expect("reads")
+            .is_empty()
+    );
+}
+
+async fn cli_wrong_confirmation_phrase_is_refused(t: TestDb) {
+    for phrase in ["MIGRATE DEV", "migrate production", "yes"] {
+        let (result, _, _) = cli(
+            &t,
+            AppEnv::Production,
+            Command::Up { num: None },
+            Some(phrase),
+            None,
+        )
+        .await;
+        assert!(
+            matches!(result, Err(CliError::Refused(_))),
+            "{phrase:?} must not confirm production"
+        );
+    }
+    assert!(inspect::table_names(&t.db).await.is_empty());
+}
+
+async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {
+    let (wrong, _, _) = cli(
+        &t,
+        AppEnv::Development,
+        Command::Up { num: None },
+        None,
+        Some("MIGRATE STAGING"),
+    )
+    .await;
+    assert!(matches!(wrong, Err(CliError::Refused(_))));
+    assert!(inspect::table_names(&t.db).await.is_empty());
+    let (right, _, _) = cli(
+        &t,
+        AppEnv::Development,
+        Command::Up { num: None },
+        None,
+        Some("MIGRATE DEV"),
+    )
+    .await;
+    right.expect("typed phrase confirms");
+    assert!(!inspect::table_names(&t.db).await.is_empty());
+}
+
+async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
+    Migrator::up(&t.db, Some(1)).await.expect("first migration");
+    record_env_if_absent(&t.db, AppEnv::Staging)
+        .await
+        .expect("marks staging");
+    let before = inspect::schema(&t.db).await;
+    let (result, _, banner) = cli(&t, AppEnv::Local, Command::Up { num: None }, None, None).await;
+    assert!(matches!(result, Err(CliError::Refused(_))), "{result:?}");
+    assert!(
+        banner.contains("WARNING"),
+        "the banner warns about the mismatch"
+    );
+    assert_eq!(inspect::schema(&t.db).await, before);
+    // Reading is still allowed.
+    let (status, _, _) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Status {
+            format: StatusFormat::Text,
+        },
+        None,
+        None,
+    )
+    .await;
+    status.expect("status reads a mismatched database");
+}
+
+async fn cli_down_rolls_back_one_migration_by_default(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    let (result, out, _) = cli(&t, AppEnv::Local, Command::Down { num: 1 }, None, None).await;
+    result.expect("down runs");
+    assert!(out.contains("1 pending"), "{out}");
+    let pending = Migrator::get_pending_migrations(&t.db)
+        .await
+        .expect("reads");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].name(),
+        Migrator::migrations().last().expect("some").name()
+    );
+}
