@@ -304,7 +304,7 @@ async fn run_on(
     record_env_if_absent(db, env).await?;
 
     let profile = options.profile.profile();
-    let txn = db.begin().await?;
+    let txn = service::begin_write(db).await?;
     if options.reset {
         reset(&txn).await?;
     } else {

@@ -16,9 +16,11 @@ pub mod identity;
 pub mod input;
 pub mod request;
 pub mod tenancy;
+mod transaction;
 
 pub use deps::{Clock, Deps, IdSource, ManualClock, RandomSource, ServiceConfig};
 pub use error::ServiceError;
 pub use request::RequestMeta;
+pub use transaction::begin_write;
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

@@ -70,7 +70,7 @@ pub async fn create_session<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let user = users::Entity::find_by_id(user_id)
         .one(&txn)
         .await?
@@ -155,7 +155,7 @@ where
     if !looks_like_refresh_token(presented) {
         return Err(ServiceError::InvalidToken);
     }
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let Some((token, Some(session))) = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::TokenHash.eq(hash_token(presented)))
         .find_also_related(sessions::Entity)
@@ -296,7 +296,7 @@ pub async fn revoke_session<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let session = sessions::Entity::find_by_id(session_id)
         .filter(sessions::Column::UserId.eq(user_id))
         .one(&txn)
@@ -331,7 +331,7 @@ pub async fn revoke_all_sessions<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     if users::Entity::find_by_id(user_id)
         .one(&txn)
         .await?

@@ -69,7 +69,7 @@ where
     let now = deps.now();
     let user_id = UserId(deps.new_id("users", input.email.as_str()));
 
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let user = users::ActiveModel {
         id: Set(user_id),
         email: Set(input.email.as_str().to_owned()),
@@ -185,7 +185,7 @@ where
         }
         _ => None,
     };
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let result = match verification {
         Verification::Mismatch => {
             let locked_until = register_failure(&txn, deps, &user, meta).await?;

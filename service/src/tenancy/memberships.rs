@@ -42,7 +42,7 @@ where
             reason: "only owners make other members owners",
         });
     }
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let user = users::Entity::find_by_id(user_id)
         .one(&txn)
         .await?
@@ -110,7 +110,7 @@ where
     if user_id != ctx.actor() {
         ctx.require_member_manager()?;
     }
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let membership = find_membership(&txn, ctx, user_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("membership", user_id))?;

@@ -69,7 +69,7 @@ where
             "must be a JSON object",
         ));
     }
-    let txn = db.begin().await?;
+    let txn = crate::begin_write(db).await?;
     let user = users::Entity::find_by_id(creator)
         .one(&txn)
         .await?
