@@ -1,0 +1,202 @@
+//! The seeder: deterministic, idempotent, and never writing to production.
+
+use migration::environment::{AppEnv, record_env_if_absent};
+use migration::{Migrator, MigratorTrait};
+use seeder::profile::{ProfileName, SHARED_PASSWORD};
+use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
+use service::deps::LabelledIds;
+use service::identity::authenticate;
+use service::input::{Email, Password};
+use service::{Deps, RequestMeta, ServiceConfig};
+use tests::{Start, TestDb, inspect};
+
+tests::backend_tests!(
+    Empty: seeder_two_fresh_databases_hold_identical_data,
+    seeder_run_twice_equals_run_once,
+    seeder_refuses_every_production_signal_and_writes_nothing,
+    seeder_refuses_database_marked_production_and_writes_nothing,
+    seeder_refuses_database_of_another_environment,
+    seeder_no_reset_on_seeded_database_refuses,
+    seeder_outside_local_and_test_does_not_migrate,
+    seeder_fixture_ids_and_logins_are_stable,
+);
+
+fn options(t: &TestDb) -> SeedOptions {
+    SeedOptions {
+        database_url: Some(t.url.clone()),
+        ..SeedOptions::default()
+    }
+}
+
+fn signals(app_env: Option<&str>, migration_env: Option<&str>) -> EnvSignals {
+    EnvSignals {
+        app_env: app_env.map(str::to_owned),
+        migration_env: migration_env.map(str::to_owned),
+    }
+}
+
+async fn seeder_two_fresh_databases_hold_identical_data(t: TestDb) {
+    let other = t.sibling(Start::Empty).await;
+    let report = seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("seeds the first");
+    seed(&EnvSignals::default(), &options(&other))
+        .await
+        .expect("seeds the second");
+    let (a, b) = (inspect::data(&t.db).await, inspect::data(&other.db).await);
+    assert!(
+        a.iter()
+            .find(|(table, _)| *table == "users")
+            .is_some_and(|(_, rows)| rows.len() == 17)
+    );
+    assert_eq!(report.tenants.len(), 5);
+    inspect::assert_same_data(&a, &b);
+}
+
+async fn seeder_run_twice_equals_run_once(t: TestDb) {
+    seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("first run");
+    let once = inspect::data(&t.db).await;
+    seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("second run");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &once);
+}
+
+async fn seeder_refuses_every_production_signal_and_writes_nothing(t: TestDb) {
+    let cases = [
+        signals(Some("production"), None),
+        signals(Some("prod"), None),
+        signals(Some("PRODUCTION"), None),
+        signals(None, Some("production")),
+        signals(Some("local"), Some("production")),
+        signals(Some("production"), Some("local")),
+        signals(Some("prodction"), None),
+    ];
+    for case in cases {
+        let err = seed(&case, &options(&t)).await.expect_err("refused");
+        assert!(err.is_refusal(), "{case:?}: {err}");
+        let message = err.to_string();
+        assert!(message.contains("nothing was written"), "{message}");
+        assert!(
+            message.contains("APP_ENV") || message.contains("MIGRATION_ENV"),
+            "names the signal: {message}"
+        );
+    }
+    assert!(
+        inspect::schema(&t.db).await.is_empty(),
+        "not even a migration ran"
+    );
+}
+
+async fn seeder_refuses_database_marked_production_and_writes_nothing(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    record_env_if_absent(&t.db, AppEnv::Production)
+        .await
+        .expect("marks production");
+    let (schema, data) = (inspect::schema(&t.db).await, inspect::data(&t.db).await);
+    let err = seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, SeedError::Refused { .. }), "{err}");
+    assert!(
+        err.to_string().contains("environment marker"),
+        "names the signal: {err}"
+    );
+    assert_eq!(inspect::schema(&t.db).await, schema);
+    inspect::assert_same_data(&inspect::data(&t.db).await, &data);
+}
+
+async fn seeder_refuses_database_of_another_environment(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    record_env_if_absent(&t.db, AppEnv::Staging)
+        .await
+        .expect("marks staging");
+    let err = seed(&signals(Some("test"), None), &options(&t))
+        .await
+        .expect_err("refused");
+    assert!(err.is_refusal(), "{err}");
+    assert_eq!(
+        inspect::row_counts(&t.db)
+            .await
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        0
+    );
+    seed(&signals(Some("staging"), None), &options(&t))
+        .await
+        .expect("the right environment seeds");
+}
+
+async fn seeder_no_reset_on_seeded_database_refuses(t: TestDb) {
+    seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("first run");
+    let data = inspect::data(&t.db).await;
+    let no_reset = SeedOptions {
+        reset: false,
+        ..options(&t)
+    };
+    let err = seed(&EnvSignals::default(), &no_reset)
+        .await
+        .expect_err("already seeded");
+    assert!(matches!(err, SeedError::AlreadySeeded(_)), "{err}");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &data);
+}
+
+async fn seeder_outside_local_and_test_does_not_migrate(t: TestDb) {
+    for env in ["development", "staging"] {
+        let err = seed(&signals(Some(env), None), &options(&t))
+            .await
+            .expect_err("pending");
+        assert!(
+            matches!(err, SeedError::PendingMigrations { .. }),
+            "{env}: {err}"
+        );
+    }
+    assert!(inspect::schema(&t.db).await.is_empty());
+}
+
+async fn seeder_fixture_ids_and_logins_are_stable(t: TestDb) {
+    let report = seed(&signals(Some("test"), None), &options(&t))
+        .await
+        .expect("seeds");
+    let alice = report
+        .users
+        .iter()
+        .find(|u| u.email == "alice@acme.com")
+        .expect("alice");
+    let expected = LabelledIds::id_for(
+        profile_namespace(ProfileName::Demo),
+        "users",
+        "alice@acme.com",
+        0,
+    );
+    assert_eq!(
+        alice.id.into_uuid(),
+        expected,
+        "ids derive from labels, not from run order"
+    );
+    assert_eq!(alice.role, "owner");
+
+    let deps = Deps::new(ServiceConfig::default());
+    for email in [
+        "alice@acme.com",
+        "dr.smith@healthystellar.com",
+        "patient1@example.com",
+        "tanaka@rento.jp",
+    ] {
+        let user = authenticate(
+            &t.db,
+            &deps,
+            &Email::parse(email).expect("valid"),
+            &Password::for_verification(SHARED_PASSWORD).expect("valid"),
+            &RequestMeta::system(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{email} signs in with the shared password: {e}"));
+        assert_eq!(user.email, email);
+    }
+}
