@@ -25,6 +25,7 @@ Environment:
   DB_BACKEND, DB_HOST, DB_PORT, DB_USERNAME, DB_PASSWORD, DB_NAME
                               used when DATABASE_URL is not set (DB_BACKEND defaults to postgres)
   DATABASE_SCHEMA             PostgreSQL schema (default public)
+  DB_CONNECT_TIMEOUT          seconds to keep trying to connect (default 10)
 
 Safety:
   local and test run without questions. development, staging and production ask the

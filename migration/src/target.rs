@@ -12,7 +12,11 @@ use url::Url;
 pub struct DbTarget {
     url: Url,
     pub backend: DbBackend,
+    /// How long to keep trying to connect (`DB_CONNECT_TIMEOUT`, seconds; default 10).
+    pub connect_timeout: Duration,
 }
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -31,6 +35,8 @@ pub enum TargetError {
     UnknownBackend(String),
     #[error("DB_PORT={0:?} is not a port number")]
     InvalidPort(String),
+    #[error("DB_CONNECT_TIMEOUT={0:?} is not a whole number of seconds")]
+    InvalidTimeout(String),
 }
 
 impl DbTarget {
@@ -41,6 +47,18 @@ impl DbTarget {
 
     /// `explicit` (a `-u` flag) wins, then `DATABASE_URL`, then the `DB_*` variables.
     pub fn from_env(explicit: Option<&str>) -> Result<Self, TargetError> {
+        let mut target = Self::from_env_vars(explicit)?;
+        if let Some(raw) = var("DB_CONNECT_TIMEOUT") {
+            let secs: u64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| TargetError::InvalidTimeout(raw.clone()))?;
+            target.connect_timeout = Duration::from_secs(secs.max(1));
+        }
+        Ok(target)
+    }
+
+    fn from_env_vars(explicit: Option<&str>) -> Result<Self, TargetError> {
         if let Some(raw) = explicit.filter(|s| !s.trim().is_empty()) {
             return Self::parse(raw, "DATABASE_URL");
         }
@@ -109,7 +127,11 @@ impl DbTarget {
             }
             _ => {}
         }
-        Ok(Self { url, backend })
+        Ok(Self {
+            url,
+            backend,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        })
     }
 
     /// The full URL, password included: pass it to the driver, never print it.
@@ -178,6 +200,7 @@ impl fmt::Debug for DbTarget {
         f.debug_struct("DbTarget")
             .field("url", &self.masked_url())
             .field("backend", &self.backend)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -194,8 +217,9 @@ impl DbTarget {
         let mut options = ConnectOptions::new(self.connection_url().to_owned());
         options
             .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(10))
-            .acquire_timeout(Duration::from_secs(30));
+            .connect_timeout(self.connect_timeout)
+            // The pool retries a refused connection until this runs out.
+            .acquire_timeout(self.connect_timeout);
         match self.backend {
             DbBackend::Postgres => {
                 options.set_schema_search_path(schema.unwrap_or("public").to_owned());

@@ -16,6 +16,7 @@ Environment:
   DATABASE_URL                postgres://..., mysql://... or sqlite://...?mode=rwc
   DB_BACKEND, DB_HOST, DB_PORT, DB_USERNAME, DB_PASSWORD, DB_NAME
                               used when DATABASE_URL is not set
+  DB_CONNECT_TIMEOUT          seconds to keep trying to connect (default 10)
 
 Safety:
   Refuses production before writing anything: APP_ENV=production, MIGRATION_ENV=production,

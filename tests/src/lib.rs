@@ -385,7 +385,7 @@ async fn drop_database(db: &Created) {
 
 /// One `#[tokio::test]` per backend for each listed case.
 ///
-/// ```ignore
+/// ```text
 /// backend_tests!(Migrated: register_user_valid_input_creates_profile, ...);
 /// ```
 #[macro_export]

@@ -1,0 +1,109 @@
+//! The `migration` binary as an operator runs it: exit codes, banner, refusals.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn scratch_sqlite(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("saas-db-binary-tests");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{name}-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn migration(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_migration"));
+    command
+        .args(args)
+        .env_remove("APP_ENV")
+        .env_remove("MIGRATION_ENV")
+        .env_remove("DATABASE_URL")
+        // An empty directory, so no developer's .env file leaks into the test.
+        .current_dir(std::env::temp_dir());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+#[test]
+fn help_lists_the_sea_orm_cli_commands_and_the_safety_rules() {
+    let out = migration(&["--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "up",
+        "down",
+        "status",
+        "fresh",
+        "refresh",
+        "reset",
+        "generate",
+        "--confirm",
+        "MIGRATE PRODUCTION",
+    ] {
+        assert!(help.contains(word), "--help mentions {word}");
+    }
+}
+
+#[test]
+fn up_then_status_json_then_fresh_refused_in_production() {
+    let path = scratch_sqlite("prod");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let up = migration(
+        &["-u", &url, "up", "--confirm", "MIGRATE PRODUCTION"],
+        &[("APP_ENV", "production")],
+    );
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let banner = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        banner.contains("environment   production") && banner.contains("SQLite"),
+        "{banner}"
+    );
+
+    let status = migration(
+        &["-u", &url, "status", "--format", "json"],
+        &[("APP_ENV", "production")],
+    );
+    assert!(status.status.success());
+    let json: serde_json::Value =
+        serde_json::from_slice(&status.stdout).expect("stdout is pure JSON");
+    assert_eq!(json["database_environment"], "production");
+    assert_eq!(json["pending"].as_array().map(Vec::len), Some(0));
+
+    let fresh = migration(
+        &["-u", &url, "fresh", "--confirm", "MIGRATE PRODUCTION"],
+        &[("APP_ENV", "production")],
+    );
+    assert_eq!(fresh.status.code(), Some(2), "refusals exit with 2");
+    assert!(String::from_utf8_lossy(&fresh.stderr).contains("never run against production"));
+
+    // No terminal and no --confirm: refused, with the flag to use.
+    let down = migration(&["-u", &url, "down"], &[("APP_ENV", "production")]);
+    assert_eq!(down.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("--confirm \"MIGRATE PRODUCTION\""));
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn password_in_url_is_masked_in_the_banner() {
+    let out = migration(
+        &["-u", "postgres://app:s3cret@127.0.0.1:1/none", "status"],
+        &[("DB_CONNECT_TIMEOUT", "1")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nothing listens on port 1");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert!(stderr.contains("****"), "{stderr}");
+}
+
+#[test]
+fn unknown_environment_is_an_error_not_a_default() {
+    let out = migration(&["status"], &[("APP_ENV", "prodution")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an environment"));
+}
