@@ -58,15 +58,15 @@ impl AppEnv {
     /// environment decides which `.env.<env>` file is loaded.
     pub fn from_process_env() -> Result<Self, UnknownEnvironment> {
         for var in ["APP_ENV", "MIGRATION_ENV"] {
-            if let Ok(value) = std::env::var(var) {
-                if !value.trim().is_empty() {
-                    return value
-                        .parse()
-                        .map_err(|e: UnknownEnvironment| UnknownEnvironment {
-                            source_name: var.to_owned(),
-                            ..e
-                        });
-                }
+            if let Ok(value) = std::env::var(var)
+                && !value.trim().is_empty()
+            {
+                return value
+                    .parse()
+                    .map_err(|e: UnknownEnvironment| UnknownEnvironment {
+                        source_name: var.to_owned(),
+                        ..e
+                    });
             }
         }
         Ok(AppEnv::Local)

@@ -106,7 +106,7 @@ pub fn foreign_key(
 ) -> ForeignKeyCreateStatement {
     let (table, col) = (table.into_iden(), col.into_iden());
     ForeignKey::create()
-        .name(format!("fk_{}_{}", table.to_string(), col.to_string()))
+        .name(format!("fk_{}_{}", table, col))
         .from(table, col)
         .to(ref_table, ref_col)
         .on_delete(on_delete)
@@ -135,7 +135,7 @@ fn index_named<C: IntoIden>(
     cols: impl IntoIterator<Item = C>,
 ) -> IndexCreateStatement {
     let table = table.into_iden();
-    let mut name = format!("{prefix}_{}", table.to_string());
+    let mut name = format!("{prefix}_{}", table);
     let mut stmt = Index::create();
     stmt.table(table);
     for col in cols {
