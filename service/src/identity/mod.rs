@@ -10,4 +10,5 @@ pub use sessions::{
     revoke_session,
 };
 pub use tokens::RefreshToken;
+pub(crate) use users::find_active_user;
 pub use users::{NewUser, authenticate, find_user_by_email, register_user};

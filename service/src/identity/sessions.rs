@@ -8,7 +8,7 @@
 //! refreshes.
 
 use super::tokens::{RefreshToken, hash_token, looks_like_refresh_token};
-use super::users::authenticate;
+use super::users::{authenticate, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -71,13 +71,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = crate::begin_write(db).await?;
-    let user = users::Entity::find_by_id(user_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("user", user_id))?;
-    if !user.is_active {
-        return Err(ServiceError::AccountDisabled);
-    }
+    find_active_user(&txn, user_id).await?;
     let now = deps.now();
     let session = sessions::ActiveModel {
         id: Set(SessionId(deps.new_id("sessions", &user_id.to_string()))),
@@ -186,13 +180,7 @@ where
             at: token.expires_at,
         });
     }
-    let user_active = users::Entity::find_by_id(session.user_id)
-        .one(&txn)
-        .await?
-        .is_some_and(|u| u.is_active);
-    if !user_active {
-        return Err(ServiceError::AccountDisabled);
-    }
+    find_active_user(&txn, session.user_id).await?;
 
     // The race is decided here: only one transaction can flip used_at from NULL.
     let claimed = refresh_tokens::Entity::update_many()

@@ -115,6 +115,25 @@ where
     Ok(user)
 }
 
+/// The user `user_id`, who must exist and be active; for operations acting on behalf
+/// of, or upon, a user.
+///
+/// # Errors
+/// `NotFound`; `AccountDisabled`; `Db`.
+pub(crate) async fn find_active_user<C: ConnectionTrait>(
+    db: &C,
+    user_id: UserId,
+) -> Result<users::Model> {
+    let user = users::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("user", user_id))?;
+    if !user.is_active {
+        return Err(ServiceError::AccountDisabled);
+    }
+    Ok(user)
+}
+
 /// Looks a user up by email, case-insensitively.
 ///
 /// # Errors

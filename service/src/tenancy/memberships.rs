@@ -5,9 +5,9 @@ use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
+use crate::identity::find_active_user;
 use crate::request::RequestMeta;
 use entity::audit::audit_logs::AuditOutcome;
-use entity::identity::users;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants;
 use entity::{MembershipId, UserId};
@@ -43,13 +43,7 @@ where
         });
     }
     let txn = crate::begin_write(db).await?;
-    let user = users::Entity::find_by_id(user_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("user", user_id))?;
-    if !user.is_active {
-        return Err(ServiceError::AccountDisabled);
-    }
+    find_active_user(&txn, user_id).await?;
     if find_membership(&txn, ctx, user_id).await?.is_some() {
         return Err(ServiceError::Conflict {
             entity: "membership",

@@ -4,10 +4,10 @@ use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
+use crate::identity::find_active_user;
 use crate::input::{Slug, TenantName};
 use crate::request::RequestMeta;
 use entity::audit::audit_logs::AuditOutcome;
-use entity::identity::users;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
 use entity::{MembershipId, TenantId, UserId};
@@ -70,13 +70,7 @@ where
         ));
     }
     let txn = crate::begin_write(db).await?;
-    let user = users::Entity::find_by_id(creator)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("user", creator))?;
-    if !user.is_active {
-        return Err(ServiceError::AccountDisabled);
-    }
+    find_active_user(&txn, creator).await?;
     if find_tenant_by_slug(&txn, &input.slug).await?.is_some() {
         return Err(ServiceError::Conflict {
             entity: "tenant",
