@@ -4,8 +4,8 @@
 //! `entity`, so editing an entity can never rewrite history. Their order is time; the
 //! file name carries the domain (`m20261122_000003_identity_create_users`).
 //!
-//! `sea-orm-cli migrate generate` rewrites the `vec![...]` below with a regex: keep it
-//! the last bracketed list in this file.
+//! `sea-orm-cli migrate generate` (and our `generate`) rewrite the migration list below with
+//! a regex: keep it the only vec! literal in this file, and the last bracketed list.
 
 pub use sea_orm_migration::prelude::*;
 

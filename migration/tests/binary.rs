@@ -107,3 +107,20 @@ fn unknown_environment_is_an_error_not_a_default() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an environment"));
 }
+
+#[test]
+fn migration_list_stays_rewritable_by_generate() {
+    // sea-orm-cli's `generate` replaces everything from the first `vec![` to the last
+    // `]` + newline with the new list; anything else in that span would be lost.
+    let lib = include_str!("../src/lib.rs");
+    assert_eq!(lib.matches("vec![").count(), 1, "exactly one vec! literal");
+    let tail = &lib[lib.find("vec![").expect("one")..];
+    let last_bracket_line = tail.rfind("]\n").expect("the list ends");
+    assert!(
+        tail[..last_bracket_line]
+            .lines()
+            .skip(1)
+            .all(|l| l.trim().starts_with("Box::new(") || l.trim().is_empty()),
+        "only migrations between vec![ and the last bracket"
+    );
+}
