@@ -24,6 +24,16 @@ mod m20261122_000006_identity_create_sessions;
 mod m20261122_000007_identity_create_refresh_tokens;
 mod m20261122_000008_audit_create_audit_event_types;
 mod m20261122_000009_audit_create_audit_logs;
+mod m20261122_000010_access_create_permissions;
+mod m20261122_000011_access_create_roles;
+mod m20261122_000012_access_create_role_inheritance;
+mod m20261122_000013_access_create_role_permissions;
+mod m20261122_000014_tenancy_create_teams;
+mod m20261122_000015_tenancy_create_team_members;
+mod m20261122_000016_tenancy_create_invitations;
+mod m20261122_000017_access_create_role_assignments;
+mod m20261122_000018_access_create_policies;
+mod m20261122_000019_audit_add_access_event_types;
 
 pub struct Migrator;
 
@@ -40,6 +50,16 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_identity_create_refresh_tokens::Migration),
             Box::new(m20261122_000008_audit_create_audit_event_types::Migration),
             Box::new(m20261122_000009_audit_create_audit_logs::Migration),
+            Box::new(m20261122_000010_access_create_permissions::Migration),
+            Box::new(m20261122_000011_access_create_roles::Migration),
+            Box::new(m20261122_000012_access_create_role_inheritance::Migration),
+            Box::new(m20261122_000013_access_create_role_permissions::Migration),
+            Box::new(m20261122_000014_tenancy_create_teams::Migration),
+            Box::new(m20261122_000015_tenancy_create_team_members::Migration),
+            Box::new(m20261122_000016_tenancy_create_invitations::Migration),
+            Box::new(m20261122_000017_access_create_role_assignments::Migration),
+            Box::new(m20261122_000018_access_create_policies::Migration),
+            Box::new(m20261122_000019_audit_add_access_event_types::Migration),
         ]
     }
 }

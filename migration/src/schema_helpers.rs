@@ -146,3 +146,31 @@ fn index_named<C: IntoIden>(
     }
     stmt.name(name).take()
 }
+
+/// A composite foreign key named `fk_<table>_<col>_<col>...`, e.g. `(tenant_id, team_id)
+/// -> teams (tenant_id, id)`, so a row can never point into another tenant (DESIGN §3).
+pub fn composite_foreign_key<C: IntoIden, R: IntoIden>(
+    table: impl IntoIden,
+    cols: impl IntoIterator<Item = C>,
+    ref_table: impl IntoIden,
+    ref_cols: impl IntoIterator<Item = R>,
+    on_delete: ForeignKeyAction,
+) -> ForeignKeyCreateStatement {
+    let table = table.into_iden();
+    let mut name = format!("fk_{table}");
+    let mut stmt = ForeignKey::create();
+    for col in cols {
+        let col = col.into_iden();
+        name.push('_');
+        name.push_str(&col.to_string());
+        stmt.from_col(col);
+    }
+    for col in ref_cols {
+        stmt.to_col(col);
+    }
+    stmt.name(name)
+        .from_tbl(table)
+        .to_tbl(ref_table)
+        .on_delete(on_delete)
+        .take()
+}

@@ -1,0 +1,106 @@
+//! Audit event types of access control, teams and invitations.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum AuditEventTypes {
+    Table,
+    EventType,
+    Category,
+    Description,
+}
+
+/// (event_type, category, description)
+const EVENTS: &[(&str, &str, &str)] = &[
+    ("role_created", "security", "Role created"),
+    (
+        "role_permission_granted",
+        "security",
+        "Permission added to a role",
+    ),
+    (
+        "role_permission_revoked",
+        "security",
+        "Permission removed from a role",
+    ),
+    (
+        "role_inheritance_added",
+        "security",
+        "Role made to inherit another role",
+    ),
+    (
+        "role_inheritance_removed",
+        "security",
+        "Role inheritance removed",
+    ),
+    ("role_assigned", "security", "Role assigned to a member"),
+    (
+        "role_assignment_revoked",
+        "security",
+        "Role assignment revoked",
+    ),
+    ("policy_created", "security", "Deny policy created"),
+    ("policy_deleted", "security", "Deny policy deleted"),
+    ("team_created", "tenant_management", "Team created"),
+    (
+        "team_moved",
+        "tenant_management",
+        "Team moved under another parent",
+    ),
+    (
+        "team_member_added",
+        "tenant_management",
+        "Member added to a team",
+    ),
+    (
+        "team_member_removed",
+        "tenant_management",
+        "Member removed from a team",
+    ),
+    ("invitation_created", "tenant_management", "Invitation sent"),
+    (
+        "invitation_accepted",
+        "tenant_management",
+        "Invitation accepted",
+    ),
+    (
+        "invitation_revoked",
+        "tenant_management",
+        "Invitation revoked",
+    ),
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let mut insert = Query::insert();
+        insert.into_table(AuditEventTypes::Table).columns([
+            AuditEventTypes::EventType,
+            AuditEventTypes::Category,
+            AuditEventTypes::Description,
+        ]);
+        for (event_type, category, description) in EVENTS {
+            insert.values_panic([
+                (*event_type).into(),
+                (*category).into(),
+                (*description).into(),
+            ]);
+        }
+        manager.exec_stmt(insert).await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let codes: Vec<&str> = EVENTS.iter().map(|(code, _, _)| *code).collect();
+        manager
+            .exec_stmt(
+                Query::delete()
+                    .from_table(AuditEventTypes::Table)
+                    .and_where(Expr::col(AuditEventTypes::EventType).is_in(codes))
+                    .to_owned(),
+            )
+            .await
+    }
+}
