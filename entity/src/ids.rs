@@ -63,4 +63,16 @@ uuid_id!(
     RefreshTokenId,
     /// `audit_logs.id`
     AuditLogId,
+    /// `permissions.id`
+    PermissionId,
+    /// `roles.id`
+    RoleId,
+    /// `role_assignments.id`
+    RoleAssignmentId,
+    /// `policies.id`
+    PolicyId,
+    /// `teams.id`
+    TeamId,
+    /// `invitations.id`
+    InvitationId,
 );

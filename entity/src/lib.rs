@@ -4,6 +4,7 @@
 //! `service`'s job), and no invariants in hooks, because bulk inserts skip hooks.
 //! The schema itself is owned by the `migration` crate; a test checks the two agree.
 
+pub mod access;
 pub mod audit;
 pub mod identity;
 pub mod ids;

@@ -34,6 +34,7 @@ mod m20261122_000016_tenancy_create_invitations;
 mod m20261122_000017_access_create_role_assignments;
 mod m20261122_000018_access_create_policies;
 mod m20261122_000019_audit_add_access_event_types;
+mod m20261122_000020_platform_postgres_row_security;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000017_access_create_role_assignments::Migration),
             Box::new(m20261122_000018_access_create_policies::Migration),
             Box::new(m20261122_000019_audit_add_access_event_types::Migration),
+            Box::new(m20261122_000020_platform_postgres_row_security::Migration),
         ]
     }
 }

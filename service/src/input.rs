@@ -250,3 +250,81 @@ impl Language {
         &self.0
     }
 }
+
+/// A resource or action name in a permission, such as `agents` or `run`, or the
+/// wildcard `*`: 1 to 64 of `a-z`, `0-9`, `_`, `-`, `.`, `:`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PermissionPart(String);
+
+impl PermissionPart {
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, ServiceError> {
+        let s = raw.trim();
+        let shaped = s == "*"
+            || ((1..=64).contains(&s.len())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.:".contains(c)));
+        if !shaped {
+            return Err(ServiceError::validation(
+                field,
+                "must be `*` or 1 to 64 of a-z, 0-9, '_', '-', '.', ':'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A role's name: 1 to 64 of `a-z`, `0-9`, `_`, `-` (e.g. `org_admin`, `physician`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RoleName(String);
+
+impl RoleName {
+    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
+        let s = raw.trim();
+        let shaped = (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        if !shaped {
+            return Err(ServiceError::validation(
+                "role",
+                "must be 1 to 64 of a-z, 0-9, '_', '-'",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A team's name, unique within its tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TeamName(String);
+
+impl TeamName {
+    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
+        plain_text("team", raw, 100).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A deny policy's name, unique within its tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyName(String);
+
+impl PolicyName {
+    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
+        plain_text("name", raw, 100).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

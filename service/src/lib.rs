@@ -9,12 +9,14 @@
 //! - input arrives parsed into the newtypes of [`input`], so nothing invalid reaches SQL;
 //! - every tenant-owned query is scoped by a [`tenancy::TenantCtx`].
 
+pub mod access;
 pub mod audit;
 pub mod deps;
 pub mod error;
 pub mod identity;
 pub mod input;
 pub mod request;
+mod sql;
 pub mod tenancy;
 mod transaction;
 

@@ -12,7 +12,7 @@ use entity::{AuditLogId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, TransactionSession, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
 
@@ -32,10 +32,26 @@ pub enum AuditEvent {
     TenantCreated,
     MemberAdded,
     MemberRemoved,
+    RoleCreated,
+    RolePermissionGranted,
+    RolePermissionRevoked,
+    RoleInheritanceAdded,
+    RoleInheritanceRemoved,
+    RoleAssigned,
+    RoleAssignmentRevoked,
+    PolicyCreated,
+    PolicyDeleted,
+    TeamCreated,
+    TeamMoved,
+    TeamMemberAdded,
+    TeamMemberRemoved,
+    InvitationCreated,
+    InvitationAccepted,
+    InvitationRevoked,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 12] = [
+    pub const ALL: [AuditEvent; 28] = [
         AuditEvent::UserCreated,
         AuditEvent::Login,
         AuditEvent::LoginFailed,
@@ -48,6 +64,22 @@ impl AuditEvent {
         AuditEvent::TenantCreated,
         AuditEvent::MemberAdded,
         AuditEvent::MemberRemoved,
+        AuditEvent::RoleCreated,
+        AuditEvent::RolePermissionGranted,
+        AuditEvent::RolePermissionRevoked,
+        AuditEvent::RoleInheritanceAdded,
+        AuditEvent::RoleInheritanceRemoved,
+        AuditEvent::RoleAssigned,
+        AuditEvent::RoleAssignmentRevoked,
+        AuditEvent::PolicyCreated,
+        AuditEvent::PolicyDeleted,
+        AuditEvent::TeamCreated,
+        AuditEvent::TeamMoved,
+        AuditEvent::TeamMemberAdded,
+        AuditEvent::TeamMemberRemoved,
+        AuditEvent::InvitationCreated,
+        AuditEvent::InvitationAccepted,
+        AuditEvent::InvitationRevoked,
     ];
 
     pub fn code(self) -> &'static str {
@@ -64,6 +96,22 @@ impl AuditEvent {
             AuditEvent::TenantCreated => "tenant_created",
             AuditEvent::MemberAdded => "member_added",
             AuditEvent::MemberRemoved => "member_removed",
+            AuditEvent::RoleCreated => "role_created",
+            AuditEvent::RolePermissionGranted => "role_permission_granted",
+            AuditEvent::RolePermissionRevoked => "role_permission_revoked",
+            AuditEvent::RoleInheritanceAdded => "role_inheritance_added",
+            AuditEvent::RoleInheritanceRemoved => "role_inheritance_removed",
+            AuditEvent::RoleAssigned => "role_assigned",
+            AuditEvent::RoleAssignmentRevoked => "role_assignment_revoked",
+            AuditEvent::PolicyCreated => "policy_created",
+            AuditEvent::PolicyDeleted => "policy_deleted",
+            AuditEvent::TeamCreated => "team_created",
+            AuditEvent::TeamMoved => "team_moved",
+            AuditEvent::TeamMemberAdded => "team_member_added",
+            AuditEvent::TeamMemberRemoved => "team_member_removed",
+            AuditEvent::InvitationCreated => "invitation_created",
+            AuditEvent::InvitationAccepted => "invitation_accepted",
+            AuditEvent::InvitationRevoked => "invitation_revoked",
         }
     }
 }
@@ -156,18 +204,24 @@ pub async fn record<C: ConnectionTrait>(
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_tenant_events<C: ConnectionTrait>(
+pub async fn list_tenant_events<C>(
     db: &C,
     ctx: &TenantCtx,
     limit: u64,
-) -> Result<Vec<audit_logs::Model>> {
-    Ok(audit_logs::Entity::find()
+) -> Result<Vec<audit_logs::Model>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = ctx.begin(db).await?;
+    let events = audit_logs::Entity::find()
         .filter(audit_logs::Column::TenantId.eq(ctx.tenant_id()))
         .order_by_desc(audit_logs::Column::OccurredAt)
         .order_by_desc(audit_logs::Column::Id)
         .limit(limit)
-        .all(db)
-        .await?)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(events)
 }
 
 /// Events of one user as actor, newest first (their own security history).

@@ -4,12 +4,15 @@
 //! takes one cannot be called on behalf of an outsider ("wrong tenant" is a
 //! `Forbidden` here, before any tenant data is read).
 
-use crate::Result;
 use crate::error::ServiceError;
+use crate::{Result, begin_write};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants;
 use entity::{TenantId, UserId};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
+    TransactionSession, TransactionTrait,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantCtx {
@@ -24,17 +27,19 @@ impl TenantCtx {
     /// # Errors
     /// `Forbidden` if not (an unknown tenant gives the same answer as someone else's,
     /// so tenant ids cannot be probed); `Db`.
-    pub async fn for_member<C: ConnectionTrait>(
-        db: &C,
-        tenant_id: TenantId,
-        actor: UserId,
-    ) -> Result<Self> {
+    pub async fn for_member<C>(db: &C, tenant_id: TenantId, actor: UserId) -> Result<Self>
+    where
+        C: ConnectionTrait + TransactionTrait,
+    {
+        let txn = begin_write(db).await?;
+        set_row_security_context(&txn, Some(tenant_id), Some(actor)).await?;
         let found = memberships::Entity::find()
             .filter(memberships::Column::TenantId.eq(tenant_id))
             .filter(memberships::Column::UserId.eq(actor))
             .find_also_related(tenants::Entity)
-            .one(db)
+            .one(&txn)
             .await?;
+        txn.commit().await?;
         match found {
             Some((membership, Some(tenant)))
                 if membership.status == MembershipStatus::Active && tenant.is_active =>
@@ -49,6 +54,15 @@ impl TenantCtx {
                 reason: "not an active member of this tenant",
             }),
         }
+    }
+
+    /// Opens the transaction a tenant-scoped operation runs in, with the tenant and
+    /// actor set for PostgreSQL's row-level security (`set_config(..., true)`: they
+    /// end with the transaction, so pooled connections never leak them).
+    pub async fn begin<C: TransactionTrait>(&self, db: &C) -> Result<C::Transaction> {
+        let txn = begin_write(db).await?;
+        set_row_security_context(&txn, Some(self.tenant_id), Some(self.actor)).await?;
+        Ok(txn)
     }
 
     pub fn tenant_id(&self) -> TenantId {
@@ -72,4 +86,28 @@ impl TenantCtx {
             }),
         }
     }
+}
+
+/// Tells PostgreSQL's row-level security who is asking, for the rest of the
+/// transaction `db`. Without it the runtime role sees no tenant's rows. Other backends
+/// have no row-level security; the service filters by tenant itself there (and here).
+pub(crate) async fn set_row_security_context<C: ConnectionTrait>(
+    db: &C,
+    tenant: Option<TenantId>,
+    user: Option<UserId>,
+) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let as_text = |id: Option<String>| id.unwrap_or_default();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true)",
+        [
+            as_text(tenant.map(|t| t.to_string())).into(),
+            as_text(user.map(|u| u.to_string())).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Adding, removing and listing a tenant's members.
 
-use super::context::TenantCtx;
+use super::context::{TenantCtx, set_row_security_context};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -42,7 +42,7 @@ where
             reason: "only owners make other members owners",
         });
     }
-    let txn = crate::begin_write(db).await?;
+    let txn = ctx.begin(db).await?;
     find_active_user(&txn, user_id).await?;
     if find_membership(&txn, ctx, user_id).await?.is_some() {
         return Err(ServiceError::Conflict {
@@ -104,7 +104,7 @@ where
     if user_id != ctx.actor() {
         ctx.require_member_manager()?;
     }
-    let txn = crate::begin_write(db).await?;
+    let txn = ctx.begin(db).await?;
     let membership = find_membership(&txn, ctx, user_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("membership", user_id))?;
@@ -158,34 +158,44 @@ async fn find_membership<C: ConnectionTrait>(
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_members<C: ConnectionTrait>(
-    db: &C,
-    ctx: &TenantCtx,
-) -> Result<Vec<memberships::Model>> {
-    Ok(memberships::Entity::find()
+pub async fn list_members<C>(db: &C, ctx: &TenantCtx) -> Result<Vec<memberships::Model>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = ctx.begin(db).await?;
+    let members = memberships::Entity::find()
         .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
         .order_by_asc(memberships::Column::JoinedAt)
         .order_by_asc(memberships::Column::Id)
-        .all(db)
-        .await?)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(members)
 }
 
 /// The active tenants a user actively belongs to, with their membership.
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_user_tenants<C: ConnectionTrait>(
+pub async fn list_user_tenants<C>(
     db: &C,
     user_id: UserId,
-) -> Result<Vec<(memberships::Model, tenants::Model)>> {
+) -> Result<Vec<(memberships::Model, tenants::Model)>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = crate::begin_write(db).await?;
+    // Row-level security shows a user's own memberships in every tenant.
+    set_row_security_context(&txn, None, Some(user_id)).await?;
     let rows = memberships::Entity::find()
         .filter(memberships::Column::UserId.eq(user_id))
         .filter(memberships::Column::Status.eq(MembershipStatus::Active))
         .find_also_related(tenants::Entity)
         .filter(tenants::Column::IsActive.eq(true))
         .order_by_asc(tenants::Column::Slug)
-        .all(db)
+        .all(&txn)
         .await?;
+    txn.commit().await?;
     Ok(rows
         .into_iter()
         .filter_map(|(membership, tenant)| tenant.map(|t| (membership, t)))

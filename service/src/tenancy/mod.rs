@@ -2,9 +2,18 @@
 //! operation runs in.
 
 mod context;
+mod invitations;
 mod memberships;
+mod teams;
 mod tenants;
 
 pub use context::TenantCtx;
+pub(crate) use context::set_row_security_context;
+pub use invitations::{
+    InvitationToken, NewInvitation, accept_invitation, invite, revoke_invitation,
+};
 pub use memberships::{add_member, list_members, list_user_tenants, remove_member};
+pub use teams::{
+    add_team_member, create_team, move_team, remove_team_member, team_ancestors, team_descendants,
+};
 pub use tenants::{NewTenant, create_tenant, find_tenant_by_slug};

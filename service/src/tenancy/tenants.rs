@@ -7,6 +7,7 @@ use crate::error::{ServiceError, conflict_on_unique};
 use crate::identity::find_active_user;
 use crate::input::{Slug, TenantName};
 use crate::request::RequestMeta;
+use crate::tenancy::set_row_security_context;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
@@ -79,6 +80,7 @@ where
     }
     let now = deps.now();
     let tenant_id = TenantId(deps.new_id("tenants", input.slug.as_str()));
+    set_row_security_context(&txn, Some(tenant_id), Some(creator)).await?;
     let tenant = tenants::ActiveModel {
         id: Set(tenant_id),
         slug: Set(input.slug.as_str().to_owned()),

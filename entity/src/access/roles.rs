@@ -1,0 +1,22 @@
+//! `roles`: system roles (`tenant_id` NULL) and tenants' custom roles.
+
+use crate::ids::{RoleId, TenantId};
+use sea_orm::entity::prelude::*;
+
+#[sea_orm::model]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "roles")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: RoleId,
+    /// `None` for a system role, shared by every tenant.
+    pub tenant_id: Option<TenantId>,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    #[sea_orm(belongs_to, from = "tenant_id", to = "id", on_delete = "Cascade")]
+    pub tenant: BelongsTo<Option<crate::tenancy::tenants::Entity>>,
+}
+
+impl ActiveModelBehavior for ActiveModel {}
