@@ -8,6 +8,7 @@
 //! 4. reset and load the profile in one transaction, through the `service` operations,
 //!    with a fixed clock, labelled UUID v5 ids and a seeded ChaCha RNG.
 
+pub mod access;
 pub mod profile;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -174,6 +175,7 @@ pub struct SeedReport {
     pub migrations_applied: usize,
     pub tenants: Vec<TenantLine>,
     pub users: Vec<UserLine>,
+    pub access: access::AccessReport,
     pub row_counts: Vec<(&'static str, u64)>,
     pub elapsed: std::time::Duration,
 }
@@ -310,7 +312,7 @@ async fn run_on(
     } else {
         refuse_if_seeded(&txn, &profile).await?;
     }
-    let (tenants, users) = load(&txn, options, &profile).await?;
+    let (tenants, users, access) = load(&txn, options, &profile).await?;
     txn.commit().await?;
 
     Ok(SeedReport {
@@ -321,6 +323,7 @@ async fn run_on(
         migrations_applied: pending,
         tenants,
         users,
+        access,
         row_counts: row_counts(db).await?,
         elapsed: started.elapsed(),
     })
@@ -329,7 +332,29 @@ async fn run_on(
 /// Empties every table the seeder fills, children first. The audit catalogue,
 /// migration bookkeeping and environment marker are kept.
 async fn reset<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    use entity::access::{
+        permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
+    };
+    use entity::tenancy::{invitations, team_members, teams};
+    use sea_orm::sea_query::Expr;
     audit_logs::Entity::delete_many().exec(db).await?;
+    role_assignments::Entity::delete_many().exec(db).await?;
+    policies::Entity::delete_many().exec(db).await?;
+    invitations::Entity::delete_many().exec(db).await?;
+    team_members::Entity::delete_many().exec(db).await?;
+    // MariaDB checks the parent key row by row: detach the tree before deleting it.
+    teams::Entity::update_many()
+        .col_expr(
+            teams::Column::ParentId,
+            Expr::value(Option::<uuid::Uuid>::None),
+        )
+        .exec(db)
+        .await?;
+    teams::Entity::delete_many().exec(db).await?;
+    role_inheritance::Entity::delete_many().exec(db).await?;
+    role_permissions::Entity::delete_many().exec(db).await?;
+    roles::Entity::delete_many().exec(db).await?;
+    permissions::Entity::delete_many().exec(db).await?;
     refresh_tokens::Entity::delete_many().exec(db).await?;
     sessions::Entity::delete_many().exec(db).await?;
     memberships::Entity::delete_many().exec(db).await?;
@@ -367,7 +392,7 @@ async fn load<C>(
     db: &C,
     options: &SeedOptions,
     profile: &Profile,
-) -> Result<(Vec<TenantLine>, Vec<UserLine>), SeedError>
+) -> Result<(Vec<TenantLine>, Vec<UserLine>, access::AccessReport), SeedError>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -461,7 +486,13 @@ where
             .await
             .map_err(fixture_error(alice.email))?;
     }
-    Ok((tenant_lines, user_lines))
+    let tenants: access::Tenants = tenant_ids
+        .iter()
+        .map(|(slug, id)| (*slug, (*id, owners[slug])))
+        .collect();
+    let users: HashMap<&str, UserId> = user_lines.iter().map(|u| (u.email, u.id)).collect();
+    let access = access::load_access(db, &deps, &clock, profile, &tenants, &users).await?;
+    Ok((tenant_lines, user_lines, access))
 }
 
 async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>, DbErr> {
@@ -477,6 +508,26 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
         (
             "refresh_tokens",
             refresh_tokens::Entity::find().count(db).await?,
+        ),
+        (
+            "roles",
+            entity::access::roles::Entity::find().count(db).await?,
+        ),
+        (
+            "role_assignments",
+            entity::access::role_assignments::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "teams",
+            entity::tenancy::teams::Entity::find().count(db).await?,
+        ),
+        (
+            "invitations",
+            entity::tenancy::invitations::Entity::find()
+                .count(db)
+                .await?,
         ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
     ])

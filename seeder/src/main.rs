@@ -125,13 +125,47 @@ fn print_report(report: &SeedReport) {
     println!();
     println!("Users (password for all: {SHARED_PASSWORD})");
     println!(
-        "  {:<34} {:<18} {:<16} {:<7} persona",
-        "email", "name", "tenant", "role"
+        "  {:<34} {:<18} {:<16} {:<7} roles",
+        "email", "name", "tenant", "member"
     );
     for u in &report.users {
+        let roles = report
+            .access
+            .assignments
+            .get(u.email)
+            .map(|r| r.join(", "))
+            .unwrap_or_default();
         println!(
-            "  {:<34} {:<18} {:<16} {:<7} {}",
-            u.email, u.display_name, u.tenant, u.role, u.persona
+            "  {:<34} {:<18} {:<16} {:<7} {roles}",
+            u.email, u.display_name, u.tenant, u.role
+        );
+    }
+    println!();
+    println!("Roles (system roles are shared by every tenant)");
+    for r in &report.access.roles {
+        let inherits = if r.parents.is_empty() {
+            String::new()
+        } else {
+            format!("; inherits {}", r.parents.join(", "))
+        };
+        let tenant = r.tenant.unwrap_or("system");
+        println!(
+            "  {tenant:<16} {:<16} {}{inherits}",
+            r.name,
+            r.permissions.join(" ")
+        );
+    }
+    println!();
+    println!("Teams");
+    for (tenant, path) in &report.access.teams {
+        println!("  {tenant:<16} {path}");
+    }
+    println!();
+    println!("Pending invitations (token, valid 14 days)");
+    for i in &report.access.invitations {
+        println!(
+            "  {:<16} {:<30} {:<10} {}",
+            i.tenant, i.email, i.role, i.token
         );
     }
     println!();

@@ -3,6 +3,7 @@
 //! rename them.
 
 use entity::tenancy::memberships::MembershipRole;
+use entity::tenancy::team_members::TeamRole;
 use entity::tenancy::tenants::{DataRegion, PlanTier};
 
 /// The one password of every fixture user.
@@ -30,10 +31,19 @@ impl ProfileName {
             ProfileName::Demo => Profile {
                 tenants: DEMO_TENANTS,
                 users: DEMO_USERS,
+                roles: DEMO_ROLES,
+                teams: DEMO_TEAMS,
+                team_members: DEMO_TEAM_MEMBERS,
+                assignments: DEMO_ASSIGNMENTS,
+                policies: DEMO_POLICIES,
+                invitations: DEMO_INVITATIONS,
             },
+            // The other tables are shared: rows of tenants or users outside the
+            // profile are skipped by the loader.
             ProfileName::Minimal => Profile {
                 tenants: &DEMO_TENANTS[..1],
                 users: &DEMO_USERS[..2],
+                ..ProfileName::Demo.profile()
             },
         }
     }
@@ -43,6 +53,63 @@ pub struct Profile {
     pub tenants: &'static [TenantFixture],
     /// In creation order. A tenant's owner must come before its other members.
     pub users: &'static [UserFixture],
+    /// System roles (no tenant) first, then tenants' own roles; parents before children.
+    pub roles: &'static [RoleFixture],
+    /// Parents before children.
+    pub teams: &'static [TeamFixture],
+    pub team_members: &'static [TeamMemberFixture],
+    pub assignments: &'static [AssignmentFixture],
+    pub policies: &'static [PolicyFixture],
+    pub invitations: &'static [InvitationFixture],
+}
+
+/// A role: a system role when `tenant` is `None`.
+pub struct RoleFixture {
+    pub tenant: Option<&'static str>,
+    pub name: &'static str,
+    pub description: &'static str,
+    pub permissions: &'static [(&'static str, &'static str)],
+    pub parents: &'static [&'static str],
+}
+
+pub struct TeamFixture {
+    pub tenant: &'static str,
+    pub name: &'static str,
+    pub parent: Option<&'static str>,
+}
+
+pub struct TeamMemberFixture {
+    pub tenant: &'static str,
+    pub team: &'static str,
+    pub email: &'static str,
+    pub role: TeamRole,
+}
+
+/// A role for a member: the tenant's role of that name, else the system role.
+pub struct AssignmentFixture {
+    pub tenant: &'static str,
+    pub email: &'static str,
+    pub role: &'static str,
+    /// Scoped to this team (and its sub-teams); tenant-wide when `None`.
+    pub team: Option<&'static str>,
+    /// A daily window, `HH:MM` UTC.
+    pub window: Option<(&'static str, &'static str)>,
+}
+
+pub struct PolicyFixture {
+    pub tenant: &'static str,
+    pub name: &'static str,
+    pub resource: &'static str,
+    pub action: &'static str,
+    /// Applies to holders of this role only; everyone when `None`.
+    pub role: Option<&'static str>,
+}
+
+pub struct InvitationFixture {
+    pub tenant: &'static str,
+    pub email: &'static str,
+    pub role: &'static str,
+    pub team: Option<&'static str>,
 }
 
 pub struct TenantFixture {
@@ -265,4 +332,271 @@ const DEMO_USERS: &[UserFixture] = &[
         Member,
         "renter",
     )),
+];
+
+const fn role(
+    tenant: Option<&'static str>,
+    name: &'static str,
+    description: &'static str,
+    permissions: &'static [(&'static str, &'static str)],
+    parents: &'static [&'static str],
+) -> RoleFixture {
+    RoleFixture {
+        tenant,
+        name,
+        description,
+        permissions,
+        parents,
+    }
+}
+
+/// Seed 002's system roles, then seed 003's clinic roles and Rento's agent role.
+const DEMO_ROLES: &[RoleFixture] = &[
+    role(
+        None,
+        "org_member",
+        "Regular member",
+        &[("organization", "read"), ("agents", "read")],
+        &[],
+    ),
+    role(
+        None,
+        "agent_user",
+        "Can run AI agents",
+        &[("agents", "run")],
+        &["org_member"],
+    ),
+    role(
+        None,
+        "org_admin",
+        "Organization administrator",
+        &[
+            ("organization", "*"),
+            ("members", "*"),
+            ("roles", "*"),
+            ("agents", "*"),
+        ],
+        &["agent_user"],
+    ),
+    role(
+        None,
+        "super_admin",
+        "Full system access",
+        &[("*", "*")],
+        &[],
+    ),
+    role(
+        Some("healthy-stellar"),
+        "patient",
+        "Reads own records",
+        &[("records", "read_own")],
+        &[],
+    ),
+    role(
+        Some("healthy-stellar"),
+        "nurse",
+        "Reads patient records",
+        &[("records", "read")],
+        &[],
+    ),
+    role(
+        Some("healthy-stellar"),
+        "physician",
+        "Reads and writes records",
+        &[("records", "write")],
+        &["nurse"],
+    ),
+    role(
+        Some("healthy-stellar"),
+        "medical_records",
+        "Keeps and exports records",
+        &[("records", "export")],
+        &["nurse"],
+    ),
+    role(
+        Some("healthy-stellar"),
+        "billing_staff",
+        "Billing",
+        &[("billing", "*")],
+        &[],
+    ),
+    role(
+        Some("healthy-stellar"),
+        "admin",
+        "Clinic administrator",
+        &[("users", "*"), ("records", "*")],
+        &["org_admin"],
+    ),
+    role(
+        Some("rento"),
+        "agent",
+        "Real-estate agent",
+        &[("properties", "*"), ("consent", "read")],
+        &["org_member"],
+    ),
+];
+
+const fn team(
+    tenant: &'static str,
+    name: &'static str,
+    parent: Option<&'static str>,
+) -> TeamFixture {
+    TeamFixture {
+        tenant,
+        name,
+        parent,
+    }
+}
+
+/// Acme's tree is five levels deep, as the access benchmark needs.
+const DEMO_TEAMS: &[TeamFixture] = &[
+    team("acme", "Company", None),
+    team("acme", "Engineering", Some("Company")),
+    team("acme", "Platform", Some("Engineering")),
+    team("acme", "Databases", Some("Platform")),
+    team("acme", "Migrations", Some("Databases")),
+    team("acme", "Sales", Some("Company")),
+    team("healthy-stellar", "Clinic", None),
+    team("healthy-stellar", "Cardiology", Some("Clinic")),
+    team("healthy-stellar", "Neurology", Some("Clinic")),
+];
+
+const fn team_member(
+    tenant: &'static str,
+    team: &'static str,
+    email: &'static str,
+    role: TeamRole,
+) -> TeamMemberFixture {
+    TeamMemberFixture {
+        tenant,
+        team,
+        email,
+        role,
+    }
+}
+
+const DEMO_TEAM_MEMBERS: &[TeamMemberFixture] = &[
+    team_member("acme", "Company", "alice@acme.com", TeamRole::Owner),
+    team_member("acme", "Platform", "bob@acme.com", TeamRole::Member),
+    team_member(
+        "healthy-stellar",
+        "Cardiology",
+        "dr.smith@healthystellar.com",
+        TeamRole::Admin,
+    ),
+    team_member(
+        "healthy-stellar",
+        "Neurology",
+        "dr.johnson@healthystellar.com",
+        TeamRole::Admin,
+    ),
+    team_member(
+        "healthy-stellar",
+        "Cardiology",
+        "nurse.williams@healthystellar.com",
+        TeamRole::Member,
+    ),
+];
+
+const fn assign(
+    tenant: &'static str,
+    email: &'static str,
+    role: &'static str,
+) -> AssignmentFixture {
+    AssignmentFixture {
+        tenant,
+        email,
+        role,
+        team: None,
+        window: None,
+    }
+}
+
+const DEMO_ASSIGNMENTS: &[AssignmentFixture] = &[
+    assign("acme", "alice@acme.com", "org_admin"),
+    assign("acme", "bob@acme.com", "org_member"),
+    // Bob runs agents, but only in Engineering and the teams below it.
+    AssignmentFixture {
+        team: Some("Engineering"),
+        ..assign("acme", "bob@acme.com", "agent_user")
+    },
+    assign("techstartup", "charlie@techstartup.io", "org_admin"),
+    assign("healthcare", "diana@healthcare.com", "org_admin"),
+    assign("healthy-stellar", "admin@healthystellar.com", "admin"),
+    assign(
+        "healthy-stellar",
+        "dr.smith@healthystellar.com",
+        "physician",
+    ),
+    assign(
+        "healthy-stellar",
+        "dr.johnson@healthystellar.com",
+        "physician",
+    ),
+    // Seed 001's condition: a day shift, 07:00 to 19:00 UTC.
+    AssignmentFixture {
+        window: Some(("07:00", "19:00")),
+        ..assign(
+            "healthy-stellar",
+            "nurse.williams@healthystellar.com",
+            "nurse",
+        )
+    },
+    // And a night shift that runs past midnight.
+    AssignmentFixture {
+        window: Some(("19:00", "07:00")),
+        ..assign(
+            "healthy-stellar",
+            "nurse.garcia@healthystellar.com",
+            "nurse",
+        )
+    },
+    assign("healthy-stellar", "patient1@example.com", "patient"),
+    assign("healthy-stellar", "patient2@example.com", "patient"),
+    assign("healthy-stellar", "patient3@example.com", "patient"),
+    assign(
+        "healthy-stellar",
+        "billing@healthystellar.com",
+        "billing_staff",
+    ),
+    assign(
+        "healthy-stellar",
+        "records@healthystellar.com",
+        "medical_records",
+    ),
+    assign("rento", "tanaka@rento.jp", "agent"),
+    assign("rento", "sato.hanako@example.jp", "org_member"),
+    assign("rento", "suzuki.ichiro@example.jp", "org_member"),
+];
+
+const DEMO_POLICIES: &[PolicyFixture] = &[
+    PolicyFixture {
+        tenant: "acme",
+        name: "agents-are-never-deleted",
+        resource: "agents",
+        action: "delete",
+        role: None,
+    },
+    PolicyFixture {
+        tenant: "healthy-stellar",
+        name: "patients-never-export",
+        resource: "records",
+        action: "export",
+        role: Some("patient"),
+    },
+];
+
+const DEMO_INVITATIONS: &[InvitationFixture] = &[
+    InvitationFixture {
+        tenant: "acme",
+        email: "newhire@acme.com",
+        role: "org_member",
+        team: Some("Engineering"),
+    },
+    InvitationFixture {
+        tenant: "healthy-stellar",
+        email: "nurse.lee@healthystellar.com",
+        role: "nurse",
+        team: Some("Neurology"),
+    },
 ];

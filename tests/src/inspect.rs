@@ -1,8 +1,11 @@
 //! Reading a database back: its schema as comparable text, its data as JSON.
 
+use entity::access::{
+    permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
+};
 use entity::audit::audit_logs;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
-use entity::tenancy::{memberships, tenants};
+use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryOrder,
     Statement,
