@@ -116,10 +116,69 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
             dump::<refresh_tokens::Entity>(db, refresh_tokens::Column::Id).await,
         ),
         (
+            "permissions",
+            dump::<permissions::Entity>(db, permissions::Column::Id).await,
+        ),
+        ("roles", dump::<roles::Entity>(db, roles::Column::Id).await),
+        (
+            "role_permissions",
+            dump2::<role_permissions::Entity>(
+                db,
+                role_permissions::Column::RoleId,
+                role_permissions::Column::PermissionId,
+            )
+            .await,
+        ),
+        (
+            "role_inheritance",
+            dump2::<role_inheritance::Entity>(
+                db,
+                role_inheritance::Column::RoleId,
+                role_inheritance::Column::ParentRoleId,
+            )
+            .await,
+        ),
+        ("teams", dump::<teams::Entity>(db, teams::Column::Id).await),
+        (
+            "team_members",
+            dump2::<team_members::Entity>(
+                db,
+                team_members::Column::TeamId,
+                team_members::Column::UserId,
+            )
+            .await,
+        ),
+        (
+            "role_assignments",
+            dump::<role_assignments::Entity>(db, role_assignments::Column::Id).await,
+        ),
+        (
+            "policies",
+            dump::<policies::Entity>(db, policies::Column::Id).await,
+        ),
+        (
+            "invitations",
+            dump::<invitations::Entity>(db, invitations::Column::Id).await,
+        ),
+        (
             "audit_logs",
             dump::<audit_logs::Entity>(db, audit_logs::Column::Id).await,
         ),
     ]
+}
+
+async fn dump2<E: EntityTrait>(
+    db: &DatabaseConnection,
+    first: E::Column,
+    second: E::Column,
+) -> Vec<Value> {
+    E::find()
+        .order_by_asc(first)
+        .order_by_asc(second)
+        .into_json()
+        .all(db)
+        .await
+        .expect("dumping a table succeeds")
 }
 
 /// Row counts of the tables operations write, to assert that a refused call wrote nothing.
@@ -154,6 +213,47 @@ pub async fn row_counts(db: &DatabaseConnection) -> Vec<(&'static str, u64)> {
                 .count(db)
                 .await
                 .expect("count"),
+        ),
+        (
+            "roles",
+            roles::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "role_permissions",
+            role_permissions::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
+        ),
+        (
+            "role_inheritance",
+            role_inheritance::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
+        ),
+        (
+            "role_assignments",
+            role_assignments::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
+        ),
+        (
+            "policies",
+            policies::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "teams",
+            teams::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "team_members",
+            team_members::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "invitations",
+            invitations::Entity::find().count(db).await.expect("count"),
         ),
         (
             "audit_logs",
