@@ -386,6 +386,13 @@ const DEMO_ROLES: &[RoleFixture] = &[
         &[],
     ),
     role(
+        Some("acme"),
+        "release_manager",
+        "Ships agent releases",
+        &[("releases", "*")],
+        &["agent_user"],
+    ),
+    role(
         Some("healthy-stellar"),
         "patient",
         "Reads own records",
@@ -514,6 +521,7 @@ const fn assign(
 
 const DEMO_ASSIGNMENTS: &[AssignmentFixture] = &[
     assign("acme", "alice@acme.com", "org_admin"),
+    assign("acme", "alice@acme.com", "release_manager"),
     assign("acme", "bob@acme.com", "org_member"),
     // Bob runs agents, but only in Engineering and the teams below it.
     AssignmentFixture {

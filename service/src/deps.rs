@@ -218,6 +218,12 @@ impl Deps {
         (deps, clock)
     }
 
+    /// The same, with another clock (e.g. a [`ManualClock`] set to the database's time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
