@@ -389,3 +389,51 @@ async fn isolation_service_operations_work_as_the_runtime_role() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_policies_can_require_a_permission_with_the_sql_function() {
+    run_case(Backend::Postgres, "isolation_policy_fn", Start::Empty, |t| async move {
+        let report = seed(&t).await;
+        let (acme, alice, bob) = (tenant(&report, "acme"), user(&report, "alice@acme.com"), user(&report, "bob@acme.com"));
+        // What an agents table would do (seed 002): only users allowed to run agents may
+        // queue agent work, checked by the database itself.
+        t.db.execute_unprepared(
+            "CREATE TABLE agent_runs (id serial PRIMARY KEY, tenant_id uuid NOT NULL, requested_by uuid NOT NULL);
+             ALTER TABLE agent_runs ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE agent_runs FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON agent_runs
+                 USING (tenant_id = app_current_tenant())
+                 WITH CHECK (tenant_id = app_current_tenant()
+                             AND requested_by = app_current_user()
+                             AND user_has_permission(requested_by, tenant_id, 'agents', 'run'));
+             GRANT SELECT, INSERT ON agent_runs TO app_service;
+             GRANT USAGE ON SEQUENCE agent_runs_id_seq TO app_service;",
+        )
+        .await
+        .expect("creates the example table");
+        let queue_as = |user: UserId| {
+            let db = t.db.clone();
+            async move {
+                let txn = db.begin().await?;
+                txn.execute_unprepared("SET LOCAL ROLE app_service").await?;
+                txn.execute_unprepared(&format!(
+                    "SELECT set_config('app.current_tenant_id', '{acme}', true), set_config('app.current_user_id', '{user}', true)"
+                ))
+                .await?;
+                let done = txn
+                    .execute_unprepared(&format!("INSERT INTO agent_runs (tenant_id, requested_by) VALUES ('{acme}', '{user}')"))
+                    .await;
+                txn.commit().await?;
+                done
+            }
+        };
+        queue_as(alice).await.expect("alice (org_admin) may run agents");
+        let refused = queue_as(bob).await;
+        assert!(
+            matches!(&refused, Err(e) if e.to_string().contains("row-level security")),
+            "bob may run agents only inside Engineering, not tenant-wide: {refused:?}"
+        );
+        assert_eq!(count(&t.db, "SELECT count(*) FROM agent_runs").await, 1);
+    })
+    .await;
+}
