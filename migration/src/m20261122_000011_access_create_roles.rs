@@ -57,18 +57,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        match backend {
-            // SQLite has partial indexes.
-            DbBackend::Sqlite => {
-                manager
-                    .get_connection()
-                    .execute_unprepared(
-                        "CREATE UNIQUE INDEX uq_roles_system_name ON roles (name) WHERE tenant_id IS NULL",
-                    )
-                    .await?;
-            }
-            // MariaDB has neither: the service checks system role names before inserting.
-            _ => {}
+        // SQLite has partial indexes; MariaDB has neither, and there the service
+        // checks system role names before inserting.
+        if backend == DbBackend::Sqlite {
+            manager
+                .get_connection()
+                .execute_unprepared(
+                    "CREATE UNIQUE INDEX uq_roles_system_name ON roles (name) WHERE tenant_id IS NULL",
+                )
+                .await?;
         }
         Ok(())
     }

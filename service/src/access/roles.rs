@@ -151,7 +151,7 @@ async fn insert_role<C: ConnectionTrait>(
             .unwrap_or_else(|| "system".into()),
         name.as_str()
     );
-    Ok(roles::ActiveModel {
+    roles::ActiveModel {
         id: Set(RoleId(deps.new_id("roles", &key))),
         tenant_id: Set(tenant),
         name: Set(name.as_str().to_owned()),
@@ -161,7 +161,7 @@ async fn insert_role<C: ConnectionTrait>(
     }
     .insert(db)
     .await
-    .map_err(conflict_on_unique("role", "a role of this name exists"))?)
+    .map_err(conflict_on_unique("role", "a role of this name exists"))
 }
 
 /// A role the context's tenant may use: its own, or a system role. Anything else,
