@@ -8,14 +8,18 @@ use crate::Migrator;
 use crate::environment::{
     AppEnv, RecordedEnv, backend_name, read_recorded_env, record_env_if_absent,
 };
+use crate::lock::{LockError, MigrationLock};
+use crate::plan::{self, Direction, Rendered};
 use crate::target::DbTarget;
+use crate::tracking;
 use clap::{Parser, Subcommand, ValueEnum};
-use sea_orm_migration::migrator::{Migration, MigrationStatus};
+use sea_orm_migration::prelude::{Alias, Table};
 use sea_orm_migration::sea_orm::{Database, DatabaseConnection, DbBackend, DbErr, EntityTrait};
 use sea_orm_migration::seaql_migrations;
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 use serde::Serialize;
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 const AFTER_HELP: &str = "\
 Environment:
@@ -66,6 +70,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PHRASE")]
     pub confirm: Option<String>,
 
+    /// How long to wait for another migrator's lock on the database.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
+    pub lock_timeout: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -77,12 +85,18 @@ pub enum Command {
         /// Number of pending migrations to apply (default: all).
         #[arg(short, long)]
         num: Option<u32>,
+        /// Print the SQL each pending migration would run on this backend; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Roll back applied migrations, newest first.
     Down {
         /// Number of applied migrations to roll back.
         #[arg(short, long, default_value_t = 1)]
         num: u32,
+        /// Print the SQL each rollback would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// List applied and pending migrations; changes nothing.
     Status {
@@ -95,6 +109,9 @@ pub enum Command {
     Refresh,
     /// Roll back all migrations. Not in production.
     Reset,
+    /// Accept the current SQL of applied migrations after a deliberate edit (recorded
+    /// with who and when), so runs stop reporting them as modified.
+    Repair,
     /// Create a new, empty migration file and register it in src/lib.rs.
     Generate {
         /// Name of the new migration, prefixed by its domain, e.g. `identity_add_mfa_factors`.
@@ -123,6 +140,7 @@ impl Command {
             Command::Fresh => "fresh",
             Command::Refresh => "refresh",
             Command::Reset => "reset",
+            Command::Repair => "repair",
             Command::Generate { .. } => "generate",
         }
     }
@@ -133,7 +151,13 @@ impl Command {
     }
 
     pub fn writes(&self) -> bool {
-        !matches!(self, Command::Status { .. } | Command::Generate { .. })
+        !matches!(
+            self,
+            Command::Status { .. }
+                | Command::Generate { .. }
+                | Command::Up { dry_run: true, .. }
+                | Command::Down { dry_run: true, .. }
+        )
     }
 }
 
@@ -146,6 +170,8 @@ pub struct Invocation {
     pub schema: Option<String>,
     pub command: Command,
     pub confirm: Option<String>,
+    /// How long to wait for another migrator's lock.
+    pub lock_timeout: Duration,
 }
 
 /// Asks the operator for the confirmation phrase.
@@ -186,6 +212,11 @@ pub enum CliError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Config(String),
+    /// Applied migrations differ from the code: nothing ran.
+    #[error("{0}")]
+    Drift(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 impl CliError {
@@ -193,17 +224,22 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Refused(_) => 2,
+            CliError::Drift(_) => 3,
             _ => 1,
         }
     }
 }
 
-/// Connects with the options every command uses.
+/// Connects as every command does.
 pub async fn connect(
     target: &DbTarget,
     schema: Option<&str>,
 ) -> Result<DatabaseConnection, CliError> {
-    Database::connect(target.connect_options(schema))
+    // One connection: the migration lock is a session lock, and every statement of the
+    // run must come from the session that holds it.
+    let mut options = target.connect_options(schema);
+    options.max_connections(1);
+    Database::connect(options)
         .await
         .map_err(|source| CliError::Connect {
             target: target.masked_url(),
@@ -232,29 +268,52 @@ async fn execute_on(
     err: &mut dyn Write,
 ) -> Result<(), CliError> {
     let recorded = read_recorded_env(db).await?;
-    let statuses = Migrator::get_migration_with_status_read_only(db).await?;
-    let pending: Vec<String> = statuses
-        .iter()
-        .filter(|m| m.status() == MigrationStatus::Pending)
-        .map(|m| m.name().to_owned())
-        .collect();
+    let backend = db.get_database_backend();
+    let code = plan::render_all_up(backend).await?;
+    let applied = applied_versions(db).await?;
+    let pending: Vec<&Rendered> = code.iter().filter(|m| !applied.contains(&m.name)).collect();
+    let pending_names: Vec<String> = pending.iter().map(|m| m.name.clone()).collect();
 
-    write_banner(err, inv, &recorded, &pending)?;
+    write_banner(err, inv, &recorded, &pending_names)?;
 
-    if let Command::Status { format } = &inv.command {
-        return print_status(db, inv, &recorded, &statuses, *format, out).await;
+    match &inv.command {
+        Command::Status { format } => {
+            return print_status(db, inv, &recorded, &code, &applied, *format, out).await;
+        }
+        Command::Up { num, dry_run: true } => {
+            let take = num.map_or(pending.len(), |n| n as usize);
+            for migration in pending.iter().take(take) {
+                writeln!(out, "-- {} (up)\n{}", migration.name, migration.script())?;
+            }
+            return Ok(());
+        }
+        Command::Down { num, dry_run: true } => {
+            for version in applied.iter().rev().take(*num as usize) {
+                let migration = Migrator::migrations()
+                    .into_iter()
+                    .find(|m| m.name() == version)
+                    .ok_or_else(|| {
+                        CliError::Drift(format!(
+                            "applied migration {version} is missing from the code"
+                        ))
+                    })?;
+                let rendered = plan::render(backend, migration.as_ref(), Direction::Down).await?;
+                writeln!(out, "-- {} (down)\n{}", rendered.name, rendered.script())?;
+            }
+            return Ok(());
+        }
+        _ => {}
     }
 
     check_safety(inv, &recorded, prompt, err)?;
 
-    match &inv.command {
-        Command::Up { num } => Migrator::up(db, *num).await?,
-        Command::Down { num } => Migrator::down(db, Some(*num)).await?,
-        Command::Fresh => Migrator::fresh(db).await?,
-        Command::Refresh => Migrator::refresh(db).await?,
-        Command::Reset => Migrator::reset(db).await?,
-        Command::Status { .. } | Command::Generate { .. } => unreachable!("handled above"),
-    }
+    let lock = MigrationLock::acquire(db, inv.lock_timeout, |holder| {
+        let _ = writeln!(err, "  waiting for the migration lock, held by {holder}");
+    })
+    .await?;
+    let result = run_locked(db, inv, &code, out, err).await;
+    lock.release(db).await?;
+    result?;
 
     // A database learns its environment the first time it is migrated (after
     // `reset` the metadata table is gone, and there is nothing to record into).
@@ -264,18 +323,193 @@ async fn execute_on(
     {
         record_env_if_absent(db, inv.env).await?;
     }
+    health_check(db, &code, inv.command.name(), out).await
+}
 
-    let after = Migrator::get_migration_with_status_read_only(db).await?;
-    let applied = after
+/// The command itself, under the lock. The applied list is read again here: another
+/// migrator may have finished while this one waited.
+async fn run_locked(
+    db: &DatabaseConnection,
+    inv: &Invocation,
+    code: &[Rendered],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), CliError> {
+    let applied = applied_versions(db).await?;
+    let drift = tracking::compare(&applied, &tracking::read(db).await?, code);
+    if drift.blocks() && !matches!(inv.command, Command::Repair) {
+        return Err(CliError::Drift(drift_message(&drift)));
+    }
+    if !applied.is_empty() {
+        tracking::ensure_table(db).await?;
+    }
+    for version in &drift.unrecorded {
+        // Applied before checksums were kept: trust the code as it is now.
+        let rendered = code
+            .iter()
+            .find(|r| &r.name == version)
+            .expect("unrecorded means known");
+        tracking::record(db, rendered, inv.env, None).await?;
+        writeln!(err, "  recorded a first checksum for {version}")?;
+    }
+
+    match &inv.command {
+        Command::Up { num, .. } => {
+            let pending: Vec<&Rendered> =
+                code.iter().filter(|m| !applied.contains(&m.name)).collect();
+            let take = num.map_or(pending.len(), |n| n as usize);
+            for migration in pending.into_iter().take(take) {
+                let started = Instant::now();
+                Migrator::up(db, Some(1)).await?;
+                let took = started.elapsed().as_millis() as i64;
+                tracking::ensure_table(db).await?;
+                tracking::record(db, migration, inv.env, Some(took)).await?;
+                writeln!(out, "applied {} in {took} ms", migration.name)?;
+            }
+        }
+        Command::Down { num, .. } => {
+            for version in applied.iter().rev().take(*num as usize) {
+                Migrator::down(db, Some(1)).await?;
+                tracking::forget(db, version).await?;
+                writeln!(out, "rolled back {version}")?;
+            }
+        }
+        Command::Repair => {
+            if !drift.missing.is_empty() {
+                return Err(CliError::Drift(format!(
+                    "cannot repair migrations missing from the code: {}; restore their files",
+                    drift.missing.join(", ")
+                )));
+            }
+            let recorded = tracking::read(db).await?;
+            for version in &drift.modified {
+                let rendered = code
+                    .iter()
+                    .find(|r| &r.name == version)
+                    .expect("modified means known");
+                tracking::repair(db, rendered, &recorded[version].checksum).await?;
+                writeln!(
+                    out,
+                    "repaired {version}: checksum now {}",
+                    rendered.checksum()
+                )?;
+            }
+            if drift.modified.is_empty() {
+                writeln!(out, "nothing to repair")?;
+            }
+        }
+        Command::Fresh | Command::Refresh | Command::Reset => {
+            match &inv.command {
+                Command::Fresh => Migrator::fresh(db).await?,
+                Command::Refresh => Migrator::refresh(db).await?,
+                _ => Migrator::reset(db).await?,
+            }
+            reconcile(db, inv.env, code).await?;
+        }
+        Command::Status { .. } | Command::Generate { .. } => {
+            unreachable!("handled before the lock")
+        }
+    }
+    Ok(())
+}
+
+/// After a bulk command: one checksum row per applied migration, none for others.
+async fn reconcile(
+    db: &DatabaseConnection,
+    env: AppEnv,
+    code: &[Rendered],
+) -> Result<(), CliError> {
+    let applied = applied_versions(db).await?;
+    if applied.is_empty() {
+        // `reset` leaves no bookkeeping behind; neither do we.
+        SchemaManager::new(db)
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("migration_checksums"))
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
+        return Ok(());
+    }
+    tracking::ensure_table(db).await?;
+    let recorded = tracking::read(db).await?;
+    for version in recorded.keys().filter(|v| !applied.contains(v)) {
+        tracking::forget(db, version).await?;
+    }
+    for rendered in code
         .iter()
-        .filter(|m| m.status() == MigrationStatus::Applied)
-        .count();
+        .filter(|r| applied.contains(&r.name) && !recorded.contains_key(&r.name))
+    {
+        tracking::record(db, rendered, env, None).await?;
+    }
+    Ok(())
+}
+
+/// Versions in `seaql_migrations`, oldest first; empty before the first run.
+async fn applied_versions(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    if !SchemaManager::new(db).has_table("seaql_migrations").await? {
+        return Ok(Vec::new());
+    }
+    let mut versions: Vec<String> = seaql_migrations::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| row.version)
+        .collect();
+    versions.sort();
+    Ok(versions)
+}
+
+fn drift_message(drift: &tracking::Drift) -> String {
+    let mut parts = Vec::new();
+    if !drift.modified.is_empty() {
+        parts.push(format!(
+            "applied migrations were edited since they ran: {} (restore them, or run `repair` if the change is deliberate and equivalent)",
+            drift.modified.join(", ")
+        ));
+    }
+    if !drift.missing.is_empty() {
+        parts.push(format!(
+            "applied migrations are missing from the code: {} (never rename or delete an applied migration)",
+            drift.missing.join(", ")
+        ));
+    }
+    format!("stopped before running anything: {}", parts.join("; "))
+}
+
+/// After every run: the database answers, the bookkeeping agrees with the code.
+async fn health_check(
+    db: &DatabaseConnection,
+    code: &[Rendered],
+    command: &str,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    db.ping().await?;
+    let applied = applied_versions(db).await?;
+    let recorded = tracking::read(db).await?;
+    let drift = tracking::compare(&applied, &recorded, code);
+    let consistent =
+        !drift.blocks() && drift.unrecorded.is_empty() && recorded.len() == applied.len();
     writeln!(
         out,
-        "{} done: {applied} applied, {} pending.",
-        inv.command.name(),
-        after.len() - applied
+        "{command} done: {} applied, {} pending; health: connection ok, checksums {} ({} recorded)",
+        applied.len(),
+        code.len()
+            - applied
+                .iter()
+                .filter(|v| code.iter().any(|c| &c.name == *v))
+                .count(),
+        if consistent {
+            "consistent"
+        } else {
+            "INCONSISTENT"
+        },
+        recorded.len()
     )?;
+    if !consistent {
+        return Err(CliError::Drift(drift_message(&drift)));
+    }
     Ok(())
 }
 
@@ -375,6 +609,12 @@ struct StatusReport<'a> {
     database: String,
     applied: Vec<AppliedMigration>,
     pending: Vec<String>,
+    /// Applied, but edited since: exit code 3.
+    modified: Vec<String>,
+    /// Applied, but gone from the code: exit code 3.
+    missing: Vec<String>,
+    /// Applied before checksums were kept; recorded on the next run.
+    unrecorded: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -382,42 +622,61 @@ struct AppliedMigration {
     name: String,
     /// Unix seconds, as sea-orm records them.
     applied_at: i64,
+    checksum: Option<String>,
+    environment: Option<String>,
+    applied_by: Option<String>,
+    duration_ms: Option<i64>,
 }
 
 async fn print_status(
     db: &DatabaseConnection,
     inv: &Invocation,
-    recorded: &RecordedEnv,
-    statuses: &[Migration],
+    recorded_env: &RecordedEnv,
+    code: &[Rendered],
+    applied: &[String],
     format: StatusFormat,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let applied_rows = if SchemaManager::new(db).has_table("seaql_migrations").await? {
+    let rows = if SchemaManager::new(db).has_table("seaql_migrations").await? {
         seaql_migrations::Entity::find().all(db).await?
     } else {
         Vec::new()
     };
+    let checksums = tracking::read(db).await?;
+    let drift = tracking::compare(applied, &checksums, code);
+    let mut applied_rows: Vec<AppliedMigration> = rows
+        .iter()
+        .map(|row| {
+            let recorded = checksums.get(&row.version);
+            AppliedMigration {
+                name: row.version.clone(),
+                applied_at: row.applied_at,
+                checksum: recorded.map(|r| r.checksum.clone()),
+                environment: recorded.map(|r| r.environment.clone()),
+                applied_by: recorded.map(|r| r.applied_by.clone()),
+                duration_ms: recorded.and_then(|r| r.duration_ms),
+            }
+        })
+        .collect();
+    applied_rows.sort_by(|a, b| a.name.cmp(&b.name));
     let report = StatusReport {
         environment: inv.env.as_str(),
-        database_environment: recorded.to_string(),
+        database_environment: recorded_env.to_string(),
         backend: match db.get_database_backend() {
             DbBackend::Postgres => "postgres",
             DbBackend::MySql => "mysql",
             _ => "sqlite",
         },
         database: inv.target.database(),
-        applied: applied_rows
+        applied: applied_rows,
+        pending: code
             .iter()
-            .map(|row| AppliedMigration {
-                name: row.version.clone(),
-                applied_at: row.applied_at,
-            })
+            .filter(|m| !applied.contains(&m.name))
+            .map(|m| m.name.clone())
             .collect(),
-        pending: statuses
-            .iter()
-            .filter(|m| m.status() == MigrationStatus::Pending)
-            .map(|m| m.name().to_owned())
-            .collect(),
+        modified: drift.modified.clone(),
+        missing: drift.missing.clone(),
+        unrecorded: drift.unrecorded.clone(),
     };
     match format {
         StatusFormat::Json => {
@@ -425,20 +684,31 @@ async fn print_status(
             writeln!(out)?;
         }
         StatusFormat::Text => {
-            for m in statuses {
-                let status = match m.status() {
-                    MigrationStatus::Applied => "applied",
-                    MigrationStatus::Pending => "pending",
+            for m in code {
+                let state = if drift.modified.contains(&m.name) {
+                    "MODIFIED"
+                } else if applied.contains(&m.name) {
+                    "applied"
+                } else {
+                    "pending"
                 };
-                writeln!(out, "{status:8} {}", m.name())?;
+                writeln!(out, "{state:8} {}", m.name)?;
+            }
+            for name in &drift.missing {
+                writeln!(out, "MISSING  {name}")?;
             }
             writeln!(
                 out,
-                "{} applied, {} pending",
+                "{} applied, {} pending, {} modified, {} missing",
                 report.applied.len(),
-                report.pending.len()
+                report.pending.len(),
+                report.modified.len(),
+                report.missing.len()
             )?;
         }
+    }
+    if drift.blocks() {
+        return Err(CliError::Drift(drift_message(&drift)));
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod cli;
 pub mod environment;
+pub mod lock;
+pub mod plan;
 pub mod target;
+pub mod tracking;
 
 mod schema_helpers;
 

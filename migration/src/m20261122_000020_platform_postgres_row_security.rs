@@ -224,14 +224,22 @@ BEGIN
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO app_service', s);
     -- The audit trail is append-only for the application; migrations stay the owner's.
     REVOKE UPDATE, DELETE, TRUNCATE ON audit_logs FROM app_service;
-    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON seaql_migrations, database_metadata, audit_event_types FROM app_service;
+    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON database_metadata, audit_event_types FROM app_service;
+    -- sea-orm's bookkeeping exists when the migrator runs this, not when a dry run's
+    -- SQL is applied by hand.
+    IF to_regclass(format('%I.seaql_migrations', s)) IS NOT NULL THEN
+      REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON seaql_migrations FROM app_service;
+    END IF;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'data_processor') THEN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO data_processor', s);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO data_processor', s);
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO data_processor', s);
     REVOKE UPDATE, DELETE, TRUNCATE ON audit_logs FROM data_processor;
-    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON seaql_migrations, database_metadata FROM data_processor;
+    REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON database_metadata FROM data_processor;
+    IF to_regclass(format('%I.seaql_migrations', s)) IS NOT NULL THEN
+      REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON seaql_migrations FROM data_processor;
+    END IF;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'read_only') THEN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO read_only', s);

@@ -20,7 +20,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let command = cli.command.unwrap_or(Command::Up { num: None });
+    let command = cli.command.unwrap_or(Command::Up {
+        num: None,
+        dry_run: false,
+    });
     if let Command::Generate {
         migration_name,
         local_time,
@@ -54,6 +57,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         schema,
         command,
         confirm: cli.confirm,
+        lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
     };
     execute(
         &invocation,

@@ -49,6 +49,7 @@ async fn cli(
         schema: None,
         command,
         confirm: confirm.map(str::to_owned),
+        lock_timeout: std::time::Duration::from_secs(30),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = execute(&invocation, &mut Scripted(terminal), &mut out, &mut err).await;
@@ -193,7 +194,17 @@ async fn cli_up_records_environment_and_status_json_lists_migrations(t: TestDb) 
         "status created nothing"
     );
 
-    let (up, _, banner) = cli(&t, AppEnv::Local, Command::Up { num: None }, None, None).await;
+    let (up, _, banner) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
+        None,
+        None,
+    )
+    .await;
     up.expect("up runs in local without confirmation");
     assert!(
         banner.contains("environment   local"),
@@ -252,7 +263,17 @@ async fn cli_fresh_in_production_is_refused_and_changes_nothing(t: TestDb) {
 }
 
 async fn cli_staging_without_terminal_needs_confirm_flag(t: TestDb) {
-    let (result, _, _) = cli(&t, AppEnv::Staging, Command::Up { num: None }, None, None).await;
+    let (result, _, _) = cli(
+        &t,
+        AppEnv::Staging,
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
+        None,
+        None,
+    )
+    .await;
     match result {
         Err(CliError::Refused(reason)) => {
             assert!(reason.contains("--confirm \"MIGRATE STAGING\""), "{reason}")
@@ -269,7 +290,10 @@ async fn cli_staging_with_confirm_phrase_applies(t: TestDb) {
     let (result, _, _) = cli(
         &t,
         AppEnv::Staging,
-        Command::Up { num: None },
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
         Some("MIGRATE STAGING"),
         None,
     )
@@ -292,7 +316,10 @@ async fn cli_wrong_confirmation_phrase_is_refused(t: TestDb) {
         let (result, _, _) = cli(
             &t,
             AppEnv::Production,
-            Command::Up { num: None },
+            Command::Up {
+                num: None,
+                dry_run: false,
+            },
             Some(phrase),
             None,
         )
@@ -309,7 +336,10 @@ async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {
     let (wrong, _, _) = cli(
         &t,
         AppEnv::Development,
-        Command::Up { num: None },
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
         None,
         Some("MIGRATE STAGING"),
     )
@@ -319,7 +349,10 @@ async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {
     let (right, _, _) = cli(
         &t,
         AppEnv::Development,
-        Command::Up { num: None },
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
         None,
         Some("MIGRATE DEV"),
     )
@@ -334,7 +367,17 @@ async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
         .await
         .expect("marks staging");
     let before = inspect::schema(&t.db).await;
-    let (result, _, banner) = cli(&t, AppEnv::Local, Command::Up { num: None }, None, None).await;
+    let (result, _, banner) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
+        None,
+        None,
+    )
+    .await;
     assert!(matches!(result, Err(CliError::Refused(_))), "{result:?}");
     assert!(
         banner.contains("WARNING"),
@@ -357,7 +400,17 @@ async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
 
 async fn cli_down_rolls_back_one_migration_by_default(t: TestDb) {
     Migrator::up(&t.db, None).await.expect("migrates");
-    let (result, out, _) = cli(&t, AppEnv::Local, Command::Down { num: 1 }, None, None).await;
+    let (result, out, _) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Down {
+            num: 1,
+            dry_run: false,
+        },
+        None,
+        None,
+    )
+    .await;
     result.expect("down runs");
     assert!(out.contains("1 pending"), "{out}");
     let pending = Migrator::get_pending_migrations(&t.db)
