@@ -30,6 +30,11 @@ Environment:
                               used when DATABASE_URL is not set (DB_BACKEND defaults to postgres)
   DATABASE_SCHEMA             PostgreSQL schema (default public)
   DB_CONNECT_TIMEOUT          seconds to keep trying to connect (default 10)
+  DB_PASSWORD_FILE            read the password from this file (e.g. a mounted secret)
+  DB_PASSWORD_COMMAND         run this command (e.g. a secret manager's CLI); its output is
+                              the password and is never printed
+  DB_SSL_ENABLED, DB_SSL_CA, DB_SSL_CERT, DB_SSL_KEY
+                              verified TLS (PostgreSQL verify-full, MariaDB VERIFY_IDENTITY)
 
 Safety:
   local and test run without questions. development, staging and production ask the
@@ -533,6 +538,17 @@ fn write_banner(
     writeln!(err, "  database      {}", target.database())?;
     writeln!(err, "  user          {}", target.user())?;
     writeln!(err, "  url           {}", target.masked_url())?;
+    if target.backend != DbBackend::Sqlite {
+        writeln!(
+            err,
+            "  tls           {}",
+            if target.tls() {
+                "verified (DB_SSL_*)"
+            } else {
+                "off"
+            }
+        )?;
+    }
     if pending.is_empty() {
         writeln!(err, "  pending       none")?;
     } else {

@@ -37,6 +37,17 @@ pub enum TargetError {
     InvalidPort(String),
     #[error("DB_CONNECT_TIMEOUT={0:?} is not a whole number of seconds")]
     InvalidTimeout(String),
+    #[error("set only one of DB_PASSWORD, DB_PASSWORD_FILE and DB_PASSWORD_COMMAND")]
+    ConflictingSecrets,
+    #[error("cannot read DB_PASSWORD_FILE {path}: {reason}")]
+    PasswordFile { path: String, reason: String },
+    /// The command's output is never shown: it may be the secret.
+    #[error("DB_PASSWORD_COMMAND failed: {0}")]
+    PasswordCommand(String),
+    #[error("{var}={value:?} is not a boolean (true/false)")]
+    InvalidFlag { var: &'static str, value: String },
+    #[error("{var} is set but DB_SSL_ENABLED is not: set DB_SSL_ENABLED=true to use TLS")]
+    TlsNotEnabled { var: &'static str },
 }
 
 impl DbTarget {
@@ -47,7 +58,17 @@ impl DbTarget {
 
     /// `explicit` (a `-u` flag) wins, then `DATABASE_URL`, then the `DB_*` variables.
     pub fn from_env(explicit: Option<&str>) -> Result<Self, TargetError> {
-        let mut target = Self::from_env_vars(explicit)?;
+        Self::from_lookup(explicit, &|name| std::env::var(name).ok())
+    }
+
+    /// [`DbTarget::from_env`] over any source of variables (tests use a map).
+    pub fn from_lookup(
+        explicit: Option<&str>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, TargetError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut target = Self::from_vars(explicit, &var)?;
+        target.apply_secrets_and_tls(&var)?;
         if let Some(raw) = var("DB_CONNECT_TIMEOUT") {
             let secs: u64 = raw
                 .trim()
@@ -58,7 +79,10 @@ impl DbTarget {
         Ok(target)
     }
 
-    fn from_env_vars(explicit: Option<&str>) -> Result<Self, TargetError> {
+    fn from_vars(
+        explicit: Option<&str>,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, TargetError> {
         if let Some(raw) = explicit.filter(|s| !s.trim().is_empty()) {
             return Self::parse(raw, "DATABASE_URL");
         }
@@ -205,10 +229,6 @@ impl fmt::Debug for DbTarget {
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 impl DbTarget {
     /// The connection settings every tool of this workspace uses for this target:
     /// on PostgreSQL the `search_path`, on SQLite a WAL journal and a busy timeout
@@ -234,4 +254,136 @@ impl DbTarget {
         }
         options
     }
+}
+
+impl DbTarget {
+    /// `DB_PASSWORD_FILE` / `DB_PASSWORD_COMMAND` (seed 000's secret managers) and
+    /// `DB_SSL_*` (seed 003), applied to the URL however it was given.
+    fn apply_secrets_and_tls(
+        &mut self,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), TargetError> {
+        if self.backend == DbBackend::Sqlite {
+            return Ok(());
+        }
+        let (file, command) = (var("DB_PASSWORD_FILE"), var("DB_PASSWORD_COMMAND"));
+        let plain = var("DB_PASSWORD").is_some() && var("DATABASE_URL").is_none();
+        if [file.is_some(), command.is_some(), plain]
+            .iter()
+            .filter(|set| **set)
+            .count()
+            > 1
+        {
+            return Err(TargetError::ConflictingSecrets);
+        }
+        let secret = match (file, command) {
+            (Some(path), _) => Some(read_password_file(&path)?),
+            (_, Some(command)) => Some(run_password_command(&command)?),
+            _ => None,
+        };
+        if let Some(secret) = secret {
+            let _ = self.url.set_password(Some(&secret));
+        }
+
+        let enabled = match var("DB_SSL_ENABLED") {
+            None => false,
+            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    return Err(TargetError::InvalidFlag {
+                        var: "DB_SSL_ENABLED",
+                        value,
+                    });
+                }
+            },
+        };
+        let files = [
+            ("DB_SSL_CA", var("DB_SSL_CA")),
+            ("DB_SSL_CERT", var("DB_SSL_CERT")),
+            ("DB_SSL_KEY", var("DB_SSL_KEY")),
+        ];
+        if !enabled {
+            if let Some((name, _)) = files.iter().find(|(_, value)| value.is_some()) {
+                return Err(TargetError::TlsNotEnabled { var: name });
+            }
+            return Ok(());
+        }
+        // Verified TLS: the server's certificate must chain to the CA (DB_SSL_CA, else
+        // the system's roots) and name the host we connect to.
+        let (mode_key, mode, ca_key, cert_key, key_key) = match self.backend {
+            DbBackend::Postgres => ("sslmode", "verify-full", "sslrootcert", "sslcert", "sslkey"),
+            _ => (
+                "ssl-mode",
+                "VERIFY_IDENTITY",
+                "ssl-ca",
+                "ssl-cert",
+                "ssl-key",
+            ),
+        };
+        let mut pairs = self.url.query_pairs_mut();
+        pairs.append_pair(mode_key, mode);
+        for ((_, value), key) in files.iter().zip([ca_key, cert_key, key_key]) {
+            if let Some(path) = value {
+                pairs.append_pair(key, path);
+            }
+        }
+        drop(pairs);
+        Ok(())
+    }
+
+    /// Whether connections to this target use verified TLS.
+    pub fn tls(&self) -> bool {
+        self.url.query_pairs().any(|(k, v)| {
+            (k == "sslmode" && v == "verify-full") || (k == "ssl-mode" && v == "VERIFY_IDENTITY")
+        })
+    }
+}
+
+fn read_password_file(path: &str) -> Result<String, TargetError> {
+    let text = std::fs::read_to_string(path).map_err(|e| TargetError::PasswordFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        return Err(TargetError::PasswordFile {
+            path: path.to_owned(),
+            reason: "the file is empty".into(),
+        });
+    }
+    Ok(secret)
+}
+
+/// Runs the command with `sh -c` and takes its standard output, minus the final
+/// newline, as the password.
+fn run_password_command(command: &str) -> Result<String, TargetError> {
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| TargetError::PasswordCommand(format!("cannot start it: {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first_line = stderr
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        return Err(TargetError::PasswordCommand(format!(
+            "it exited with {} ({first_line})",
+            output.status
+        )));
+    }
+    let secret = String::from_utf8(output.stdout)
+        .map_err(|_| TargetError::PasswordCommand("its output is not UTF-8".into()))?
+        .trim_end_matches(['\r', '\n'])
+        .to_owned();
+    if secret.is_empty() {
+        return Err(TargetError::PasswordCommand("it printed nothing".into()));
+    }
+    Ok(secret)
 }

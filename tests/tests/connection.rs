@@ -1,0 +1,210 @@
+//! Where to connect and how: secrets from files and commands, verified TLS.
+
+use migration::target::{DbTarget, TargetError};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use std::collections::HashMap;
+use tests::{Backend, Start, run_case};
+
+fn target(vars: &[(&str, &str)]) -> Result<DbTarget, TargetError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    DbTarget::from_lookup(None, &move |name| map.get(name).cloned())
+}
+
+fn password_of(target: &DbTarget) -> Option<String> {
+    url::Url::parse(target.connection_url())
+        .ok()?
+        .password()
+        .map(str::to_owned)
+}
+
+#[test]
+fn secrets_password_file_and_command_fill_in_the_password_and_never_print_it() {
+    let file = std::env::temp_dir().join(format!("db-password-{}", std::process::id()));
+    std::fs::write(&file, "from-the-file\n").expect("writes");
+    let path = file.to_string_lossy().into_owned();
+    let by_file = target(&[
+        ("DB_HOST", "db.internal"),
+        ("DB_NAME", "app"),
+        ("DB_USERNAME", "app"),
+        ("DB_PASSWORD_FILE", &path),
+    ])
+    .expect("resolves");
+    assert_eq!(
+        password_of(&by_file).as_deref(),
+        Some("from-the-file"),
+        "trailing newline dropped"
+    );
+    assert!(
+        !by_file.to_string().contains("from-the-file")
+            && !format!("{by_file:?}").contains("from-the-file")
+    );
+    let _ = std::fs::remove_file(&file);
+
+    let by_command = target(&[
+        ("DATABASE_URL", "postgres://app@db.internal/app"),
+        ("DB_PASSWORD_COMMAND", "printf 's3cr#t/x'"),
+    ])
+    .expect("resolves");
+    assert_eq!(
+        password_of(&by_command)
+            .as_deref()
+            .map(|p| p.contains("s3cr")),
+        Some(true)
+    );
+    assert!(!by_command.masked_url().contains("s3cr"));
+
+    let failing = target(&[
+        ("DATABASE_URL", "postgres://app@db/app"),
+        (
+            "DB_PASSWORD_COMMAND",
+            "echo leaked-secret; echo 'token expired' >&2; exit 3",
+        ),
+    ]);
+    match failing {
+        Err(e @ TargetError::PasswordCommand(_)) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("token expired") && !text.contains("leaked-secret"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a command error, got {other:?}"),
+    }
+    let missing = target(&[
+        ("DATABASE_URL", "postgres://app@db/app"),
+        ("DB_PASSWORD_FILE", "/nonexistent/secret"),
+    ]);
+    assert!(
+        matches!(missing, Err(TargetError::PasswordFile { .. })),
+        "{missing:?}"
+    );
+    let both = target(&[
+        ("DATABASE_URL", "postgres://app@db/app"),
+        ("DB_PASSWORD_FILE", "/x"),
+        ("DB_PASSWORD_COMMAND", "true"),
+    ]);
+    assert!(
+        matches!(both, Err(TargetError::ConflictingSecrets)),
+        "{both:?}"
+    );
+}
+
+#[test]
+fn tls_settings_are_validated_and_map_to_verified_modes() {
+    let pg = target(&[
+        ("DATABASE_URL", "postgres://app@db/app"),
+        ("DB_SSL_ENABLED", "true"),
+        ("DB_SSL_CA", "/etc/ca.pem"),
+    ])
+    .expect("resolves");
+    assert!(pg.tls());
+    assert!(
+        pg.connection_url().contains("sslmode=verify-full")
+            && pg.connection_url().contains("sslrootcert=%2Fetc%2Fca.pem")
+    );
+    let maria = target(&[
+        ("DATABASE_URL", "mysql://app@db/app"),
+        ("DB_SSL_ENABLED", "1"),
+    ])
+    .expect("resolves");
+    assert!(maria.connection_url().contains("ssl-mode=VERIFY_IDENTITY"));
+    let half = target(&[
+        ("DATABASE_URL", "postgres://app@db/app"),
+        ("DB_SSL_CA", "/etc/ca.pem"),
+    ]);
+    assert!(
+        matches!(half, Err(TargetError::TlsNotEnabled { var: "DB_SSL_CA" })),
+        "{half:?}"
+    );
+    let bad = target(&[
+        ("DATABASE_URL", "postgres://app@db/app"),
+        ("DB_SSL_ENABLED", "maybe"),
+    ]);
+    assert!(
+        matches!(bad, Err(TargetError::InvalidFlag { .. })),
+        "{bad:?}"
+    );
+    assert!(
+        !target(&[("DATABASE_URL", "postgres://app@db/app")])
+            .expect("resolves")
+            .tls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_postgres_connection_is_encrypted_and_the_certificate_verified() {
+    run_case(
+        Backend::Postgres,
+        "tls_postgres",
+        Start::Empty,
+        |t| async move {
+            let show = |sql: &str| {
+                let db = t.db.clone();
+                let sql = sql.to_owned();
+                async move {
+                    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+                        .await
+                        .expect("query")
+                        .expect("row")
+                        .try_get_by_index::<String>(0)
+                        .expect("text")
+                }
+            };
+            assert_eq!(
+                show("SHOW ssl").await,
+                "on",
+                "the test server must have TLS on (.ci/run ensures it)"
+            );
+            let certificate = show("SHOW ssl_cert_file").await;
+            // The local server's self-signed certificate names `localhost`; trusting it as
+            // the CA is what verify-full against a private CA looks like.
+            let url = t.url.replace("127.0.0.1", "localhost");
+            let verified = target(&[
+                ("DATABASE_URL", &url),
+                ("DB_SSL_ENABLED", "true"),
+                ("DB_SSL_CA", &certificate),
+            ])
+            .expect("resolves");
+            let db = Database::connect(verified.connect_options(None))
+                .await
+                .expect("connects over verified TLS");
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()".to_owned(),
+                ))
+                .await
+                .expect("query")
+                .expect("row");
+            assert!(
+                row.try_get_by_index::<bool>(0).expect("bool"),
+                "pg_stat_ssl says TLS"
+            );
+            assert!(
+                row.try_get_by_index::<String>(1)
+                    .expect("version")
+                    .starts_with("TLS")
+            );
+            db.close().await.ok();
+
+            // Real CAs that did not sign the server's certificate (the system bundle):
+            // refused, not silently trusted.
+            let untrusted = target(&[
+                ("DATABASE_URL", &url),
+                ("DB_SSL_ENABLED", "true"),
+                ("DB_SSL_CA", "/etc/ssl/certs/ca-certificates.crt"),
+                ("DB_CONNECT_TIMEOUT", "2"),
+            ])
+            .expect("resolves");
+            let refused = Database::connect(untrusted.connect_options(None)).await;
+            assert!(
+                refused.is_err(),
+                "an unverifiable certificate must fail the connection"
+            );
+        },
+    )
+    .await;
+}
