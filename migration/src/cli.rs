@@ -117,6 +117,8 @@ pub enum Command {
     /// Accept the current SQL of applied migrations after a deliberate edit (recorded
     /// with who and when), so runs stop reporting them as modified.
     Repair,
+    /// Print docs/schema.md for this (PostgreSQL, fully migrated) database.
+    Snapshot,
     /// Create a new, empty migration file and register it in src/lib.rs.
     Generate {
         /// Name of the new migration, prefixed by its domain, e.g. `identity_add_mfa_factors`.
@@ -146,6 +148,7 @@ impl Command {
             Command::Refresh => "refresh",
             Command::Reset => "reset",
             Command::Repair => "repair",
+            Command::Snapshot => "snapshot",
             Command::Generate { .. } => "generate",
         }
     }
@@ -160,6 +163,7 @@ impl Command {
             self,
             Command::Status { .. }
                 | Command::Generate { .. }
+                | Command::Snapshot
                 | Command::Up { dry_run: true, .. }
                 | Command::Down { dry_run: true, .. }
         )
@@ -282,6 +286,16 @@ async fn execute_on(
     write_banner(err, inv, &recorded, &pending_names)?;
 
     match &inv.command {
+        Command::Snapshot => {
+            if !pending.is_empty() {
+                return Err(CliError::Config(
+                    "the snapshot describes the latest schema: apply the pending migrations first"
+                        .into(),
+                ));
+            }
+            write!(out, "{}", crate::snapshot::markdown(db).await?)?;
+            return Ok(());
+        }
         Command::Status { format } => {
             return print_status(db, inv, &recorded, &code, &applied, *format, out).await;
         }
@@ -411,7 +425,7 @@ async fn run_locked(
             }
             reconcile(db, inv.env, code).await?;
         }
-        Command::Status { .. } | Command::Generate { .. } => {
+        Command::Status { .. } | Command::Generate { .. } | Command::Snapshot => {
             unreachable!("handled before the lock")
         }
     }

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod environment;
 pub mod lock;
 pub mod plan;
+pub mod snapshot;
 pub mod target;
 pub mod tracking;
 
