@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod profile;
+pub mod scale;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::audit::audit_logs;
@@ -57,6 +58,8 @@ pub struct SeedOptions {
     pub seed: u64,
     /// Empty the fixture tables before loading (the default).
     pub reset: bool,
+    /// Synthetic tenants to add after the profile (`--scale N`).
+    pub scale: u32,
 }
 
 impl Default for SeedOptions {
@@ -66,6 +69,7 @@ impl Default for SeedOptions {
             profile: ProfileName::Demo,
             seed: DEFAULT_SEED,
             reset: true,
+            scale: 0,
         }
     }
 }
@@ -155,6 +159,8 @@ pub enum SeedError {
         fixture: String,
         source: ServiceError,
     },
+    #[error("{0}")]
+    Scale(String),
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -177,6 +183,7 @@ pub struct SeedReport {
     pub users: Vec<UserLine>,
     pub access: access::AccessReport,
     pub row_counts: Vec<(&'static str, u64)>,
+    pub scale: Option<scale::ScaleReport>,
     pub elapsed: std::time::Duration,
 }
 
@@ -246,6 +253,9 @@ pub async fn run(
     target: &DbTarget,
 ) -> Result<SeedReport, SeedError> {
     let started = Instant::now();
+    let sqlite_file =
+        (target.backend == DbBackend::Sqlite).then(|| PathBuf::from(target.database()));
+    scale::check_scale(options.scale, sqlite_file.as_deref())?;
     if env == AppEnv::Production {
         return Err(SeedError::Refused {
             signal: "environment production".into(),
@@ -315,6 +325,29 @@ async fn run_on(
     let (tenants, users, access) = load(&txn, options, &profile).await?;
     txn.commit().await?;
 
+    let scale = if options.scale > 0 {
+        let (deps, _) = Deps::deterministic(
+            ServiceConfig::default(),
+            fixture_epoch(),
+            profile_namespace(options.profile),
+            options.seed,
+        );
+        let start = fixture_epoch() + Duration::days(1);
+        Some(
+            scale::load_scale(
+                db,
+                &deps,
+                profile_namespace(options.profile),
+                options.seed,
+                options.scale,
+                start,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+
     Ok(SeedReport {
         environment: env,
         target: target.masked_url(),
@@ -325,6 +358,7 @@ async fn run_on(
         users,
         access,
         row_counts: row_counts(db).await?,
+        scale,
         elapsed: started.elapsed(),
     })
 }

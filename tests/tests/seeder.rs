@@ -19,6 +19,8 @@ tests::backend_tests!(
     seeder_no_reset_on_seeded_database_refuses,
     seeder_outside_local_and_test_does_not_migrate,
     seeder_fixture_ids_and_logins_are_stable,
+    seeder_scale_is_deterministic_for_a_seed_and_size,
+    seeder_scale_rejects_absurd_sizes_before_writing,
 );
 
 fn options(t: &TestDb) -> SeedOptions {
@@ -199,4 +201,55 @@ async fn seeder_fixture_ids_and_logins_are_stable(t: TestDb) {
         .unwrap_or_else(|e| panic!("{email} signs in with the shared password: {e}"));
         assert_eq!(user.email, email);
     }
+}
+
+async fn seeder_scale_is_deterministic_for_a_seed_and_size(t: TestDb) {
+    let other = t.sibling(Start::Empty).await;
+    let scaled = |db: &TestDb| SeedOptions {
+        scale: 25,
+        ..options(db)
+    };
+    let report = seed(&EnvSignals::default(), &scaled(&t))
+        .await
+        .expect("seeds at scale");
+    let scale = report.scale.expect("a scale report");
+    assert_eq!(scale.tenants, 25);
+    assert_eq!(scale.rows, 25 * seeder::scale::ROWS_PER_TENANT);
+    seed(&EnvSignals::default(), &scaled(&other))
+        .await
+        .expect("seeds the second");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &inspect::data(&other.db).await);
+    let tenants = report
+        .row_counts
+        .iter()
+        .find(|(table, _)| *table == "tenants")
+        .expect("counted")
+        .1;
+    assert_eq!(
+        tenants,
+        5 + 25,
+        "the profile's five plus the synthetic ones"
+    );
+    // Again on the same database: reset and reload give the same rows.
+    let once = inspect::data(&t.db).await;
+    seed(&EnvSignals::default(), &scaled(&t))
+        .await
+        .expect("seeds again");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &once);
+}
+
+async fn seeder_scale_rejects_absurd_sizes_before_writing(t: TestDb) {
+    let absurd = SeedOptions {
+        scale: seeder::scale::MAX_SCALE + 1,
+        ..options(&t)
+    };
+    let err = seed(&EnvSignals::default(), &absurd)
+        .await
+        .expect_err("too big");
+    assert!(matches!(err, SeedError::Scale(_)), "{err}");
+    assert!(err.to_string().contains("maximum"), "{err}");
+    assert!(
+        inspect::schema(&t.db).await.is_empty(),
+        "nothing was written"
+    );
 }

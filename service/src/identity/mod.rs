@@ -5,6 +5,7 @@ mod sessions;
 mod tokens;
 mod users;
 
+pub use password::hash as hash_password;
 pub use sessions::{
     IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions,
     revoke_session,

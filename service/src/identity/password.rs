@@ -27,7 +27,12 @@ fn hasher(config: &ServiceConfig) -> Result<Argon2<'static>, ServiceError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-pub(crate) async fn hash(deps: &Deps, password: &Password) -> Result<PasswordHash, ServiceError> {
+/// Hashes a password with the configured argon2id parameters and a fresh salt, on the
+/// blocking pool. For importing users; `register_user` does this itself.
+///
+/// # Errors
+/// `Crypto` if the parameters are invalid.
+pub async fn hash(deps: &Deps, password: &Password) -> Result<PasswordHash, ServiceError> {
     let salt_bytes: [u8; 16] = deps.random_bytes();
     let config = deps.config.clone();
     let password = password.clone();
