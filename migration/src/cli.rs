@@ -11,6 +11,7 @@ use crate::environment::{
 use crate::lock::{LockError, MigrationLock};
 use crate::plan::{self, Direction, Rendered};
 use crate::target::DbTarget;
+use crate::tenant_schemas;
 use crate::tracking;
 use clap::{Parser, Subcommand, ValueEnum};
 use sea_orm_migration::prelude::{Alias, Table};
@@ -119,6 +120,11 @@ pub enum Command {
     Repair,
     /// Print docs/schema.md for this (PostgreSQL, fully migrated) database.
     Snapshot,
+    /// Provision and migrate tenants isolated in their own schema or database (PostgreSQL).
+    Tenants {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
     /// Create a new, empty migration file and register it in src/lib.rs.
     Generate {
         /// Name of the new migration, prefixed by its domain, e.g. `identity_add_mfa_factors`.
@@ -129,6 +135,22 @@ pub enum Command {
         /// Timestamp the file name in local time.
         #[arg(long)]
         local_time: bool,
+    },
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum TenantAction {
+    /// Create one tenant's schema or database (if missing) and apply its migrations.
+    Provision {
+        /// The tenant's slug.
+        slug: String,
+    },
+    /// Provision and migrate every schema- or database-isolated tenant.
+    Up,
+    /// Where every isolated tenant stands; exits 3 if any is behind.
+    Status {
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
     },
 }
 
@@ -149,6 +171,15 @@ impl Command {
             Command::Reset => "reset",
             Command::Repair => "repair",
             Command::Snapshot => "snapshot",
+            Command::Tenants {
+                action: TenantAction::Provision { .. },
+            } => "tenants provision",
+            Command::Tenants {
+                action: TenantAction::Up,
+            } => "tenants up",
+            Command::Tenants {
+                action: TenantAction::Status { .. },
+            } => "tenants status",
             Command::Generate { .. } => "generate",
         }
     }
@@ -164,6 +195,9 @@ impl Command {
             Command::Status { .. }
                 | Command::Generate { .. }
                 | Command::Snapshot
+                | Command::Tenants {
+                    action: TenantAction::Status { .. }
+                }
                 | Command::Up { dry_run: true, .. }
                 | Command::Down { dry_run: true, .. }
         )
@@ -286,6 +320,11 @@ async fn execute_on(
     write_banner(err, inv, &recorded, &pending_names)?;
 
     match &inv.command {
+        Command::Tenants {
+            action: TenantAction::Status { format },
+        } => {
+            return print_tenant_status(db, inv, *format, out).await;
+        }
         Command::Snapshot => {
             if !pending.is_empty() {
                 return Err(CliError::Config(
@@ -424,6 +463,29 @@ async fn run_locked(
                 _ => Migrator::reset(db).await?,
             }
             reconcile(db, inv.env, code).await?;
+        }
+        Command::Tenants { action } => {
+            let tenants = tenant_schemas::isolated_tenants(db, &inv.target).await?;
+            let chosen: Vec<_> = match action {
+                TenantAction::Provision { slug } => {
+                    let found: Vec<_> = tenants.into_iter().filter(|t| &t.slug == slug).collect();
+                    if found.is_empty() {
+                        return Err(CliError::Config(format!(
+                            "no schema- or database-isolated tenant with slug {slug:?} (shared tenants need no provisioning)"
+                        )));
+                    }
+                    found
+                }
+                _ => tenants,
+            };
+            for tenant in &chosen {
+                let applied = tenant_schemas::provision(db, &inv.target, tenant).await?;
+                writeln!(
+                    out,
+                    "{} ({} {}): {applied} migration(s) applied",
+                    tenant.slug, tenant.isolation_level, tenant.location
+                )?;
+            }
         }
         Command::Status { .. } | Command::Generate { .. } | Command::Snapshot => {
             unreachable!("handled before the lock")
@@ -739,6 +801,52 @@ async fn print_status(
     }
     if drift.blocks() {
         return Err(CliError::Drift(drift_message(&drift)));
+    }
+    Ok(())
+}
+
+async fn print_tenant_status(
+    db: &DatabaseConnection,
+    inv: &Invocation,
+    format: StatusFormat,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let statuses = tenant_schemas::status(db, &inv.target).await?;
+    match format {
+        StatusFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &statuses).map_err(io::Error::from)?;
+            writeln!(out)?;
+        }
+        StatusFormat::Text => {
+            for s in &statuses {
+                let state = if !s.provisioned {
+                    "NOT PROVISIONED".to_owned()
+                } else if s.pending.is_empty() {
+                    format!("up to date ({} applied)", s.applied)
+                } else {
+                    format!("{} pending", s.pending.len())
+                };
+                writeln!(
+                    out,
+                    "{:<24} {:<9} {:<32} {state}",
+                    s.tenant.slug, s.tenant.isolation_level, s.tenant.location
+                )?;
+            }
+            if statuses.is_empty() {
+                writeln!(out, "no schema- or database-isolated tenants")?;
+            }
+        }
+    }
+    let behind: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.provisioned || !s.pending.is_empty())
+        .map(|s| s.tenant.slug.as_str())
+        .collect();
+    if !behind.is_empty() {
+        return Err(CliError::Drift(format!(
+            "tenants behind the code: {} (run `tenants up`)",
+            behind.join(", ")
+        )));
     }
     Ok(())
 }

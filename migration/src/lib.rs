@@ -15,6 +15,7 @@ pub mod lock;
 pub mod plan;
 pub mod snapshot;
 pub mod target;
+pub mod tenant_schemas;
 pub mod tracking;
 
 mod schema_helpers;

@@ -387,3 +387,16 @@ fn run_password_command(command: &str) -> Result<String, TargetError> {
     }
     Ok(secret)
 }
+
+impl DbTarget {
+    /// The same server and credentials, another database (for database-isolated tenants).
+    pub fn with_database(&self, database: &str) -> DbTarget {
+        let mut url = self.url.clone();
+        url.set_path(database);
+        DbTarget {
+            url,
+            backend: self.backend,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}

@@ -324,3 +324,72 @@ async fn ops_dry_run_sql_applied_by_psql_builds_the_same_schema_as_up() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_tenants_isolated_by_schema_and_database_are_provisioned_and_migrated() {
+    use entity::tenancy::tenants::IsolationLevel;
+    use migration::cli::TenantAction;
+    use service::tenancy::{NewTenant, create_tenant};
+    run_case(Backend::Postgres, "ops_tenant_provisioning", Start::Migrated, |t| async move {
+        let (deps, _) = tests::fixtures::deps();
+        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+        for (slug, level) in [
+            ("alpha", IsolationLevel::Schema),
+            ("beta-corp", IsolationLevel::Schema),
+            ("gamma", IsolationLevel::Database),
+            ("shared-one", IsolationLevel::Shared),
+        ] {
+            let mut input = NewTenant::parse(slug, slug).expect("valid");
+            input.isolation_level = level;
+            create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta()).await.expect("tenant");
+        }
+        let tenants = |action| Command::Tenants { action };
+        let (status, _) = run(&t, tenants(TenantAction::Status { format: StatusFormat::Json })).await;
+        assert!(matches!(status, Err(CliError::Drift(_))), "unprovisioned tenants fail the status: {status:?}");
+
+        run(&t, tenants(TenantAction::Provision { slug: "alpha".into() })).await.0.expect("provisions alpha");
+        let (shared, _) = run(&t, tenants(TenantAction::Provision { slug: "shared-one".into() })).await;
+        assert!(matches!(shared, Err(CliError::Config(_))), "shared tenants need nothing: {shared:?}");
+        let (up, out) = run(&t, tenants(TenantAction::Up)).await;
+        up.expect("provisions the rest");
+        assert!(out.contains("beta-corp (schema tenant_beta_corp)") && out.contains("gamma (database"), "{out}");
+        let (status, out) = run(&t, tenants(TenantAction::Status { format: StatusFormat::Json })).await;
+        status.expect("everything is current");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        assert_eq!(report.as_array().map(Vec::len), Some(3), "the shared tenant is not listed");
+
+        for schema in ["tenant_alpha", "tenant_beta_corp"] {
+            let tables = count(
+                &t,
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{schema}'
+                       AND table_name IN ('teams', 'team_members', 'invitations', 'role_assignments', 'policies', 'seaql_migrations')"
+                ),
+            )
+            .await;
+            assert_eq!(tables, 6, "{schema} holds the tenant-scoped tables");
+        }
+        // A row in the tenant's schema still references the global tables.
+        exec(
+            &t,
+            "INSERT INTO tenant_alpha.teams (id, tenant_id, name)
+             SELECT gen_random_uuid(), id, 'Engineering' FROM public.tenants WHERE slug = 'alpha'",
+        )
+        .await;
+        let database = migration::tenant_schemas::database_name(&t.target().database(), "gamma");
+        let gamma = t.target().with_database(&database);
+        let db = sea_orm::Database::connect(gamma.connect_options(None)).await.expect("gamma's database exists");
+        let applied = db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT COUNT(*) FROM seaql_migrations".to_owned()))
+            .await
+            .expect("query")
+            .expect("row")
+            .try_get_by_index::<i64>(0)
+            .expect("count");
+        db.close().await.ok();
+        assert_eq!(applied, Migrator::migrations().len() as i64, "a database tenant gets the whole schema");
+        run(&t, tenants(TenantAction::Up)).await.0.expect("running again changes nothing");
+        exec(&t, &format!("DROP DATABASE \"{database}\" WITH (FORCE)")).await;
+    })
+    .await;
+}

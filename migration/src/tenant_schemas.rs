@@ -1,0 +1,210 @@
+//! Tenant provisioning by isolation level (seed 001). `shared` tenants live in the
+//! common tables and need nothing. A `schema` tenant gets its own PostgreSQL schema
+//! holding the tenant-scoped tables of [`TenantMigrator`] (global tables such as
+//! `users`, `tenants` and `roles` stay in the main schema, which comes second on the
+//! search path). A `database` tenant gets its own database with the whole schema.
+
+use crate::target::DbTarget;
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+
+/// The migrations whose tables a schema-isolated tenant keeps to itself.
+pub struct TenantMigrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for TenantMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(crate::m20261122_000014_tenancy_create_teams::Migration),
+            Box::new(crate::m20261122_000015_tenancy_create_team_members::Migration),
+            Box::new(crate::m20261122_000016_tenancy_create_invitations::Migration),
+            Box::new(crate::m20261122_000017_access_create_role_assignments::Migration),
+            Box::new(crate::m20261122_000018_access_create_policies::Migration),
+        ]
+    }
+}
+
+/// A tenant that is not `shared`, and where its data lives.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IsolatedTenant {
+    pub slug: String,
+    pub isolation_level: String,
+    /// The schema (`schema`) or database (`database`) name.
+    pub location: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TenantStatus {
+    pub tenant: IsolatedTenant,
+    pub provisioned: bool,
+    pub applied: usize,
+    pub pending: Vec<String>,
+}
+
+/// `tenant_<slug>` with dashes as underscores: slugs are `[a-z0-9-]`, so this is
+/// always a plain identifier.
+pub fn schema_name(slug: &str) -> String {
+    format!("tenant_{}", slug.replace('-', "_"))
+}
+
+/// `<main database>_<slug>`, likewise.
+pub fn database_name(main_database: &str, slug: &str) -> String {
+    format!("{main_database}_{}", slug.replace('-', "_"))
+}
+
+/// The tenants of the main database that are not shared, by slug.
+pub async fn isolated_tenants(
+    db: &DatabaseConnection,
+    target: &DbTarget,
+) -> Result<Vec<IsolatedTenant>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT slug, isolation_level FROM tenants WHERE isolation_level <> 'shared' ORDER BY slug".to_owned(),
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let slug: String = row.try_get_by_index(0)?;
+            let level: String = row.try_get_by_index(1)?;
+            let location = if level == "schema" {
+                schema_name(&slug)
+            } else {
+                database_name(&target.database(), &slug)
+            };
+            Ok(IsolatedTenant {
+                slug,
+                isolation_level: level,
+                location,
+            })
+        })
+        .collect()
+}
+
+fn require_postgres(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Err(DbErr::Custom(
+            "schema and database isolation need PostgreSQL; on this backend every tenant is shared"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A connection into the tenant's own place: its schema first on the search path, or
+/// its own database.
+async fn connect_to(
+    db: &DatabaseConnection,
+    target: &DbTarget,
+    tenant: &IsolatedTenant,
+) -> Result<DatabaseConnection, DbErr> {
+    if tenant.isolation_level == "schema" {
+        let main: String = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_schema()::text".to_owned(),
+            ))
+            .await?
+            .ok_or_else(|| DbErr::Custom("no current schema".into()))?
+            .try_get_by_index(0)?;
+        let mut options = target.connect_options(Some(&format!("{},{main}", tenant.location)));
+        options.max_connections(1);
+        Database::connect(options).await
+    } else {
+        let url = target.with_database(&tenant.location);
+        let mut options = url.connect_options(None);
+        options.max_connections(1);
+        Database::connect(options).await
+    }
+}
+
+async fn exists(db: &DatabaseConnection, tenant: &IsolatedTenant) -> Result<bool, DbErr> {
+    let sql = if tenant.isolation_level == "schema" {
+        "SELECT 1 FROM pg_namespace WHERE nspname = $1"
+    } else {
+        "SELECT 1 FROM pg_database WHERE datname = $1"
+    };
+    Ok(db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [tenant.location.clone().into()],
+        ))
+        .await?
+        .is_some())
+}
+
+/// Creates the tenant's schema or database if missing, then applies its pending
+/// migrations there. Idempotent.
+pub async fn provision(
+    db: &DatabaseConnection,
+    target: &DbTarget,
+    tenant: &IsolatedTenant,
+) -> Result<usize, DbErr> {
+    require_postgres(db)?;
+    if !exists(db, tenant).await? {
+        let sql = if tenant.isolation_level == "schema" {
+            format!("CREATE SCHEMA \"{}\"", tenant.location)
+        } else {
+            format!("CREATE DATABASE \"{}\"", tenant.location)
+        };
+        db.execute_unprepared(&sql).await?;
+    }
+    let conn = connect_to(db, target, tenant).await?;
+    let result = async {
+        if tenant.isolation_level == "schema" {
+            let pending = TenantMigrator::get_pending_migrations(&conn).await?.len();
+            TenantMigrator::up(&conn, None).await?;
+            Ok(pending)
+        } else {
+            let pending = crate::Migrator::get_pending_migrations(&conn).await?.len();
+            crate::Migrator::up(&conn, None).await?;
+            Ok(pending)
+        }
+    }
+    .await;
+    conn.close().await.ok();
+    result
+}
+
+/// Where each isolated tenant stands.
+pub async fn status(
+    db: &DatabaseConnection,
+    target: &DbTarget,
+) -> Result<Vec<TenantStatus>, DbErr> {
+    require_postgres(db)?;
+    let mut out = Vec::new();
+    for tenant in isolated_tenants(db, target).await? {
+        if !exists(db, &tenant).await? {
+            out.push(TenantStatus {
+                tenant,
+                provisioned: false,
+                applied: 0,
+                pending: Vec::new(),
+            });
+            continue;
+        }
+        let conn = connect_to(db, target, &tenant).await?;
+        let statuses = if tenant.isolation_level == "schema" {
+            TenantMigrator::get_migration_with_status_read_only(&conn).await
+        } else {
+            crate::Migrator::get_migration_with_status_read_only(&conn).await
+        };
+        conn.close().await.ok();
+        let statuses = statuses?;
+        let pending: Vec<String> = statuses
+            .iter()
+            .filter(|m| m.status() == sea_orm_migration::migrator::MigrationStatus::Pending)
+            .map(|m| m.name().to_owned())
+            .collect();
+        out.push(TenantStatus {
+            tenant,
+            provisioned: true,
+            applied: statuses.len() - pending.len(),
+            pending,
+        });
+    }
+    Ok(out)
+}
