@@ -44,12 +44,21 @@ Safety:
   in production whatever is typed. A database remembers its environment: a command
   that writes is refused when APP_ENV names another one.
 
+Operations:
+  Runs that write hold a database lock (PostgreSQL advisory lock, MariaDB GET_LOCK, a lock
+  row on SQLite); a second migrator waits up to --lock-timeout and names the holder.
+  Every applied migration's SQL is checksummed; an edited or missing applied migration
+  stops the run (exit code 3) until restored or accepted with `repair`.
+
 Examples:
   cargo run -p migration -- status
   cargo run -p migration -- up
   cargo run -p migration -- down -n 1
   APP_ENV=staging cargo run -p migration -- up --confirm \"MIGRATE STAGING\"
   cargo run -p migration -- status --format json
+  cargo run -p migration -- up --dry-run > pending.sql
+  cargo run -p migration -- snapshot > docs/schema.md
+  cargo run -p migration -- tenants up
   sea-orm-cli migrate up          (runs this binary)";
 
 #[derive(Debug, Parser)]
