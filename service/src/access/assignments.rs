@@ -10,7 +10,6 @@ use crate::request::RequestMeta;
 use crate::tenancy::TenantCtx;
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use entity::access::role_assignments::{self, ScopeType};
-use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::memberships::{self, MembershipStatus};
 use entity::tenancy::teams;
 use entity::{RoleAssignmentId, RoleId, TenantId, UserId};
@@ -119,9 +118,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::RoleAssigned, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::RoleAssigned, meta)
             .resource("role_assignment", assignment.id)
             .details(json!({
                 "user_id": assignment.user_id,
@@ -209,14 +206,8 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(
-            AuditEvent::RoleAssignmentRevoked,
-            AuditOutcome::Success,
-            meta,
-        )
-        .tenant(ctx.tenant_id())
-        .actor(ctx.actor())
-        .resource("role_assignment", assignment_id),
+        AuditEntry::by_member(ctx, AuditEvent::RoleAssignmentRevoked, meta)
+            .resource("role_assignment", assignment_id),
     )
     .await?;
     txn.commit().await?;

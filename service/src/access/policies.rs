@@ -9,7 +9,6 @@ use crate::input::{PermissionPart, PolicyName};
 use crate::request::RequestMeta;
 use crate::tenancy::TenantCtx;
 use entity::access::policies;
-use entity::audit::audit_logs::AuditOutcome;
 use entity::{PolicyId, RoleId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -87,9 +86,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::PolicyCreated, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::PolicyCreated, meta)
             .resource("policy", policy.id)
             .details(json!({ "name": policy.name, "resource": policy.resource, "action": policy.action })),
     )
@@ -124,9 +121,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::PolicyDeleted, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::PolicyDeleted, meta)
             .resource("policy", policy_id)
             .details(json!({ "name": name })),
     )

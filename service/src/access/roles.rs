@@ -9,7 +9,6 @@ use crate::sql::named;
 use crate::tenancy::TenantCtx;
 use crate::{Result, begin_write};
 use entity::access::{permissions, role_inheritance, role_permissions, roles};
-use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::tenants;
 use entity::{PermissionId, RoleId, TenantId};
 use sea_orm::ActiveValue::Set;
@@ -89,9 +88,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::RoleCreated, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::RoleCreated, meta)
             .resource("role", role.id)
             .details(json!({ "name": role.name })),
     )
@@ -217,15 +214,9 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(
-            AuditEvent::RolePermissionGranted,
-            AuditOutcome::Success,
-            meta,
-        )
-        .tenant(ctx.tenant_id())
-        .actor(ctx.actor())
-        .resource("role", role_id)
-        .details(json!({ "resource": permission.resource, "action": permission.action })),
+        AuditEntry::by_member(ctx, AuditEvent::RolePermissionGranted, meta)
+            .resource("role", role_id)
+            .details(json!({ "resource": permission.resource, "action": permission.action })),
     )
     .await?;
     txn.commit().await?;
@@ -328,15 +319,9 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(
-            AuditEvent::RolePermissionRevoked,
-            AuditOutcome::Success,
-            meta,
-        )
-        .tenant(ctx.tenant_id())
-        .actor(ctx.actor())
-        .resource("role", role_id)
-        .details(json!({ "resource": resource.as_str(), "action": action.as_str() })),
+        AuditEntry::by_member(ctx, AuditEvent::RolePermissionRevoked, meta)
+            .resource("role", role_id)
+            .details(json!({ "resource": resource.as_str(), "action": action.as_str() })),
     )
     .await?;
     txn.commit().await?;
@@ -369,15 +354,9 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(
-            AuditEvent::RoleInheritanceAdded,
-            AuditOutcome::Success,
-            meta,
-        )
-        .tenant(ctx.tenant_id())
-        .actor(ctx.actor())
-        .resource("role", role_id)
-        .details(json!({ "parent_role_id": parent })),
+        AuditEntry::by_member(ctx, AuditEvent::RoleInheritanceAdded, meta)
+            .resource("role", role_id)
+            .details(json!({ "parent_role_id": parent })),
     )
     .await?;
     txn.commit().await?;
@@ -493,15 +472,9 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(
-            AuditEvent::RoleInheritanceRemoved,
-            AuditOutcome::Success,
-            meta,
-        )
-        .tenant(ctx.tenant_id())
-        .actor(ctx.actor())
-        .resource("role", role_id)
-        .details(json!({ "parent_role_id": parent })),
+        AuditEntry::by_member(ctx, AuditEvent::RoleInheritanceRemoved, meta)
+            .resource("role", role_id)
+            .details(json!({ "parent_role_id": parent })),
     )
     .await?;
     txn.commit().await?;

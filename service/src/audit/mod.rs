@@ -143,6 +143,14 @@ impl<'a> AuditEntry<'a> {
         }
     }
 
+    /// A successful action of the context's actor in the context's tenant: what most
+    /// tenant-scoped operations record.
+    pub fn by_member(ctx: &TenantCtx, event: AuditEvent, request: &'a RequestMeta) -> Self {
+        Self::new(event, AuditOutcome::Success, request)
+            .tenant(ctx.tenant_id())
+            .actor(ctx.actor())
+    }
+
     pub fn tenant(mut self, tenant_id: TenantId) -> Self {
         self.tenant_id = Some(tenant_id);
         self

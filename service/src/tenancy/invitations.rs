@@ -169,9 +169,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::InvitationCreated, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::InvitationCreated, meta)
             .resource("invitation", invitation.id)
             .details(json!({ "role_id": invitation.role_id, "team_id": invitation.team_id })),
     )
@@ -329,9 +327,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::InvitationRevoked, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::InvitationRevoked, meta)
             .resource("invitation", invitation_id),
     )
     .await?;

@@ -7,7 +7,6 @@ use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::identity::find_active_user;
 use crate::request::RequestMeta;
-use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants;
 use entity::{MembershipId, UserId};
@@ -73,9 +72,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::MemberAdded, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::MemberAdded, meta)
             .resource("membership", membership.id)
             .details(json!({ "user_id": user_id, "role": role })),
     )
@@ -131,9 +128,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::MemberRemoved, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::MemberRemoved, meta)
             .resource("membership", membership_id)
             .details(json!({ "user_id": user_id })),
     )

@@ -8,7 +8,6 @@ use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::TeamName;
 use crate::request::RequestMeta;
 use crate::sql::named;
-use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::team_members::{self, TeamRole};
 use entity::tenancy::{memberships, teams, tenants};
 use entity::{TeamId, UserId};
@@ -73,9 +72,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::TeamCreated, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::TeamCreated, meta)
             .resource("team", team.id)
             .details(json!({ "name": team.name, "parent_id": team.parent_id })),
     )
@@ -141,9 +138,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::TeamMoved, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::TeamMoved, meta)
             .resource("team", team)
             .details(json!({ "from_parent_id": from, "to_parent_id": new_parent })),
     )
@@ -284,9 +279,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::TeamMemberAdded, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::TeamMemberAdded, meta)
             .resource("team", team)
             .details(json!({ "user_id": user, "role": role })),
     )
@@ -321,9 +314,7 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::TeamMemberRemoved, AuditOutcome::Success, meta)
-            .tenant(ctx.tenant_id())
-            .actor(ctx.actor())
+        AuditEntry::by_member(ctx, AuditEvent::TeamMemberRemoved, meta)
             .resource("team", team)
             .details(json!({ "user_id": user })),
     )
