@@ -157,6 +157,7 @@ pub async fn provision(
         if tenant.isolation_level == "schema" {
             let pending = TenantMigrator::get_pending_migrations(&conn).await?.len();
             TenantMigrator::up(&conn, None).await?;
+            secure_schema(db, &tenant.location).await?;
             Ok(pending)
         } else {
             let pending = crate::Migrator::get_pending_migrations(&conn).await?.len();
@@ -207,4 +208,39 @@ pub async fn status(
         });
     }
     Ok(out)
+}
+
+/// The tables of a tenant schema, with the same walls as the main schema: the runtime
+/// role may use them (not the bookkeeping), and row-level security is forced. Runs on
+/// every provisioning, so tables added by later tenant migrations are covered.
+async fn secure_schema(db: &DatabaseConnection, schema: &str) -> Result<(), DbErr> {
+    let mut sql = format!(
+        "DO $secure$ BEGIN
+           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_service') THEN
+             GRANT USAGE ON SCHEMA \"{schema}\" TO app_service;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO app_service;
+             REVOKE ALL ON \"{schema}\".seaql_migrations FROM app_service;
+           END IF;
+         END $secure$;"
+    );
+    for table in [
+        "teams",
+        "team_members",
+        "invitations",
+        "role_assignments",
+        "policies",
+    ] {
+        sql.push_str(&format!(
+            "ALTER TABLE \"{schema}\".{table} ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE \"{schema}\".{table} FORCE ROW LEVEL SECURITY;
+             DO $policy$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' AND tablename = '{table}') THEN
+                 CREATE POLICY tenant_isolation ON \"{schema}\".{table}
+                   USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
+               END IF;
+             END $policy$;"
+        ));
+    }
+    db.execute_unprepared(&sql).await?;
+    Ok(())
 }

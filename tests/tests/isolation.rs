@@ -73,7 +73,7 @@ async fn count_as_runtime(db: &DatabaseConnection, tenant: Option<TenantId>, sql
     row.try_get_by_index::<i64>(0).expect("a count")
 }
 
-async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
     db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
         .await
         .expect("counts")
@@ -434,6 +434,64 @@ async fn isolation_policies_can_require_a_permission_with_the_sql_function() {
             "bob may run agents only inside Engineering, not tenant-wide: {refused:?}"
         );
         assert_eq!(count(&t.db, "SELECT count(*) FROM agent_runs").await, 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_schema_tenants_rows_live_in_their_own_schema() {
+    use entity::tenancy::tenants::IsolationLevel;
+    use service::tenancy::{NewTenant, create_team, create_tenant, tenant_schema_name};
+    run_case(Backend::Postgres, "isolation_schema_tenant", Start::Empty, |t| async move {
+        assert_eq!(tenant_schema_name("isolated-co"), migration::tenant_schemas::schema_name("isolated-co"));
+        let report = seed(&t).await;
+        let (alice, acme) = (user(&report, "alice@acme.com"), tenant(&report, "acme"));
+        let (deps, _) = Deps::deterministic(ServiceConfig::default(), seeder::fixture_epoch(), uuid::Uuid::from_u128(9), 9);
+        let meta = service::RequestMeta::system();
+        let mut input = NewTenant::parse("isolated-co", "Isolated Co").expect("valid");
+        input.isolation_level = IsolationLevel::Schema;
+        let (isolated, _) = create_tenant(&t.db, &deps, alice, input, &meta).await.expect("creates");
+        let team_name = service::input::TeamName::parse("Blue").expect("valid");
+
+        // Before provisioning, nothing may land in the shared tables by mistake.
+        let ctx = TenantCtx::for_member(&t.db, isolated.id, alice).await.expect("owner");
+        let early = create_team(&t.db, &deps, &ctx, &team_name, None, &meta).await;
+        assert!(matches!(early, Err(service::ServiceError::Conflict { entity: "tenant", .. })), "{early:?}");
+
+        for tenant in migration::tenant_schemas::isolated_tenants(&t.db, &t.target()).await.expect("lists") {
+            migration::tenant_schemas::provision(&t.db, &t.target(), &tenant).await.expect("provisions");
+        }
+
+        // As the runtime role, through the service.
+        let mut options = t.target().connect_options(None);
+        options.max_connections(1).min_connections(1);
+        let runtime = Database::connect(options).await.expect("connects");
+        runtime.execute_unprepared("SET ROLE app_service").await.expect("becomes app_service");
+        let ctx = TenantCtx::for_member(&runtime, isolated.id, alice).await.expect("owner");
+        let team = create_team(&runtime, &deps, &ctx, &team_name, None, &meta).await.expect("creates in its schema");
+        let in_schema = count(&t.db, &format!("SELECT count(*) FROM tenant_isolated_co.teams WHERE id = '{}'", team.id)).await;
+        let in_public = count(&t.db, &format!("SELECT count(*) FROM public.teams WHERE id = '{}'", team.id)).await;
+        assert_eq!((in_schema, in_public), (1, 0), "the row lives in the tenant's schema");
+        let members = list_members(&runtime, &ctx).await.expect("global tables still resolve");
+        assert_eq!(members.len(), 1);
+
+        // Acme, shared, sees its own teams and not this one.
+        let acme_ctx = TenantCtx::for_member(&runtime, acme, alice).await.expect("member");
+        let txn = acme_ctx.begin(&runtime).await.expect("tenant transaction");
+        let visible = count(&txn, "SELECT count(*) FROM teams").await;
+        drop(txn);
+        assert!(visible > 0, "acme's shared teams are visible");
+        let leaked = count(&t.db, &format!("SELECT count(*) FROM public.teams WHERE tenant_id = '{}'", isolated.id)).await;
+        assert_eq!(leaked, 0);
+        // Row-level security holds inside the tenant schema too.
+        let forced = count(
+            &t.db,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'tenant_isolated_co' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity",
+        )
+        .await;
+        assert_eq!(forced, 5);
+        runtime.close().await.ok();
     })
     .await;
 }

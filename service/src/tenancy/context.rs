@@ -7,7 +7,7 @@
 use crate::error::ServiceError;
 use crate::{Result, begin_write};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
-use entity::tenancy::tenants;
+use entity::tenancy::tenants::{self, IsolationLevel};
 use entity::{TenantId, UserId};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
@@ -19,6 +19,15 @@ pub struct TenantCtx {
     tenant_id: TenantId,
     actor: UserId,
     role: MembershipRole,
+    /// The PostgreSQL schema of a schema-isolated tenant (see `tenant_schema_name`).
+    own_schema: Option<String>,
+}
+
+/// The schema a schema-isolated tenant's rows live in: `tenant_<slug>`, dashes as
+/// underscores. The migration CLI's provisioning uses the same rule (a test holds the
+/// two together; `migration` depends on no crate of ours).
+pub fn tenant_schema_name(slug: &str) -> String {
+    format!("tenant_{}", slug.replace('-', "_"))
 }
 
 impl TenantCtx {
@@ -44,10 +53,14 @@ impl TenantCtx {
             Some((membership, Some(tenant)))
                 if membership.status == MembershipStatus::Active && tenant.is_active =>
             {
+                let own_schema = (tenant.isolation_level == IsolationLevel::Schema
+                    && db.get_database_backend() == DbBackend::Postgres)
+                    .then(|| tenant_schema_name(&tenant.slug));
                 Ok(Self {
                     tenant_id,
                     actor,
                     role: membership.role,
+                    own_schema,
                 })
             }
             _ => Err(ServiceError::Forbidden {
@@ -58,10 +71,36 @@ impl TenantCtx {
 
     /// Opens the transaction a tenant-scoped operation runs in, with the tenant and
     /// actor set for PostgreSQL's row-level security (`set_config(..., true)`: they
-    /// end with the transaction, so pooled connections never leak them).
+    /// end with the transaction, so pooled connections never leak them). For a
+    /// schema-isolated tenant, its schema also goes first on the search path.
+    ///
+    /// # Errors
+    /// `Conflict` for a schema-isolated tenant whose schema was not provisioned yet
+    /// (its rows would otherwise land in the shared tables); `Db`.
     pub async fn begin<C: TransactionTrait>(&self, db: &C) -> Result<C::Transaction> {
         let txn = begin_write(db).await?;
         set_row_security_context(&txn, Some(self.tenant_id), Some(self.actor)).await?;
+        if let Some(schema) = &self.own_schema {
+            let row = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT set_config('search_path', quote_ident($1) || ',' || current_setting('search_path'), true),
+                            CASE WHEN to_regnamespace(quote_ident($1)) IS NULL THEN 0 ELSE 1 END",
+                    [schema.clone().into()],
+                ))
+                .await?;
+            let provisioned = row
+                .map(|r| r.try_get_by_index::<i32>(1))
+                .transpose()?
+                .unwrap_or(0)
+                == 1;
+            if !provisioned {
+                return Err(ServiceError::Conflict {
+                    entity: "tenant",
+                    reason: "its schema is not provisioned yet: run `cargo run -p migration -- tenants up`",
+                });
+            }
+        }
         Ok(txn)
     }
 

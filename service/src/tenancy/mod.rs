@@ -7,8 +7,8 @@ mod memberships;
 mod teams;
 mod tenants;
 
-pub use context::TenantCtx;
 pub(crate) use context::set_row_security_context;
+pub use context::{TenantCtx, tenant_schema_name};
 pub use invitations::{
     InvitationToken, NewInvitation, accept_invitation, invite, revoke_invitation,
 };
