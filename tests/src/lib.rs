@@ -13,6 +13,7 @@
 //! A server that cannot be reached is skipped with a notice on stderr, unless
 //! `REQUIRE_BACKENDS` (e.g. `sqlite,postgres,mysql`) names it: then the test fails.
 
+pub mod access_world;
 pub mod fixtures;
 pub mod inspect;
 
