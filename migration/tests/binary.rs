@@ -124,3 +124,36 @@ fn migration_list_stays_rewritable_by_generate() {
         "only migrations between vec![ and the last bracket"
     );
 }
+
+#[test]
+fn env_file_of_the_environment_is_loaded_before_the_shared_one() {
+    let dir = std::env::temp_dir().join(format!("dotenv-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let wanted = dir.join("from-env-test.sqlite");
+    let ignored = dir.join("from-env.sqlite");
+    std::fs::write(
+        dir.join(".env.test"),
+        format!("DATABASE_URL=sqlite://{}?mode=rwc\n", wanted.display()),
+    )
+    .expect("writes");
+    std::fs::write(
+        dir.join(".env"),
+        format!("DATABASE_URL=sqlite://{}?mode=rwc\n", ignored.display()),
+    )
+    .expect("writes");
+    let out = Command::new(env!("CARGO_BIN_EXE_migration"))
+        .arg("status")
+        .env_remove("DATABASE_URL")
+        .env_remove("MIGRATION_ENV")
+        .env("APP_ENV", "test")
+        .current_dir(&dir)
+        .output()
+        .expect("runs");
+    let banner = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{banner}");
+    assert!(
+        banner.contains("from-env-test.sqlite") && banner.contains("environment   test"),
+        "{banner}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

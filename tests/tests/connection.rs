@@ -208,3 +208,43 @@ async fn tls_postgres_connection_is_encrypted_and_the_certificate_verified() {
     )
     .await;
 }
+
+#[test]
+fn db_variables_build_an_encoded_url_and_mask_the_password() {
+    let target = target(&[
+        ("DB_BACKEND", "mariadb"),
+        ("DB_HOST", "db.internal"),
+        ("DB_PORT", "3307"),
+        ("DB_USERNAME", "app"),
+        ("DB_PASSWORD", "p@ss/w:rd#1"),
+        ("DB_NAME", "app_prod"),
+    ])
+    .expect("resolves");
+    assert_eq!(target.backend, DbBackend::MySql);
+    assert_eq!(target.host(), "db.internal:3307");
+    assert_eq!(target.database(), "app_prod");
+    assert_eq!(target.user(), "app");
+    assert_eq!(
+        password_of(&target).as_deref(),
+        Some("p%40ss%2Fw%3Ard%231"),
+        "percent-encoded in the URL"
+    );
+    assert!(!target.masked_url().contains("p%40ss") && target.masked_url().contains("****"));
+    let bad_port = self::target(&[("DB_HOST", "h"), ("DB_NAME", "d"), ("DB_PORT", "eighty")]);
+    assert!(
+        matches!(bad_port, Err(TargetError::InvalidPort(_))),
+        "{bad_port:?}"
+    );
+    let bad_backend = self::target(&[("DB_HOST", "h"), ("DB_NAME", "d"), ("DB_BACKEND", "oracle")]);
+    assert!(
+        matches!(bad_backend, Err(TargetError::UnknownBackend(_))),
+        "{bad_backend:?}"
+    );
+    let nothing = self::target(&[]);
+    assert!(matches!(nothing, Err(TargetError::Missing)), "{nothing:?}");
+    let scheme = self::target(&[("DATABASE_URL", "mongodb://x/y")]);
+    assert!(
+        matches!(scheme, Err(TargetError::UnsupportedScheme { .. })),
+        "{scheme:?}"
+    );
+}

@@ -21,6 +21,7 @@ tests::backend_tests!(
     seeder_fixture_ids_and_logins_are_stable,
     seeder_scale_is_deterministic_for_a_seed_and_size,
     seeder_scale_rejects_absurd_sizes_before_writing,
+    seeder_minimal_profile_loads_only_acme,
 );
 
 fn options(t: &TestDb) -> SeedOptions {
@@ -252,4 +253,42 @@ async fn seeder_scale_rejects_absurd_sizes_before_writing(t: TestDb) {
         inspect::schema(&t.db).await.is_empty(),
         "nothing was written"
     );
+}
+
+async fn seeder_minimal_profile_loads_only_acme(t: TestDb) {
+    let minimal = SeedOptions {
+        profile: ProfileName::Minimal,
+        ..options(&t)
+    };
+    let report = seed(&EnvSignals::default(), &minimal).await.expect("seeds");
+    assert_eq!(
+        report.tenants.iter().map(|t| t.slug).collect::<Vec<_>>(),
+        vec!["acme"]
+    );
+    assert_eq!(
+        report.users.iter().map(|u| u.email).collect::<Vec<_>>(),
+        vec!["alice@acme.com", "bob@acme.com"]
+    );
+    assert!(
+        report
+            .access
+            .roles
+            .iter()
+            .all(|r| r.tenant.is_none_or(|t| t == "acme")),
+        "only system roles and Acme's own"
+    );
+    assert!(report.access.invitations.iter().all(|i| i.tenant == "acme"));
+    let bob = report
+        .access
+        .assignments
+        .get("bob@acme.com")
+        .expect("bob has roles");
+    assert!(bob.iter().any(|r| r == "agent_user@Engineering"), "{bob:?}");
+    let rows: u64 = report
+        .row_counts
+        .iter()
+        .filter(|(table, _)| *table == "users")
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(rows, 2);
 }
