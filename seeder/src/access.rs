@@ -1,8 +1,8 @@
 //! The access-control part of a profile: roles, teams, assignments, deny policies
 //! and invitations, loaded through `service` like everything else.
 
-use crate::SeedError;
 use crate::profile::Profile;
+use crate::{SeedError, fixture_error};
 use chrono::Duration;
 use entity::{RoleId, TeamId, TenantId, UserId};
 use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -13,7 +13,7 @@ use service::access::{
 };
 use service::input::{Email, RoleName, TeamName};
 use service::tenancy::{NewInvitation, TenantCtx, add_team_member, create_team, invite};
-use service::{Deps, ManualClock, RequestMeta, ServiceError};
+use service::{Deps, ManualClock, RequestMeta};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the seeder prints about access.
@@ -47,13 +47,6 @@ pub struct InvitationLine {
 
 /// The tenants the profile created: slug -> (id, owner).
 pub(crate) type Tenants<'a> = HashMap<&'a str, (TenantId, UserId)>;
-
-fn fixture_error(what: String) -> impl Fn(ServiceError) -> SeedError {
-    move |source| SeedError::Fixture {
-        fixture: what.clone(),
-        source,
-    }
-}
 
 pub(crate) async fn load_access<C>(
     db: &C,

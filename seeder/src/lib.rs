@@ -415,9 +415,11 @@ async fn refuse_if_seeded<C: ConnectionTrait>(db: &C, profile: &Profile) -> Resu
     }
 }
 
-fn fixture_error(fixture: &str) -> impl Fn(ServiceError) -> SeedError + '_ {
+/// Wraps a service error with the fixture row it came from.
+pub(crate) fn fixture_error(fixture: impl Into<String>) -> impl Fn(ServiceError) -> SeedError {
+    let fixture = fixture.into();
     move |source| SeedError::Fixture {
-        fixture: fixture.to_owned(),
+        fixture: fixture.clone(),
         source,
     }
 }

@@ -7,11 +7,10 @@ use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::request::RequestMeta;
-use crate::tenancy::TenantCtx;
+use crate::tenancy::{TenantCtx, find_membership, find_team};
 use chrono::{DateTime, NaiveTime, Timelike, Utc};
 use entity::access::role_assignments::{self, ScopeType};
-use entity::tenancy::memberships::{self, MembershipStatus};
-use entity::tenancy::teams;
+use entity::tenancy::memberships::MembershipStatus;
 use entity::{RoleAssignmentId, RoleId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -104,13 +103,8 @@ where
     }
     let txn = ctx.begin(db).await?;
     usable_role(&txn, ctx.tenant_id(), input.role_id).await?;
-    let member = memberships::Entity::find()
-        .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
-        .filter(memberships::Column::UserId.eq(input.user_id))
-        .filter(memberships::Column::Status.eq(MembershipStatus::Active))
-        .one(&txn)
-        .await?;
-    if member.is_none() {
+    let member = find_membership(&txn, ctx.tenant_id(), input.user_id).await?;
+    if member.is_none_or(|m| m.status != MembershipStatus::Active) {
         return Err(ServiceError::not_found("membership", input.user_id));
     }
     let assignment =
@@ -145,13 +139,7 @@ pub(crate) async fn insert_assignment<C: ConnectionTrait>(
     let (scope_type, scope_id) = match input.scope {
         Scope::Tenant => (ScopeType::Tenant, None),
         Scope::Team(team) => {
-            let found = teams::Entity::find_by_id(team)
-                .filter(teams::Column::TenantId.eq(tenant))
-                .one(db)
-                .await?;
-            if found.is_none() {
-                return Err(ServiceError::not_found("team", team));
-            }
+            find_team(db, tenant, team).await?;
             (ScopeType::Team, Some(team.into_uuid()))
         }
         Scope::Record(record) => (ScopeType::Record, Some(record)),

@@ -6,15 +6,14 @@ use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::{PermissionPart, RoleName};
 use crate::request::RequestMeta;
 use crate::sql::named;
-use crate::tenancy::TenantCtx;
+use crate::tenancy::{TenantCtx, lock_tenant};
 use crate::{Result, begin_write};
 use entity::access::{permissions, role_inheritance, role_permissions, roles};
-use entity::tenancy::tenants;
 use entity::{PermissionId, RoleId, TenantId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter,
-    QuerySelect, TransactionSession, TransactionTrait,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -381,19 +380,6 @@ where
     system_role(&txn, parent).await?;
     link_parent(&txn, deps, role_id, parent).await?;
     txn.commit().await?;
-    Ok(())
-}
-
-/// Serialises inheritance changes within a tenant, so two concurrent additions
-/// cannot each pass the cycle check and together close a cycle. (SQLite's
-/// `BEGIN IMMEDIATE` already serialises all writers.)
-async fn lock_tenant<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<()> {
-    if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
-        tenants::Entity::find_by_id(tenant)
-            .lock_exclusive()
-            .one(db)
-            .await?;
-    }
     Ok(())
 }
 

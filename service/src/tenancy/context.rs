@@ -10,7 +10,7 @@ use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, IsolationLevel};
 use entity::{TenantId, UserId};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
     TransactionSession, TransactionTrait,
 };
 
@@ -125,6 +125,19 @@ impl TenantCtx {
             }),
         }
     }
+}
+
+/// Serialises changes to a tenant's graphs (team tree, role inheritance), so two
+/// concurrent changes cannot each pass a cycle check and together close a cycle.
+/// SQLite's `BEGIN IMMEDIATE` already serialises all writers.
+pub(crate) async fn lock_tenant<C: ConnectionTrait>(db: &C, tenant: TenantId) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        tenants::Entity::find_by_id(tenant)
+            .lock_exclusive()
+            .one(db)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Tells PostgreSQL's row-level security who is asking, for the rest of the

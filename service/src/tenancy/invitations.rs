@@ -5,6 +5,8 @@
 //! 256 random bits and only the SHA-256 of the whole token is stored.
 
 use super::context::{TenantCtx, set_row_security_context};
+use super::memberships::find_membership;
+use super::teams::find_team;
 use crate::access::{NewAssignment, insert_assignment, usable_role};
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -18,7 +20,6 @@ use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::invitations::{self, InvitationStatus};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::team_members::{self, TeamRole};
-use entity::tenancy::teams;
 use entity::{InvitationId, MembershipId, RoleId, TeamId, TenantId, TokenHash};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
@@ -107,13 +108,7 @@ where
     let txn = ctx.begin(db).await?;
     usable_role(&txn, ctx.tenant_id(), input.role_id).await?;
     if let Some(team) = input.team_id {
-        let found = teams::Entity::find_by_id(team)
-            .filter(teams::Column::TenantId.eq(ctx.tenant_id()))
-            .one(&txn)
-            .await?;
-        if found.is_none() {
-            return Err(ServiceError::not_found("team", team));
-        }
+        find_team(&txn, ctx.tenant_id(), team).await?;
     }
     invitations::Entity::update_many()
         .col_expr(
@@ -225,12 +220,7 @@ where
         });
     }
 
-    let existing = memberships::Entity::find()
-        .filter(memberships::Column::TenantId.eq(tenant))
-        .filter(memberships::Column::UserId.eq(user_id))
-        .one(&txn)
-        .await?;
-    let membership = match existing {
+    let membership = match find_membership(&txn, tenant, user_id).await? {
         Some(m) => m,
         None => memberships::ActiveModel {
             id: Set(MembershipId(

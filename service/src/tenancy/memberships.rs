@@ -9,7 +9,7 @@ use crate::identity::find_active_user;
 use crate::request::RequestMeta;
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants;
-use entity::{MembershipId, UserId};
+use entity::{MembershipId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, PaginatorTrait,
@@ -43,7 +43,10 @@ where
     }
     let txn = ctx.begin(db).await?;
     find_active_user(&txn, user_id).await?;
-    if find_membership(&txn, ctx, user_id).await?.is_some() {
+    if find_membership(&txn, ctx.tenant_id(), user_id)
+        .await?
+        .is_some()
+    {
         return Err(ServiceError::Conflict {
             entity: "membership",
             reason: "user is already a member of this tenant",
@@ -102,7 +105,7 @@ where
         ctx.require_member_manager()?;
     }
     let txn = ctx.begin(db).await?;
-    let membership = find_membership(&txn, ctx, user_id)
+    let membership = find_membership(&txn, ctx.tenant_id(), user_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("membership", user_id))?;
     if membership.role == MembershipRole::Owner {
@@ -137,13 +140,14 @@ where
     Ok(())
 }
 
-async fn find_membership<C: ConnectionTrait>(
+/// `user_id`'s membership of `tenant`, whatever its status.
+pub(crate) async fn find_membership<C: ConnectionTrait>(
     db: &C,
-    ctx: &TenantCtx,
+    tenant: TenantId,
     user_id: UserId,
 ) -> Result<Option<memberships::Model>> {
     Ok(memberships::Entity::find()
-        .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
+        .filter(memberships::Column::TenantId.eq(tenant))
         .filter(memberships::Column::UserId.eq(user_id))
         .one(db)
         .await?)

@@ -1,6 +1,7 @@
 //! Team trees: unlimited nesting, no cycles, and members with team roles.
 
-use super::context::TenantCtx;
+use super::context::{TenantCtx, lock_tenant};
+use super::memberships::find_membership;
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -9,12 +10,12 @@ use crate::input::TeamName;
 use crate::request::RequestMeta;
 use crate::sql::named;
 use entity::tenancy::team_members::{self, TeamRole};
-use entity::tenancy::{memberships, teams, tenants};
-use entity::{TeamId, UserId};
+use entity::tenancy::teams;
+use entity::{TeamId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter,
-    QuerySelect, TransactionSession, TransactionTrait,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -37,7 +38,7 @@ where
     ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
     if let Some(parent) = parent {
-        find_team(&txn, ctx, parent).await?;
+        find_team(&txn, ctx.tenant_id(), parent).await?;
     }
     let taken = teams::Entity::find()
         .filter(teams::Column::TenantId.eq(ctx.tenant_id()))
@@ -81,13 +82,14 @@ where
     Ok(team)
 }
 
-async fn find_team<C: ConnectionTrait>(
+/// The team `team` of `tenant`; a team of another tenant is `NotFound` too.
+pub(crate) async fn find_team<C: ConnectionTrait>(
     db: &C,
-    ctx: &TenantCtx,
+    tenant: TenantId,
     team: TeamId,
 ) -> Result<teams::Model> {
     teams::Entity::find_by_id(team)
-        .filter(teams::Column::TenantId.eq(ctx.tenant_id()))
+        .filter(teams::Column::TenantId.eq(tenant))
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::not_found("team", team))
@@ -113,15 +115,10 @@ where
     ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
     // One tree change at a time per tenant, so two moves cannot build a cycle together.
-    if txn.get_database_backend() != sea_orm::DbBackend::Sqlite {
-        tenants::Entity::find_by_id(ctx.tenant_id())
-            .lock_exclusive()
-            .one(&txn)
-            .await?;
-    }
-    let current = find_team(&txn, ctx, team).await?;
+    lock_tenant(&txn, ctx.tenant_id()).await?;
+    let current = find_team(&txn, ctx.tenant_id(), team).await?;
     if let Some(parent) = new_parent {
-        find_team(&txn, ctx, parent).await?;
+        find_team(&txn, ctx.tenant_id(), parent).await?;
         let below = descendant_ids(&txn, ctx, team).await?;
         if parent == team || below.contains(&parent) {
             return Err(ServiceError::Conflict {
@@ -176,7 +173,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = ctx.begin(db).await?;
-    find_team(&txn, ctx, team).await?;
+    find_team(&txn, ctx.tenant_id(), team).await?;
     let sql = format!(
         "WITH RECURSIVE walk (id, parent_id, depth) AS (
     SELECT id, parent_id, 0 FROM teams WHERE tenant_id = :tenant AND id = :team
@@ -243,14 +240,11 @@ where
 {
     ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
-    find_team(&txn, ctx, team).await?;
-    let is_member = memberships::Entity::find()
-        .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
-        .filter(memberships::Column::UserId.eq(user))
-        .one(&txn)
+    find_team(&txn, ctx.tenant_id(), team).await?;
+    if find_membership(&txn, ctx.tenant_id(), user)
         .await?
-        .is_some();
-    if !is_member {
+        .is_none()
+    {
         return Err(ServiceError::not_found("membership", user));
     }
     if team_members::Entity::find_by_id((team, user))
@@ -305,7 +299,7 @@ where
 {
     ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
-    find_team(&txn, ctx, team).await?;
+    find_team(&txn, ctx.tenant_id(), team).await?;
     let member = team_members::Entity::find_by_id((team, user))
         .one(&txn)
         .await?
