@@ -5,7 +5,7 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::{audit_event_types, audit_logs};
-use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::identity::{refresh_tokens, sessions, sign_in_throttles, user_profiles, users};
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IdenStatic, Iterable, Statement,
@@ -72,6 +72,7 @@ async fn entities_match_the_migrated_schema(t: TestDb) {
         entity_columns::<user_profiles::Entity>(),
         entity_columns::<sessions::Entity>(),
         entity_columns::<refresh_tokens::Entity>(),
+        entity_columns::<sign_in_throttles::Entity>(),
         entity_columns::<permissions::Entity>(),
         entity_columns::<roles::Entity>(),
         entity_columns::<role_inheritance::Entity>(),
