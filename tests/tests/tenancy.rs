@@ -24,6 +24,8 @@ tests::backend_tests!(
     remove_member_last_owner_conflicts,
     remove_member_self_and_by_admin,
     tenant_events_are_scoped_to_their_tenant,
+    tenant_ctx_kept_after_demotion_or_suspension_stops_working,
+    list_user_events_shows_the_users_own_global_events,
 );
 
 async fn create_tenant_makes_creator_owner_and_audits(t: TestDb) {
@@ -372,4 +374,65 @@ async fn tenant_events_are_scoped_to_their_tenant(t: TestDb) {
     let own = list_user_events(&t.db, alice.id, 100).await.expect("lists");
     assert!(own.iter().any(|e| e.event_type == "user_created"));
     assert!(own.iter().all(|e| e.actor_user_id == Some(alice.id)));
+}
+
+/// A context proves the membership again in every transaction it opens: one kept
+/// across a demotion loses the admin's rights, one kept across a suspension loses
+/// everything.
+async fn tenant_ctx_kept_after_demotion_or_suspension_stops_working(t: TestDb) {
+    use entity::tenancy::memberships;
+    use sea_orm::sea_query::Expr;
+    let (deps, _) = fixtures::deps();
+    let alice = fixtures::user(&t.db, &deps, "alice").await;
+    let bob = fixtures::user(&t.db, &deps, "bob").await;
+    let eve = fixtures::user(&t.db, &deps, "eve").await;
+    let acme = fixtures::tenant(&t.db, &deps, "acme", &alice).await;
+    let owner = TenantCtx::for_member(&t.db, acme.id, alice.id).await.expect("owner");
+    add_member(&t.db, &deps, &owner, bob.id, MembershipRole::Admin, &meta())
+        .await
+        .expect("bob joins as admin");
+    let as_bob = TenantCtx::for_member(&t.db, acme.id, bob.id).await.expect("admin");
+
+    // Demoted behind the context's back (another request, another process).
+    let set = |column: memberships::Column, value: &'static str| {
+        memberships::Entity::update_many()
+            .col_expr(column, Expr::value(value))
+            .filter(memberships::Column::TenantId.eq(acme.id))
+            .filter(memberships::Column::UserId.eq(bob.id))
+    };
+    set(memberships::Column::Role, "member").exec(&t.owner).await.expect("demotes");
+    let before = inspect::row_counts(&t.owner).await;
+    let err = add_member(&t.db, &deps, &as_bob, eve.id, MembershipRole::Member, &meta())
+        .await
+        .expect_err("a member no longer manages members");
+    assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
+    let txn = as_bob.begin(&t.db).await.expect("still a member");
+    assert_eq!(txn.role(), MembershipRole::Member, "the role as of now");
+    txn.rollback().await.expect("rolls back");
+
+    set(memberships::Column::Status, "suspended").exec(&t.owner).await.expect("suspends");
+    let err = as_bob.begin(&t.db).await.expect_err("suspended");
+    assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
+    let err = list_members(&t.db, &as_bob).await.expect_err("suspended");
+    assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
+}
+
+/// A user's own history: the global events they caused, not other users', and not
+/// what happened inside tenants (that is the tenant's trail).
+async fn list_user_events_shows_the_users_own_global_events(t: TestDb) {
+    let (deps, clock) = fixtures::deps();
+    let alice = fixtures::user(&t.db, &deps, "alice").await;
+    let bob = fixtures::user(&t.db, &deps, "bob").await;
+    fixtures::tenant(&t.db, &deps, "acme", &alice).await;
+    clock.advance(chrono::Duration::seconds(1));
+    service::identity::create_session(&t.db, &deps, alice.id, &meta())
+        .await
+        .expect("session");
+    let events = list_user_events(&t.db, alice.id, 100).await.expect("lists");
+    let codes: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(codes, vec!["session_created", "user_created"], "newest first");
+    assert!(events.iter().all(|e| e.actor_user_id == Some(alice.id) && e.tenant_id.is_none()));
+    let bobs = list_user_events(&t.db, bob.id, 100).await.expect("lists");
+    assert_eq!(bobs.len(), 1, "bob's registration only");
 }

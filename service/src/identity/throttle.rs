@@ -161,12 +161,13 @@ async fn locked_row<C: ConnectionTrait>(
         blocked_until: Set(None),
         updated_at: Set(now),
     })
+    // A no-op update rather than DO NOTHING, which MariaDB cannot say.
     .on_conflict(
         OnConflict::columns([
             sign_in_throttles::Column::Scope,
             sign_in_throttles::Column::KeyHash,
         ])
-        .do_nothing()
+        .update_column(sign_in_throttles::Column::Scope)
         .to_owned(),
     )
     .exec_without_returning(db)
