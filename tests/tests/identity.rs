@@ -5,7 +5,10 @@ use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::identity::sign_in_throttles::{self, ThrottleScope};
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    TransactionTrait,
+};
 use service::identity::{
     NewUser, authenticate, create_session, list_sessions, login, refresh_session, register_user,
     revoke_all_sessions, revoke_session,
@@ -341,6 +344,11 @@ async fn refresh_session_reused_token_revokes_the_session(t: TestDb) {
     );
 }
 
+/// Two refreshes of one token at once. On PostgreSQL and MariaDB the test makes them
+/// overlap for real: a third transaction holds the token's row, both refreshes read
+/// it as unused and queue at the guarded `UPDATE`, and only when the database shows
+/// both waiting is the row let go. SQLite serialises writers (`BEGIN IMMEDIATE`), so
+/// there the second one reads the token as used.
 async fn refresh_session_concurrent_refreshes_exactly_one_wins(t: TestDb) {
     let (deps, _) = fixtures::deps();
     let hank = fixtures::user(&t.db, &deps, "hank").await;
@@ -348,10 +356,70 @@ async fn refresh_session_concurrent_refreshes_exactly_one_wins(t: TestDb) {
         .await
         .expect("opens");
     let token = issued.refresh_token.expose().to_owned();
-    let attempts = (0..2).map(|_| {
-        let (db, deps, token) = (t.db.clone(), deps.clone(), token.clone());
-        tokio::spawn(async move { refresh_session(&db, &deps, &token, &meta()).await })
-    });
+    let holder = match t.backend {
+        tests::Backend::Sqlite => None,
+        _ => {
+            let txn = t.owner.begin().await.expect("begins");
+            txn.execute_unprepared(&format!(
+                "SELECT id FROM refresh_tokens WHERE session_id = {} FOR UPDATE",
+                match t.backend {
+                    tests::Backend::Postgres => format!("'{}'", issued.session.id),
+                    _ => format!("x'{}'", issued.session.id.0.simple()),
+                }
+            ))
+            .await
+            .expect("holds the token's row");
+            Some(txn)
+        }
+    };
+    let attempts: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, deps, token) = (t.db.clone(), deps.clone(), token.clone());
+            tokio::spawn(async move { refresh_session(&db, &deps, &token, &meta()).await })
+        })
+        .collect();
+    if let Some(holder) = holder {
+        let waiting = match t.backend {
+            tests::Backend::Postgres => {
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            }
+            // Statements in progress on the held row: they are waiting for it.
+            _ => {
+                "SELECT count(*) FROM information_schema.processlist
+                  WHERE db = DATABASE() AND info LIKE 'UPDATE `refresh_tokens` SET `used_at`%'"
+            }
+        };
+        let mut both_waited = false;
+        for _ in 0..200 {
+            let row = t
+                .owner
+                .query_one_raw(sea_orm::Statement::from_string(t.db_backend(), waiting))
+                .await
+                .expect("reads the server's state")
+                .expect("a row");
+            if row.try_get_by_index::<i64>(0).expect("a count") >= 2 {
+                both_waited = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        if !both_waited {
+            let state = t
+                .owner
+                .query_all_raw(sea_orm::Statement::from_string(
+                    t.db_backend(),
+                    match t.backend {
+                        tests::Backend::Postgres => "SELECT state || ' ' || coalesce(wait_event_type, '-') || ' ' || left(query, 80) FROM pg_stat_activity WHERE datname = current_database()",
+                        _ => "SELECT CONCAT(COALESCE(state, '-'), ' ', COALESCE(LEFT(info, 80), '-')) FROM information_schema.processlist WHERE db = DATABASE()",
+                    },
+                ))
+                .await
+                .expect("reads the server's state");
+            let state: Vec<String> = state.iter().map(|r| r.try_get_by_index::<String>(0).unwrap_or_default()).collect();
+            panic!("both refreshes read the token and queued at the update: {state:#?}");
+        }
+        holder.rollback().await.expect("lets go");
+    }
     let results: Vec<_> = futures::future::join_all(attempts)
         .await
         .into_iter()
