@@ -308,6 +308,16 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                         .await
                         .expect("the owner is a member");
                     let txn = asker.begin(&t.db).await.expect("begins");
+                    // One instant for both sides: the SQL function reads now(), the
+                    // transaction's start, and the service clock is set to the same.
+                    let now: DateTime<Utc> = txn
+                        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()".to_owned()))
+                        .await
+                        .expect("now")
+                        .expect("row")
+                        .try_get_by_index(0)
+                        .expect("timestamp");
+                    let deps = deps.clone().with_clock(Arc::new(ManualClock::new(now)));
                     for (resource, action) in [
                         ("agents", "run"),
                         ("agents", "delete"),
@@ -329,7 +339,7 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                         .await
                         .expect("checks");
                         let sql: bool =
-                            t.owner.query_one_raw(Statement::from_sql_and_values(
+                            txn.query_one_raw(Statement::from_sql_and_values(
                                 DbBackend::Postgres,
                                 "SELECT user_has_permission($1, $2, $3, $4)",
                                 [
@@ -837,4 +847,120 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         assert!(denied(&result), "sign_in_throttles: {result:?}");
     })
     .await;
+}
+
+/// The daily window, on both sides of the SQL function and the service, for windows
+/// that wrap midnight and windows that do not, with the instant inside and outside:
+/// windows are placed around the current minute, and both sides are asked in one
+/// transaction whose `now()` the service clock is set to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_sql_function_and_service_agree_on_both_sides_of_daily_windows() {
+    use chrono::Timelike;
+    use service::access::{NewAssignment, TimeWindow, assign_role, create_role, grant_permission};
+    const DAY: i32 = 24 * 60;
+    run_case(Backend::Postgres, "isolation_windows", Start::Migrated, |t| async move {
+        let (deps, _) = tests::fixtures::deps();
+        let meta = tests::fixtures::meta();
+        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+        let tenant = tests::fixtures::tenant(&t.db, &deps, "clinic", &owner).await;
+        let ctx = TenantCtx::for_member(&t.db, tenant.id, owner.id).await.expect("owner");
+        let role = create_role(&t.db, &deps, &ctx, &service::input::RoleName::parse("shift").expect("valid"), None, &meta)
+            .await
+            .expect("role");
+        grant_permission(&t.db, &deps, &ctx, role.id, "ward", "enter", &meta).await.expect("grant");
+
+        let minute_of = |at: DateTime<Utc>| i32::try_from(at.hour() * 60 + at.minute()).expect("a minute");
+        let db_now = |db: DatabaseConnection| async move {
+            db.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()".to_owned()))
+                .await
+                .expect("now")
+                .expect("row")
+                .try_get_by_index::<DateTime<Utc>>(0)
+                .expect("timestamp")
+        };
+        let m = minute_of(db_now(t.owner.clone()).await);
+        let hhmm = |x: i32| format!("{:02}:{:02}", x.rem_euclid(DAY) / 60, x.rem_euclid(DAY) % 60);
+        // For the current minute and the next two (the transaction below may start a
+        // minute or two later): a window holding it and one not, wrapping midnight and
+        // not, wherever such a window exists.
+        let mut windows = std::collections::BTreeSet::new();
+        for x in [m, m + 1, m + 2].map(|x| x.rem_euclid(DAY)) {
+            if x < DAY - 1 {
+                windows.insert((x, x + 1)); // plain, holds x
+                windows.insert((x + 1, x)); // wraps, misses x
+            }
+            windows.insert(if x >= 1 { (x, 0) } else { (DAY - 1, 1) }); // wraps, holds x
+            windows.insert(if x + 2 < DAY { (x + 1, x + 2) } else { (0, 1) }); // plain, misses x
+        }
+        let mut users = Vec::new();
+        for (i, (start, end)) in windows.into_iter().enumerate() {
+            let user = tests::fixtures::user(&t.db, &deps, &format!("nurse{i}")).await;
+            add_member(&t.db, &deps, &ctx, user.id).await;
+            assign_role(
+                &t.db,
+                &deps,
+                &ctx,
+                NewAssignment {
+                    window: Some(TimeWindow::parse(&hhmm(start), &hhmm(end)).expect("valid")),
+                    ..NewAssignment::tenant_wide(user.id, role.id)
+                },
+                &meta,
+            )
+            .await
+            .expect("assigned");
+            users.push((user.id, start, end));
+        }
+
+        let txn = ctx.begin(&t.db).await.expect("begins");
+        let at: DateTime<Utc> = txn
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()".to_owned()))
+            .await
+            .expect("now")
+            .expect("row")
+            .try_get_by_index(0)
+            .expect("timestamp");
+        let n = minute_of(at);
+        let deps = deps.clone().with_clock(Arc::new(ManualClock::new(at)));
+        let mut kinds = std::collections::BTreeSet::new();
+        for (user, start, end) in users {
+            let wraps = start > end;
+            let inside = if wraps { n >= start || n < end } else { start <= n && n < end };
+            kinds.insert((wraps, inside));
+            let service = has_permission(&txn, &deps, user, "ward", "enter", Scope::Tenant)
+                .await
+                .expect("checks");
+            let sql: bool = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT user_has_permission($1, $2, 'ward', 'enter')",
+                    [user.into_uuid().into(), tenant.id.into_uuid().into()],
+                ))
+                .await
+                .expect("calls")
+                .expect("row")
+                .try_get_by_index(0)
+                .expect("bool");
+            let window = format!("{}-{} at {}", hhmm(start), hhmm(end), hhmm(n));
+            assert_eq!(service, inside, "service, {window}");
+            assert_eq!(sql, inside, "SQL function, {window}");
+        }
+        txn.rollback().await.expect("rolls back");
+        // At 23:59 no plain window holds the minute and no wrapping one misses it.
+        let possible = if n == DAY - 1 { 2 } else { 4 };
+        assert_eq!(kinds.len(), possible, "both sides of wrapping and plain windows at {}: {kinds:?}", hhmm(n));
+    })
+    .await;
+}
+
+async fn add_member(db: &DatabaseConnection, deps: &Deps, ctx: &TenantCtx, user: UserId) {
+    service::tenancy::add_member(
+        db,
+        deps,
+        ctx,
+        user,
+        entity::tenancy::memberships::MembershipRole::Member,
+        &tests::fixtures::meta(),
+    )
+    .await
+    .expect("joins");
 }
