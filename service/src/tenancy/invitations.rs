@@ -21,7 +21,7 @@ use entity::tenancy::invitations::{self, InvitationStatus};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::team_members::{self, TeamRole};
 use entity::{InvitationId, MembershipId, RoleId, TeamId, TenantId, TokenHash};
-use sea_orm::ActiveValue::Set;
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
@@ -154,6 +154,7 @@ where
         revoked_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        pending_email: NotSet,
     }
     .insert(&txn)
     .await
