@@ -403,7 +403,9 @@ fn differences(
 ) -> Vec<String> {
     let mut found = Vec::new();
     for table in database.keys().filter(|t| !entities.contains_key(*t)) {
-        found.push(format!("table {table} has no entity"));
+        found.push(format!(
+            "table {table} has no entity (or its entity is not listed in entity_shapes here)"
+        ));
     }
     for table in entities.keys().filter(|t| !database.contains_key(*t)) {
         found.push(format!("entity {table} has no table"));

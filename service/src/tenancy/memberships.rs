@@ -137,7 +137,7 @@ pub(crate) async fn insert_membership<C: ConnectionTrait>(
     role: MembershipRole,
     now: DateTime<Utc>,
 ) -> Result<memberships::Model> {
-    Ok(memberships::ActiveModel {
+    memberships::ActiveModel {
         id: Set(MembershipId(
             deps.new_id("memberships", &format!("{tenant}/{user_id}")),
         )),
@@ -154,7 +154,7 @@ pub(crate) async fn insert_membership<C: ConnectionTrait>(
     .map_err(conflict_on_unique(
         "membership",
         "user is already a member of this tenant",
-    ))?)
+    ))
 }
 
 /// `user_id`'s membership of `tenant`, whatever its status.
