@@ -40,6 +40,8 @@ mod m20261122_000017_access_create_role_assignments;
 mod m20261122_000018_access_create_policies;
 mod m20261122_000019_audit_add_access_event_types;
 mod m20261122_000020_platform_postgres_row_security;
+mod m20261123_000021_identity_create_sign_in_throttles;
+mod m20261123_000022_platform_postgres_walls;
 
 pub struct Migrator;
 
@@ -67,6 +69,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000018_access_create_policies::Migration),
             Box::new(m20261122_000019_audit_add_access_event_types::Migration),
             Box::new(m20261122_000020_platform_postgres_row_security::Migration),
+            Box::new(m20261123_000021_identity_create_sign_in_throttles::Migration),
+            Box::new(m20261123_000022_platform_postgres_walls::Migration),
         ]
     }
 }

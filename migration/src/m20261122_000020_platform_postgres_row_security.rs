@@ -15,7 +15,7 @@ use sea_orm_migration::sea_orm::DbBackend;
 pub struct Migration;
 
 /// Tables with a `tenant_id`, and the policy each gets.
-const TENANT_TABLES: &[(&str, Policy)] = &[
+pub(crate) const TENANT_TABLES: &[(&str, Policy)] = &[
     ("memberships", Policy::TenantOrOwnUser),
     ("teams", Policy::Tenant),
     ("team_members", Policy::Tenant),
@@ -27,7 +27,7 @@ const TENANT_TABLES: &[(&str, Policy)] = &[
 ];
 
 #[derive(Clone, Copy)]
-enum Policy {
+pub(crate) enum Policy {
     /// Rows of the current tenant only.
     Tenant,
     /// Also a user's own memberships in other tenants ("which tenants am I in?").
@@ -39,7 +39,7 @@ enum Policy {
 }
 
 impl Policy {
-    fn using(self) -> &'static str {
+    pub(crate) fn using(self) -> &'static str {
         match self {
             Policy::Tenant | Policy::TenantAppendGlobal => "tenant_id = app_current_tenant()",
             Policy::TenantOrOwnUser => {
@@ -49,7 +49,7 @@ impl Policy {
         }
     }
 
-    fn with_check(self) -> &'static str {
+    pub(crate) fn with_check(self) -> &'static str {
         match self {
             Policy::TenantAppendGlobal => "tenant_id IS NULL OR tenant_id = app_current_tenant()",
             _ => "tenant_id = app_current_tenant()",
@@ -214,7 +214,7 @@ BEGIN
 }
 
 /// Privileges in this database's current schema, for whichever roles exist.
-fn grants_sql() -> String {
+pub(crate) fn grants_sql() -> String {
     "DO $grants$
 DECLARE s text := current_schema();
 BEGIN

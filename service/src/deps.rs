@@ -152,9 +152,13 @@ pub struct ServiceConfig {
     pub argon2_iterations: u32,
     /// Argon2id lanes (OWASP: 1).
     pub argon2_parallelism: u32,
-    /// Failed sign-ins in a row that lock the account.
-    pub max_failed_logins: i32,
-    pub lockout: Duration,
+    /// Sign-in throttling for one account as seen from one client address: a
+    /// stranger elsewhere cannot slow the account's owner down.
+    pub sign_in_per_account_address: ThrottlePolicy,
+    /// Sign-in throttling for one client address across accounts (password spraying).
+    pub sign_in_per_address: ThrottlePolicy,
+    /// Failures older than this are forgotten.
+    pub sign_in_forget_after: Duration,
     /// Absolute lifetime of a session, however often it is refreshed.
     pub session_lifetime: Duration,
     /// How long an unused refresh token stays valid (never past its session's end).
@@ -167,11 +171,49 @@ impl Default for ServiceConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            max_failed_logins: 5,
-            lockout: Duration::minutes(15),
+            sign_in_per_account_address: ThrottlePolicy {
+                free_failures: 5,
+                base_delay: Duration::seconds(1),
+                max_delay: Duration::minutes(15),
+            },
+            sign_in_per_address: ThrottlePolicy {
+                free_failures: 50,
+                base_delay: Duration::seconds(1),
+                max_delay: Duration::minutes(15),
+            },
+            sign_in_forget_after: Duration::hours(24),
             session_lifetime: Duration::days(30),
             refresh_token_lifetime: Duration::days(14),
         }
+    }
+}
+
+/// Exponential delay after repeated failed sign-ins under one key: the first
+/// `free_failures` cost nothing; from then on the n-th failure blocks the key for
+/// `base_delay * 2^(n - free_failures - 1)`, at most `max_delay`. A blocked
+/// attempt is answered like a wrong password and does not extend the block, so
+/// nobody is locked out for longer than `max_delay` after the last verified guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    pub free_failures: i32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl ThrottlePolicy {
+    /// How long a key is blocked after its `failures`-th failure in a row, if at all.
+    pub fn delay_after(&self, failures: i32) -> Option<Duration> {
+        let over = failures.checked_sub(self.free_failures)?;
+        if over <= 0 {
+            return None;
+        }
+        // 2^20 seconds is twelve days: any cap of interest is reached long before.
+        let factor = 1i32 << (over - 1).min(20);
+        Some(
+            self.base_delay
+                .checked_mul(factor)
+                .map_or(self.max_delay, |d| d.min(self.max_delay)),
+        )
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::error::ServiceError;
 use email_address::{EmailAddress, Options};
+use unicode_normalization::UnicodeNormalization;
 use std::fmt;
 
 /// Longest email accepted: the 254 characters an SMTP path can carry (RFC 5321).
@@ -13,13 +14,23 @@ pub const MAX_PASSWORD_CHARS: usize = 128;
 pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 pub const MAX_TENANT_NAME_CHARS: usize = 255;
 
-/// A syntactically valid email address, trimmed and lowercased.
+/// A syntactically valid email address, normalised: Unicode NFKC (so full-width and
+/// other compatibility forms of one address are one address), trimmed, lowercased.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, ServiceError> {
-        let trimmed = raw.trim();
+        // Cap before normalising: NFKC may expand a string, and unbounded input should
+        // not cost unbounded work.
+        if raw.chars().count() > 4 * MAX_EMAIL_CHARS {
+            return Err(ServiceError::validation(
+                "email",
+                format!("must be at most {MAX_EMAIL_CHARS} characters"),
+            ));
+        }
+        let normalised: String = raw.nfkc().collect();
+        let trimmed = normalised.trim();
         if trimmed.is_empty() {
             return Err(ServiceError::validation("email", "must not be empty"));
         }

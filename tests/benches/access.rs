@@ -4,9 +4,13 @@
 //!    team five levels below the team the role was given on, against the same answer
 //!    from a hand-written SQL query run through sqlx directly (no ORM), in the same
 //!    process, on the same connection pool: PostgreSQL and SQLite.
+//!    Both run as the runtime role inside the tenant's context on PostgreSQL.
 //! 2. A tenant-scoped list (one tenant's newest audit events among 100 tenants) as
 //!    the runtime role under row-level security, against the same query as the owner
 //!    (a superuser, who bypasses it): PostgreSQL.
+//! 3. Sign-in (argon2 at its cheapest, so the database work shows) and session
+//!    validation (a refresh-token exchange) as the runtime role behind the walls,
+//!    against the same calls as the owner: PostgreSQL.
 //!
 //! Run: `cargo bench -p tests --bench access` (PostgreSQL at TEST_POSTGRES_URL).
 
@@ -48,6 +52,15 @@ fn main() {
         }
         run_case(
             Backend::Postgres,
+            "bench_identity_walls",
+            Start::Migrated,
+            |t| async move {
+                bench_identity_walls(&t).await;
+            },
+        )
+        .await;
+        run_case(
+            Backend::Postgres,
             "bench_rls_overhead",
             Start::Migrated,
             |t| async move {
@@ -60,6 +73,7 @@ fn main() {
 
 struct Setup {
     deps: Deps,
+    ctx: TenantCtx,
     tenant: TenantId,
     user: UserId,
     deepest: TeamId,
@@ -156,6 +170,7 @@ async fn setup(t: &TestDb) -> Setup {
     }
     Setup {
         deps,
+        ctx,
         tenant: tenant.id,
         user: user.expect("member0"),
         deepest: teams[4],
@@ -188,36 +203,70 @@ SELECT CASE WHEN EXISTS (
        AND (d.user_id IS NULL OR d.user_id = $2) AND (d.role_id IS NULL OR d.role_id IN (SELECT role_id FROM held))
 ) THEN 1 ELSE 0 END";
 
-async fn raw_check(db: &DatabaseConnection, s: &Setup) -> bool {
-    use chrono::Timelike;
-    use sea_orm::sqlx;
-    let (tenant, user, team) = (
-        s.tenant.into_uuid(),
-        s.user.into_uuid(),
-        s.deepest.into_uuid(),
-    );
-    let now = s.deps.now();
-    let minute = (now.hour() * 60 + now.minute()) as i32;
-    macro_rules! run {
-        ($pool:expr) => {
-            sqlx::query_scalar::<_, i32>(RAW)
-                .bind(tenant)
-                .bind(user)
-                .bind(team)
-                .bind("docs")
-                .bind("read")
-                .bind(now)
-                .bind(minute)
-                .fetch_one($pool)
-                .await
-                .expect("raw query")
-        };
+/// One pooled connection kept for the whole run, as the runtime role sees the
+/// tenant: the context is set once for the session, so each check is one statement,
+/// like the service's inside its transaction.
+enum RawChecker {
+    Postgres(sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>),
+    Sqlite(sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>),
+}
+
+impl RawChecker {
+    async fn new(db: &DatabaseConnection, s: &Setup) -> Self {
+        match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let mut conn = db
+                    .get_postgres_connection_pool()
+                    .acquire()
+                    .await
+                    .expect("a connection");
+                sea_orm::sqlx::query("SELECT set_config('app.current_tenant_id', $1, false)")
+                    .bind(s.tenant.to_string())
+                    .execute(&mut *conn)
+                    .await
+                    .expect("context");
+                Self::Postgres(conn)
+            }
+            _ => Self::Sqlite(
+                db.get_sqlite_connection_pool()
+                    .acquire()
+                    .await
+                    .expect("a connection"),
+            ),
+        }
     }
-    let allowed = match db.get_database_backend() {
-        DbBackend::Postgres => run!(db.get_postgres_connection_pool()),
-        _ => run!(db.get_sqlite_connection_pool()),
-    };
-    allowed == 1
+
+    async fn check(&mut self, s: &Setup) -> bool {
+        use chrono::Timelike;
+        use sea_orm::sqlx;
+        let (tenant, user, team) = (
+            s.tenant.into_uuid(),
+            s.user.into_uuid(),
+            s.deepest.into_uuid(),
+        );
+        let now = s.deps.now();
+        let minute = (now.hour() * 60 + now.minute()) as i32;
+        macro_rules! run {
+            ($conn:expr) => {
+                sqlx::query_scalar::<_, i32>(RAW)
+                    .bind(tenant)
+                    .bind(user)
+                    .bind(team)
+                    .bind("docs")
+                    .bind("read")
+                    .bind(now)
+                    .bind(minute)
+                    .fetch_one($conn)
+                    .await
+                    .expect("raw query")
+            };
+        }
+        let allowed = match self {
+            Self::Postgres(conn) => run!(&mut **conn),
+            Self::Sqlite(conn) => run!(&mut **conn),
+        };
+        allowed == 1
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -237,25 +286,29 @@ fn summary(label: &str, mut micros: Vec<f64>) -> f64 {
 
 async fn bench_has_permission(t: &TestDb) {
     let s = setup(t).await;
+    let txn = s
+        .ctx
+        .begin(&t.db)
+        .await
+        .expect("the owner's tenant transaction");
     let service = || {
         has_permission(
-            &t.db,
+            &txn,
             &s.deps,
             s.user,
-            s.tenant,
             "docs",
             "read",
             Scope::Team(s.deepest),
         )
     };
+    let mut raw = RawChecker::new(&t.db, &s).await;
     assert!(service().await.expect("checks"), "the user may read docs");
-    assert!(raw_check(&t.db, &s).await, "the raw query agrees");
+    assert!(raw.check(&s).await, "the raw query agrees");
     assert!(
         !has_permission(
-            &t.db,
+            &txn,
             &s.deps,
             s.user,
-            s.tenant,
             "docs",
             "write",
             Scope::Team(s.deepest)
@@ -266,24 +319,26 @@ async fn bench_has_permission(t: &TestDb) {
     );
     for _ in 0..WARMUP {
         service().await.expect("checks");
-        raw_check(&t.db, &s).await;
+        raw.check(&s).await;
     }
-    let (mut ours, mut raw) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    let (mut ours, mut hand) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
     // Interleaved, so drift in the machine's load hits both equally.
     for _ in 0..ROUNDS {
         let start = Instant::now();
         service().await.expect("checks");
         ours.push(start.elapsed().as_secs_f64() * 1e6);
         let start = Instant::now();
-        raw_check(&t.db, &s).await;
-        raw.push(start.elapsed().as_secs_f64() * 1e6);
+        raw.check(&s).await;
+        hand.push(start.elapsed().as_secs_f64() * 1e6);
     }
+    drop(raw);
+    txn.commit().await.expect("commits");
     println!(
         "has_permission on {} (3 inherited roles, team depth 5, {ROUNDS} calls each):",
         t.backend.name()
     );
     let a = summary("service::access::has_permission", ours);
-    let b = summary("hand-written SQL through sqlx", raw);
+    let b = summary("hand-written SQL through sqlx", hand);
     println!(
         "  ratio (p50): {:.2}x   (target: within 1.2x; one statement per call)",
         a / b
@@ -292,7 +347,7 @@ async fn bench_has_permission(t: &TestDb) {
 
 async fn bench_rls_overhead(t: &TestDb) {
     // 100 tenants x 500 events, written in bulk by the owner.
-    t.db.execute_unprepared(
+    t.owner.execute_unprepared(
         "INSERT INTO tenants (id, slug, name, features)
          SELECT gen_random_uuid(), 'tenant-' || g, 'Tenant ' || g, '{}'::jsonb FROM generate_series(1, 100) g;
          INSERT INTO audit_logs (id, tenant_id, event_type, outcome, details, occurred_at)
@@ -303,8 +358,9 @@ async fn bench_rls_overhead(t: &TestDb) {
     )
     .await
     .expect("bulk data");
-    let tenant: uuid::Uuid =
-        t.db.query_one_raw(Statement::from_string(
+    let tenant: uuid::Uuid = t
+        .owner
+        .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT id FROM tenants WHERE slug = 'tenant-42'".to_owned(),
         ))
@@ -314,7 +370,7 @@ async fn bench_rls_overhead(t: &TestDb) {
         .try_get_by_index(0)
         .expect("id");
     // The application's own pool: connected as (here: switched once, for the whole
-    // session, to) the runtime role, as in production. The owner's pool is t.db.
+    // session, to) the runtime role, as in production. The owner's pool is t.owner.
     let mut options = t.target().connect_options(None);
     options.max_connections(1).min_connections(1);
     let runtime = sea_orm::Database::connect(options).await.expect("connects");
@@ -352,7 +408,7 @@ async fn bench_rls_overhead(t: &TestDb) {
         }
     };
     let as_runtime = || timed(&runtime);
-    let as_owner = || timed(&t.db);
+    let as_owner = || timed(&t.owner);
     for _ in 0..WARMUP {
         as_runtime().await;
         as_owner().await;
@@ -369,6 +425,65 @@ async fn bench_rls_overhead(t: &TestDb) {
     let b = summary("owner (superuser, no RLS)", owner);
     println!(
         "  overhead (p50): {:+.1}%   (target: under 10%)",
+        (a / b - 1.0) * 100.0
+    );
+}
+
+/// Sign-in and session validation through the walls (the runtime role: throttle
+/// rows, the credentials function, per-user policies on users, sessions, tokens and
+/// audit rows) against the same calls as the owner, who bypasses row-level security.
+async fn bench_identity_walls(t: &TestDb) {
+    use service::identity::{authenticate, create_session, refresh_session};
+    use service::input::{Email, Password};
+    const CALLS: usize = 500;
+    let (deps, _) = fixtures::deps_with(service::ServiceConfig {
+        // The cheapest argon2 there is: what is measured is the database's part.
+        argon2_memory_kib: 8,
+        argon2_iterations: 1,
+        ..service::ServiceConfig::default()
+    });
+    let meta = fixtures::meta();
+    let mut rows = Vec::new();
+    for (name, db) in [("runtime", &t.db), ("owner", &t.owner)] {
+        let user = fixtures::user(db, &deps, name).await;
+        let email = Email::parse(&format!("{name}@example.com")).expect("valid");
+        let password = Password::for_verification(fixtures::PASSWORD).expect("valid");
+        let issued = create_session(db, &deps, user.id, &meta)
+            .await
+            .expect("session");
+        rows.push((db, email, password, issued.refresh_token));
+    }
+    let (mut sign_in, mut refresh) = (vec![Vec::new(), Vec::new()], vec![Vec::new(), Vec::new()]);
+    for round in 0..(WARMUP / 4 + CALLS) {
+        for (i, (db, email, password, token)) in rows.iter_mut().enumerate() {
+            let start = Instant::now();
+            authenticate(db, &deps, email, password, &meta)
+                .await
+                .expect("signs in");
+            let signed_in = start.elapsed().as_secs_f64() * 1e6;
+            let start = Instant::now();
+            let next = refresh_session(db, &deps, token.expose(), &meta)
+                .await
+                .expect("refreshes");
+            let refreshed = start.elapsed().as_secs_f64() * 1e6;
+            *token = next.refresh_token;
+            if round >= WARMUP / 4 {
+                sign_in[i].push(signed_in);
+                refresh[i].push(refreshed);
+            }
+        }
+    }
+    println!("identity on postgres behind the walls ({CALLS} calls each, interleaved):");
+    let a = summary("sign-in as app_service", std::mem::take(&mut sign_in[0]));
+    let b = summary("sign-in as owner", std::mem::take(&mut sign_in[1]));
+    println!(
+        "  sign-in overhead (p50): {:+.1}%   (target: under 10%)",
+        (a / b - 1.0) * 100.0
+    );
+    let a = summary("refresh as app_service", std::mem::take(&mut refresh[0]));
+    let b = summary("refresh as owner", std::mem::take(&mut refresh[1]));
+    println!(
+        "  refresh overhead (p50): {:+.1}%   (target: under 10%)",
         (a / b - 1.0) * 100.0
     );
 }

@@ -95,9 +95,12 @@ pub async fn can(
     action: &str,
     scope: Scope,
 ) -> bool {
-    has_permission(&t.db, &w.deps, user, w.acme.id, resource, action, scope)
+    let txn = w.owner.begin(&t.db).await.expect("the owner's transaction");
+    let answer = has_permission(&txn, &w.deps, user, resource, action, scope)
         .await
-        .expect("checks")
+        .expect("checks");
+    txn.commit().await.expect("commits");
+    answer
 }
 
 /// A chain of teams, each under the previous one.

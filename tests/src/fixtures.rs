@@ -1,10 +1,9 @@
 //! Named actors and a deterministic service environment for tests (STYLE §5).
 
 use chrono::{DateTime, TimeZone, Utc};
-use entity::identity::users;
 use entity::tenancy::tenants;
 use sea_orm::DatabaseConnection;
-use service::identity::{NewUser, register_user};
+use service::identity::{Account, NewUser, register_user};
 use service::tenancy::{NewTenant, create_tenant};
 use service::{Deps, ManualClock, RequestMeta, ServiceConfig};
 use std::sync::Arc;
@@ -31,7 +30,7 @@ pub fn meta() -> RequestMeta {
 }
 
 /// Registers `name@example.com` with [`PASSWORD`].
-pub async fn user(db: &DatabaseConnection, deps: &Deps, name: &str) -> users::Model {
+pub async fn user(db: &DatabaseConnection, deps: &Deps, name: &str) -> Account {
     let input =
         NewUser::parse(&format!("{name}@example.com"), PASSWORD, name).expect("valid fixture");
     register_user(db, deps, input, &meta())
@@ -44,7 +43,7 @@ pub async fn tenant(
     db: &DatabaseConnection,
     deps: &Deps,
     slug: &str,
-    owner: &users::Model,
+    owner: &Account,
 ) -> tenants::Model {
     let input = NewTenant::parse(slug, &format!("{slug} Inc")).expect("valid fixture");
     create_tenant(db, deps, owner.id, input, &meta())

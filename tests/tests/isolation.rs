@@ -254,8 +254,9 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
         Start::Empty,
         |t| async move {
             let report = seed(&t).await;
-            let now: DateTime<Utc> =
-                t.db.query_one_raw(Statement::from_string(
+            let now: DateTime<Utc> = t
+                .owner
+                .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,
                     "SELECT now()".to_owned(),
                 ))
@@ -269,6 +270,16 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
             let mut checked = 0;
             for u in &report.users {
                 for tenant_line in &report.tenants {
+                    // The tenant's owner asks about u, who may belong elsewhere.
+                    let owner = report
+                        .users
+                        .iter()
+                        .find(|o| o.tenant == tenant_line.slug && o.role == "owner")
+                        .expect("every fixture tenant has an owner");
+                    let asker = TenantCtx::for_member(&t.db, tenant_line.id, owner.id)
+                        .await
+                        .expect("the owner is a member");
+                    let txn = asker.begin(&t.db).await.expect("begins");
                     for (resource, action) in [
                         ("agents", "run"),
                         ("agents", "delete"),
@@ -279,19 +290,13 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                         ("releases", "ship"),
                         ("properties", "list"),
                     ] {
-                        let service = has_permission(
-                            &t.db,
-                            &deps,
-                            u.id,
-                            tenant_line.id,
-                            resource,
-                            action,
-                            Scope::Tenant,
-                        )
-                        .await
-                        .expect("checks");
-                        let sql: bool =
-                            t.db.query_one_raw(Statement::from_sql_and_values(
+                        let service =
+                            has_permission(&txn, &deps, u.id, resource, action, Scope::Tenant)
+                                .await
+                                .expect("checks");
+                        let sql: bool = t
+                            .owner
+                            .query_one_raw(Statement::from_sql_and_values(
                                 DbBackend::Postgres,
                                 "SELECT user_has_permission($1, $2, $3, $4)",
                                 [
@@ -313,6 +318,7 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                         );
                         checked += 1;
                     }
+                    txn.commit().await.expect("commits");
                 }
             }
             assert!(checked > 500);
@@ -363,7 +369,7 @@ async fn isolation_service_operations_work_as_the_runtime_role() {
             );
             let txn = ctx.begin(&runtime).await.expect("tenant transaction");
             assert!(
-                has_permission(&txn, &deps, alice, acme, "members", "update", Scope::Tenant)
+                has_permission(&txn, &deps, alice, "members", "update", Scope::Tenant)
                     .await
                     .expect("checks")
             );
@@ -397,7 +403,7 @@ async fn isolation_policies_can_require_a_permission_with_the_sql_function() {
         let (acme, alice, bob) = (tenant(&report, "acme"), user(&report, "alice@acme.com"), user(&report, "bob@acme.com"));
         // What an agents table would do (seed 002): only users allowed to run agents may
         // queue agent work, checked by the database itself.
-        t.db.execute_unprepared(
+        t.owner.execute_unprepared(
             "CREATE TABLE agent_runs (id serial PRIMARY KEY, tenant_id uuid NOT NULL, requested_by uuid NOT NULL);
              ALTER TABLE agent_runs ENABLE ROW LEVEL SECURITY;
              ALTER TABLE agent_runs FORCE ROW LEVEL SECURITY;

@@ -56,17 +56,19 @@ fn status_json() -> Command {
 }
 
 async fn exec(t: &TestDb, sql: &str) {
-    t.db.execute_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
+    t.owner
+        .execute_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
         .await
         .expect("runs");
 }
 
 async fn count(t: &TestDb, sql: &str) -> i64 {
-    let row =
-        t.db.query_one_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
-            .await
-            .expect("counts")
-            .expect("row");
+    let row = t
+        .owner
+        .query_one_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
+        .await
+        .expect("counts")
+        .expect("row");
     row.try_get_by_index::<i64>(0)
         .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
         .expect("a count")
@@ -163,7 +165,7 @@ async fn ops_edited_applied_migration_stops_the_run_until_repaired(t: TestDb) {
         ),
     )
     .await;
-    let before = inspect::schema(&t.db).await;
+    let before = inspect::schema(&t.owner).await;
 
     let (status, out) = run(&t, status_json()).await;
     assert!(
@@ -183,7 +185,7 @@ async fn ops_edited_applied_migration_stops_the_run_until_repaired(t: TestDb) {
         }
         other => panic!("the run must stop: {other:?}"),
     }
-    assert_eq!(inspect::schema(&t.db).await, before, "nothing ran");
+    assert_eq!(inspect::schema(&t.owner).await, before, "nothing ran");
 
     run(&t, Command::Repair)
         .await
@@ -226,7 +228,7 @@ async fn ops_applied_migration_missing_from_code_is_reported(t: TestDb) {
 }
 
 async fn ops_dry_run_prints_sql_and_changes_nothing(t: TestDb) {
-    let empty = inspect::schema(&t.db).await;
+    let empty = inspect::schema(&t.owner).await;
     let (result, sql) = run(
         &t,
         Command::Up {
@@ -241,12 +243,12 @@ async fn ops_dry_run_prints_sql_and_changes_nothing(t: TestDb) {
         "{sql:.200}"
     );
     assert_eq!(
-        inspect::schema(&t.db).await,
+        inspect::schema(&t.owner).await,
         empty,
         "not even the bookkeeping table"
     );
     run(&t, up()).await.0.expect("up");
-    let migrated = inspect::schema(&t.db).await;
+    let migrated = inspect::schema(&t.owner).await;
     let (result, sql) = run(
         &t,
         Command::Down {
@@ -260,12 +262,12 @@ async fn ops_dry_run_prints_sql_and_changes_nothing(t: TestDb) {
         sql.contains("DROP TABLE") && sql.matches("(down)").count() == 3,
         "{sql}"
     );
-    assert_eq!(inspect::schema(&t.db).await, migrated);
+    assert_eq!(inspect::schema(&t.owner).await, migrated);
 }
 
 /// The schema minus the migrator's own bookkeeping.
 async fn application_schema(t: &TestDb) -> Vec<String> {
-    inspect::schema(&t.db)
+    inspect::schema(&t.owner)
         .await
         .into_iter()
         .filter(|line| {

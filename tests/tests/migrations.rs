@@ -62,18 +62,18 @@ async fn cli(
 
 async fn migrations_stepwise_up_and_down_each_revert_exactly(t: TestDb) {
     let total = Migrator::migrations().len();
-    let mut snapshots = vec![inspect::schema(&t.db).await];
+    let mut snapshots = vec![inspect::schema(&t.owner).await];
     for _ in 0..total {
         Migrator::up(&t.db, Some(1))
             .await
             .expect("one migration applies");
-        snapshots.push(inspect::schema(&t.db).await);
+        snapshots.push(inspect::schema(&t.owner).await);
     }
     for step in (0..total).rev() {
         Migrator::down(&t.db, Some(1))
             .await
             .expect("one migration rolls back");
-        let now = inspect::schema(&t.db).await;
+        let now = inspect::schema(&t.owner).await;
         // sea-orm's own bookkeeping table appears with the first `up` and stays.
         let expected: Vec<_> = snapshots[step]
             .iter()
@@ -94,7 +94,7 @@ async fn migrations_stepwise_up_and_down_each_revert_exactly(t: TestDb) {
         );
     }
     assert!(
-        inspect::table_names(&t.db).await.is_empty(),
+        inspect::table_names(&t.owner).await.is_empty(),
         "all application tables are gone"
     );
 }
@@ -103,19 +103,19 @@ async fn migrations_all_down_then_up_restores_identical_schema(t: TestDb) {
     Migrator::up(&t.db, None)
         .await
         .expect("all migrations apply");
-    let first = inspect::schema(&t.db).await;
+    let first = inspect::schema(&t.owner).await;
     assert!(
-        inspect::table_names(&t.db).await.len() >= 9,
+        inspect::table_names(&t.owner).await.len() >= 9,
         "the core tables exist after up"
     );
     Migrator::down(&t.db, None)
         .await
         .expect("all migrations roll back");
-    assert!(inspect::table_names(&t.db).await.is_empty());
+    assert!(inspect::table_names(&t.owner).await.is_empty());
     Migrator::up(&t.db, None)
         .await
         .expect("all migrations apply again");
-    assert_eq!(inspect::schema(&t.db).await, first);
+    assert_eq!(inspect::schema(&t.owner).await, first);
 }
 
 async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
@@ -124,7 +124,7 @@ async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
         .select_only()
         .column(entity::audit::audit_event_types::Column::EventType)
         .into_tuple()
-        .all(&t.db)
+        .all(&t.owner)
         .await
         .expect("reads the catalogue");
     // Seed 000's starting set, all of it.
@@ -190,7 +190,7 @@ async fn cli_up_records_environment_and_status_json_lists_migrations(t: TestDb) 
     );
     assert_eq!(report["applied"].as_array().map(Vec::len), Some(0));
     assert!(
-        inspect::table_names(&t.db).await.is_empty(),
+        inspect::table_names(&t.owner).await.is_empty(),
         "status created nothing"
     );
 
@@ -241,7 +241,7 @@ async fn cli_fresh_in_production_is_refused_and_changes_nothing(t: TestDb) {
     record_env_if_absent(&t.db, AppEnv::Production)
         .await
         .expect("marks production");
-    let before = inspect::schema(&t.db).await;
+    let before = inspect::schema(&t.owner).await;
     for command in [Command::Fresh, Command::Refresh, Command::Reset] {
         let (result, _, _) = cli(
             &t,
@@ -259,7 +259,7 @@ async fn cli_fresh_in_production_is_refused_and_changes_nothing(t: TestDb) {
     // Refused on the database's own marker too, whatever APP_ENV says.
     let (result, _, _) = cli(&t, AppEnv::Local, Command::Fresh, None, None).await;
     assert!(matches!(result, Err(CliError::Refused(_))));
-    assert_eq!(inspect::schema(&t.db).await, before);
+    assert_eq!(inspect::schema(&t.owner).await, before);
 }
 
 async fn cli_staging_without_terminal_needs_confirm_flag(t: TestDb) {
@@ -281,7 +281,7 @@ async fn cli_staging_without_terminal_needs_confirm_flag(t: TestDb) {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(
-        inspect::table_names(&t.db).await.is_empty(),
+        inspect::table_names(&t.owner).await.is_empty(),
         "nothing was applied"
     );
 }
@@ -329,7 +329,7 @@ async fn cli_wrong_confirmation_phrase_is_refused(t: TestDb) {
             "{phrase:?} must not confirm production"
         );
     }
-    assert!(inspect::table_names(&t.db).await.is_empty());
+    assert!(inspect::table_names(&t.owner).await.is_empty());
 }
 
 async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {
@@ -345,7 +345,7 @@ async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {
     )
     .await;
     assert!(matches!(wrong, Err(CliError::Refused(_))));
-    assert!(inspect::table_names(&t.db).await.is_empty());
+    assert!(inspect::table_names(&t.owner).await.is_empty());
     let (right, _, _) = cli(
         &t,
         AppEnv::Development,
@@ -358,7 +358,7 @@ async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {
     )
     .await;
     right.expect("typed phrase confirms");
-    assert!(!inspect::table_names(&t.db).await.is_empty());
+    assert!(!inspect::table_names(&t.owner).await.is_empty());
 }
 
 async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
@@ -366,7 +366,7 @@ async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
     record_env_if_absent(&t.db, AppEnv::Staging)
         .await
         .expect("marks staging");
-    let before = inspect::schema(&t.db).await;
+    let before = inspect::schema(&t.owner).await;
     let (result, _, banner) = cli(
         &t,
         AppEnv::Local,
@@ -383,7 +383,7 @@ async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
         banner.contains("WARNING"),
         "the banner warns about the mismatch"
     );
-    assert_eq!(inspect::schema(&t.db).await, before);
+    assert_eq!(inspect::schema(&t.owner).await, before);
     // Reading is still allowed.
     let (status, _, _) = cli(
         &t,

@@ -15,7 +15,7 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::{audit_event_types, audit_logs};
-use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::identity::{refresh_tokens, sessions, sign_in_throttles, user_profiles, users};
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::sea_query::{ForeignKeyAction, StringLen, TableName, TableRef};
 use sea_orm::{
@@ -250,6 +250,7 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<user_profiles::Entity>(backend),
         entity_shape::<sessions::Entity>(backend),
         entity_shape::<refresh_tokens::Entity>(backend),
+        entity_shape::<sign_in_throttles::Entity>(backend),
         entity_shape::<permissions::Entity>(backend),
         entity_shape::<roles::Entity>(backend),
         entity_shape::<role_inheritance::Entity>(backend),
@@ -484,7 +485,8 @@ fn differences(
 
 async fn entities_match_the_migrated_schema(t: TestDb) {
     let backend = t.db_backend();
-    let database = database_shapes(&t.db).await;
+    // The owner sees every table; the runtime role only what it is granted.
+    let database = database_shapes(&t.owner).await;
     assert!(
         database.contains_key("teams") && !database["teams"].foreign_keys.is_empty(),
         "the catalogue queries found the migrated tables and their foreign keys"
@@ -501,7 +503,7 @@ async fn entities_match_the_migrated_schema(t: TestDb) {
 /// database has are reported, one line per difference.
 async fn each_kind_of_drift_is_reported(t: TestDb) {
     let backend = t.db_backend();
-    let database = database_shapes(&t.db).await;
+    let database = database_shapes(&t.owner).await;
     let mut entities = entity_shapes(backend);
     let teams = entities.get_mut("teams").expect("teams entity");
     teams.foreign_keys.retain(|key| key.references != "teams");

@@ -46,7 +46,10 @@ async fn seeder_two_fresh_databases_hold_identical_data(t: TestDb) {
     seed(&EnvSignals::default(), &options(&other))
         .await
         .expect("seeds the second");
-    let (a, b) = (inspect::data(&t.db).await, inspect::data(&other.db).await);
+    let (a, b) = (
+        inspect::data(&t.owner).await,
+        inspect::data(&other.db).await,
+    );
     assert!(
         a.iter()
             .find(|(table, _)| *table == "users")
@@ -60,11 +63,11 @@ async fn seeder_run_twice_equals_run_once(t: TestDb) {
     seed(&EnvSignals::default(), &options(&t))
         .await
         .expect("first run");
-    let once = inspect::data(&t.db).await;
+    let once = inspect::data(&t.owner).await;
     seed(&EnvSignals::default(), &options(&t))
         .await
         .expect("second run");
-    inspect::assert_same_data(&inspect::data(&t.db).await, &once);
+    inspect::assert_same_data(&inspect::data(&t.owner).await, &once);
 }
 
 async fn seeder_refuses_every_production_signal_and_writes_nothing(t: TestDb) {
@@ -88,7 +91,7 @@ async fn seeder_refuses_every_production_signal_and_writes_nothing(t: TestDb) {
         );
     }
     assert!(
-        inspect::schema(&t.db).await.is_empty(),
+        inspect::schema(&t.owner).await.is_empty(),
         "not even a migration ran"
     );
 }
@@ -98,7 +101,10 @@ async fn seeder_refuses_database_marked_production_and_writes_nothing(t: TestDb)
     record_env_if_absent(&t.db, AppEnv::Production)
         .await
         .expect("marks production");
-    let (schema, data) = (inspect::schema(&t.db).await, inspect::data(&t.db).await);
+    let (schema, data) = (
+        inspect::schema(&t.owner).await,
+        inspect::data(&t.owner).await,
+    );
     let err = seed(&EnvSignals::default(), &options(&t))
         .await
         .expect_err("refused");
@@ -107,8 +113,8 @@ async fn seeder_refuses_database_marked_production_and_writes_nothing(t: TestDb)
         err.to_string().contains("environment marker"),
         "names the signal: {err}"
     );
-    assert_eq!(inspect::schema(&t.db).await, schema);
-    inspect::assert_same_data(&inspect::data(&t.db).await, &data);
+    assert_eq!(inspect::schema(&t.owner).await, schema);
+    inspect::assert_same_data(&inspect::data(&t.owner).await, &data);
 }
 
 async fn seeder_refuses_database_of_another_environment(t: TestDb) {
@@ -121,7 +127,7 @@ async fn seeder_refuses_database_of_another_environment(t: TestDb) {
         .expect_err("refused");
     assert!(err.is_refusal(), "{err}");
     assert_eq!(
-        inspect::row_counts(&t.db)
+        inspect::row_counts(&t.owner)
             .await
             .iter()
             .map(|(_, n)| n)
@@ -137,7 +143,7 @@ async fn seeder_no_reset_on_seeded_database_refuses(t: TestDb) {
     seed(&EnvSignals::default(), &options(&t))
         .await
         .expect("first run");
-    let data = inspect::data(&t.db).await;
+    let data = inspect::data(&t.owner).await;
     let no_reset = SeedOptions {
         reset: false,
         ..options(&t)
@@ -146,7 +152,7 @@ async fn seeder_no_reset_on_seeded_database_refuses(t: TestDb) {
         .await
         .expect_err("already seeded");
     assert!(matches!(err, SeedError::AlreadySeeded(_)), "{err}");
-    inspect::assert_same_data(&inspect::data(&t.db).await, &data);
+    inspect::assert_same_data(&inspect::data(&t.owner).await, &data);
 }
 
 async fn seeder_outside_local_and_test_does_not_migrate(t: TestDb) {
@@ -159,7 +165,7 @@ async fn seeder_outside_local_and_test_does_not_migrate(t: TestDb) {
             "{env}: {err}"
         );
     }
-    assert!(inspect::schema(&t.db).await.is_empty());
+    assert!(inspect::schema(&t.owner).await.is_empty());
 }
 
 async fn seeder_fixture_ids_and_logins_are_stable(t: TestDb) {
@@ -219,7 +225,10 @@ async fn seeder_scale_is_deterministic_for_a_seed_and_size(t: TestDb) {
     seed(&EnvSignals::default(), &scaled(&other))
         .await
         .expect("seeds the second");
-    inspect::assert_same_data(&inspect::data(&t.db).await, &inspect::data(&other.db).await);
+    inspect::assert_same_data(
+        &inspect::data(&t.owner).await,
+        &inspect::data(&other.db).await,
+    );
     let tenants = report
         .row_counts
         .iter()
@@ -232,11 +241,11 @@ async fn seeder_scale_is_deterministic_for_a_seed_and_size(t: TestDb) {
         "the profile's five plus the synthetic ones"
     );
     // Again on the same database: reset and reload give the same rows.
-    let once = inspect::data(&t.db).await;
+    let once = inspect::data(&t.owner).await;
     seed(&EnvSignals::default(), &scaled(&t))
         .await
         .expect("seeds again");
-    inspect::assert_same_data(&inspect::data(&t.db).await, &once);
+    inspect::assert_same_data(&inspect::data(&t.owner).await, &once);
 }
 
 async fn seeder_scale_rejects_absurd_sizes_before_writing(t: TestDb) {
@@ -250,7 +259,7 @@ async fn seeder_scale_rejects_absurd_sizes_before_writing(t: TestDb) {
     assert!(matches!(err, SeedError::Scale(_)), "{err}");
     assert!(err.to_string().contains("maximum"), "{err}");
     assert!(
-        inspect::schema(&t.db).await.is_empty(),
+        inspect::schema(&t.owner).await.is_empty(),
         "nothing was written"
     );
 }

@@ -163,7 +163,7 @@ async fn invitations_one_pending_per_email_accept_and_revoke(t: TestDb) {
     twin.id = Set(entity::InvitationId(uuid::Uuid::from_u128(5)));
     twin.token_hash = Set(entity::TokenHash::new("0".repeat(64)));
     assert!(
-        twin.insert(&t.db).await.is_err(),
+        twin.insert(&t.owner).await.is_err(),
         "unique (tenant_id, pending email)"
     );
 
@@ -319,34 +319,114 @@ async fn seed_002_scenario_tenants_see_only_their_own(t: TestDb) {
     assert!(!sessions.is_empty() && sessions.iter().all(|s| s.user_id == alice));
 
     // Permission-based decisions follow the seeded roles and policy.
-    let check = |user, tenant, resource: &'static str, action: &'static str, scope| {
-        let (db, deps) = (t.db.clone(), deps.clone());
-        async move {
-            has_permission(&db, &deps, user, tenant, resource, action, scope)
-                .await
-                .expect("checks")
-        }
-    };
+    // Each tenant's owner asks; the answers are about the user named.
+    let charlie_ctx = TenantCtx::for_member(&t.db, startup, charlie)
+        .await
+        .expect("member");
     assert!(
-        check(alice, acme, "members", "update", Scope::Tenant).await,
+        check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            alice,
+            "members",
+            "update",
+            Scope::Tenant
+        )
+        .await,
         "org_admin manages members"
     );
     assert!(
-        !check(bob, acme, "members", "update", Scope::Tenant).await,
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            bob,
+            "members",
+            "update",
+            Scope::Tenant
+        )
+        .await,
         "org_member does not"
     );
-    assert!(check(alice, acme, "agents", "run", Scope::Tenant).await);
     assert!(
-        !check(alice, acme, "agents", "delete", Scope::Tenant).await,
+        check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            alice,
+            "agents",
+            "run",
+            Scope::Tenant
+        )
+        .await
+    );
+    assert!(
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            alice,
+            "agents",
+            "delete",
+            Scope::Tenant
+        )
+        .await,
         "the deny policy beats org_admin"
     );
     assert!(
-        !check(bob, acme, "agents", "run", Scope::Tenant).await,
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            bob,
+            "agents",
+            "run",
+            Scope::Tenant
+        )
+        .await,
         "bob runs agents only in Engineering"
     );
     assert!(
-        !check(charlie, acme, "organization", "read", Scope::Tenant).await,
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            charlie,
+            "organization",
+            "read",
+            Scope::Tenant
+        )
+        .await,
         "charlie has nothing in Acme"
     );
-    assert!(check(charlie, startup, "organization", "update", Scope::Tenant).await);
+    assert!(
+        check(
+            &t.db,
+            &deps,
+            &charlie_ctx,
+            charlie,
+            "organization",
+            "update",
+            Scope::Tenant
+        )
+        .await
+    );
+}
+
+async fn check(
+    db: &sea_orm::DatabaseConnection,
+    deps: &service::Deps,
+    asker: &TenantCtx,
+    user: entity::UserId,
+    resource: &str,
+    action: &str,
+    scope: Scope,
+) -> bool {
+    let txn = asker.begin(db).await.expect("begins");
+    let answer = has_permission(&txn, deps, user, resource, action, scope)
+        .await
+        .expect("checks");
+    txn.commit().await.expect("commits");
+    answer
 }

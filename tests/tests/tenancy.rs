@@ -69,7 +69,7 @@ async fn create_tenant_taken_slug_conflicts_and_writes_nothing(t: TestDb) {
     let (deps, _) = fixtures::deps();
     let alice = fixtures::user(&t.db, &deps, "alice").await;
     fixtures::tenant(&t.db, &deps, "acme", &alice).await;
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     let err = create_tenant(
         &t.db,
         &deps,
@@ -89,13 +89,13 @@ async fn create_tenant_taken_slug_conflicts_and_writes_nothing(t: TestDb) {
         ),
         "{err:?}"
     );
-    assert_eq!(inspect::row_counts(&t.db).await, before);
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
 }
 
 async fn create_tenant_features_not_an_object_is_rejected(t: TestDb) {
     let (deps, _) = fixtures::deps();
     let alice = fixtures::user(&t.db, &deps, "alice").await;
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     let mut input = NewTenant::parse("acme", "Acme").expect("valid");
     input.features = json!(["sso"]);
     let err = create_tenant(&t.db, &deps, alice.id, input, &meta())
@@ -111,7 +111,7 @@ async fn create_tenant_features_not_an_object_is_rejected(t: TestDb) {
         ),
         "{err:?}"
     );
-    assert_eq!(inspect::row_counts(&t.db).await, before);
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
 }
 
 async fn tenant_ctx_for_outsider_or_unknown_tenant_is_forbidden(t: TestDb) {
@@ -156,7 +156,7 @@ async fn add_member_by_plain_member_is_forbidden_and_writes_nothing(t: TestDb) {
     let as_bob = TenantCtx::for_member(&t.db, acme.id, bob.id)
         .await
         .expect("bob is a member");
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     let err = add_member(
         &t.db,
         &deps,
@@ -168,7 +168,7 @@ async fn add_member_by_plain_member_is_forbidden_and_writes_nothing(t: TestDb) {
     .await
     .expect_err("members do not manage members");
     assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
-    assert_eq!(inspect::row_counts(&t.db).await, before);
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
 }
 
 async fn add_member_twice_conflicts(t: TestDb) {
@@ -271,7 +271,7 @@ async fn remove_member_last_owner_conflicts(t: TestDb) {
     let owner = TenantCtx::for_member(&t.db, acme.id, alice.id)
         .await
         .expect("owner");
-    let before = inspect::row_counts(&t.db).await;
+    let before = inspect::row_counts(&t.owner).await;
     let err = remove_member(&t.db, &deps, &owner, alice.id, &meta())
         .await
         .expect_err("last owner");
@@ -285,7 +285,7 @@ async fn remove_member_last_owner_conflicts(t: TestDb) {
         ),
         "{err:?}"
     );
-    assert_eq!(inspect::row_counts(&t.db).await, before);
+    assert_eq!(inspect::row_counts(&t.owner).await, before);
 }
 
 async fn remove_member_self_and_by_admin(t: TestDb) {
@@ -341,7 +341,7 @@ async fn remove_member_self_and_by_admin(t: TestDb) {
     assert_eq!(members, vec![alice.id]);
     let removed = audit_logs::Entity::find()
         .filter(audit_logs::Column::EventType.eq("member_removed"))
-        .count(&t.db)
+        .count(&t.owner)
         .await
         .expect("count");
     assert_eq!(removed, 2);

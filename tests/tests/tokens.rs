@@ -30,7 +30,7 @@ async fn tokens_print_redacted_and_are_stored_as_their_sha256(t: TestDb) {
         "RefreshToken([redacted])"
     );
     let stored = refresh_tokens::Entity::find()
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("query")
         .expect("a refresh token row");
@@ -54,7 +54,7 @@ async fn tokens_print_redacted_and_are_stored_as_their_sha256(t: TestDb) {
     assert_eq!(format!("{token:?}"), "InvitationToken([redacted])");
     assert!(token.expose().starts_with("inv_"));
     let stored = invitations::Entity::find_by_id(invitation.id)
-        .one(&t.db)
+        .one(&t.owner)
         .await
         .expect("query")
         .expect("the invitation row");

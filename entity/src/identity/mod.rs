@@ -4,3 +4,4 @@ pub mod refresh_tokens;
 pub mod sessions;
 pub mod user_profiles;
 pub mod users;
+pub mod sign_in_throttles;

@@ -14,7 +14,7 @@ use entity::tenancy::memberships::MembershipStatus;
 use entity::{RoleAssignmentId, RoleId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     TransactionTrait,
 };
 use serde_json::json;
@@ -93,7 +93,6 @@ pub async fn assign_role<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let now = deps.now();
     if input.expires_at.is_some_and(|at| at <= now) {
         return Err(ServiceError::validation(
@@ -102,6 +101,7 @@ where
         ));
     }
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     usable_role(&txn, ctx.tenant_id(), input.role_id).await?;
     let member = find_membership(&txn, ctx.tenant_id(), input.user_id).await?;
     if member.is_none_or(|m| m.status != MembershipStatus::Active) {
@@ -179,8 +179,8 @@ pub async fn revoke_assignment<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     let assignment = role_assignments::Entity::find_by_id(assignment_id)
         .filter(role_assignments::Column::TenantId.eq(ctx.tenant_id()))
         .filter(role_assignments::Column::RevokedAt.is_null())

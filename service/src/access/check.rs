@@ -2,14 +2,16 @@
 //! above the scope and the role inheritance graph, matches wildcards, and lets any
 //! matching deny policy win.
 //!
-//! On PostgreSQL under the runtime role, call these on the transaction of
-//! [`TenantCtx::begin`](crate::tenancy::TenantCtx::begin) so row-level security knows
-//! the tenant; the check itself is then a single round trip.
+//! They take the transaction of [`TenantCtx::begin`](crate::tenancy::TenantCtx::begin),
+//! which proved the asking actor's membership and set the tenant for row-level
+//! security; the tenant asked about is that transaction's. The check itself is then
+//! a single round trip.
 
 use crate::Result;
 use crate::deps::Deps;
 use crate::input::PermissionPart;
 use crate::sql::named;
+use crate::tenancy::TenantTxn;
 use chrono::{DateTime, Timelike, Utc};
 use entity::{TeamId, TenantId, UserId};
 use sea_orm::{ConnectionTrait, Value};
@@ -117,22 +119,23 @@ fn base_params(
     ]
 }
 
-/// May `user` do `action` on `resource` in `tenant`, within `scope`, right now?
+/// May `user` do `action` on `resource` in the transaction's tenant, within `scope`,
+/// right now?
 /// True when a held role (directly, by inheritance, or through a team above the
 /// scope) grants a matching permission and no deny policy matches.
 ///
 /// # Errors
 /// `Validation` for a malformed resource or action (`*` is not a valid question);
 /// `Db`.
-pub async fn has_permission<C: ConnectionTrait>(
-    db: &C,
+pub async fn has_permission<T: ConnectionTrait + Send>(
+    db: &TenantTxn<T>,
     deps: &Deps,
     user: UserId,
-    tenant: TenantId,
     resource: &str,
     action: &str,
     scope: Scope,
 ) -> Result<bool> {
+    let tenant = db.tenant_id();
     let resource = concrete("resource", resource)?;
     let action = concrete("action", action)?;
     let sql = format!(
@@ -191,12 +194,12 @@ impl EffectivePermissions {
 
 /// # Errors
 /// `Db` only.
-pub async fn effective_permissions<C: ConnectionTrait>(
-    db: &C,
+pub async fn effective_permissions<T: ConnectionTrait + Send>(
+    db: &TenantTxn<T>,
     deps: &Deps,
     user: UserId,
-    tenant: TenantId,
 ) -> Result<EffectivePermissions> {
+    let tenant = db.tenant_id();
     let backend = db.get_database_backend();
     let params = base_params(deps, tenant, user, Scope::Tenant);
     let granted_sql = format!(
@@ -235,13 +238,13 @@ SELECT DISTINCT d.resource, d.action FROM policies d
 ///
 /// # Errors
 /// `Validation` for a malformed resource or action; `Db`.
-pub async fn users_with_permission<C: ConnectionTrait>(
-    db: &C,
+pub async fn users_with_permission<T: ConnectionTrait + Send>(
+    db: &TenantTxn<T>,
     deps: &Deps,
-    tenant: TenantId,
     resource: &str,
     action: &str,
 ) -> Result<Vec<UserId>> {
+    let tenant = db.tenant_id();
     let resource = concrete("resource", resource)?;
     let action = concrete("action", action)?;
     let now = deps.now();

@@ -13,7 +13,7 @@ use entity::{PolicyId, RoleId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter,
-    TransactionSession, TransactionTrait,
+    TransactionTrait,
 };
 use serde_json::json;
 
@@ -46,11 +46,11 @@ pub async fn create_deny_policy<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let name = PolicyName::parse(&input.name)?;
     let resource = PermissionPart::parse("resource", &input.resource)?;
     let action = PermissionPart::parse("action", &input.action)?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     if let Some(role) = input.role_id {
         usable_role(&txn, ctx.tenant_id(), role).await?;
     }
@@ -109,8 +109,8 @@ pub async fn delete_policy<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     let policy = policies::Entity::find_by_id(policy_id)
         .filter(policies::Column::TenantId.eq(ctx.tenant_id()))
         .one(&txn)

@@ -81,8 +81,8 @@ pub async fn create_role<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     let role = insert_role(&txn, deps, Some(ctx.tenant_id()), name, description).await?;
     record(
         &txn,
@@ -205,8 +205,8 @@ pub async fn grant_permission<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     own_role(&txn, ctx, role_id).await?;
     let permission = ensure_permission(&txn, deps, resource, action).await?;
     link_permission(&txn, deps, role_id, permission.id).await?;
@@ -290,10 +290,10 @@ pub async fn revoke_permission<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let resource = PermissionPart::parse("resource", resource)?;
     let action = PermissionPart::parse("action", action)?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     own_role(&txn, ctx, role_id).await?;
     let permission = permissions::Entity::find()
         .filter(permissions::Column::Resource.eq(resource.as_str()))
@@ -344,8 +344,8 @@ pub async fn add_role_parent<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     lock_tenant(&txn, ctx.tenant_id()).await?;
     own_role(&txn, ctx, role_id).await?;
     usable_role(&txn, ctx.tenant_id(), parent).await?;
@@ -447,8 +447,8 @@ pub async fn remove_role_parent<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     own_role(&txn, ctx, role_id).await?;
     let link = role_inheritance::Entity::find_by_id((role_id, parent))
         .one(&txn)

@@ -11,7 +11,7 @@ use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::{AuditLogId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionSession, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
@@ -189,7 +189,9 @@ pub async fn record<C: ConnectionTrait>(
         Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
         None => (None, None),
     };
-    audit_logs::ActiveModel {
+    // Without RETURNING: on PostgreSQL the runtime role may write rows it may not
+    // read back (a failed sign-in of nobody in particular).
+    audit_logs::Entity::insert(audit_logs::ActiveModel {
         id: Set(id),
         tenant_id: Set(entry.tenant_id),
         actor_user_id: Set(entry.actor),
@@ -202,8 +204,8 @@ pub async fn record<C: ConnectionTrait>(
         user_agent: Set(entry.request.user_agent().map(str::to_owned)),
         details: Set(entry.details),
         occurred_at: Set(deps.now()),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await?;
     Ok(id)
 }
@@ -232,20 +234,29 @@ where
     Ok(events)
 }
 
-/// Events of one user as actor, newest first (their own security history).
+/// A user's own security history: the events outside any tenant (sign-ins,
+/// sessions, registration) with the user as actor, newest first. What the user did
+/// inside a tenant belongs to that tenant's trail ([`list_tenant_events`]).
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_user_events<C: ConnectionTrait>(
+pub async fn list_user_events<C>(
     db: &C,
     user_id: UserId,
     limit: u64,
-) -> Result<Vec<audit_logs::Model>> {
-    Ok(audit_logs::Entity::find()
+) -> Result<Vec<audit_logs::Model>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = crate::identity::begin_for_user(db, user_id).await?;
+    let events = audit_logs::Entity::find()
         .filter(audit_logs::Column::ActorUserId.eq(user_id))
+        .filter(audit_logs::Column::TenantId.is_null())
         .order_by_desc(audit_logs::Column::OccurredAt)
         .order_by_desc(audit_logs::Column::Id)
         .limit(limit)
-        .all(db)
-        .await?)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(events)
 }

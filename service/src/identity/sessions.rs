@@ -8,7 +8,7 @@
 //! refreshes.
 
 use super::tokens::{RefreshToken, hash_token, looks_like_refresh_token};
-use super::users::{authenticate, find_active_user};
+use super::users::{Account, authenticate, begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -23,7 +23,8 @@ use entity::{RefreshTokenId, SessionId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionSession, TransactionTrait,
 };
 use serde_json::json;
@@ -37,20 +38,18 @@ pub struct IssuedSession {
     pub refresh_expires_at: DateTime<Utc>,
 }
 
-/// Authenticates and opens a session in one call.
+/// Authenticates and opens a session in one call. Like [`authenticate`] it takes a
+/// connection, not a transaction.
 ///
 /// # Errors
 /// Those of [`authenticate`] and [`create_session`].
-pub async fn login<C>(
-    db: &C,
+pub async fn login(
+    db: &DatabaseConnection,
     deps: &Deps,
     email: &Email,
     password: &Password,
     meta: &RequestMeta,
-) -> Result<(users::Model, IssuedSession)>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> Result<(Account, IssuedSession)> {
     let user = authenticate(db, deps, email, password, meta).await?;
     let issued = create_session(db, deps, user.id, meta).await?;
     Ok((user, issued))
@@ -70,7 +69,7 @@ pub async fn create_session<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = crate::begin_write(db).await?;
+    let txn = begin_for_user(db, user_id).await?;
     find_active_user(&txn, user_id).await?;
     let now = deps.now();
     let session = sessions::ActiveModel {
@@ -112,7 +111,8 @@ async fn issue_token<C: ConnectionTrait>(
     let now = deps.now();
     let token = RefreshToken::generate(deps);
     let expires_at = (now + deps.config.refresh_token_lifetime).min(session.expires_at);
-    refresh_tokens::ActiveModel {
+    // Without RETURNING: the runtime role cannot read token hashes back.
+    refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
         id: Set(RefreshTokenId(
             deps.new_id("refresh_tokens", &session.id.to_string()),
         )),
@@ -123,36 +123,88 @@ async fn issue_token<C: ConnectionTrait>(
         expires_at: Set(expires_at),
         used_at: Set(None),
         revoked_at: Set(None),
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await?;
     Ok((token, expires_at))
 }
 
+/// A refresh token's state, without its hash.
+#[derive(Clone, Debug, DerivePartialModel)]
+#[sea_orm(entity = "refresh_tokens::Entity")]
+struct TokenState {
+    id: RefreshTokenId,
+    session_id: SessionId,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Which token and whose session a presented token names. On PostgreSQL through
+/// `app_refresh_token_lookup`: the runtime role cannot read token hashes, and nobody
+/// is acting yet to make the session visible.
+async fn find_presented_token<C: ConnectionTrait>(
+    db: &C,
+    presented: &str,
+) -> Result<Option<(RefreshTokenId, UserId)>> {
+    let hash = hash_token(presented);
+    if db.get_database_backend() == DbBackend::Postgres {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT token_id, user_id FROM app_refresh_token_lookup($1)",
+                [hash.expose().into()],
+            ))
+            .await?;
+        return Ok(match row {
+            Some(row) => Some((
+                RefreshTokenId(row.try_get_by_index(0)?),
+                UserId(row.try_get_by_index(1)?),
+            )),
+            None => None,
+        });
+    }
+    Ok(refresh_tokens::Entity::find()
+        .select_only()
+        .column(refresh_tokens::Column::Id)
+        .column(sessions::Column::UserId)
+        .inner_join(sessions::Entity)
+        .filter(refresh_tokens::Column::TokenHash.eq(hash))
+        .into_tuple::<(RefreshTokenId, UserId)>()
+        .one(db)
+        .await?)
+}
+
 /// Exchanges a refresh token for a new one. Records `session_refreshed`; on reuse,
-/// revokes the session, records `refresh_token_reused` and commits that before
-/// returning the error.
+/// revokes the session and records `refresh_token_reused`, on a transaction of its
+/// own that commits before the error returns (so no caller can roll it back: this
+/// takes a connection, not a transaction).
 ///
 /// # Errors
 /// `InvalidToken` for a token never issued; `TokenReused` for one already exchanged
 /// (the session is now revoked); `SessionRevoked`; `Expired` for an expired token or
 /// session; `AccountDisabled`; `Db`.
-pub async fn refresh_session<C>(
-    db: &C,
+pub async fn refresh_session(
+    db: &DatabaseConnection,
     deps: &Deps,
     presented: &str,
     meta: &RequestMeta,
-) -> Result<IssuedSession>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> Result<IssuedSession> {
     if !looks_like_refresh_token(presented) {
         return Err(ServiceError::InvalidToken);
     }
-    let txn = crate::begin_write(db).await?;
-    let Some((token, Some(session))) = refresh_tokens::Entity::find()
-        .filter(refresh_tokens::Column::TokenHash.eq(hash_token(presented)))
-        .find_also_related(sessions::Entity)
+    let Some((token_id, user_id)) = find_presented_token(db, presented).await? else {
+        return Err(ServiceError::InvalidToken);
+    };
+    let txn = begin_for_user(db, user_id).await?;
+    let Some(token) = refresh_tokens::Entity::find_by_id(token_id)
+        .into_partial_model::<TokenState>()
+        .one(&txn)
+        .await?
+    else {
+        return Err(ServiceError::InvalidToken);
+    };
+    let Some(session) = sessions::Entity::find_by_id(token.session_id)
         .one(&txn)
         .await?
     else {
@@ -284,7 +336,7 @@ pub async fn revoke_session<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = crate::begin_write(db).await?;
+    let txn = begin_for_user(db, user_id).await?;
     let session = sessions::Entity::find_by_id(session_id)
         .filter(sessions::Column::UserId.eq(user_id))
         .one(&txn)
@@ -319,8 +371,11 @@ pub async fn revoke_all_sessions<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = crate::begin_write(db).await?;
+    let txn = begin_for_user(db, user_id).await?;
     if users::Entity::find_by_id(user_id)
+        .select_only()
+        .column(users::Column::Id)
+        .into_tuple::<UserId>()
         .one(&txn)
         .await?
         .is_none()
@@ -353,17 +408,23 @@ where
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_sessions<C: ConnectionTrait>(
+pub async fn list_sessions<C>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
-) -> Result<Vec<sessions::Model>> {
-    Ok(sessions::Entity::find()
+) -> Result<Vec<sessions::Model>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, user_id).await?;
+    let live = sessions::Entity::find()
         .filter(sessions::Column::UserId.eq(user_id))
         .filter(sessions::Column::RevokedAt.is_null())
         .filter(sessions::Column::ExpiresAt.gt(deps.now()))
         .order_by_desc(sessions::Column::CreatedAt)
         .order_by_desc(sessions::Column::Id)
-        .all(db)
-        .await?)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(live)
 }

@@ -1,22 +1,40 @@
 //! Registration and password sign-in.
 
 use super::password::{self, Verification};
+use super::throttle::{self, Claim};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::{DisplayName, Email, Language, Password, Timezone};
 use crate::request::RequestMeta;
+use crate::tenancy::set_row_security_context;
+use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::{user_profiles, users};
-use entity::{UserId, UserProfileId};
+use entity::{PasswordHash, UserId, UserProfileId};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
+    QueryFilter, QuerySelect, Statement, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
+
+/// A user as the service hands it out: every column of `users` but the password
+/// hash, which never leaves the sign-in path (on PostgreSQL the runtime role cannot
+/// even read it).
+#[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "users::Entity")]
+pub struct Account {
+    pub id: UserId,
+    pub email: String,
+    pub is_active: bool,
+    pub is_verified: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
 
 /// A sign-up, already validated.
 #[derive(Clone, Debug)]
@@ -44,49 +62,66 @@ impl NewUser {
     }
 }
 
+/// Opens a write transaction acting for `user`: on PostgreSQL the walls then show
+/// that user's own identity rows (and no tenant's).
+pub(crate) async fn begin_for_user<C: TransactionTrait>(
+    db: &C,
+    user: UserId,
+) -> Result<C::Transaction> {
+    let txn = crate::begin_write(db).await?;
+    set_row_security_context(&txn, None, Some(user)).await?;
+    Ok(txn)
+}
+
 /// Creates a user and their profile, and records `user_created`.
 ///
 /// # Errors
-/// `Conflict` if the email is taken (checked case-insensitively); `Crypto` if hashing
-/// fails; `Db`.
+/// `Conflict` if the email is taken (emails are normalised, so look-alike forms are
+/// one address); `Crypto` if hashing fails; `Db`.
 pub async fn register_user<C>(
     db: &C,
     deps: &Deps,
     input: NewUser,
     meta: &RequestMeta,
-) -> Result<users::Model>
+) -> Result<Account>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    if find_user_by_email(db, &input.email).await?.is_some() {
-        return Err(ServiceError::Conflict {
-            entity: "user",
-            reason: "email is already registered",
-        });
-    }
-    // Hash before opening the transaction: it takes tens of milliseconds.
+    // Hash before opening the transaction: it takes tens of milliseconds. Whether the
+    // email is taken is the unique index's answer (the runtime role cannot see other
+    // users to ask first).
     let password_hash = password::hash(deps, &input.password).await?;
     let now = deps.now();
     let user_id = UserId(deps.new_id("users", input.email.as_str()));
 
-    let txn = crate::begin_write(db).await?;
-    let user = users::ActiveModel {
-        id: Set(user_id),
-        email: Set(input.email.as_str().to_owned()),
+    let txn = begin_for_user(db, user_id).await?;
+    let account = Account {
+        id: user_id,
+        email: input.email.as_str().to_owned(),
+        is_active: true,
+        is_verified: false,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    // Without RETURNING: the row's hash is not the caller's to read back.
+    users::Entity::insert(users::ActiveModel {
+        id: Set(account.id),
+        email: Set(account.email.clone()),
         password_hash: Set(password_hash),
-        is_active: Set(true),
-        is_verified: Set(false),
+        is_active: Set(account.is_active),
+        is_verified: Set(account.is_verified),
         last_login_at: Set(None),
         failed_login_count: Set(0),
         locked_until: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
-    }
-    .insert(&txn)
+    })
+    .exec_without_returning(&txn)
     .await
     .map_err(conflict_on_unique("user", "email is already registered"))?;
 
-    user_profiles::ActiveModel {
+    user_profiles::Entity::insert(user_profiles::ActiveModel {
         id: Set(UserProfileId(
             deps.new_id("user_profiles", input.email.as_str()),
         )),
@@ -99,8 +134,8 @@ where
         preferences: Set(json!({})),
         created_at: Set(now),
         updated_at: Set(now),
-    }
-    .insert(&txn)
+    })
+    .exec_without_returning(&txn)
     .await?;
 
     record(
@@ -112,19 +147,17 @@ where
     )
     .await?;
     txn.commit().await?;
-    Ok(user)
+    Ok(account)
 }
 
-/// The user `user_id`, who must exist and be active; for operations acting on behalf
-/// of, or upon, a user.
+/// The user `user_id`, who must exist and be active and be visible to `db`'s
+/// context (the acting user, or a member of the current tenant).
 ///
 /// # Errors
 /// `NotFound`; `AccountDisabled`; `Db`.
-pub(crate) async fn find_active_user<C: ConnectionTrait>(
-    db: &C,
-    user_id: UserId,
-) -> Result<users::Model> {
+pub(crate) async fn find_active_user<C: ConnectionTrait>(db: &C, user_id: UserId) -> Result<Account> {
     let user = users::Entity::find_by_id(user_id)
+        .into_partial_model::<Account>()
         .one(db)
         .await?
         .ok_or_else(|| ServiceError::not_found("user", user_id))?;
@@ -134,178 +167,230 @@ pub(crate) async fn find_active_user<C: ConnectionTrait>(
     Ok(user)
 }
 
-/// Looks a user up by email, case-insensitively.
+/// Checks that `user_id` exists and is active, whoever it is: adding a member
+/// names a user the tenant cannot see yet. PostgreSQL answers through
+/// `app_user_is_active`, which tells this and nothing more.
+///
+/// # Errors
+/// `NotFound`; `AccountDisabled`; `Db`.
+pub(crate) async fn ensure_active_user<C: ConnectionTrait>(db: &C, user_id: UserId) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return find_active_user(db, user_id).await.map(|_| ());
+    }
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT app_user_is_active($1)",
+            [user_id.0.into()],
+        ))
+        .await?;
+    match row.map(|r| r.try_get_by_index::<Option<bool>>(0)).transpose()?.flatten() {
+        None => Err(ServiceError::not_found("user", user_id)),
+        Some(false) => Err(ServiceError::AccountDisabled),
+        Some(true) => Ok(()),
+    }
+}
+
+/// Looks a user up by (normalised) email, among the users `db`'s context may see.
 ///
 /// # Errors
 /// `Db` only.
 pub async fn find_user_by_email<C: ConnectionTrait>(
     db: &C,
     email: &Email,
-) -> Result<Option<users::Model>> {
+) -> Result<Option<Account>> {
     Ok(users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
+        .into_partial_model::<Account>()
         .one(db)
         .await?)
 }
 
-/// Checks an email and password. Success resets the failure counter, stamps
-/// `last_login_at`, upgrades an outdated hash and records `login`. Failure records
-/// `login_failed`; the `max_failed_logins`-th failure in a row locks the account for
-/// `lockout` and records `account_locked`. Those records commit even though the call
-/// returns an error.
+/// The id and password hash behind an email: the one read of a password hash. On
+/// PostgreSQL through `app_sign_in_credentials` (the runtime role cannot select the
+/// column).
+async fn sign_in_credentials<C: ConnectionTrait>(
+    db: &C,
+    email: &Email,
+) -> Result<Option<(UserId, PasswordHash)>> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT user_id, password_hash FROM app_sign_in_credentials($1)",
+                [email.as_str().into()],
+            ))
+            .await?;
+        return Ok(match row {
+            Some(row) => Some((
+                UserId(row.try_get_by_index(0)?),
+                PasswordHash::new(row.try_get_by_index::<String>(1)?),
+            )),
+            None => None,
+        });
+    }
+    Ok(users::Entity::find()
+        .select_only()
+        .column(users::Column::Id)
+        .column(users::Column::PasswordHash)
+        .filter(users::Column::Email.eq(email.as_str()))
+        .into_tuple::<(UserId, PasswordHash)>()
+        .one(db)
+        .await?)
+}
+
+/// Checks an email and password, behind sign-in throttling (see
+/// [`ServiceConfig::sign_in_per_account_address`](crate::ServiceConfig)): every attempt
+/// claims a slot before the password is checked, and a blocked key refuses without
+/// checking. Success stamps `last_login_at`, upgrades an outdated hash and records
+/// `login`. Failure records `login_failed` (and `account_locked` when it starts a
+/// block).
+///
+/// Takes a connection, not a transaction: the throttle counters and the failure
+/// records commit on transactions of their own, so no caller's rollback undoes them.
 ///
 /// # Errors
-/// `InvalidCredentials` for an unknown email or a wrong password (indistinguishable,
-/// also by timing); `AccountLocked`; `AccountDisabled`; `Validation` for an empty or
-/// overlong password; `Crypto`; `Db`.
-pub async fn authenticate<C>(
-    db: &C,
+/// `InvalidCredentials` for an unknown email, a wrong password or a throttled
+/// attempt: indistinguishable, also by timing (each runs one argon2 verification);
+/// `AccountDisabled` for the right password of a disabled account; `Validation` for
+/// an empty or overlong password; `Crypto`; `Db`.
+pub async fn authenticate(
+    db: &DatabaseConnection,
     deps: &Deps,
     email: &Email,
     password: &Password,
     meta: &RequestMeta,
-) -> Result<users::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let Some(user) = find_user_by_email(db, email).await? else {
-        password::decoy_verify(deps, password).await?;
-        record(
-            db,
-            deps,
-            AuditEntry::new(AuditEvent::LoginFailed, AuditOutcome::Failure, meta)
-                .risk(20)
-                .details(json!({ "reason": "unknown_email" })),
-        )
-        .await?;
-        return Err(ServiceError::InvalidCredentials);
+) -> Result<Account> {
+    let claim = throttle::claim(db, deps, email, meta).await?;
+    let credentials = sign_in_credentials(db, email).await?;
+    let verification = match (&credentials, claim.refused) {
+        (Some((_, hash)), false) => password::verify(deps, password, hash).await?,
+        _ => {
+            password::decoy_verify(deps, password).await?;
+            Verification::Mismatch
+        }
     };
+    let user_id = credentials.as_ref().map(|(id, _)| *id);
+    let reason = match (user_id, claim.refused, &verification) {
+        (_, true, _) => "throttled",
+        (None, false, _) => "unknown_email",
+        (Some(_), false, Verification::Mismatch) => "wrong_password",
+        (Some(user_id), false, Verification::Match { needs_rehash }) => {
+            let rehash = if *needs_rehash {
+                Some(password::hash(deps, password).await?)
+            } else {
+                None
+            };
+            return sign_in(db, deps, user_id, rehash, &claim, meta).await;
+        }
+    };
+    record_failure(db, deps, user_id, reason, &claim, meta).await?;
+    Err(ServiceError::InvalidCredentials)
+}
 
-    let now = deps.now();
-    if let Some(until) = user.locked_until.filter(|until| *until > now) {
+/// The right password: give the throttle slot back, stamp the sign-in, record it.
+async fn sign_in(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    user_id: UserId,
+    rehash: Option<PasswordHash>,
+    claim: &Claim,
+    meta: &RequestMeta,
+) -> Result<Account> {
+    let txn = begin_for_user(db, user_id).await?;
+    let user = users::Entity::find_by_id(user_id)
+        .into_partial_model::<Account>()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("user", user_id))?;
+    if !user.is_active {
         record(
-            db,
+            &txn,
             deps,
             AuditEntry::new(AuditEvent::LoginFailed, AuditOutcome::Denied, meta)
                 .actor(user.id)
                 .resource("user", user.id)
-                .risk(40)
-                .details(json!({ "reason": "locked" })),
+                .details(json!({ "reason": "inactive" })),
         )
         .await?;
-        return Err(ServiceError::AccountLocked { until });
+        txn.commit().await?;
+        return Err(ServiceError::AccountDisabled);
     }
-
-    let verification = password::verify(deps, password, &user.password_hash).await?;
-    // Any upgraded hash is computed before the transaction opens, like every hash.
-    let upgraded_hash = match verification {
-        Verification::Match { needs_rehash: true } if user.is_active => {
-            Some(password::hash(deps, password).await?)
-        }
-        _ => None,
-    };
-    let txn = crate::begin_write(db).await?;
-    let result = match verification {
-        Verification::Mismatch => {
-            let locked_until = register_failure(&txn, deps, &user, meta).await?;
-            match locked_until {
-                Some(until) => Err(ServiceError::AccountLocked { until }),
-                None => Err(ServiceError::InvalidCredentials),
-            }
-        }
-        Verification::Match { .. } if !user.is_active => {
-            record(
-                &txn,
-                deps,
-                AuditEntry::new(AuditEvent::LoginFailed, AuditOutcome::Denied, meta)
-                    .actor(user.id)
-                    .resource("user", user.id)
-                    .details(json!({ "reason": "inactive" })),
-            )
-            .await?;
-            Err(ServiceError::AccountDisabled)
-        }
-        Verification::Match { needs_rehash } => {
-            let mut active: users::ActiveModel = user.clone().into();
-            if let Some(hash) = upgraded_hash {
-                active.password_hash = Set(hash);
-            }
-            active.failed_login_count = Set(0);
-            active.locked_until = Set(None);
-            active.last_login_at = Set(Some(now));
-            active.updated_at = Set(now);
-            let user = active.update(&txn).await?;
-            record(
-                &txn,
-                deps,
-                AuditEntry::new(AuditEvent::Login, AuditOutcome::Success, meta)
-                    .actor(user.id)
-                    .resource("user", user.id)
-                    .details(json!({ "method": "password", "rehashed": needs_rehash })),
-            )
-            .await?;
-            Ok(user)
-        }
-    };
+    throttle::settle_success(&txn, deps, claim).await?;
+    let now = deps.now();
+    let rehashed = rehash.is_some();
+    let mut update = users::Entity::update_many()
+        .col_expr(users::Column::LastLoginAt, Expr::value(now))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(user_id));
+    if let Some(hash) = rehash {
+        update = update.col_expr(users::Column::PasswordHash, Expr::value(hash));
+    }
+    update.exec(&txn).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::Login, AuditOutcome::Success, meta)
+            .actor(user_id)
+            .resource("user", user_id)
+            .details(json!({ "method": "password", "rehashed": rehashed })),
+    )
+    .await?;
     txn.commit().await?;
-    result
+    Ok(Account {
+        last_login_at: Some(now),
+        updated_at: now,
+        ..user
+    })
 }
 
-/// Counts a failed attempt atomically and locks the account when the limit is hit.
-/// Returns the lock's end if this attempt locked it.
-async fn register_failure<C: ConnectionTrait>(
-    db: &C,
+/// Records a failed attempt on its own transaction: `login_failed`, and
+/// `account_locked` if this failure started a block.
+async fn record_failure(
+    db: &DatabaseConnection,
     deps: &Deps,
-    user: &users::Model,
+    user_id: Option<UserId>,
+    reason: &'static str,
+    claim: &Claim,
     meta: &RequestMeta,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
-    let now = deps.now();
-    // An increment in SQL, not read-modify-write, so concurrent failures all count.
-    users::Entity::update_many()
-        .col_expr(
-            users::Column::FailedLoginCount,
-            Expr::col(users::Column::FailedLoginCount).add(1),
-        )
-        .col_expr(users::Column::UpdatedAt, Expr::value(now))
-        .filter(users::Column::Id.eq(user.id))
-        .exec(db)
-        .await?;
-    let failures = users::Entity::find_by_id(user.id)
-        .one(db)
-        .await?
-        .map_or(0, |u| u.failed_login_count);
-
-    record(
-        db,
-        deps,
-        AuditEntry::new(AuditEvent::LoginFailed, AuditOutcome::Failure, meta)
-            .actor(user.id)
-            .resource("user", user.id)
-            .risk(20)
-            .details(json!({ "reason": "wrong_password", "consecutive_failures": failures })),
-    )
-    .await?;
-
-    if failures < deps.config.max_failed_logins {
-        return Ok(None);
+) -> Result<()> {
+    let txn = crate::begin_write(db).await?;
+    fn with_user(entry: AuditEntry<'_>, user_id: Option<UserId>) -> AuditEntry<'_> {
+        match user_id {
+            Some(id) => entry.actor(id).resource("user", id),
+            None => entry,
+        }
     }
-    let until = now + deps.config.lockout;
-    // The counter restarts, so after the lock the user gets the full number of tries.
-    users::Entity::update_many()
-        .col_expr(users::Column::LockedUntil, Expr::value(until))
-        .col_expr(users::Column::FailedLoginCount, Expr::value(0))
-        .filter(users::Column::Id.eq(user.id))
-        .exec(db)
-        .await?;
+    let outcome = if claim.refused {
+        AuditOutcome::Denied
+    } else {
+        AuditOutcome::Failure
+    };
     record(
-        db,
+        &txn,
         deps,
-        AuditEntry::new(AuditEvent::AccountLocked, AuditOutcome::Denied, meta)
-            .actor(user.id)
-            .resource("user", user.id)
-            .risk(60)
-            .details(json!({ "locked_until": until, "failures": failures })),
+        with_user(AuditEntry::new(AuditEvent::LoginFailed, outcome, meta), user_id)
+            .risk(if claim.refused { 40 } else { 20 })
+            .details(json!({ "reason": reason, "consecutive_failures": claim.failures })),
     )
     .await?;
-    Ok(Some(until))
+    if let Some(until) = claim.blocked_until {
+        record(
+            &txn,
+            deps,
+            with_user(
+                AuditEntry::new(AuditEvent::AccountLocked, AuditOutcome::Denied, meta),
+                user_id,
+            )
+            .risk(60)
+            .details(json!({
+                "blocked_until": until,
+                "failures": claim.failures,
+                "scope": "account_address",
+            })),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(())
 }

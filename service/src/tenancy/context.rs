@@ -10,15 +10,22 @@ use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, IsolationLevel};
 use entity::{TenantId, UserId};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
-    TransactionSession, TransactionTrait,
+    AccessMode, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExecResult,
+    IsolationLevel as TxnIsolation, QueryFilter, QueryResult, QuerySelect, Statement, TransactionError,
+    TransactionOptions, TransactionSession, TransactionTrait,
 };
+use std::future::Future;
+use std::pin::Pin;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who acts in which tenant. Holding one proves the actor was an active member when
+/// it was built; every [`TenantCtx::begin`] proves it again inside the operation's
+/// own transaction, so a context kept after a suspension or demotion stops working
+/// (and a demoted admin's rights end) with the next operation. Not `Clone`: build
+/// one per request.
+#[derive(Debug, PartialEq, Eq)]
 pub struct TenantCtx {
     tenant_id: TenantId,
     actor: UserId,
-    role: MembershipRole,
     /// The PostgreSQL schema of a schema-isolated tenant (see `tenant_schema_name`).
     own_schema: Option<String>,
 }
@@ -59,25 +66,25 @@ impl TenantCtx {
                 Ok(Self {
                     tenant_id,
                     actor,
-                    role: membership.role,
                     own_schema,
                 })
             }
-            _ => Err(ServiceError::Forbidden {
-                reason: "not an active member of this tenant",
-            }),
+            _ => Err(not_a_member()),
         }
     }
 
     /// Opens the transaction a tenant-scoped operation runs in, with the tenant and
     /// actor set for PostgreSQL's row-level security (`set_config(..., true)`: they
-    /// end with the transaction, so pooled connections never leak them). For a
-    /// schema-isolated tenant, its schema also goes first on the search path.
+    /// end with the transaction, so pooled connections never leak them), and proves
+    /// the membership again in it (one query): the returned [`TenantTxn`] carries
+    /// the actor's role as of now. For a schema-isolated tenant, its schema also goes
+    /// first on the search path.
     ///
     /// # Errors
+    /// `Forbidden` if the actor is no longer an active member of an active tenant;
     /// `Conflict` for a schema-isolated tenant whose schema was not provisioned yet
     /// (its rows would otherwise land in the shared tables); `Db`.
-    pub async fn begin<C: TransactionTrait>(&self, db: &C) -> Result<C::Transaction> {
+    pub async fn begin<C: TransactionTrait>(&self, db: &C) -> Result<TenantTxn<C::Transaction>> {
         let txn = begin_write(db).await?;
         set_row_security_context(&txn, Some(self.tenant_id), Some(self.actor)).await?;
         if let Some(schema) = &self.own_schema {
@@ -101,7 +108,24 @@ impl TenantCtx {
                 });
             }
         }
-        Ok(txn)
+        let role = memberships::Entity::find()
+            .select_only()
+            .column(memberships::Column::Role)
+            .inner_join(tenants::Entity)
+            .filter(memberships::Column::TenantId.eq(self.tenant_id))
+            .filter(memberships::Column::UserId.eq(self.actor))
+            .filter(memberships::Column::Status.eq(MembershipStatus::Active))
+            .filter(tenants::Column::IsActive.eq(true))
+            .into_tuple::<MembershipRole>()
+            .one(&txn)
+            .await?
+            .ok_or_else(not_a_member)?;
+        Ok(TenantTxn {
+            txn,
+            tenant_id: self.tenant_id,
+            actor: self.actor,
+            role,
+        })
     }
 
     pub fn tenant_id(&self) -> TenantId {
@@ -111,7 +135,45 @@ impl TenantCtx {
     pub fn actor(&self) -> UserId {
         self.actor
     }
+}
 
+fn not_a_member() -> ServiceError {
+    ServiceError::Forbidden {
+        reason: "not an active member of this tenant",
+    }
+}
+
+/// A transaction opened by [`TenantCtx::begin`]: the tenant's context is set in it
+/// and the actor's membership was proved in it. Use it wherever a connection goes;
+/// commit or roll back like any transaction.
+#[derive(Debug)]
+pub struct TenantTxn<T> {
+    txn: T,
+    tenant_id: TenantId,
+    actor: UserId,
+    role: MembershipRole,
+}
+
+impl<T: TransactionSession> TenantTxn<T> {
+    pub async fn commit(self) -> std::result::Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> std::result::Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl<T> TenantTxn<T> {
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    pub fn actor(&self) -> UserId {
+        self.actor
+    }
+
+    /// The actor's role, as read in this transaction.
     pub fn role(&self) -> MembershipRole {
         self.role
     }
@@ -124,6 +186,96 @@ impl TenantCtx {
                 reason: "only owners and admins manage members",
             }),
         }
+    }
+}
+
+#[sea_orm::prelude::async_trait::async_trait]
+impl<T: ConnectionTrait + Send> ConnectionTrait for TenantTxn<T> {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> std::result::Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: Statement,
+    ) -> std::result::Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> std::result::Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+
+    fn is_mock_connection(&self) -> bool {
+        self.txn.is_mock_connection()
+    }
+}
+
+/// Nested work (a savepoint) inside the tenant's transaction.
+#[sea_orm::prelude::async_trait::async_trait]
+impl<T: TransactionTrait + Send> TransactionTrait for TenantTxn<T> {
+    type Transaction = T::Transaction;
+
+    async fn begin(&self) -> std::result::Result<Self::Transaction, DbErr> {
+        self.txn.begin().await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<TxnIsolation>,
+        access_mode: Option<AccessMode>,
+    ) -> std::result::Result<Self::Transaction, DbErr> {
+        self.txn.begin_with_config(isolation_level, access_mode).await
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> std::result::Result<Self::Transaction, DbErr> {
+        self.txn.begin_with_options(options).await
+    }
+
+    async fn transaction<F, R, E>(&self, callback: F) -> std::result::Result<R, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c Self::Transaction,
+            ) -> Pin<Box<dyn Future<Output = std::result::Result<R, E>> + Send + 'c>>
+            + Send,
+        R: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.txn.transaction(callback).await
+    }
+
+    async fn transaction_with_config<F, R, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<TxnIsolation>,
+        access_mode: Option<AccessMode>,
+    ) -> std::result::Result<R, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c Self::Transaction,
+            ) -> Pin<Box<dyn Future<Output = std::result::Result<R, E>> + Send + 'c>>
+            + Send,
+        R: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        self.txn
+            .transaction_with_config(callback, isolation_level, access_mode)
+            .await
     }
 }
 

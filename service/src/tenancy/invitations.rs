@@ -91,12 +91,12 @@ pub async fn invite<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     if input.valid_for <= Duration::zero() {
         return Err(ServiceError::validation("valid_for", "must be positive"));
     }
     let now = deps.now();
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     usable_role(&txn, ctx.tenant_id(), input.role_id).await?;
     if let Some(team) = input.team_id {
         find_team(&txn, ctx.tenant_id(), team).await?;
@@ -275,8 +275,8 @@ pub async fn revoke_invitation<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     let invitation = invitations::Entity::find_by_id(invitation_id)
         .filter(invitations::Column::TenantId.eq(ctx.tenant_id()))
         .filter(invitations::Column::Status.eq(InvitationStatus::Pending))

@@ -5,7 +5,7 @@ use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
-use crate::identity::find_active_user;
+use crate::identity::ensure_active_user;
 use crate::request::RequestMeta;
 use chrono::{DateTime, Utc};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
@@ -36,14 +36,14 @@ pub async fn add_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
-    if role == MembershipRole::Owner && ctx.role() != MembershipRole::Owner {
+    let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
+    if role == MembershipRole::Owner && txn.role() != MembershipRole::Owner {
         return Err(ServiceError::Forbidden {
             reason: "only owners make other members owners",
         });
     }
-    let txn = ctx.begin(db).await?;
-    find_active_user(&txn, user_id).await?;
+    ensure_active_user(&txn, user_id).await?;
     if find_membership(&txn, ctx.tenant_id(), user_id)
         .await?
         .is_some()
@@ -84,15 +84,15 @@ pub async fn remove_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    if user_id != ctx.actor() {
-        ctx.require_member_manager()?;
-    }
     let txn = ctx.begin(db).await?;
+    if user_id != ctx.actor() {
+        txn.require_member_manager()?;
+    }
     let membership = find_membership(&txn, ctx.tenant_id(), user_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("membership", user_id))?;
     if membership.role == MembershipRole::Owner {
-        if user_id != ctx.actor() && ctx.role() != MembershipRole::Owner {
+        if user_id != ctx.actor() && txn.role() != MembershipRole::Owner {
             return Err(ServiceError::Forbidden {
                 reason: "only owners remove owners",
             });

@@ -7,7 +7,7 @@ mod memberships;
 mod teams;
 mod tenants;
 
-pub use context::{TenantCtx, tenant_schema_name};
+pub use context::{TenantCtx, TenantTxn, tenant_schema_name};
 pub(crate) use context::{lock_tenant, set_row_security_context};
 pub use invitations::{
     InvitationToken, NewInvitation, accept_invitation, invite, revoke_invitation,

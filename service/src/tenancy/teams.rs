@@ -15,7 +15,7 @@ use entity::{TeamId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait, QueryFilter,
-    TransactionSession, TransactionTrait,
+    TransactionTrait,
 };
 use serde_json::json;
 
@@ -35,8 +35,8 @@ pub async fn create_team<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     if let Some(parent) = parent {
         find_team(&txn, ctx.tenant_id(), parent).await?;
     }
@@ -112,8 +112,8 @@ pub async fn move_team<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     // One tree change at a time per tenant, so two moves cannot build a cycle together.
     lock_tenant(&txn, ctx.tenant_id()).await?;
     let current = find_team(&txn, ctx.tenant_id(), team).await?;
@@ -238,8 +238,8 @@ pub async fn add_team_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     find_team(&txn, ctx.tenant_id(), team).await?;
     if find_membership(&txn, ctx.tenant_id(), user)
         .await?
@@ -297,8 +297,8 @@ pub async fn remove_team_member<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.require_member_manager()?;
     let txn = ctx.begin(db).await?;
+    txn.require_member_manager()?;
     find_team(&txn, ctx.tenant_id(), team).await?;
     let member = team_members::Entity::find_by_id((team, user))
         .one(&txn)

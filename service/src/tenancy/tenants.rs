@@ -70,7 +70,13 @@ where
             "must be a JSON object",
         ));
     }
+    let now = deps.now();
+    let tenant_id = TenantId(deps.new_id("tenants", input.slug.as_str()));
     let txn = crate::begin_write(db).await?;
+    // The new tenant's context from the start: on PostgreSQL the walls let the
+    // creator see itself and write this one tenant's rows, nothing else. Whether the
+    // slug is taken elsewhere is the unique index's answer.
+    set_row_security_context(&txn, Some(tenant_id), Some(creator)).await?;
     find_active_user(&txn, creator).await?;
     if find_tenant_by_slug(&txn, &input.slug).await?.is_some() {
         return Err(ServiceError::Conflict {
@@ -78,9 +84,6 @@ where
             reason: "slug is already taken",
         });
     }
-    let now = deps.now();
-    let tenant_id = TenantId(deps.new_id("tenants", input.slug.as_str()));
-    set_row_security_context(&txn, Some(tenant_id), Some(creator)).await?;
     let tenant = tenants::ActiveModel {
         id: Set(tenant_id),
         slug: Set(input.slug.as_str().to_owned()),
