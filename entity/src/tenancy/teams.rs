@@ -9,9 +9,10 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: TeamId,
-    /// Also unique with `id`: the key that rows of this tenant reference, through
-    /// composite foreign keys, so they cannot point into another tenant. A column
-    /// carries one `unique_key` in SeaORM, and that one is implied by the primary key.
+    /// `(tenant_id, id)` is a unique key too: composite foreign keys reference it, so
+    /// no row points into another tenant. SeaORM gives a column one `unique_key` (here
+    /// `tenant_name`); that key, implied by the primary key, is declared by the
+    /// relations that reference it.
     #[sea_orm(unique_key = "tenant_name")]
     pub tenant_id: TenantId,
     /// `None` for a top-level team.
