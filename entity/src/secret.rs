@@ -1,6 +1,6 @@
 //! Column types for secret material. They store and compare like strings but never
 //! print: `Debug` shows a placeholder and they have no `Serialize`, so a logged or
-//! serialised model cannot leak a hash (DESIGN §4).
+//! serialised model cannot leak a hash.
 
 use sea_orm::entity::prelude::*;
 

@@ -286,7 +286,11 @@ fn summary(label: &str, mut micros: Vec<f64>) -> f64 {
 
 async fn bench_has_permission(t: &TestDb) {
     let s = setup(t).await;
-    let txn = s.ctx.begin(&t.db).await.expect("the owner's tenant transaction");
+    let txn = s
+        .ctx
+        .begin(&t.db)
+        .await
+        .expect("the owner's tenant transaction");
     let service = || {
         has_permission(
             &txn,
@@ -354,8 +358,9 @@ async fn bench_rls_overhead(t: &TestDb) {
     )
     .await
     .expect("bulk data");
-    let tenant: uuid::Uuid =
-        t.owner.query_one_raw(Statement::from_string(
+    let tenant: uuid::Uuid = t
+        .owner
+        .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             "SELECT id FROM tenants WHERE slug = 'tenant-42'".to_owned(),
         ))
@@ -443,7 +448,9 @@ async fn bench_identity_walls(t: &TestDb) {
         let user = fixtures::user(db, &deps, name).await;
         let email = Email::parse(&format!("{name}@example.com")).expect("valid");
         let password = Password::for_verification(fixtures::PASSWORD).expect("valid");
-        let issued = create_session(db, &deps, user.id, &meta).await.expect("session");
+        let issued = create_session(db, &deps, user.id, &meta)
+            .await
+            .expect("session");
         rows.push((db, email, password, issued.refresh_token));
     }
     let (mut sign_in, mut refresh) = (vec![Vec::new(), Vec::new()], vec![Vec::new(), Vec::new()]);
@@ -469,8 +476,14 @@ async fn bench_identity_walls(t: &TestDb) {
     println!("identity on postgres behind the walls ({CALLS} calls each, interleaved):");
     let a = summary("sign-in as app_service", std::mem::take(&mut sign_in[0]));
     let b = summary("sign-in as owner", std::mem::take(&mut sign_in[1]));
-    println!("  sign-in overhead (p50): {:+.1}%   (target: under 10%)", (a / b - 1.0) * 100.0);
+    println!(
+        "  sign-in overhead (p50): {:+.1}%   (target: under 10%)",
+        (a / b - 1.0) * 100.0
+    );
     let a = summary("refresh as app_service", std::mem::take(&mut refresh[0]));
     let b = summary("refresh as owner", std::mem::take(&mut refresh[1]));
-    println!("  refresh overhead (p50): {:+.1}%   (target: under 10%)", (a / b - 1.0) * 100.0);
+    println!(
+        "  refresh overhead (p50): {:+.1}%   (target: under 10%)",
+        (a / b - 1.0) * 100.0
+    );
 }

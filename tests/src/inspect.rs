@@ -215,6 +215,10 @@ pub async fn row_counts(db: &DatabaseConnection) -> Vec<(&'static str, u64)> {
                 .expect("count"),
         ),
         (
+            "permissions",
+            permissions::Entity::find().count(db).await.expect("count"),
+        ),
+        (
             "roles",
             roles::Entity::find().count(db).await.expect("count"),
         ),

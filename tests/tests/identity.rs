@@ -507,7 +507,11 @@ async fn refresh_session_malformed_or_unknown_token_is_invalid(t: TestDb) {
             "{token:.20}: {err:?}"
         );
     }
-    assert_eq!(inspect::row_counts(&t.owner).await, before, "nothing written");
+    assert_eq!(
+        inspect::row_counts(&t.owner).await,
+        before,
+        "nothing written"
+    );
 }
 
 async fn revoke_session_of_another_user_is_not_found(t: TestDb) {

@@ -283,8 +283,9 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
         Start::Empty,
         |t| async move {
             let report = seed(&t).await;
-            let now: DateTime<Utc> =
-                t.owner.query_one_raw(Statement::from_string(
+            let now: DateTime<Utc> = t
+                .owner
+                .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,
                     "SELECT now()".to_owned(),
                 ))
@@ -328,18 +329,12 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                         ("releases", "ship"),
                         ("properties", "list"),
                     ] {
-                        let service = has_permission(
-                            &txn,
-                            &deps,
-                            u.id,
-                            resource,
-                            action,
-                            Scope::Tenant,
-                        )
-                        .await
-                        .expect("checks");
-                        let sql: bool =
-                            txn.query_one_raw(Statement::from_sql_and_values(
+                        let service =
+                            has_permission(&txn, &deps, u.id, resource, action, Scope::Tenant)
+                                .await
+                                .expect("checks");
+                        let sql: bool = txn
+                            .query_one_raw(Statement::from_sql_and_values(
                                 DbBackend::Postgres,
                                 "SELECT user_has_permission($1, $2, $3, $4)",
                                 [

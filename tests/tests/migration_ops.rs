@@ -56,17 +56,19 @@ fn status_json() -> Command {
 }
 
 async fn exec(t: &TestDb, sql: &str) {
-    t.owner.execute_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
+    t.owner
+        .execute_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
         .await
         .expect("runs");
 }
 
 async fn count(t: &TestDb, sql: &str) -> i64 {
-    let row =
-        t.owner.query_one_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
-            .await
-            .expect("counts")
-            .expect("row");
+    let row = t
+        .owner
+        .query_one_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
+        .await
+        .expect("counts")
+        .expect("row");
     row.try_get_by_index::<i64>(0)
         .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
         .expect("a count")

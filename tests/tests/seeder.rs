@@ -46,7 +46,10 @@ async fn seeder_two_fresh_databases_hold_identical_data(t: TestDb) {
     seed(&EnvSignals::default(), &options(&other))
         .await
         .expect("seeds the second");
-    let (a, b) = (inspect::data(&t.owner).await, inspect::data(&other.db).await);
+    let (a, b) = (
+        inspect::data(&t.owner).await,
+        inspect::data(&other.db).await,
+    );
     assert!(
         a.iter()
             .find(|(table, _)| *table == "users")
@@ -98,7 +101,10 @@ async fn seeder_refuses_database_marked_production_and_writes_nothing(t: TestDb)
     record_env_if_absent(&t.db, AppEnv::Production)
         .await
         .expect("marks production");
-    let (schema, data) = (inspect::schema(&t.owner).await, inspect::data(&t.owner).await);
+    let (schema, data) = (
+        inspect::schema(&t.owner).await,
+        inspect::data(&t.owner).await,
+    );
     let err = seed(&EnvSignals::default(), &options(&t))
         .await
         .expect_err("refused");
@@ -219,7 +225,10 @@ async fn seeder_scale_is_deterministic_for_a_seed_and_size(t: TestDb) {
     seed(&EnvSignals::default(), &scaled(&other))
         .await
         .expect("seeds the second");
-    inspect::assert_same_data(&inspect::data(&t.owner).await, &inspect::data(&other.db).await);
+    inspect::assert_same_data(
+        &inspect::data(&t.owner).await,
+        &inspect::data(&other.db).await,
+    );
     let tenants = report
         .row_counts
         .iter()

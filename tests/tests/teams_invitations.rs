@@ -328,27 +328,94 @@ async fn seed_002_scenario_tenants_see_only_their_own(t: TestDb) {
         .await
         .expect("member");
     assert!(
-        check(&t.db, &deps, &alice_ctx, alice, "members", "update", Scope::Tenant).await,
+        check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            alice,
+            "members",
+            "update",
+            Scope::Tenant
+        )
+        .await,
         "org_admin manages members"
     );
     assert!(
-        !check(&t.db, &deps, &alice_ctx, bob, "members", "update", Scope::Tenant).await,
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            bob,
+            "members",
+            "update",
+            Scope::Tenant
+        )
+        .await,
         "org_member does not"
     );
-    assert!(check(&t.db, &deps, &alice_ctx, alice, "agents", "run", Scope::Tenant).await);
     assert!(
-        !check(&t.db, &deps, &alice_ctx, alice, "agents", "delete", Scope::Tenant).await,
+        check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            alice,
+            "agents",
+            "run",
+            Scope::Tenant
+        )
+        .await
+    );
+    assert!(
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            alice,
+            "agents",
+            "delete",
+            Scope::Tenant
+        )
+        .await,
         "the deny policy beats org_admin"
     );
     assert!(
-        !check(&t.db, &deps, &alice_ctx, bob, "agents", "run", Scope::Tenant).await,
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            bob,
+            "agents",
+            "run",
+            Scope::Tenant
+        )
+        .await,
         "bob runs agents only in Engineering"
     );
     assert!(
-        !check(&t.db, &deps, &alice_ctx, charlie, "organization", "read", Scope::Tenant).await,
+        !check(
+            &t.db,
+            &deps,
+            &alice_ctx,
+            charlie,
+            "organization",
+            "read",
+            Scope::Tenant
+        )
+        .await,
         "charlie has nothing in Acme"
     );
-    assert!(check(&t.db, &deps, &charlie_ctx, charlie, "organization", "update", Scope::Tenant).await);
+    assert!(
+        check(
+            &t.db,
+            &deps,
+            &charlie_ctx,
+            charlie,
+            "organization",
+            "update",
+            Scope::Tenant
+        )
+        .await
+    );
 }
 
 async fn check(

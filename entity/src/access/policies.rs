@@ -9,7 +9,9 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: PolicyId,
+    #[sea_orm(unique_key = "tenant_name")]
     pub tenant_id: TenantId,
+    #[sea_orm(unique_key = "tenant_name")]
     pub name: String,
     /// A resource, or `*`.
     pub resource: String,
@@ -21,6 +23,12 @@ pub struct Model {
     pub role_id: Option<RoleId>,
     pub created_by: Option<UserId>,
     pub created_at: DateTimeUtc,
+    #[sea_orm(belongs_to, from = "tenant_id", to = "id", on_delete = "Cascade")]
+    pub tenant: BelongsTo<crate::tenancy::tenants::Entity>,
+    #[sea_orm(belongs_to, from = "user_id", to = "id", on_delete = "Cascade")]
+    pub user: BelongsTo<Option<crate::identity::users::Entity>>,
+    #[sea_orm(belongs_to, from = "role_id", to = "id", on_delete = "Cascade")]
+    pub role: BelongsTo<Option<super::roles::Entity>>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

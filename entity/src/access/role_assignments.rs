@@ -29,6 +29,23 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     #[sea_orm(belongs_to, from = "role_id", to = "id", on_delete = "Cascade")]
     pub role: BelongsTo<super::roles::Entity>,
+    /// The membership that holds the role: no assignment outlives it.
+    #[sea_orm(
+        belongs_to,
+        from = "(tenant_id, user_id)",
+        to = "(tenant_id, user_id)",
+        on_delete = "Cascade"
+    )]
+    pub membership: BelongsTo<crate::tenancy::memberships::Entity>,
+    /// The team of a `Team` scope. `scope_id` also holds record ids, so the database
+    /// has no foreign key here (`skip_fk`); a record id simply matches no team.
+    #[sea_orm(
+        belongs_to,
+        from = "(tenant_id, scope_id)",
+        to = "(tenant_id, id)",
+        skip_fk
+    )]
+    pub team: BelongsTo<Option<crate::tenancy::teams::Entity>>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

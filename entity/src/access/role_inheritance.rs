@@ -12,6 +12,25 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub parent_role_id: RoleId,
     pub created_at: DateTimeUtc,
+    /// The inheriting role. Two relations lead to `roles`, so each is named and
+    /// joined by its `Relation` variant.
+    #[sea_orm(
+        belongs_to,
+        relation_enum = "Role",
+        from = "role_id",
+        to = "id",
+        on_delete = "Cascade"
+    )]
+    pub role: BelongsTo<super::roles::Entity>,
+    /// The role whose permissions are inherited.
+    #[sea_orm(
+        belongs_to,
+        relation_enum = "ParentRole",
+        from = "parent_role_id",
+        to = "id",
+        on_delete = "Cascade"
+    )]
+    pub parent_role: BelongsTo<super::roles::Entity>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

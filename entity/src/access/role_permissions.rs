@@ -12,6 +12,10 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub permission_id: PermissionId,
     pub created_at: DateTimeUtc,
+    #[sea_orm(belongs_to, from = "role_id", to = "id", on_delete = "Cascade")]
+    pub role: BelongsTo<super::roles::Entity>,
+    #[sea_orm(belongs_to, from = "permission_id", to = "id", on_delete = "Cascade")]
+    pub permission: BelongsTo<super::permissions::Entity>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -36,6 +36,10 @@ pub struct Model {
         on_delete = "Restrict"
     )]
     pub event_type_entry: BelongsTo<super::audit_event_types::Entity>,
+    /// Who acted, for joins only: `skip_fk` because the column has no foreign key
+    /// (see above), so the user may be gone.
+    #[sea_orm(belongs_to, from = "actor_user_id", to = "id", skip_fk)]
+    pub actor: BelongsTo<Option<crate::identity::users::Entity>>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

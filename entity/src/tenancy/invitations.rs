@@ -1,7 +1,4 @@
 //! `invitations`: an email invited into a tenant with a role, by token.
-//!
-//! The table also has a generated `pending_email` column, maintained by the database
-//! for the one-pending-per-email index; it is not part of the model.
 
 use crate::ids::{InvitationId, RoleId, TeamId, TenantId, UserId};
 use crate::secret::TokenHash;
@@ -14,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: InvitationId,
+    #[sea_orm(unique_key = "tenant_pending_email")]
     pub tenant_id: TenantId,
     /// Lowercased, like `users.email`.
     pub email: String,
@@ -29,6 +27,29 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// `email` while the invitation is pending, else `None`: computed by the database
+    /// so that a unique key allows one pending invitation per tenant and email.
+    /// Read it; never set it (the database refuses a written value).
+    #[sea_orm(
+        unique_key = "tenant_pending_email",
+        extra = "GENERATED ALWAYS AS (CASE WHEN status = 'pending' THEN email END) STORED"
+    )]
+    pub pending_email: Option<String>,
+    #[sea_orm(belongs_to, from = "tenant_id", to = "id", on_delete = "Cascade")]
+    pub tenant: BelongsTo<super::tenants::Entity>,
+    #[sea_orm(belongs_to, from = "role_id", to = "id", on_delete = "Cascade")]
+    pub role: BelongsTo<crate::access::roles::Entity>,
+    /// The team the invitee joins on acceptance, in the invitation's own tenant.
+    #[sea_orm(
+        belongs_to,
+        from = "(tenant_id, team_id)",
+        to = "(tenant_id, id)",
+        on_delete = "Cascade"
+    )]
+    pub team: BelongsTo<Option<super::teams::Entity>>,
+    /// Who invited: kept as history, so the invitation outlives their account.
+    #[sea_orm(belongs_to, from = "invited_by", to = "id", on_delete = "SetNull")]
+    pub inviter: BelongsTo<Option<crate::identity::users::Entity>>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

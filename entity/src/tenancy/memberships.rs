@@ -23,6 +23,10 @@ pub struct Model {
     pub tenant: BelongsTo<super::tenants::Entity>,
     #[sea_orm(belongs_to, from = "user_id", to = "id", on_delete = "Cascade")]
     pub user: BelongsTo<crate::identity::users::Entity>,
+    #[sea_orm(has_many)]
+    pub role_assignments: HasMany<crate::access::role_assignments::Entity>,
+    #[sea_orm(has_many)]
+    pub team_memberships: HasMany<super::team_members::Entity>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

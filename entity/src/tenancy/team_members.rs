@@ -15,6 +15,21 @@ pub struct Model {
     pub user_id: UserId,
     pub role: TeamRole,
     pub created_at: DateTimeUtc,
+    /// Composite, so a member can only be placed in a team of their own tenant.
+    #[sea_orm(
+        belongs_to,
+        from = "(tenant_id, team_id)",
+        to = "(tenant_id, id)",
+        on_delete = "Cascade"
+    )]
+    pub team: BelongsTo<super::teams::Entity>,
+    #[sea_orm(
+        belongs_to,
+        from = "(tenant_id, user_id)",
+        to = "(tenant_id, user_id)",
+        on_delete = "Cascade"
+    )]
+    pub membership: BelongsTo<super::memberships::Entity>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

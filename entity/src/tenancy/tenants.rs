@@ -25,6 +25,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     #[sea_orm(has_many)]
     pub memberships: HasMany<super::memberships::Entity>,
+    #[sea_orm(has_many)]
+    pub teams: HasMany<super::teams::Entity>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
@@ -43,7 +45,7 @@ pub enum PlanTier {
     Enterprise,
 }
 
-/// Where a tenant's rows live (seed 001): shared tables behind row-level security,
+/// Where a tenant's rows live: shared tables behind row-level security,
 /// a dedicated PostgreSQL schema, or a dedicated database.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,

@@ -44,9 +44,24 @@ impl Scope {
     }
 }
 
+/// The daily-window rule, as an SQL condition on the assignment `ra` at `:minute`
+/// (minutes after midnight UTC): no window, or a start (inclusive) to end
+/// (exclusive) window that contains the minute, the window running past midnight
+/// when it ends before it starts. A macro, so the queries stay `const` text.
+macro_rules! within_daily_window {
+    () => {
+        "(ra.window_start_minute IS NULL
+            OR (ra.window_start_minute < ra.window_end_minute
+                AND :minute >= ra.window_start_minute AND :minute < ra.window_end_minute)
+            OR (ra.window_start_minute > ra.window_end_minute
+                AND (:minute >= ra.window_start_minute OR :minute < ra.window_end_minute)))"
+    };
+}
+
 /// The roles a user holds in a scope right now, inherited ones included. Shared by
 /// every query below; `:tenant`, `:user`, `:now`, `:minute`, `:team`, `:record`.
-const HELD_ROLES: &str = "
+const HELD_ROLES: &str = concat!(
+    "
 WITH RECURSIVE
 scope_teams (id, parent_id) AS (
     SELECT t.id, t.parent_id FROM teams t
@@ -61,11 +76,9 @@ held_roles (role_id) AS (
      WHERE ra.tenant_id = :tenant AND ra.user_id = :user
        AND ra.revoked_at IS NULL
        AND (ra.expires_at IS NULL OR ra.expires_at > :now)
-       AND (ra.window_start_minute IS NULL
-            OR (ra.window_start_minute < ra.window_end_minute
-                AND :minute >= ra.window_start_minute AND :minute < ra.window_end_minute)
-            OR (ra.window_start_minute > ra.window_end_minute
-                AND (:minute >= ra.window_start_minute OR :minute < ra.window_end_minute)))
+       AND ",
+    within_daily_window!(),
+    "
        AND (ra.scope_type = 'tenant'
             OR (ra.scope_type = 'team' AND ra.scope_id IN (SELECT id FROM scope_teams))
             OR (ra.scope_type = 'record' AND ra.scope_id = :record))
@@ -74,7 +87,8 @@ held_roles (role_id) AS (
     UNION
     SELECT ri.parent_role_id FROM role_inheritance ri
       JOIN held_roles h ON ri.role_id = h.role_id
-)";
+)"
+);
 
 /// A deny policy matching `:resource`/`:action` for this user and their roles.
 const DENIED: &str = "
@@ -234,18 +248,17 @@ pub async fn users_with_permission<T: ConnectionTrait + Send>(
     let resource = concrete("resource", resource)?;
     let action = concrete("action", action)?;
     let now = deps.now();
-    let sql = "
+    let sql = concat!(
+        "
 WITH RECURSIVE held (user_id, role_id) AS (
     SELECT ra.user_id, ra.role_id FROM role_assignments ra
       JOIN memberships m ON m.tenant_id = ra.tenant_id AND m.user_id = ra.user_id AND m.status = 'active'
      WHERE ra.tenant_id = :tenant AND ra.scope_type = 'tenant'
        AND ra.revoked_at IS NULL
        AND (ra.expires_at IS NULL OR ra.expires_at > :now)
-       AND (ra.window_start_minute IS NULL
-            OR (ra.window_start_minute < ra.window_end_minute
-                AND :minute >= ra.window_start_minute AND :minute < ra.window_end_minute)
-            OR (ra.window_start_minute > ra.window_end_minute
-                AND (:minute >= ra.window_start_minute OR :minute < ra.window_end_minute)))
+       AND ",
+        within_daily_window!(),
+        "
     UNION
     SELECT h.user_id, ri.parent_role_id FROM role_inheritance ri
       JOIN held h ON ri.role_id = h.role_id
@@ -260,7 +273,8 @@ SELECT DISTINCT h.user_id FROM held h
           AND d.resource IN (:resource, '*') AND d.action IN (:action, '*')
           AND (d.user_id IS NULL OR d.user_id = h.user_id)
           AND (d.role_id IS NULL OR d.role_id IN (SELECT h2.role_id FROM held h2 WHERE h2.user_id = h.user_id)))
- ORDER BY h.user_id";
+ ORDER BY h.user_id"
+    );
     let params = [
         ("tenant", tenant.into_uuid().into()),
         ("now", now.into()),

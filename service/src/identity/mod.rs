@@ -11,6 +11,7 @@ pub use sessions::{
     IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions,
     revoke_session,
 };
-pub use tokens::RefreshToken;
+pub(crate) use tokens::hash_token;
+pub use tokens::{ClearToken, RefreshToken, TokenKind};
 pub(crate) use users::{begin_for_user, ensure_active_user, find_active_user};
 pub use users::{Account, NewUser, authenticate, find_user_by_email, register_user};

@@ -1,26 +1,32 @@
-//! Refresh tokens: 256 random bits, shown to the client once; only their SHA-256
-//! is stored (DESIGN §5). A SHA-256 suffices because the input has full entropy:
-//! there is nothing to brute-force, unlike a password.
+//! Bearer tokens in the clear (refresh tokens, invitation tokens): 256 random bits,
+//! shown to their holder once; only their SHA-256 is stored. A SHA-256 suffices
+//! because the input has full entropy: there is nothing to brute-force, unlike a
+//! password.
 
 use crate::deps::Deps;
 use entity::TokenHash;
 use sha2::{Digest, Sha256};
 use std::fmt;
+use std::marker::PhantomData;
 
 /// Prefix that makes leaked tokens recognisable to secret scanners.
 const PREFIX: &str = "rt_";
 
-/// A refresh token in the clear. Give it to the client; never log or store it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RefreshToken(String);
+/// What a [`ClearToken`] is for; its name is all that `Debug` shows.
+pub trait TokenKind {
+    const NAME: &'static str;
+}
 
-impl RefreshToken {
-    pub(crate) fn generate(deps: &Deps) -> Self {
-        let bytes: [u8; 32] = deps.random_bytes();
-        Self(format!("{PREFIX}{}", hex::encode(bytes)))
+/// A token in the clear. Give it to its holder; never log or store it (`Debug` is
+/// redacted and there is no `Serialize`). The database keeps only its hash.
+pub struct ClearToken<K>(String, PhantomData<K>);
+
+impl<K> ClearToken<K> {
+    pub(crate) fn new(text: String) -> Self {
+        Self(text, PhantomData)
     }
 
-    /// The token text, to send to the client.
+    /// The token text, to send to its holder.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -30,14 +36,47 @@ impl RefreshToken {
     }
 }
 
-impl fmt::Debug for RefreshToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RefreshToken([redacted])")
+impl<K> Clone for ClearToken<K> {
+    fn clone(&self) -> Self {
+        Self::new(self.0.clone())
     }
 }
 
+impl<K> PartialEq for ClearToken<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl<K> Eq for ClearToken<K> {}
+
+impl<K: TokenKind> fmt::Debug for ClearToken<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}([redacted])", K::NAME)
+    }
+}
+
+/// The hash stored for a token, and looked up when one is presented.
 pub(crate) fn hash_token(token: &str) -> TokenHash {
     TokenHash::new(hex::encode(Sha256::digest(token.as_bytes())))
+}
+
+/// Marks a [`ClearToken`] as a refresh token.
+#[derive(Debug)]
+pub enum RefreshTokenKind {}
+
+impl TokenKind for RefreshTokenKind {
+    const NAME: &'static str = "RefreshToken";
+}
+
+/// A refresh token in the clear, returned once when a session is issued or rotated.
+pub type RefreshToken = ClearToken<RefreshTokenKind>;
+
+impl RefreshToken {
+    pub(crate) fn generate(deps: &Deps) -> Self {
+        let bytes: [u8; 32] = deps.random_bytes();
+        Self::new(format!("{PREFIX}{}", hex::encode(bytes)))
+    }
 }
 
 /// Cheap shape check before any query: prefix plus 64 hex digits.

@@ -5,60 +5,51 @@
 //! 256 random bits and only the SHA-256 of the whole token is stored.
 
 use super::context::{TenantCtx, set_row_security_context};
-use super::memberships::find_membership;
+use super::memberships::{find_membership, insert_membership};
 use super::teams::find_team;
 use crate::access::{NewAssignment, insert_assignment, usable_role};
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
-use crate::identity::find_active_user;
+use crate::identity::{ClearToken, TokenKind, find_active_user, hash_token};
 use crate::input::Email;
 use crate::request::RequestMeta;
 use crate::{Result, begin_write};
 use chrono::Duration;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::tenancy::invitations::{self, InvitationStatus};
-use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
+use entity::tenancy::memberships::{self, MembershipRole};
 use entity::tenancy::team_members::{self, TeamRole};
-use entity::{InvitationId, MembershipId, RoleId, TeamId, TenantId, TokenHash};
-use sea_orm::ActiveValue::Set;
+use entity::{InvitationId, RoleId, TeamId, TenantId};
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
     TransactionTrait,
 };
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use std::fmt;
 use uuid::Uuid;
 
+/// Marks a [`ClearToken`] as an invitation token.
+#[derive(Debug)]
+pub enum InvitationTokenKind {}
+
+impl TokenKind for InvitationTokenKind {
+    const NAME: &'static str = "InvitationToken";
+}
+
 /// An invitation token in the clear: send it to the invitee once; never store it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct InvitationToken(String);
+pub type InvitationToken = ClearToken<InvitationTokenKind>;
 
 impl InvitationToken {
     fn generate(deps: &Deps, tenant: TenantId) -> Self {
         let secret: [u8; 32] = deps.random_bytes();
-        Self(format!(
+        Self::new(format!(
             "inv_{}_{}",
             tenant.into_uuid().simple(),
             hex::encode(secret)
         ))
     }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for InvitationToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InvitationToken([redacted])")
-    }
-}
-
-fn hash(token: &str) -> TokenHash {
-    TokenHash::new(hex::encode(Sha256::digest(token.as_bytes())))
 }
 
 /// The tenant a well-formed token names; `None` for anything else.
@@ -145,7 +136,7 @@ where
         email: Set(input.email.as_str().to_owned()),
         role_id: Set(input.role_id),
         team_id: Set(input.team_id),
-        token_hash: Set(hash(token.expose())),
+        token_hash: Set(token.hash()),
         status: Set(InvitationStatus::Pending),
         invited_by: Set(Some(ctx.actor())),
         expires_at: Set(now + input.valid_for),
@@ -154,6 +145,7 @@ where
         revoked_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        pending_email: NotSet,
     }
     .insert(&txn)
     .await
@@ -196,7 +188,7 @@ where
     let txn = begin_write(db).await?;
     set_row_security_context(&txn, Some(tenant), Some(user_id)).await?;
     let invitation = invitations::Entity::find()
-        .filter(invitations::Column::TokenHash.eq(hash(token)))
+        .filter(invitations::Column::TokenHash.eq(hash_token(token)))
         .filter(invitations::Column::TenantId.eq(tenant))
         .one(&txn)
         .await?
@@ -222,24 +214,7 @@ where
 
     let membership = match find_membership(&txn, tenant, user_id).await? {
         Some(m) => m,
-        None => memberships::ActiveModel {
-            id: Set(MembershipId(
-                deps.new_id("memberships", &format!("{tenant}/{user_id}")),
-            )),
-            tenant_id: Set(tenant),
-            user_id: Set(user_id),
-            role: Set(MembershipRole::Member),
-            status: Set(MembershipStatus::Active),
-            joined_at: Set(now),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await
-        .map_err(conflict_on_unique(
-            "membership",
-            "user is already a member of this tenant",
-        ))?,
+        None => insert_membership(&txn, deps, tenant, user_id, MembershipRole::Member, now).await?,
     };
     insert_assignment(
         &txn,

@@ -7,6 +7,7 @@ use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::identity::ensure_active_user;
 use crate::request::RequestMeta;
+use chrono::{DateTime, Utc};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants;
 use entity::{MembershipId, TenantId, UserId};
@@ -52,26 +53,8 @@ where
             reason: "user is already a member of this tenant",
         });
     }
-    let now = deps.now();
-    let membership = memberships::ActiveModel {
-        id: Set(MembershipId(deps.new_id(
-            "memberships",
-            &format!("{}/{}", ctx.tenant_id(), user_id),
-        ))),
-        tenant_id: Set(ctx.tenant_id()),
-        user_id: Set(user_id),
-        role: Set(role),
-        status: Set(MembershipStatus::Active),
-        joined_at: Set(now),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await
-    .map_err(conflict_on_unique(
-        "membership",
-        "user is already a member of this tenant",
-    ))?;
+    let membership =
+        insert_membership(&txn, deps, ctx.tenant_id(), user_id, role, deps.now()).await?;
     record(
         &txn,
         deps,
@@ -138,6 +121,40 @@ where
     .await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// Makes `user_id` an active member of `tenant` with `role`, joined `now`: the one
+/// place a membership row is written. Callers check first; a concurrent insert
+/// then answers with the same `Conflict` through the unique key.
+///
+/// # Errors
+/// `Conflict` if the user is already a member; `Db`.
+pub(crate) async fn insert_membership<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    tenant: TenantId,
+    user_id: UserId,
+    role: MembershipRole,
+    now: DateTime<Utc>,
+) -> Result<memberships::Model> {
+    memberships::ActiveModel {
+        id: Set(MembershipId(
+            deps.new_id("memberships", &format!("{tenant}/{user_id}")),
+        )),
+        tenant_id: Set(tenant),
+        user_id: Set(user_id),
+        role: Set(role),
+        status: Set(MembershipStatus::Active),
+        joined_at: Set(now),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .map_err(conflict_on_unique(
+        "membership",
+        "user is already a member of this tenant",
+    ))
 }
 
 /// `user_id`'s membership of `tenant`, whatever its status.

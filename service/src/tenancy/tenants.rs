@@ -7,11 +7,11 @@ use crate::error::{ServiceError, conflict_on_unique};
 use crate::identity::find_active_user;
 use crate::input::{Slug, TenantName};
 use crate::request::RequestMeta;
-use crate::tenancy::set_row_security_context;
+use crate::tenancy::{insert_membership, set_row_security_context};
 use entity::audit::audit_logs::AuditOutcome;
-use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
+use entity::tenancy::memberships::{self, MembershipRole};
 use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
-use entity::{MembershipId, TenantId, UserId};
+use entity::{TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionSession,
@@ -100,20 +100,8 @@ where
     .await
     .map_err(conflict_on_unique("tenant", "slug is already taken"))?;
 
-    let membership = memberships::ActiveModel {
-        id: Set(MembershipId(
-            deps.new_id("memberships", &format!("{}/{}", tenant_id, creator)),
-        )),
-        tenant_id: Set(tenant_id),
-        user_id: Set(creator),
-        role: Set(MembershipRole::Owner),
-        status: Set(MembershipStatus::Active),
-        joined_at: Set(now),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
+    let membership =
+        insert_membership(&txn, deps, tenant_id, creator, MembershipRole::Owner, now).await?;
 
     record(
         &txn,
