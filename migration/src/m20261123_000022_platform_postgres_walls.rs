@@ -26,8 +26,7 @@ pub struct Migration;
 
 const TENANT: &str = "tenant_id = app_current_tenant()";
 const ACTING_USER_OR_MEMBER: &str = "user_id = app_current_user() OR EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = {t}.user_id AND m.tenant_id = app_current_tenant())";
-const OWN_TENANT_ROLE: &str =
-    "EXISTS (SELECT 1 FROM roles r WHERE r.id = {t}.role_id AND r.tenant_id = app_current_tenant())";
+const OWN_TENANT_ROLE: &str = "EXISTS (SELECT 1 FROM roles r WHERE r.id = {t}.role_id AND r.tenant_id = app_current_tenant())";
 const VISIBLE_ROLE: &str = "EXISTS (SELECT 1 FROM roles r WHERE r.id = {t}.role_id)";
 
 /// One table's policies: (command, USING, WITH CHECK). `{t}` is the table's name.

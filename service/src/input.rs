@@ -3,8 +3,8 @@
 
 use crate::error::ServiceError;
 use email_address::{EmailAddress, Options};
-use unicode_normalization::UnicodeNormalization;
 use std::fmt;
+use unicode_normalization::UnicodeNormalization;
 
 /// Longest email accepted: the 254 characters an SMTP path can carry (RFC 5321).
 pub const MAX_EMAIL_CHARS: usize = 254;

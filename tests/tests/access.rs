@@ -4,9 +4,10 @@ use chrono::{Duration, TimeZone, Utc};
 use entity::UserId;
 use service::ServiceError;
 use service::access::{
-    NewAssignment, NewDenyPolicy, Scope, TimeWindow, add_role_parent, assign_role,
-    create_deny_policy, create_role, create_system_role, effective_permissions, grant_permission,
-    has_permission, revoke_assignment, users_with_permission,
+    NewAssignment, NewDenyPolicy, Scope, TimeWindow, add_role_parent, add_system_role_parent,
+    assign_role, create_deny_policy, create_role, create_system_role, delete_policy,
+    effective_permissions, ensure_permission, grant_permission, has_permission, remove_role_parent,
+    revoke_assignment, revoke_permission, users_with_permission,
 };
 use service::input::{RoleName, TeamName};
 use service::tenancy::{TenantCtx, create_team};
@@ -24,6 +25,10 @@ tests::backend_tests!(
     rbac_inheritance_cycles_are_rejected,
     rbac_bad_input_gets_typed_errors_and_writes_nothing,
     rbac_effective_permissions_and_who_can,
+    rbac_revoke_permission_takes_it_away_and_refuses_what_is_not_granted,
+    rbac_remove_role_parent_ends_the_inheritance,
+    rbac_delete_policy_lifts_the_deny_and_refuses_other_tenants_policies,
+    rbac_catalogue_is_platform_work,
 );
 
 async fn rbac_inherited_roles_grant_their_parents_permissions(t: TestDb) {
@@ -575,5 +580,193 @@ async fn rbac_effective_permissions_and_who_can(t: TestDb) {
                 can(&t, &w, user, resource, action, Scope::Tenant).await
             );
         }
+    }
+}
+
+async fn rbac_revoke_permission_takes_it_away_and_refuses_what_is_not_granted(t: TestDb) {
+    let w = world(&t).await;
+    let editor = role(&t, &w, "editor", &[("docs", "write"), ("docs", "read")]).await;
+    give(&t, &w, w.bob, &editor, Scope::Tenant).await;
+    assert!(can(&t, &w, w.bob, "docs", "write", Scope::Tenant).await);
+    revoke_permission(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        editor.id,
+        "docs",
+        "write",
+        &meta(),
+    )
+    .await
+    .expect("revokes");
+    assert!(
+        !can(&t, &w, w.bob, "docs", "write", Scope::Tenant).await,
+        "gone"
+    );
+    assert!(
+        can(&t, &w, w.bob, "docs", "read", Scope::Tenant).await,
+        "the rest stays"
+    );
+    let before = inspect::row_counts(&t.owner).await;
+    let err = revoke_permission(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        editor.id,
+        "docs",
+        "write",
+        &meta(),
+    )
+    .await
+    .expect_err("not granted any more");
+    assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
+    let as_bob = TenantCtx::for_member(&t.db, w.acme.id, w.bob)
+        .await
+        .expect("member");
+    let err = revoke_permission(&t.db, &w.deps, &as_bob, editor.id, "docs", "read", &meta())
+        .await
+        .expect_err("members do not manage roles");
+    assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
+    assert_eq!(
+        inspect::row_counts(&t.owner).await,
+        before,
+        "the refusals wrote nothing"
+    );
+}
+
+async fn rbac_remove_role_parent_ends_the_inheritance(t: TestDb) {
+    let w = world(&t).await;
+    let junior = role(&t, &w, "junior", &[("docs", "read")]).await;
+    let senior = role(&t, &w, "senior", &[]).await;
+    add_role_parent(&t.db, &w.deps, &w.owner, senior.id, junior.id, &meta())
+        .await
+        .expect("senior inherits junior");
+    give(&t, &w, w.bob, &senior, Scope::Tenant).await;
+    assert!(can(&t, &w, w.bob, "docs", "read", Scope::Tenant).await);
+    remove_role_parent(&t.db, &w.deps, &w.owner, senior.id, junior.id, &meta())
+        .await
+        .expect("removes");
+    assert!(
+        !can(&t, &w, w.bob, "docs", "read", Scope::Tenant).await,
+        "no longer inherited"
+    );
+    let err = remove_role_parent(&t.db, &w.deps, &w.owner, senior.id, junior.id, &meta())
+        .await
+        .expect_err("already gone");
+    assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
+}
+
+async fn rbac_delete_policy_lifts_the_deny_and_refuses_other_tenants_policies(t: TestDb) {
+    let w = world(&t).await;
+    let runner = role(&t, &w, "runner", &[("agents", "run")]).await;
+    give(&t, &w, w.bob, &runner, Scope::Tenant).await;
+    let policy = create_deny_policy(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        NewDenyPolicy {
+            name: "no-runs".into(),
+            resource: "agents".into(),
+            action: "run".into(),
+            user_id: None,
+            role_id: None,
+        },
+        &meta(),
+    )
+    .await
+    .expect("policy");
+    assert!(!can(&t, &w, w.bob, "agents", "run", Scope::Tenant).await);
+
+    // Another tenant's owner cannot delete it, and learns nothing about it.
+    let charlie = fixtures::user(&t.db, &w.deps, "charlie").await;
+    let other = fixtures::tenant(&t.db, &w.deps, "startup", &charlie).await;
+    let other_ctx = TenantCtx::for_member(&t.db, other.id, charlie.id)
+        .await
+        .expect("owner");
+    let err = delete_policy(&t.db, &w.deps, &other_ctx, policy.id, &meta())
+        .await
+        .expect_err("not theirs");
+    assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
+    assert!(
+        !can(&t, &w, w.bob, "agents", "run", Scope::Tenant).await,
+        "still denied"
+    );
+
+    delete_policy(&t.db, &w.deps, &w.owner, policy.id, &meta())
+        .await
+        .expect("deletes");
+    assert!(
+        can(&t, &w, w.bob, "agents", "run", Scope::Tenant).await,
+        "lifted"
+    );
+    let err = delete_policy(&t.db, &w.deps, &w.owner, policy.id, &meta())
+        .await
+        .expect_err("already gone");
+    assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
+}
+
+/// System roles and their graph are platform work: done as the owner, refused to the
+/// runtime role by the database on PostgreSQL.
+async fn rbac_catalogue_is_platform_work(t: TestDb) {
+    let w = world(&t).await;
+    let member = create_system_role(
+        &t.owner,
+        &w.deps,
+        &RoleName::parse("platform_member").expect("valid"),
+        None,
+    )
+    .await
+    .expect("system role");
+    let admin = create_system_role(
+        &t.owner,
+        &w.deps,
+        &RoleName::parse("platform_admin").expect("valid"),
+        None,
+    )
+    .await
+    .expect("system role");
+    add_system_role_parent(&t.owner, &w.deps, admin.id, member.id)
+        .await
+        .expect("admin inherits member");
+    let err = add_system_role_parent(&t.owner, &w.deps, member.id, admin.id)
+        .await
+        .expect_err("a cycle");
+    assert!(matches!(err, ServiceError::Conflict { .. }), "{err:?}");
+    let permission = ensure_permission(&t.owner, &w.deps, "reports", "read")
+        .await
+        .expect("created");
+    let again = ensure_permission(&t.owner, &w.deps, "reports", "read")
+        .await
+        .expect("found");
+    assert_eq!(permission.id, again.id, "created once");
+
+    if t.backend == tests::Backend::Postgres {
+        let guest = create_system_role(
+            &t.owner,
+            &w.deps,
+            &RoleName::parse("platform_guest").expect("valid"),
+            None,
+        )
+        .await
+        .expect("system role");
+        let err = add_system_role_parent(&t.db, &w.deps, guest.id, member.id)
+            .await
+            .expect_err("the runtime role may not change the catalogue");
+        assert!(
+            matches!(&err, ServiceError::Db(e) if e.to_string().contains("row-level security")),
+            "{err:?}"
+        );
+        let err = create_system_role(
+            &t.db,
+            &w.deps,
+            &RoleName::parse("rogue").expect("valid"),
+            None,
+        )
+        .await
+        .expect_err("the runtime role may not add a system role");
+        assert!(
+            matches!(&err, ServiceError::Db(e) if e.to_string().contains("row-level security")),
+            "{err:?}"
+        );
     }
 }

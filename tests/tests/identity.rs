@@ -415,7 +415,10 @@ async fn refresh_session_concurrent_refreshes_exactly_one_wins(t: TestDb) {
                 ))
                 .await
                 .expect("reads the server's state");
-            let state: Vec<String> = state.iter().map(|r| r.try_get_by_index::<String>(0).unwrap_or_default()).collect();
+            let state: Vec<String> = state
+                .iter()
+                .map(|r| r.try_get_by_index::<String>(0).unwrap_or_default())
+                .collect();
             panic!("both refreshes read the token and queued at the update: {state:#?}");
         }
         holder.rollback().await.expect("lets go");
@@ -694,7 +697,10 @@ async fn authenticate_throttles_with_exponential_delay_and_answers_like_a_wrong_
     // Three free failures, then the fourth blocks the account at this address for 1 s.
     for n in 1..=4 {
         let err = attempt("wrong-password").await.expect_err("wrong");
-        assert!(matches!(err, ServiceError::InvalidCredentials), "attempt {n}: {err:?}");
+        assert!(
+            matches!(err, ServiceError::InvalidCredentials),
+            "attempt {n}: {err:?}"
+        );
     }
     assert_eq!(account_failures(&t).await, vec![4]);
     assert_eq!(count_events(&t, "account_locked").await, 1);
@@ -702,13 +708,19 @@ async fn authenticate_throttles_with_exponential_delay_and_answers_like_a_wrong_
     let err = attempt(PASSWORD).await.expect_err("blocked");
     assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
     assert_eq!(failures_by_reason(&t, "throttled").await, 1);
-    assert_eq!(account_failures(&t).await, vec![4], "a refused attempt does not extend the block");
+    assert_eq!(
+        account_failures(&t).await,
+        vec![4],
+        "a refused attempt does not extend the block"
+    );
 
     // After the block, one more failure doubles it: 2 s.
     clock.advance(Duration::seconds(1) + Duration::milliseconds(1));
     attempt("wrong-password").await.expect_err("wrong");
     clock.advance(Duration::seconds(1) + Duration::milliseconds(500));
-    let err = attempt(PASSWORD).await.expect_err("still blocked after 1.5 s");
+    let err = attempt(PASSWORD)
+        .await
+        .expect_err("still blocked after 1.5 s");
     assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
     clock.advance(Duration::seconds(1));
     let user = attempt(PASSWORD).await.expect("the block is over");
@@ -731,12 +743,24 @@ async fn authenticate_locked_unknown_and_wrong_answer_alike(t: TestDb) {
     let locked = authenticate(&t.db, &deps, &carl, &password(PASSWORD), &meta())
         .await
         .expect_err("blocked");
-    let unknown = authenticate(&t.db, &deps, &email("nobody@example.com"), &password(PASSWORD), &meta())
-        .await
-        .expect_err("unknown");
-    let wrong = authenticate(&t.db, &deps, &carl, &password("wrong-again"), &from("198.51.100.9"))
-        .await
-        .expect_err("wrong");
+    let unknown = authenticate(
+        &t.db,
+        &deps,
+        &email("nobody@example.com"),
+        &password(PASSWORD),
+        &meta(),
+    )
+    .await
+    .expect_err("unknown");
+    let wrong = authenticate(
+        &t.db,
+        &deps,
+        &carl,
+        &password("wrong-again"),
+        &from("198.51.100.9"),
+    )
+    .await
+    .expect_err("wrong");
     for err in [&locked, &unknown, &wrong] {
         assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
     }
@@ -744,10 +768,18 @@ async fn authenticate_locked_unknown_and_wrong_answer_alike(t: TestDb) {
     assert_eq!(unknown.to_string(), wrong.to_string());
     // Unknown emails are throttled like real ones, so the table cannot tell them apart,
     // and only hashes of the keys are stored.
-    let rows = sign_in_throttles::Entity::find().all(&t.owner).await.expect("query");
-    assert!(rows.iter().all(|r| r.key_hash.len() == 64 && !r.key_hash.contains('@')));
+    let rows = sign_in_throttles::Entity::find()
+        .all(&t.owner)
+        .await
+        .expect("query");
+    assert!(
+        rows.iter()
+            .all(|r| r.key_hash.len() == 64 && !r.key_hash.contains('@'))
+    );
     assert_eq!(
-        rows.iter().filter(|r| r.scope == ThrottleScope::AccountAddress).count(),
+        rows.iter()
+            .filter(|r| r.scope == ThrottleScope::AccountAddress)
+            .count(),
         3,
         "carl here, carl elsewhere, and the unknown email"
     );
@@ -767,20 +799,38 @@ async fn authenticate_a_stranger_elsewhere_cannot_lock_the_owner_out(t: TestDb) 
         .await
         .expect_err("the stranger's address is blocked");
     assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
-    let user = authenticate(&t.db, &deps, &dora, &password(PASSWORD), &from("203.0.113.50"))
-        .await
-        .expect("Dora, from her own address, is not slowed down");
+    let user = authenticate(
+        &t.db,
+        &deps,
+        &dora,
+        &password(PASSWORD),
+        &from("203.0.113.50"),
+    )
+    .await
+    .expect("Dora, from her own address, is not slowed down");
     assert_eq!(user.email, "dora@example.com");
     // An IPv6 client is throttled by its /64: another address of the same /64 is the
     // same client.
     for _ in 0..4 {
-        authenticate(&t.db, &deps, &dora, &password("guess-guess"), &from("2001:db8:1:2::1"))
-            .await
-            .expect_err("wrong");
-    }
-    let err = authenticate(&t.db, &deps, &dora, &password(PASSWORD), &from("2001:db8:1:2::ffff"))
+        authenticate(
+            &t.db,
+            &deps,
+            &dora,
+            &password("guess-guess"),
+            &from("2001:db8:1:2::1"),
+        )
         .await
-        .expect_err("same /64");
+        .expect_err("wrong");
+    }
+    let err = authenticate(
+        &t.db,
+        &deps,
+        &dora,
+        &password(PASSWORD),
+        &from("2001:db8:1:2::ffff"),
+    )
+    .await
+    .expect_err("same /64");
     assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
 }
 
@@ -796,11 +846,13 @@ async fn authenticate_twenty_parallel_wrong_passwords_then_the_right_one(t: Test
     let barrier = Arc::new(tokio::sync::Barrier::new(GUESSES));
     let tasks: Vec<_> = (0..GUESSES)
         .map(|_| {
-            let (db, deps, erin, barrier) = (t.db.clone(), deps.clone(), erin.clone(), barrier.clone());
+            let (db, deps, erin, barrier) =
+                (t.db.clone(), deps.clone(), erin.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
                 let started = Instant::now();
-                let result = authenticate(&db, &deps, &erin, &password("wrong-password"), &meta()).await;
+                let result =
+                    authenticate(&db, &deps, &erin, &password("wrong-password"), &meta()).await;
                 (started, Instant::now(), result)
             })
         })
@@ -813,10 +865,12 @@ async fn authenticate_twenty_parallel_wrong_passwords_then_the_right_one(t: Test
         spans.push((started, ended));
     }
     // They did run at once: some attempt started before another one ended.
-    let overlapped = spans
-        .iter()
-        .enumerate()
-        .any(|(i, a)| spans.iter().enumerate().any(|(j, b)| i != j && a.0 < b.1 && b.0 < a.1));
+    let overlapped = spans.iter().enumerate().any(|(i, a)| {
+        spans
+            .iter()
+            .enumerate()
+            .any(|(j, b)| i != j && a.0 < b.1 && b.0 < a.1)
+    });
     assert!(overlapped, "the attempts overlapped");
 
     let err = authenticate(&t.db, &deps, &erin, &password(PASSWORD), &meta())
@@ -824,9 +878,16 @@ async fn authenticate_twenty_parallel_wrong_passwords_then_the_right_one(t: Test
         .expect_err("no success while throttled");
     assert!(matches!(err, ServiceError::InvalidCredentials), "{err:?}");
     let checked = usize::try_from(free + 1).expect("small");
-    assert_eq!(account_failures(&t).await, vec![free + 1], "the counter is exact");
+    assert_eq!(
+        account_failures(&t).await,
+        vec![free + 1],
+        "the counter is exact"
+    );
     assert_eq!(failures_by_reason(&t, "wrong_password").await, checked);
-    assert_eq!(failures_by_reason(&t, "throttled").await, GUESSES - checked + 1);
+    assert_eq!(
+        failures_by_reason(&t, "throttled").await,
+        GUESSES - checked + 1
+    );
     assert_eq!(count_events(&t, "login").await, 0);
 }
 
@@ -834,13 +895,26 @@ async fn register_user_lookalike_email_forms_are_one_account(t: TestDb) {
     let (deps, _) = fixtures::deps();
     // Full-width letters and at sign (NFKC folds them), upper case.
     let input = NewUser::parse("ＦＲＡＮ＠Example.com", PASSWORD, "Fran").expect("valid");
-    let fran = register_user(&t.db, &deps, input, &meta()).await.expect("registers");
+    let fran = register_user(&t.db, &deps, input, &meta())
+        .await
+        .expect("registers");
     assert_eq!(fran.email, "fran@example.com");
     let again = NewUser::parse("fran@EXAMPLE.com", PASSWORD, "Fran again").expect("valid");
-    let err = register_user(&t.db, &deps, again, &meta()).await.expect_err("the same address");
-    assert!(matches!(err, ServiceError::Conflict { entity: "user", .. }), "{err:?}");
-    let user = authenticate(&t.db, &deps, &email("ｆｒａｎ@example.com"), &password(PASSWORD), &meta())
+    let err = register_user(&t.db, &deps, again, &meta())
         .await
-        .expect("signs in with another form of the address");
+        .expect_err("the same address");
+    assert!(
+        matches!(err, ServiceError::Conflict { entity: "user", .. }),
+        "{err:?}"
+    );
+    let user = authenticate(
+        &t.db,
+        &deps,
+        &email("ｆｒａｎ@example.com"),
+        &password(PASSWORD),
+        &meta(),
+    )
+    .await
+    .expect("signs in with another form of the address");
     assert_eq!(user.id, fran.id);
 }

@@ -63,7 +63,9 @@ async fn as_runtime_then_count(
     other: TenantId,
 ) -> (Result<ExecResult, DbErr>, Option<i64>) {
     let txn = db.begin().await.expect("begins");
-    txn.execute_unprepared("SET LOCAL ROLE app_service").await.expect("role");
+    txn.execute_unprepared("SET LOCAL ROLE app_service")
+        .await
+        .expect("role");
     if let Some(tenant) = tenant {
         txn.execute_unprepared(&format!(
             "SELECT set_config('app.current_tenant_id', '{tenant}', true)"
@@ -73,8 +75,16 @@ async fn as_runtime_then_count(
     }
     let result = txn.execute_unprepared(sql).await;
     let after = if result.is_ok() {
-        txn.execute_unprepared("RESET ROLE").await.expect("back to the owner");
-        Some(count(&txn, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'")).await)
+        txn.execute_unprepared("RESET ROLE")
+            .await
+            .expect("back to the owner");
+        Some(
+            count(
+                &txn,
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'"),
+            )
+            .await,
+        )
     } else {
         None
     };
@@ -312,7 +322,10 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                     // One instant for both sides: the SQL function reads now(), the
                     // transaction's start, and the service clock is set to the same.
                     let now: DateTime<Utc> = txn
-                        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()".to_owned()))
+                        .query_one_raw(Statement::from_string(
+                            DbBackend::Postgres,
+                            "SELECT now()".to_owned(),
+                        ))
                         .await
                         .expect("now")
                         .expect("row")
@@ -601,7 +614,9 @@ async fn attack(
 
 async fn attack_count(db: &DatabaseConnection, tenant: TenantId, user: UserId, sql: &str) -> i64 {
     let txn = db.begin().await.expect("begins");
-    txn.execute_unprepared("SET LOCAL ROLE app_service").await.expect("role");
+    txn.execute_unprepared("SET LOCAL ROLE app_service")
+        .await
+        .expect("role");
     txn.execute_unprepared(&format!(
         "SELECT set_config('app.current_tenant_id', '{tenant}', true), set_config('app.current_user_id', '{user}', true)"
     ))
@@ -853,97 +868,135 @@ async fn isolation_sql_function_and_service_agree_on_both_sides_of_daily_windows
     use chrono::Timelike;
     use service::access::{NewAssignment, TimeWindow, assign_role, create_role, grant_permission};
     const DAY: i32 = 24 * 60;
-    run_case(Backend::Postgres, "isolation_windows", Start::Migrated, |t| async move {
-        let (deps, _) = tests::fixtures::deps();
-        let meta = tests::fixtures::meta();
-        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
-        let tenant = tests::fixtures::tenant(&t.db, &deps, "clinic", &owner).await;
-        let ctx = TenantCtx::for_member(&t.db, tenant.id, owner.id).await.expect("owner");
-        let role = create_role(&t.db, &deps, &ctx, &service::input::RoleName::parse("shift").expect("valid"), None, &meta)
+    run_case(
+        Backend::Postgres,
+        "isolation_windows",
+        Start::Migrated,
+        |t| async move {
+            let (deps, _) = tests::fixtures::deps();
+            let meta = tests::fixtures::meta();
+            let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+            let tenant = tests::fixtures::tenant(&t.db, &deps, "clinic", &owner).await;
+            let ctx = TenantCtx::for_member(&t.db, tenant.id, owner.id)
+                .await
+                .expect("owner");
+            let role = create_role(
+                &t.db,
+                &deps,
+                &ctx,
+                &service::input::RoleName::parse("shift").expect("valid"),
+                None,
+                &meta,
+            )
             .await
             .expect("role");
-        grant_permission(&t.db, &deps, &ctx, role.id, "ward", "enter", &meta).await.expect("grant");
+            grant_permission(&t.db, &deps, &ctx, role.id, "ward", "enter", &meta)
+                .await
+                .expect("grant");
 
-        let minute_of = |at: DateTime<Utc>| i32::try_from(at.hour() * 60 + at.minute()).expect("a minute");
-        let db_now = |db: DatabaseConnection| async move {
-            db.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()".to_owned()))
+            let minute_of =
+                |at: DateTime<Utc>| i32::try_from(at.hour() * 60 + at.minute()).expect("a minute");
+            let db_now = |db: DatabaseConnection| async move {
+                db.query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT now()".to_owned(),
+                ))
                 .await
                 .expect("now")
                 .expect("row")
                 .try_get_by_index::<DateTime<Utc>>(0)
                 .expect("timestamp")
-        };
-        let m = minute_of(db_now(t.owner.clone()).await);
-        let hhmm = |x: i32| format!("{:02}:{:02}", x.rem_euclid(DAY) / 60, x.rem_euclid(DAY) % 60);
-        // For the current minute and the next two (the transaction below may start a
-        // minute or two later): a window holding it and one not, wrapping midnight and
-        // not, wherever such a window exists.
-        let mut windows = std::collections::BTreeSet::new();
-        for x in [m, m + 1, m + 2].map(|x| x.rem_euclid(DAY)) {
-            if x < DAY - 1 {
-                windows.insert((x, x + 1)); // plain, holds x
-                windows.insert((x + 1, x)); // wraps, misses x
+            };
+            let m = minute_of(db_now(t.owner.clone()).await);
+            let hhmm = |x: i32| {
+                format!(
+                    "{:02}:{:02}",
+                    x.rem_euclid(DAY) / 60,
+                    x.rem_euclid(DAY) % 60
+                )
+            };
+            // For the current minute and the next two (the transaction below may start a
+            // minute or two later): a window holding it and one not, wrapping midnight and
+            // not, wherever such a window exists.
+            let mut windows = std::collections::BTreeSet::new();
+            for x in [m, m + 1, m + 2].map(|x| x.rem_euclid(DAY)) {
+                if x < DAY - 1 {
+                    windows.insert((x, x + 1)); // plain, holds x
+                    windows.insert((x + 1, x)); // wraps, misses x
+                }
+                windows.insert(if x >= 1 { (x, 0) } else { (DAY - 1, 1) }); // wraps, holds x
+                windows.insert(if x + 2 < DAY { (x + 1, x + 2) } else { (0, 1) }); // plain, misses x
             }
-            windows.insert(if x >= 1 { (x, 0) } else { (DAY - 1, 1) }); // wraps, holds x
-            windows.insert(if x + 2 < DAY { (x + 1, x + 2) } else { (0, 1) }); // plain, misses x
-        }
-        let mut users = Vec::new();
-        for (i, (start, end)) in windows.into_iter().enumerate() {
-            let user = tests::fixtures::user(&t.db, &deps, &format!("nurse{i}")).await;
-            add_member(&t.db, &deps, &ctx, user.id).await;
-            assign_role(
-                &t.db,
-                &deps,
-                &ctx,
-                NewAssignment {
-                    window: Some(TimeWindow::parse(&hhmm(start), &hhmm(end)).expect("valid")),
-                    ..NewAssignment::tenant_wide(user.id, role.id)
-                },
-                &meta,
-            )
-            .await
-            .expect("assigned");
-            users.push((user.id, start, end));
-        }
-
-        let txn = ctx.begin(&t.db).await.expect("begins");
-        let at: DateTime<Utc> = txn
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT now()".to_owned()))
-            .await
-            .expect("now")
-            .expect("row")
-            .try_get_by_index(0)
-            .expect("timestamp");
-        let n = minute_of(at);
-        let deps = deps.clone().with_clock(Arc::new(ManualClock::new(at)));
-        let mut kinds = std::collections::BTreeSet::new();
-        for (user, start, end) in users {
-            let wraps = start > end;
-            let inside = if wraps { n >= start || n < end } else { start <= n && n < end };
-            kinds.insert((wraps, inside));
-            let service = has_permission(&txn, &deps, user, "ward", "enter", Scope::Tenant)
+            let mut users = Vec::new();
+            for (i, (start, end)) in windows.into_iter().enumerate() {
+                let user = tests::fixtures::user(&t.db, &deps, &format!("nurse{i}")).await;
+                add_member(&t.db, &deps, &ctx, user.id).await;
+                assign_role(
+                    &t.db,
+                    &deps,
+                    &ctx,
+                    NewAssignment {
+                        window: Some(TimeWindow::parse(&hhmm(start), &hhmm(end)).expect("valid")),
+                        ..NewAssignment::tenant_wide(user.id, role.id)
+                    },
+                    &meta,
+                )
                 .await
-                .expect("checks");
-            let sql: bool = txn
-                .query_one_raw(Statement::from_sql_and_values(
+                .expect("assigned");
+                users.push((user.id, start, end));
+            }
+
+            let txn = ctx.begin(&t.db).await.expect("begins");
+            let at: DateTime<Utc> = txn
+                .query_one_raw(Statement::from_string(
                     DbBackend::Postgres,
-                    "SELECT user_has_permission($1, $2, 'ward', 'enter')",
-                    [user.into_uuid().into(), tenant.id.into_uuid().into()],
+                    "SELECT now()".to_owned(),
                 ))
                 .await
-                .expect("calls")
+                .expect("now")
                 .expect("row")
                 .try_get_by_index(0)
-                .expect("bool");
-            let window = format!("{}-{} at {}", hhmm(start), hhmm(end), hhmm(n));
-            assert_eq!(service, inside, "service, {window}");
-            assert_eq!(sql, inside, "SQL function, {window}");
-        }
-        txn.rollback().await.expect("rolls back");
-        // At 23:59 no plain window holds the minute and no wrapping one misses it.
-        let possible = if n == DAY - 1 { 2 } else { 4 };
-        assert_eq!(kinds.len(), possible, "both sides of wrapping and plain windows at {}: {kinds:?}", hhmm(n));
-    })
+                .expect("timestamp");
+            let n = minute_of(at);
+            let deps = deps.clone().with_clock(Arc::new(ManualClock::new(at)));
+            let mut kinds = std::collections::BTreeSet::new();
+            for (user, start, end) in users {
+                let wraps = start > end;
+                let inside = if wraps {
+                    n >= start || n < end
+                } else {
+                    start <= n && n < end
+                };
+                kinds.insert((wraps, inside));
+                let service = has_permission(&txn, &deps, user, "ward", "enter", Scope::Tenant)
+                    .await
+                    .expect("checks");
+                let sql: bool = txn
+                    .query_one_raw(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT user_has_permission($1, $2, 'ward', 'enter')",
+                        [user.into_uuid().into(), tenant.id.into_uuid().into()],
+                    ))
+                    .await
+                    .expect("calls")
+                    .expect("row")
+                    .try_get_by_index(0)
+                    .expect("bool");
+                let window = format!("{}-{} at {}", hhmm(start), hhmm(end), hhmm(n));
+                assert_eq!(service, inside, "service, {window}");
+                assert_eq!(sql, inside, "SQL function, {window}");
+            }
+            txn.rollback().await.expect("rolls back");
+            // At 23:59 no plain window holds the minute and no wrapping one misses it.
+            let possible = if n == DAY - 1 { 2 } else { 4 };
+            assert_eq!(
+                kinds.len(),
+                possible,
+                "both sides of wrapping and plain windows at {}: {kinds:?}",
+                hhmm(n)
+            );
+        },
+    )
     .await;
 }
 

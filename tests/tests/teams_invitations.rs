@@ -5,12 +5,15 @@ use entity::tenancy::invitations;
 use entity::tenancy::memberships::MembershipRole;
 use entity::tenancy::team_members::TeamRole;
 use entity::tenancy::tenants;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+};
 use service::access::{Scope, has_permission};
 use service::input::{Email, TeamName};
 use service::tenancy::{
     NewInvitation, TenantCtx, accept_invitation, add_team_member, create_team, invite,
-    list_members, move_team, revoke_invitation, team_ancestors, team_descendants,
+    list_members, move_team, remove_team_member, revoke_invitation, team_ancestors,
+    team_descendants,
 };
 use service::{Deps, ServiceError};
 use tests::TestDb;
@@ -19,6 +22,7 @@ use tests::fixtures::{self, meta};
 
 tests::backend_tests!(
     Migrated: teams_tree_queries_and_moves_keep_it_acyclic,
+    teams_remove_member_takes_them_out_and_refuses_strangers,
     invitations_one_pending_per_email_accept_and_revoke,
     seed_002_scenario_tenants_see_only_their_own,
 );
@@ -162,6 +166,8 @@ async fn invitations_one_pending_per_email_accept_and_revoke(t: TestDb) {
     let mut twin: invitations::ActiveModel = first.clone().into();
     twin.id = Set(entity::InvitationId(uuid::Uuid::from_u128(5)));
     twin.token_hash = Set(entity::TokenHash::new("0".repeat(64)));
+    // The database computes it; the copy must not carry one.
+    twin.pending_email = sea_orm::ActiveValue::NotSet;
     let twin = twin.insert(&t.owner).await;
     assert!(
         matches!(
@@ -433,4 +439,40 @@ async fn check(
         .expect("checks");
     txn.commit().await.expect("commits");
     answer
+}
+
+async fn teams_remove_member_takes_them_out_and_refuses_strangers(t: TestDb) {
+    let w = world(&t).await;
+    let chain = teams_chain(&t, &w, &["Company", "Engineering"]).await;
+    add_team_member(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        chain[1],
+        w.bob,
+        TeamRole::Member,
+        &meta(),
+    )
+    .await
+    .expect("joins");
+    let as_bob = TenantCtx::for_member(&t.db, w.acme.id, w.bob)
+        .await
+        .expect("member");
+    let err = remove_team_member(&t.db, &w.deps, &as_bob, chain[1], w.bob, &meta())
+        .await
+        .expect_err("members do not manage teams");
+    assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
+    remove_team_member(&t.db, &w.deps, &w.owner, chain[1], w.bob, &meta())
+        .await
+        .expect("removes");
+    let members = entity::tenancy::team_members::Entity::find()
+        .filter(entity::tenancy::team_members::Column::TeamId.eq(chain[1]))
+        .count(&t.owner)
+        .await
+        .expect("count");
+    assert_eq!(members, 0, "bob left Engineering");
+    let err = remove_team_member(&t.db, &w.deps, &w.owner, chain[1], w.bob, &meta())
+        .await
+        .expect_err("not a member any more");
+    assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
 }

@@ -387,11 +387,15 @@ async fn tenant_ctx_kept_after_demotion_or_suspension_stops_working(t: TestDb) {
     let bob = fixtures::user(&t.db, &deps, "bob").await;
     let eve = fixtures::user(&t.db, &deps, "eve").await;
     let acme = fixtures::tenant(&t.db, &deps, "acme", &alice).await;
-    let owner = TenantCtx::for_member(&t.db, acme.id, alice.id).await.expect("owner");
+    let owner = TenantCtx::for_member(&t.db, acme.id, alice.id)
+        .await
+        .expect("owner");
     add_member(&t.db, &deps, &owner, bob.id, MembershipRole::Admin, &meta())
         .await
         .expect("bob joins as admin");
-    let as_bob = TenantCtx::for_member(&t.db, acme.id, bob.id).await.expect("admin");
+    let as_bob = TenantCtx::for_member(&t.db, acme.id, bob.id)
+        .await
+        .expect("admin");
 
     // Demoted behind the context's back (another request, another process).
     let set = |column: memberships::Column, value: &'static str| {
@@ -400,18 +404,31 @@ async fn tenant_ctx_kept_after_demotion_or_suspension_stops_working(t: TestDb) {
             .filter(memberships::Column::TenantId.eq(acme.id))
             .filter(memberships::Column::UserId.eq(bob.id))
     };
-    set(memberships::Column::Role, "member").exec(&t.owner).await.expect("demotes");
-    let before = inspect::row_counts(&t.owner).await;
-    let err = add_member(&t.db, &deps, &as_bob, eve.id, MembershipRole::Member, &meta())
+    set(memberships::Column::Role, "member")
+        .exec(&t.owner)
         .await
-        .expect_err("a member no longer manages members");
+        .expect("demotes");
+    let before = inspect::row_counts(&t.owner).await;
+    let err = add_member(
+        &t.db,
+        &deps,
+        &as_bob,
+        eve.id,
+        MembershipRole::Member,
+        &meta(),
+    )
+    .await
+    .expect_err("a member no longer manages members");
     assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
     assert_eq!(inspect::row_counts(&t.owner).await, before);
     let txn = as_bob.begin(&t.db).await.expect("still a member");
     assert_eq!(txn.role(), MembershipRole::Member, "the role as of now");
     txn.rollback().await.expect("rolls back");
 
-    set(memberships::Column::Status, "suspended").exec(&t.owner).await.expect("suspends");
+    set(memberships::Column::Status, "suspended")
+        .exec(&t.owner)
+        .await
+        .expect("suspends");
     let err = as_bob.begin(&t.db).await.expect_err("suspended");
     assert!(matches!(err, ServiceError::Forbidden { .. }), "{err:?}");
     let err = list_members(&t.db, &as_bob).await.expect_err("suspended");
@@ -431,8 +448,16 @@ async fn list_user_events_shows_the_users_own_global_events(t: TestDb) {
         .expect("session");
     let events = list_user_events(&t.db, alice.id, 100).await.expect("lists");
     let codes: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(codes, vec!["session_created", "user_created"], "newest first");
-    assert!(events.iter().all(|e| e.actor_user_id == Some(alice.id) && e.tenant_id.is_none()));
+    assert_eq!(
+        codes,
+        vec!["session_created", "user_created"],
+        "newest first"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.actor_user_id == Some(alice.id) && e.tenant_id.is_none())
+    );
     let bobs = list_user_events(&t.db, bob.id, 100).await.expect("lists");
     assert_eq!(bobs.len(), 1, "bob's registration only");
 }

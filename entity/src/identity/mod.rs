@@ -2,6 +2,6 @@
 
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod sign_in_throttles;
 pub mod user_profiles;
 pub mod users;
-pub mod sign_in_throttles;

@@ -14,8 +14,7 @@ use entity::tenancy::memberships::MembershipStatus;
 use entity::{RoleAssignmentId, RoleId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
 };
 use serde_json::json;
 

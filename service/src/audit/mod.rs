@@ -11,8 +11,8 @@ use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::{AuditLogId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionSession, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
 

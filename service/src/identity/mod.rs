@@ -13,5 +13,5 @@ pub use sessions::{
 };
 pub(crate) use tokens::hash_token;
 pub use tokens::{ClearToken, RefreshToken, TokenKind};
-pub(crate) use users::{begin_for_user, ensure_active_user, find_active_user};
 pub use users::{Account, NewUser, authenticate, find_user_by_email, register_user};
+pub(crate) use users::{begin_for_user, ensure_active_user, find_active_user};

@@ -408,11 +408,7 @@ where
 ///
 /// # Errors
 /// `Db` only.
-pub async fn list_sessions<C>(
-    db: &C,
-    deps: &Deps,
-    user_id: UserId,
-) -> Result<Vec<sessions::Model>>
+pub async fn list_sessions<C>(db: &C, deps: &Deps, user_id: UserId) -> Result<Vec<sessions::Model>>
 where
     C: ConnectionTrait + TransactionTrait,
 {

@@ -155,7 +155,10 @@ where
 ///
 /// # Errors
 /// `NotFound`; `AccountDisabled`; `Db`.
-pub(crate) async fn find_active_user<C: ConnectionTrait>(db: &C, user_id: UserId) -> Result<Account> {
+pub(crate) async fn find_active_user<C: ConnectionTrait>(
+    db: &C,
+    user_id: UserId,
+) -> Result<Account> {
     let user = users::Entity::find_by_id(user_id)
         .into_partial_model::<Account>()
         .one(db)
@@ -184,7 +187,11 @@ pub(crate) async fn ensure_active_user<C: ConnectionTrait>(db: &C, user_id: User
             [user_id.0.into()],
         ))
         .await?;
-    match row.map(|r| r.try_get_by_index::<Option<bool>>(0)).transpose()?.flatten() {
+    match row
+        .map(|r| r.try_get_by_index::<Option<bool>>(0))
+        .transpose()?
+        .flatten()
+    {
         None => Err(ServiceError::not_found("user", user_id)),
         Some(false) => Err(ServiceError::AccountDisabled),
         Some(true) => Ok(()),
@@ -369,9 +376,12 @@ async fn record_failure(
     record(
         &txn,
         deps,
-        with_user(AuditEntry::new(AuditEvent::LoginFailed, outcome, meta), user_id)
-            .risk(if claim.refused { 40 } else { 20 })
-            .details(json!({ "reason": reason, "consecutive_failures": claim.failures })),
+        with_user(
+            AuditEntry::new(AuditEvent::LoginFailed, outcome, meta),
+            user_id,
+        )
+        .risk(if claim.refused { 40 } else { 20 })
+        .details(json!({ "reason": reason, "consecutive_failures": claim.failures })),
     )
     .await?;
     if let Some(until) = claim.blocked_until {

@@ -11,8 +11,8 @@ use entity::tenancy::tenants::{self, IsolationLevel};
 use entity::{TenantId, UserId};
 use sea_orm::{
     AccessMode, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, ExecResult,
-    IsolationLevel as TxnIsolation, QueryFilter, QueryResult, QuerySelect, Statement, TransactionError,
-    TransactionOptions, TransactionSession, TransactionTrait,
+    IsolationLevel as TxnIsolation, QueryFilter, QueryResult, QuerySelect, Statement,
+    TransactionError, TransactionOptions, TransactionSession, TransactionTrait,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -237,7 +237,9 @@ impl<T: TransactionTrait + Send> TransactionTrait for TenantTxn<T> {
         isolation_level: Option<TxnIsolation>,
         access_mode: Option<AccessMode>,
     ) -> std::result::Result<Self::Transaction, DbErr> {
-        self.txn.begin_with_config(isolation_level, access_mode).await
+        self.txn
+            .begin_with_config(isolation_level, access_mode)
+            .await
     }
 
     async fn begin_with_options(
@@ -251,7 +253,8 @@ impl<T: TransactionTrait + Send> TransactionTrait for TenantTxn<T> {
     where
         F: for<'c> FnOnce(
                 &'c Self::Transaction,
-            ) -> Pin<Box<dyn Future<Output = std::result::Result<R, E>> + Send + 'c>>
+            )
+                -> Pin<Box<dyn Future<Output = std::result::Result<R, E>> + Send + 'c>>
             + Send,
         R: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
@@ -268,7 +271,8 @@ impl<T: TransactionTrait + Send> TransactionTrait for TenantTxn<T> {
     where
         F: for<'c> FnOnce(
                 &'c Self::Transaction,
-            ) -> Pin<Box<dyn Future<Output = std::result::Result<R, E>> + Send + 'c>>
+            )
+                -> Pin<Box<dyn Future<Output = std::result::Result<R, E>> + Send + 'c>>
             + Send,
         R: Send,
         E: std::fmt::Display + std::fmt::Debug + Send,
