@@ -20,13 +20,12 @@ pub enum ServiceError {
         entity: &'static str,
         reason: &'static str,
     },
-    /// Unknown email or wrong password; deliberately does not say which.
+    /// Unknown email, wrong password, or a throttled attempt; deliberately does not say
+    /// which.
     #[error("email or password is incorrect")]
     InvalidCredentials,
     #[error("account is disabled")]
     AccountDisabled,
-    #[error("account is locked until {until}")]
-    AccountLocked { until: DateTime<Utc> },
     /// The caller is known but not allowed to do this.
     #[error("forbidden: {reason}")]
     Forbidden { reason: &'static str },
