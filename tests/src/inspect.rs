@@ -13,7 +13,10 @@ use sea_orm::{
 use serde_json::Value;
 
 /// Every table, column, index and constraint, one line each, sorted: two databases
-/// with equal dumps have equal schemas.
+/// with equal dumps have equal schemas. On PostgreSQL also what guards them: row-level
+/// security flags and policies, functions (with their security and settings), and the
+/// privileges of the database roles (default privileges included); on MariaDB the
+/// columns of each foreign key.
 pub async fn schema(db: &DatabaseConnection) -> Vec<String> {
     let backend = db.get_database_backend();
     let queries: &[&str] = match backend {
@@ -26,6 +29,27 @@ pub async fn schema(db: &DatabaseConnection) -> Vec<String> {
             "SELECT 'constraint ' || rel.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid) AS line \
              FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid \
              JOIN pg_namespace ns ON ns.oid = rel.relnamespace WHERE ns.nspname = 'public'",
+            "SELECT 'rls ' || c.relname || ' enabled=' || c.relrowsecurity || ' forced=' || c.relforcerowsecurity AS line \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r'",
+            "SELECT 'policy ' || tablename || '.' || policyname || ' ' || cmd || ' to ' || array_to_string(roles, ',') || \
+             ' using ' || coalesce(qual, '-') || ' check ' || coalesce(with_check, '-') AS line \
+             FROM pg_policies WHERE schemaname = 'public'",
+            "SELECT 'function ' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') returns ' || \
+             pg_get_function_result(p.oid) || ' definer=' || p.prosecdef || ' config=' || \
+             coalesce(array_to_string(p.proconfig, ','), '-') || ' acl=' || coalesce(array_to_string(p.proacl, ','), '-') || \
+             ' body=' || md5(p.prosrc) AS line \
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'",
+            "SELECT 'grant ' || table_name || ' ' || grantee || ' ' || privilege_type AS line \
+             FROM information_schema.role_table_grants \
+             WHERE table_schema = 'public' AND grantee IN ('app_service', 'read_only', 'compliance_officer', 'data_processor', 'admin')",
+            "SELECT 'column grant ' || table_name || '.' || column_name || ' ' || grantee || ' ' || privilege_type AS line \
+             FROM information_schema.column_privileges \
+             WHERE table_schema = 'public' AND grantee IN ('app_service', 'read_only', 'compliance_officer', 'data_processor', 'admin') \
+               AND (table_name, grantee, privilege_type) NOT IN \
+                   (SELECT table_name, grantee, privilege_type FROM information_schema.role_table_grants WHERE table_schema = 'public')",
+            "SELECT 'default acl ' || d.defaclobjtype::text || ' ' || array_to_string(d.defaclacl, ',') AS line \
+             FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace WHERE n.nspname = 'public'",
         ],
         DbBackend::MySql => &[
             "SELECT CONCAT('column ', table_name, '.', column_name, ' ', column_type, ' null=', is_nullable, \
@@ -35,8 +59,14 @@ pub async fn schema(db: &DatabaseConnection) -> Vec<String> {
              GROUP_CONCAT(column_name ORDER BY seq_in_index)) AS line \
              FROM information_schema.statistics WHERE table_schema = DATABASE() \
              GROUP BY table_name, index_name, non_unique",
-            "SELECT CONCAT('fk ', table_name, '.', constraint_name, ' -> ', referenced_table_name, ' ', delete_rule) AS line \
-             FROM information_schema.referential_constraints WHERE constraint_schema = DATABASE()",
+            "SELECT CONCAT('fk ', r.table_name, '.', r.constraint_name, ' (', \
+             GROUP_CONCAT(k.column_name ORDER BY k.ordinal_position), ') -> ', r.referenced_table_name, ' (', \
+             GROUP_CONCAT(k.referenced_column_name ORDER BY k.ordinal_position), ') ', r.delete_rule) AS line \
+             FROM information_schema.referential_constraints r \
+             JOIN information_schema.key_column_usage k ON k.constraint_schema = r.constraint_schema \
+              AND k.table_name = r.table_name AND k.constraint_name = r.constraint_name \
+             WHERE r.constraint_schema = DATABASE() \
+             GROUP BY r.table_name, r.constraint_name, r.referenced_table_name, r.delete_rule",
             "SELECT CONCAT('check ', table_name, '.', constraint_name, ' ', check_clause) AS line \
              FROM information_schema.check_constraints WHERE constraint_schema = DATABASE()",
         ],
