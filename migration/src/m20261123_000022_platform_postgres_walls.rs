@@ -5,7 +5,7 @@
 //! | class | tables | `app_service` may |
 //! |---|---|---|
 //! | tenant | memberships, teams, team_members, invitations, roles, role_assignments, policies | read and write the current tenant's rows; also read its own memberships elsewhere and the system roles |
-//! | tenant, append-only | audit_logs | read the current tenant's rows (and its own global security events); insert rows of the current tenant only, or global rows outside any tenant |
+//! | tenant, append-only | audit_logs | read the current tenant's rows (the acting user's own global security events through `app_own_security_events`); insert rows of the current tenant only, or global rows outside any tenant |
 //! | catalogue | permissions, audit_event_types, system roles and their inheritance and grants | read; insert new permission names (a name grants nothing) |
 //! | global identity | tenants, users, user_profiles, sessions, refresh_tokens | as far as the acting user (`app.current_user_id`) and the current tenant's members need |
 //! | secrets | users.password_hash, refresh_tokens.token_hash | never read directly: sign-in and refresh go through `SECURITY DEFINER` functions with a pinned `search_path` |
@@ -91,13 +91,10 @@ const WALLS: &[Wall] = &[
         table: "audit_logs",
         force: true,
         policies: &[
-            (
-                "SELECT",
-                Some(
-                    "tenant_id = app_current_tenant() OR (tenant_id IS NULL AND actor_user_id = app_current_user())",
-                ),
-                None,
-            ),
+            // A user's own global events are read through `app_own_security_events`:
+            // an OR here would turn "a tenant's newest 50" into a bitmap scan and a
+            // sort, several times slower.
+            ("SELECT", Some(TENANT), None),
             // Inside a tenant's transaction only that tenant's rows; outside any
             // tenant only global rows (sign-in, sessions).
             (
@@ -269,10 +266,27 @@ CREATE FUNCTION app_user_is_active(p_user uuid)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
     AS $$ SELECT u.is_active FROM users u WHERE u.id = p_user $$;
 
-REVOKE ALL ON FUNCTION app_sign_in_credentials(text), app_refresh_token_lookup(text), app_user_is_active(uuid) FROM PUBLIC;
+-- A user's own security history: the global events (no tenant) they caused.
+CREATE FUNCTION app_own_security_events(p_limit integer)
+    RETURNS SETOF audit_logs
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
+    AS $$ SELECT * FROM audit_logs
+           WHERE tenant_id IS NULL AND actor_user_id = app_current_user()
+           ORDER BY occurred_at DESC, id DESC LIMIT p_limit $$;
+
+REVOKE ALL ON FUNCTION app_sign_in_credentials(text), app_refresh_token_lookup(text), app_user_is_active(uuid),
+    app_own_security_events(integer) FROM PUBLIC;
+
+-- audit_logs has row-level security forced, so the owner, whose rights the function
+-- above runs with, reads it through a policy of its own.
+DO $owner$ BEGIN
+  EXECUTE format('CREATE POLICY wall_owner_select ON audit_logs FOR SELECT TO %I USING (true)', current_user);
+END $owner$;
 "#;
 
 const DROP_FUNCTIONS: &str = "
+DROP POLICY IF EXISTS wall_owner_select ON audit_logs;
+DROP FUNCTION IF EXISTS app_own_security_events(integer);
 DROP FUNCTION IF EXISTS app_sign_in_credentials(text);
 DROP FUNCTION IF EXISTS app_refresh_token_lookup(text);
 DROP FUNCTION IF EXISTS app_user_is_active(uuid);
@@ -298,7 +312,8 @@ impl MigrationTrait for Migration {
             "EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON TABLES FROM app_service', s);
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM app_service', s);
     {grants}
-    GRANT EXECUTE ON FUNCTION app_sign_in_credentials(text), app_refresh_token_lookup(text), app_user_is_active(uuid) TO app_service;",
+    GRANT EXECUTE ON FUNCTION app_sign_in_credentials(text), app_refresh_token_lookup(text), app_user_is_active(uuid),
+        app_own_security_events(integer) TO app_service;",
             grants = GRANTS.trim()
         )))
         .await?;

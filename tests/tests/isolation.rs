@@ -852,6 +852,17 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                                    WHERE r.routine_name = 'app_refresh_token_lookup' AND p.parameter_mode = 'OUT' AND p.parameter_name LIKE '%hash%'").await;
         assert_eq!(columns, 0, "it returns no hash");
 
+        // One's own security history: only the acting user's global events.
+        let own_events = attack_count(db, own, alice, "SELECT count(*) FROM app_own_security_events(1000)").await;
+        let alices = count(db, &format!("SELECT count(*) FROM audit_logs WHERE tenant_id IS NULL AND actor_user_id = '{alice}'")).await;
+        assert!(alices > 0, "the fixtures give Alice global events");
+        assert_eq!(own_events, alices, "Alice's own global events, no one else's");
+        assert_eq!(
+            attack_count(db, own, me, "SELECT count(*) FROM audit_logs WHERE tenant_id IS NULL").await,
+            0,
+            "global rows are not readable directly"
+        );
+
         // Sign-in counters cannot be wiped.
         let result = attack(db, own, me, "DELETE FROM sign_in_throttles").await;
         assert!(denied(&result), "sign_in_throttles: {result:?}");

@@ -11,8 +11,8 @@ use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::{AuditLogId, TenantId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, TransactionSession, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
 
@@ -249,14 +249,27 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = crate::identity::begin_for_user(db, user_id).await?;
-    let events = audit_logs::Entity::find()
-        .filter(audit_logs::Column::ActorUserId.eq(user_id))
-        .filter(audit_logs::Column::TenantId.is_null())
-        .order_by_desc(audit_logs::Column::OccurredAt)
-        .order_by_desc(audit_logs::Column::Id)
-        .limit(limit)
-        .all(&txn)
-        .await?;
+    let events = if txn.get_database_backend() == DbBackend::Postgres {
+        // The runtime role reads tenant rows only; its own global events come through
+        // the one function that returns them.
+        audit_logs::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT * FROM app_own_security_events($1)",
+                [i32::try_from(limit).unwrap_or(i32::MAX).into()],
+            ))
+            .all(&txn)
+            .await?
+    } else {
+        audit_logs::Entity::find()
+            .filter(audit_logs::Column::ActorUserId.eq(user_id))
+            .filter(audit_logs::Column::TenantId.is_null())
+            .order_by_desc(audit_logs::Column::OccurredAt)
+            .order_by_desc(audit_logs::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?
+    };
     txn.commit().await?;
     Ok(events)
 }
