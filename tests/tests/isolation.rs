@@ -837,8 +837,8 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             "another tenant is invisible"
         );
         for (sql, what) in [
-            (format!("INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'rogue@example.com', 'x')"), "a user other than the acting one"),
-            (format!("INSERT INTO tenants (id, slug, name, features) VALUES (gen_random_uuid(), 'rogue', 'Rogue', '{{}}')"), "a tenant other than the current one"),
+            ("INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'rogue@example.com', 'x')".to_owned(), "a user other than the acting one"),
+            ("INSERT INTO tenants (id, slug, name, features) VALUES (gen_random_uuid(), 'rogue', 'Rogue', '{}')".to_owned(), "a tenant other than the current one"),
             (format!("INSERT INTO sessions (id, user_id, expires_at) VALUES (gen_random_uuid(), '{alice}', now() + interval '1 day')"), "a session for someone else"),
         ] {
             let result = attack(db, own, me, &sql).await;
