@@ -9,7 +9,7 @@
 //! | catalogue | permissions, audit_event_types, system roles and their inheritance and grants | read; insert new permission names (a name grants nothing) |
 //! | global identity | tenants, users, user_profiles, sessions, refresh_tokens | as far as the acting user (`app.current_user_id`) and the current tenant's members need |
 //! | secrets | users.password_hash, refresh_tokens.token_hash | never read directly: sign-in and refresh go through `SECURITY DEFINER` functions with a pinned `search_path` |
-//! | throttling | sign_in_throttles | read, insert and update (sign-in happens before anyone is known) |
+//! | throttling | sign_in_throttles | read, insert clean rows, update with blocks of at most a day (sign-in happens before anyone is known); never delete |
 //! | platform | database_metadata, the migration bookkeeping | nothing |
 //!
 //! Tables added later get nothing by default: each migration grants what the service
@@ -52,6 +52,26 @@ const fn tenant_wall(table: &'static str) -> Wall {
 }
 
 const WALLS: &[Wall] = &[
+    Wall {
+        table: "sign_in_throttles",
+        force: false,
+        policies: &[
+            ("SELECT", Some("true"), None),
+            // New keys start clean; no block reaches further than a day (the longest
+            // delay the service configures is far shorter), so nobody can be locked
+            // out for good by writing this table directly.
+            (
+                "INSERT",
+                None,
+                Some("failures = 0 AND blocked_until IS NULL"),
+            ),
+            (
+                "UPDATE",
+                Some("true"),
+                Some("blocked_until IS NULL OR blocked_until <= now() + interval '1 day'"),
+            ),
+        ],
+    },
     tenant_wall("teams"),
     tenant_wall("team_members"),
     tenant_wall("invitations"),
@@ -100,7 +120,9 @@ const WALLS: &[Wall] = &[
             (
                 "INSERT",
                 None,
-                Some("tenant_id IS NOT DISTINCT FROM app_current_tenant()"),
+                Some(
+                    "tenant_id IS NOT DISTINCT FROM app_current_tenant() AND (actor_user_id IS NULL OR actor_user_id = app_current_user())",
+                ),
             ),
         ],
     },
@@ -221,26 +243,95 @@ const WALLS: &[Wall] = &[
 ];
 
 /// What the runtime role may do per table. Columns left out of a column list are
-/// unreadable (secrets) or unchangeable.
+/// unreadable (secrets) or unchangeable (a tenant's slug, plan and isolation level are
+/// the platform's; a new user's flags take their defaults).
 const GRANTS: &str = "
 GRANT SELECT ON permissions, audit_event_types TO app_service;
 GRANT INSERT ON permissions TO app_service;
-GRANT SELECT, INSERT, UPDATE ON tenants TO app_service;
-GRANT SELECT (id, email, is_active, is_verified, last_login_at, failed_login_count, locked_until, created_at, updated_at),
-      INSERT,
-      UPDATE (password_hash, last_login_at, updated_at)
-   ON users TO app_service;
+GRANT SELECT, INSERT ON tenants TO app_service;
 GRANT SELECT, INSERT, UPDATE ON user_profiles, sessions TO app_service;
-GRANT SELECT (id, session_id, parent_id, created_at, expires_at, used_at, revoked_at),
-      INSERT,
-      UPDATE (used_at, revoked_at)
-   ON refresh_tokens TO app_service;
+GRANT INSERT ON refresh_tokens TO app_service;
 GRANT SELECT, INSERT, UPDATE, DELETE
    ON memberships, teams, team_members, invitations, roles, role_assignments, policies TO app_service;
 GRANT SELECT, INSERT, DELETE ON role_inheritance, role_permissions TO app_service;
 GRANT SELECT, INSERT ON audit_logs TO app_service;
 GRANT SELECT, INSERT, UPDATE ON sign_in_throttles TO app_service;
 ";
+
+/// Column-level grants: (table, privilege, columns), for the runtime role.
+const COLUMN_GRANTS: &[(&str, &str, &str)] = &[
+    ("tenants", "UPDATE", "name, updated_at"),
+    (
+        "users",
+        "SELECT",
+        "id, email, is_active, is_verified, last_login_at, failed_login_count, locked_until, created_at, updated_at",
+    ),
+    (
+        "users",
+        "INSERT",
+        "id, email, password_hash, created_at, updated_at",
+    ),
+    (
+        "users",
+        "UPDATE",
+        "password_hash, last_login_at, updated_at",
+    ),
+    (
+        "refresh_tokens",
+        "SELECT",
+        "id, session_id, parent_id, created_at, expires_at, used_at, revoked_at",
+    ),
+    ("refresh_tokens", "UPDATE", "used_at, revoked_at"),
+];
+
+/// The other roles of migration 20 read every table; not the secrets.
+const READERS: &[&str] = &["read_only", "compliance_officer", "data_processor"];
+const READABLE_WITHOUT_SECRETS: &[(&str, &str)] = &[
+    (
+        "users",
+        "id, email, is_active, is_verified, last_login_at, failed_login_count, locked_until, created_at, updated_at",
+    ),
+    (
+        "refresh_tokens",
+        "id, session_id, parent_id, created_at, expires_at, used_at, revoked_at",
+    ),
+];
+
+fn column_grants_sql(grant: bool) -> String {
+    let mut sql = String::new();
+    for (table, privilege, columns) in COLUMN_GRANTS {
+        sql.push_str(&if grant {
+            format!("GRANT {privilege} ({columns}) ON {table} TO app_service;\n")
+        } else {
+            format!("REVOKE {privilege} ({columns}) ON {table} FROM app_service;\n")
+        });
+    }
+    sql
+}
+
+/// Secrets out of the other roles' reach (`grant`), or back as migration 20 left them.
+fn readers_sql(up: bool) -> String {
+    let mut sql = String::from("DO $readers$\nBEGIN\n");
+    for role in READERS {
+        sql.push_str(&format!(
+            "  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN\n"
+        ));
+        for (table, columns) in READABLE_WITHOUT_SECRETS {
+            sql.push_str(&if up {
+                format!(
+                    "    REVOKE SELECT ON {table} FROM {role};\n    GRANT SELECT ({columns}) ON {table} TO {role};\n"
+                )
+            } else {
+                format!(
+                    "    REVOKE SELECT ({columns}) ON {table} FROM {role};\n    GRANT SELECT ON {table} TO {role};\n"
+                )
+            });
+        }
+        sql.push_str("  END IF;\n");
+    }
+    sql.push_str("END\n$readers$;");
+    sql
+}
 
 /// The narrow paths to secrets. Each runs as the owner with a pinned `search_path`
 /// (`pg_catalog` first, so nothing in the schema can shadow a built-in; `pg_temp`
@@ -312,10 +403,22 @@ impl MigrationTrait for Migration {
             "EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA %I REVOKE ALL ON TABLES FROM app_service', s);
     EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM app_service', s);
     {grants}
+    {columns}
     GRANT EXECUTE ON FUNCTION app_sign_in_credentials(text), app_refresh_token_lookup(text), app_user_is_active(uuid),
         app_own_security_events(integer) TO app_service;",
-            grants = GRANTS.trim()
+            grants = GRANTS.trim(),
+            columns = column_grants_sql(true),
         )))
+        .await?;
+        db.execute_unprepared(&readers_sql(true)).await?;
+        // Temporary tables come first on every search path: one created by an SQL
+        // injection would shadow a real table on that pooled connection, catching
+        // the next tenant's writes. Nobody but the owner needs them.
+        db.execute_unprepared(
+            "DO $temp$ BEGIN
+               EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+             END $temp$;",
+        )
         .await?;
         Ok(())
     }
@@ -355,9 +458,18 @@ impl MigrationTrait for Migration {
             ))
             .await?;
         }
-        db.execute_unprepared(&for_runtime_role(
-            "EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM app_service', s);",
-        ))
+        db.execute_unprepared(
+            "DO $temp$ BEGIN
+               EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database());
+             END $temp$;",
+        )
+        .await?;
+        db.execute_unprepared(&readers_sql(false)).await?;
+        db.execute_unprepared(&for_runtime_role(&format!(
+            "EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM app_service', s);
+    {columns}",
+            columns = column_grants_sql(false)
+        )))
         .await?;
         db.execute_unprepared(DROP_FUNCTIONS).await?;
         db.execute_unprepared(&row_security::grants_sql()).await?;

@@ -863,9 +863,48 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             "global rows are not readable directly"
         );
 
-        // Sign-in counters cannot be wiped.
+        // Sign-in counters cannot be wiped, nor turned into a lockout for good.
         let result = attack(db, own, me, "DELETE FROM sign_in_throttles").await;
         assert!(denied(&result), "sign_in_throttles: {result:?}");
+        for sql in [
+            "INSERT INTO sign_in_throttles (scope, key_hash, failures, blocked_until) VALUES ('address', repeat('a', 64), 1000, now() + interval '100 years')",
+            "INSERT INTO sign_in_throttles (scope, key_hash, failures, blocked_until) VALUES ('address', repeat('b', 64), 0, NULL) ON CONFLICT DO NOTHING; UPDATE sign_in_throttles SET blocked_until = now() + interval '100 years'",
+        ] {
+            let result = attack(db, own, me, sql).await;
+            assert!(rls_refused(&result), "sign_in_throttles: {sql}: {result:?}");
+        }
+
+        // Audit rows name the acting user or nobody, never someone else.
+        let result = attack(db, own, me, &format!(
+            "INSERT INTO audit_logs (id, tenant_id, actor_user_id, event_type, outcome, details) VALUES (gen_random_uuid(), '{own}', '{alice}', 'login', 'success', '{{}}')"
+        )).await;
+        assert!(rls_refused(&result), "an audit row in someone else's name: {result:?}");
+
+        // What the platform decides about a tenant, and a new user's flags, are not the
+        // runtime role's to set.
+        for sql in [
+            format!("UPDATE tenants SET slug = 'x\";GRANT admin TO app_service;CREATE SCHEMA \"y' WHERE id = '{own}'"),
+            format!("UPDATE tenants SET isolation_level = 'schema', plan_tier = 'enterprise' WHERE id = '{own}'"),
+            format!("INSERT INTO users (id, email, password_hash, is_verified) VALUES ('{me}', 'x@example.com', 'x', true)"),
+        ] {
+            let result = attack(db, own, me, &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+
+        // No temporary table can shadow a real one on a pooled connection.
+        let result = attack(db, own, me, "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
+        assert!(denied(&result), "temporary tables: {result:?}");
+
+        // The other database roles read everything but the secrets.
+        for role in ["read_only", "compliance_officer", "data_processor"] {
+            for sql in ["SELECT password_hash FROM users", "SELECT token_hash FROM refresh_tokens"] {
+                let txn = db.begin().await.expect("begins");
+                txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");
+                let result = txn.execute_unprepared(sql).await;
+                txn.rollback().await.expect("rolls back");
+                assert!(denied(&result), "{role}: {sql}: {result:?}");
+            }
+        }
     })
     .await;
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::{user_profiles, users};
 use entity::{PasswordHash, UserId, UserProfileId};
-use sea_orm::ActiveValue::Set;
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
@@ -109,11 +109,13 @@ where
         id: Set(account.id),
         email: Set(account.email.clone()),
         password_hash: Set(password_hash),
-        is_active: Set(account.is_active),
-        is_verified: Set(account.is_verified),
-        last_login_at: Set(None),
-        failed_login_count: Set(0),
-        locked_until: Set(None),
+        // Active, unverified, never signed in: the column defaults, which the runtime
+        // role on PostgreSQL cannot override.
+        is_active: NotSet,
+        is_verified: NotSet,
+        last_login_at: NotSet,
+        failed_login_count: NotSet,
+        locked_until: NotSet,
         created_at: Set(now),
         updated_at: Set(now),
     })
@@ -362,6 +364,9 @@ async fn record_failure(
     meta: &RequestMeta,
 ) -> Result<()> {
     let txn = crate::begin_write(db).await?;
+    // Whatever a pooled connection carries, this row is written outside any tenant,
+    // for the user it names (if any).
+    set_row_security_context(&txn, None, user_id).await?;
     fn with_user(entry: AuditEntry<'_>, user_id: Option<UserId>) -> AuditEntry<'_> {
         match user_id {
             Some(id) => entry.actor(id).resource("user", id),
