@@ -1,5 +1,5 @@
 //! The migration command line: a drop-in target of `sea-orm-cli migrate` (same
-//! subcommands and flags) with the environment safety of DESIGN §6 around it.
+//! subcommands and flags) with the environment safety rules around it.
 //!
 //! `main.rs` only resolves the process environment into an [`Invocation`]; everything
 //! else lives here so tests can drive it with a scripted terminal.
@@ -19,7 +19,7 @@ use sea_orm_migration::{MigratorTrait, SchemaManager};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-mod safety;
+pub mod safety;
 mod status;
 
 use safety::{check_safety, write_banner};
