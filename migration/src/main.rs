@@ -58,6 +58,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         command,
         confirm: cli.confirm,
         lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
+        table_locks: migration::cli::TableLocks {
+            timeout: std::time::Duration::from_millis(cli.table_lock_timeout_ms),
+            retries: cli.table_lock_retries,
+        },
     };
     execute(
         &invocation,

@@ -1,11 +1,15 @@
-//! The deterministic fixture loader behind `cargo run -p seeder` (DESIGN §7).
+//! The deterministic fixture loader behind `cargo run -p seeder`.
 //!
 //! Order of a run, each step before the next:
 //! 1. refuse production on the process signals (`APP_ENV`, `MIGRATION_ENV`);
 //! 2. connect and read the database's own environment marker, refusing production or
 //!    a mismatch: all of this reads only;
-//! 3. migrate (local and test only) and record the environment;
-//! 4. reset and load the profile in one transaction, through the `service` operations,
+//! 3. outside `local` and `test`, list what the reset deletes and ask for the migration
+//!    CLI's confirmation phrase;
+//! 4. take the seeder lock (one seeder at a time per database);
+//! 5. migrate (local and test only) through the migration CLI's own code path
+//!    (`migration::cli::apply_pending`: its lock, checksums and environment marker);
+//! 6. reset and load the profile in one transaction, through the `service` operations,
 //!    with a fixed clock, labelled UUID v5 ids and a seeded ChaCha RNG.
 
 pub mod access;
@@ -17,19 +21,23 @@ use entity::audit::audit_logs;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use entity::tenancy::{memberships, tenants};
 use entity::{TenantId, UserId};
+use migration::cli::safety::confirm_environment;
+use migration::cli::{CliError, NoTerminal, Prompt, RunSettings};
 use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_if_absent};
+use migration::lock::{LockError, LockPurpose, MigrationLock};
 use migration::target::{DbTarget, TargetError};
 use migration::{Migrator, MigratorTrait};
 use profile::{Profile, ProfileName, SHARED_PASSWORD};
 use sea_orm::{
     ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, TransactionTrait,
+    PaginatorTrait, SqlErr, TransactionTrait,
 };
 use service::identity::{NewUser, create_session, login, register_user};
 use service::input::{Email, Language, Password, Timezone};
 use service::tenancy::{NewTenant, TenantCtx, add_member, create_tenant};
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 use uuid::Uuid;
@@ -60,6 +68,11 @@ pub struct SeedOptions {
     pub reset: bool,
     /// Synthetic tenants to add after the profile (`--scale N`).
     pub scale: u32,
+    /// The confirmation phrase for `development` and `staging` without a terminal
+    /// (`--confirm "MIGRATE STAGING"`), as the migration CLI takes it.
+    pub confirm: Option<String>,
+    /// How long to wait for another seeder (or migrator) holding the database.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for SeedOptions {
@@ -70,6 +83,8 @@ impl Default for SeedOptions {
             seed: DEFAULT_SEED,
             reset: true,
             scale: 0,
+            confirm: None,
+            lock_timeout: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -161,8 +176,35 @@ pub enum SeedError {
     },
     #[error("{0}")]
     Scale(String),
+    /// Migrating through the migration CLI's code path failed.
+    #[error("migrating: {0}")]
+    Migrate(CliError),
+    /// Another seeder kept the database locked for longer than `--lock-timeout`.
+    #[error("{0}")]
+    Lock(#[from] LockError),
+    /// Another process wrote rows the load collides with; the load was rolled back.
+    #[error(
+        "another process changed the seeded tables while this seeder ran ({check} failed: \
+         {detail}); the load was rolled back and nothing of it was written. Stop the other \
+         writer (an application, or a seeder run without this version's lock) and run again"
+    )]
+    ConcurrentWrite { check: &'static str, detail: String },
+    #[error("cannot write to the terminal: {0}")]
+    Io(#[from] std::io::Error),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl From<CliError> for SeedError {
+    fn from(error: CliError) -> Self {
+        match error {
+            CliError::Refused(reason) => SeedError::Refused {
+                signal: "the confirmation".into(),
+                reason,
+            },
+            other => SeedError::Migrate(other),
+        }
+    }
 }
 
 impl SeedError {
@@ -184,6 +226,8 @@ pub struct SeedReport {
     pub access: access::AccessReport,
     pub row_counts: Vec<(&'static str, u64)>,
     pub scale: Option<scale::ScaleReport>,
+    /// Whoever held the database when this run started, if it had to wait.
+    pub waited_for: Option<String>,
     pub elapsed: std::time::Duration,
 }
 
@@ -237,20 +281,42 @@ pub fn resolve_target(explicit: Option<&str>) -> Result<DbTarget, SeedError> {
     }
 }
 
-/// The whole run, from the environment signals on: what `main` calls after loading
-/// the `.env` files.
+/// The whole run, from the environment signals on, without a terminal: outside
+/// `local` and `test` only `options.confirm` confirms. Notices go to stderr.
 pub async fn seed(signals: &EnvSignals, options: &SeedOptions) -> Result<SeedReport, SeedError> {
+    seed_with(signals, options, &mut NoTerminal, &mut std::io::stderr()).await
+}
+
+/// [`seed`] asking `prompt` for the confirmation phrase and writing notices (what the
+/// reset deletes, lock waits) to `log`: what `main` calls after loading the `.env` files.
+pub async fn seed_with(
+    signals: &EnvSignals,
+    options: &SeedOptions,
+    prompt: &mut (dyn Prompt + Send),
+    log: &mut (dyn Write + Send),
+) -> Result<SeedReport, SeedError> {
     let env = signals.environment()?;
     let target = resolve_target(options.database_url.as_deref())?;
-    run(options, env, &target).await
+    run_with(options, env, &target, prompt, log).await
 }
 
 /// Runs the seeder against `target` in environment `env` (already checked by
-/// [`EnvSignals::environment`]).
+/// [`EnvSignals::environment`]), without a terminal.
 pub async fn run(
     options: &SeedOptions,
     env: AppEnv,
     target: &DbTarget,
+) -> Result<SeedReport, SeedError> {
+    run_with(options, env, target, &mut NoTerminal, &mut std::io::stderr()).await
+}
+
+/// [`run`] with a prompt and a log; see [`seed_with`].
+pub async fn run_with(
+    options: &SeedOptions,
+    env: AppEnv,
+    target: &DbTarget,
+    prompt: &mut (dyn Prompt + Send),
+    log: &mut (dyn Write + Send),
 ) -> Result<SeedReport, SeedError> {
     let started = Instant::now();
     let sqlite_file =
@@ -268,7 +334,7 @@ pub async fn run(
             target: target.masked_url(),
             source,
         })?;
-    let result = run_on(&db, options, env, target, started).await;
+    let result = run_on(&db, options, env, target, started, prompt, log).await;
     db.close().await.ok();
     result
 }
@@ -279,6 +345,8 @@ async fn run_on(
     env: AppEnv,
     target: &DbTarget,
     started: Instant,
+    prompt: &mut (dyn Prompt + Send),
+    log: &mut (dyn Write + Send),
 ) -> Result<SeedReport, SeedError> {
     // Read-only checks first: the database's own word on its environment.
     let recorded = read_recorded_env(db).await?;
@@ -310,20 +378,102 @@ async fn run_on(
             count: pending,
         });
     }
-    if pending > 0 {
-        Migrator::up(db, None).await?;
+    if !env.is_disposable() {
+        // Said before asking, and also when the phrase comes from --confirm, so the
+        // job's log records what was deleted.
+        write!(log, "{}", describe_changes(db, options, env).await?)?;
+        let question = if options.reset {
+            format!("This deletes the rows listed above from the {env} database.")
+        } else {
+            format!("This writes to the {env} database.")
+        };
+        confirm_environment(env, options.confirm.as_deref(), prompt, log, &question)?;
     }
-    record_env_if_absent(db, env).await?;
+
+    // One seeder at a time: a second one waits here, then reloads the same rows. The
+    // lock is held by a connection of its own for the whole run.
+    let lock_db = migration::cli::connect(target, None).await?;
+    let mut waited_for = None;
+    let lock = MigrationLock::acquire_for(
+        &lock_db,
+        LockPurpose::Seed,
+        options.lock_timeout,
+        |holder| {
+            let _ = writeln!(log, "seeder: waiting for another seeder ({holder})");
+            waited_for = Some(holder.to_owned());
+        },
+    )
+    .await;
+    let result = match lock {
+        Ok(lock) => {
+            let result = seed_locked(db, options, env, target, log).await;
+            let released = lock.release(&lock_db).await;
+            result.and_then(|done| released.map(|()| done).map_err(SeedError::from))
+        }
+        Err(e) => Err(e.into()),
+    };
+    lock_db.close().await.ok();
+    let (migrations_applied, tenants, users, access, scale) = result?;
+
+    Ok(SeedReport {
+        environment: env,
+        target: target.masked_url(),
+        backend: target.backend,
+        profile: options.profile,
+        migrations_applied,
+        tenants,
+        users,
+        access,
+        row_counts: row_counts(db).await?,
+        scale,
+        waited_for,
+        elapsed: started.elapsed(),
+    })
+}
+
+type Loaded = (
+    usize,
+    Vec<TenantLine>,
+    Vec<UserLine>,
+    access::AccessReport,
+    Option<scale::ScaleReport>,
+);
+
+/// Migrate, reset and load, under the seeder lock.
+async fn seed_locked(
+    db: &DatabaseConnection,
+    options: &SeedOptions,
+    env: AppEnv,
+    target: &DbTarget,
+    log: &mut (dyn Write + Send),
+) -> Result<Loaded, SeedError> {
+    let migrations_applied = if env.is_disposable() {
+        let settings = RunSettings {
+            lock_timeout: options.lock_timeout,
+            ..RunSettings::new(env)
+        };
+        migration::cli::apply_pending(target, None, &settings, &mut std::io::sink(), log).await?
+    } else {
+        // Nothing is pending here (checked above): only the marker may be missing.
+        record_env_if_absent(db, env).await?;
+        0
+    };
 
     let profile = options.profile.profile();
-    let txn = service::begin_write(db).await?;
-    if options.reset {
-        reset(&txn).await?;
-    } else {
-        refuse_if_seeded(&txn, &profile).await?;
+    let loaded = async {
+        let txn = service::begin_write(db).await?;
+        if options.reset {
+            reset(&txn).await?;
+        } else {
+            refuse_if_seeded(&txn, &profile).await?;
+        }
+        let loaded = load(&txn, options, &profile).await?;
+        txn.commit().await?;
+        Ok(loaded)
     }
-    let (tenants, users, access) = load(&txn, options, &profile).await?;
-    txn.commit().await?;
+    .await
+    .map_err(explain_collision)?;
+    let (tenants, users, access) = loaded;
 
     let scale = if options.scale > 0 {
         let (deps, _) = Deps::deterministic(
@@ -342,59 +492,121 @@ async fn run_on(
                 options.scale,
                 start,
             )
-            .await?,
+            .await
+            .map_err(explain_collision)?,
         )
     } else {
         None
     };
-
-    Ok(SeedReport {
-        environment: env,
-        target: target.masked_url(),
-        backend: target.backend,
-        profile: options.profile,
-        migrations_applied: pending,
-        tenants,
-        users,
-        access,
-        row_counts: row_counts(db).await?,
-        scale,
-        elapsed: started.elapsed(),
-    })
+    Ok((migrations_applied, tenants, users, access, scale))
 }
 
-/// Empties every table the seeder fills, children first. The audit catalogue,
-/// migration bookkeeping and environment marker are kept.
-async fn reset<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
-    use entity::access::{
-        permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
+/// A unique or foreign-key violation during the load means another writer touched the
+/// same rows (the seeder's own rows never collide): say so instead of the driver's words.
+fn explain_collision(error: SeedError) -> SeedError {
+    let db_error = match &error {
+        SeedError::Db(e) => e,
+        SeedError::Fixture {
+            source: ServiceError::Db(e),
+            ..
+        } => e,
+        _ => return error,
     };
-    use entity::tenancy::{invitations, team_members, teams};
-    use sea_orm::sea_query::Expr;
-    audit_logs::Entity::delete_many().exec(db).await?;
-    role_assignments::Entity::delete_many().exec(db).await?;
-    policies::Entity::delete_many().exec(db).await?;
-    invitations::Entity::delete_many().exec(db).await?;
-    team_members::Entity::delete_many().exec(db).await?;
-    // MariaDB checks the parent key row by row: detach the tree before deleting it.
-    teams::Entity::update_many()
-        .col_expr(
-            teams::Column::ParentId,
-            Expr::value(Option::<uuid::Uuid>::None),
-        )
-        .exec(db)
-        .await?;
-    teams::Entity::delete_many().exec(db).await?;
-    role_inheritance::Entity::delete_many().exec(db).await?;
-    role_permissions::Entity::delete_many().exec(db).await?;
-    roles::Entity::delete_many().exec(db).await?;
-    permissions::Entity::delete_many().exec(db).await?;
-    refresh_tokens::Entity::delete_many().exec(db).await?;
-    sessions::Entity::delete_many().exec(db).await?;
-    memberships::Entity::delete_many().exec(db).await?;
-    user_profiles::Entity::delete_many().exec(db).await?;
-    users::Entity::delete_many().exec(db).await?;
-    tenants::Entity::delete_many().exec(db).await?;
+    let check = match db_error.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => "a uniqueness check",
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => "a foreign-key check",
+        _ => return error,
+    };
+    SeedError::ConcurrentWrite {
+        check,
+        detail: db_error.to_string(),
+    }
+}
+
+/// The tables the reset empties, children first. The audit catalogue, migration
+/// bookkeeping and environment marker are kept.
+pub const RESET_TABLES: [&str; 16] = [
+    "audit_logs",
+    "role_assignments",
+    "policies",
+    "invitations",
+    "team_members",
+    "teams",
+    "role_inheritance",
+    "role_permissions",
+    "roles",
+    "permissions",
+    "refresh_tokens",
+    "sessions",
+    "memberships",
+    "user_profiles",
+    "users",
+    "tenants",
+];
+
+/// What a run is about to change, for the confirmation question: every table the
+/// reset empties and how many rows it holds now.
+async fn describe_changes(
+    db: &DatabaseConnection,
+    options: &SeedOptions,
+    env: AppEnv,
+) -> Result<String, SeedError> {
+    let profile = options.profile.as_str();
+    if !options.reset {
+        return Ok(format!(
+            "The seeder will add the {profile} profile's rows to the {env} database (--no-reset: it deletes nothing).\n"
+        ));
+    }
+    let mut text = format!(
+        "The seeder will DELETE EVERY ROW of these tables of the {env} database, then load the {profile} profile:\n"
+    );
+    for (table, rows) in reset_counts(db).await? {
+        text.push_str(&format!("  {table:<18} {rows} row(s)\n"));
+    }
+    text.push_str("(kept: the audit event catalogue, migration bookkeeping and the environment marker)\n");
+    Ok(text)
+}
+
+async fn reset_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, i64)>, DbErr> {
+    use sea_orm::Statement;
+    let backend = db.get_database_backend();
+    let mut out = Vec::new();
+    for table in RESET_TABLES {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT COUNT(*) FROM {table}"),
+            ))
+            .await?;
+        let rows = match row {
+            Some(row) => row
+                .try_get_by_index::<i64>(0)
+                .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))?,
+            None => 0,
+        };
+        out.push((table, rows));
+    }
+    Ok(out)
+}
+
+/// Empties every table of [`RESET_TABLES`], in its order.
+async fn reset<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    use entity::tenancy::teams;
+    use sea_orm::sea_query::{Alias, Expr, Query};
+    for table in RESET_TABLES {
+        if table == "teams" {
+            // MariaDB checks the parent key row by row: detach the tree before deleting it.
+            teams::Entity::update_many()
+                .col_expr(
+                    teams::Column::ParentId,
+                    Expr::value(Option::<uuid::Uuid>::None),
+                )
+                .exec(db)
+                .await?;
+        }
+        db.execute(&Query::delete().from_table(Alias::new(table)).to_owned())
+            .await?;
+    }
     Ok(())
 }
 

@@ -36,6 +36,7 @@ async fn run(t: &TestDb, command: Command) -> (Result<(), CliError>, String) {
         command,
         confirm: None,
         lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;

@@ -51,6 +51,7 @@ async fn cli(
         command,
         confirm: confirm.map(str::to_owned),
         lock_timeout: std::time::Duration::from_secs(30),
+        table_locks: migration::cli::TableLocks::DEFAULT,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = execute(&invocation, &mut Scripted(terminal), &mut out, &mut err).await;
