@@ -40,6 +40,7 @@ mod m20261122_000017_access_create_role_assignments;
 mod m20261122_000018_access_create_policies;
 mod m20261122_000019_audit_add_access_event_types;
 mod m20261122_000020_platform_postgres_row_security;
+mod m20261123_000023_tenancy_check_tenant_slug;
 
 pub struct Migrator;
 
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000018_access_create_policies::Migration),
             Box::new(m20261122_000019_audit_add_access_event_types::Migration),
             Box::new(m20261122_000020_platform_postgres_row_security::Migration),
+            Box::new(m20261123_000023_tenancy_check_tenant_slug::Migration),
         ]
     }
 }

@@ -14,6 +14,8 @@ tests::backend_tests!(
     ops_edited_applied_migration_stops_the_run_until_repaired,
     ops_applied_migration_missing_from_code_is_reported,
     ops_dry_run_prints_sql_and_changes_nothing,
+    ops_tenant_slug_check_accepts_exactly_what_the_service_accepts,
+    ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing,
 );
 
 struct NoTerminal;
@@ -248,17 +250,19 @@ async fn ops_dry_run_prints_sql_and_changes_nothing(t: TestDb) {
     );
     run(&t, up()).await.0.expect("up");
     let migrated = inspect::schema(&t.db).await;
+    // Back to (and including) the newest migration that creates a table.
+    let num = Migrator::migrations().len() - position_of("m20261122_000018_access_create_policies");
     let (result, sql) = run(
         &t,
         Command::Down {
-            num: 3,
+            num: num as u32,
             dry_run: true,
         },
     )
     .await;
     result.expect("dry run down");
     assert!(
-        sql.contains("DROP TABLE") && sql.matches("(down)").count() == 3,
+        sql.contains("DROP TABLE") && sql.matches("(down)").count() == num,
         "{sql}"
     );
     assert_eq!(inspect::schema(&t.db).await, migrated);
@@ -391,6 +395,163 @@ async fn ops_tenants_isolated_by_schema_and_database_are_provisioned_and_migrate
         assert_eq!(applied, Migrator::migrations().len() as i64, "a database tenant gets the whole schema");
         run(&t, tenants(TenantAction::Up)).await.0.expect("running again changes nothing");
         exec(&t, &format!("DROP DATABASE \"{database}\" WITH (FORCE)")).await;
+    })
+    .await;
+}
+
+const SLUG_CHECK: &str = "m20261123_000023_tenancy_check_tenant_slug";
+
+fn position_of(name: &str) -> usize {
+    Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("the migration exists")
+}
+
+/// Inserts a tenant row directly, as any writer other than the service could.
+async fn insert_tenant(t: &TestDb, slug: &str) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::sea_query::{Alias, Query};
+    let insert = Query::insert()
+        .into_table(Alias::new("tenants"))
+        .columns([
+            Alias::new("id"),
+            Alias::new("slug"),
+            Alias::new("name"),
+            Alias::new("features"),
+        ])
+        .values_panic([
+            uuid::Uuid::now_v7().into(),
+            slug.into(),
+            "Some tenant".into(),
+            serde_json::json!({}).into(),
+        ])
+        .to_owned();
+    t.db.execute(&insert).await.map(|_| ())
+}
+
+async fn ops_tenant_slug_check_accepts_exactly_what_the_service_accepts(t: TestDb) {
+    run(&t, up()).await.0.expect("up");
+    let cases = [
+        "acme", "a1b2", "healthy-stellar", "a--b", "123", &"a".repeat(63),
+        "Acme", "acme-", "-acme", "ac me", "ac_me", "acmé", "acme\n", "ac.me", "ac'me", "ac\"me",
+        "ACME", "a;b", "a/b",
+    ];
+    for slug in cases {
+        let expected = service::input::Slug::parse(slug).is_ok_and(|s| s.as_str() == slug);
+        match insert_tenant(&t, slug).await {
+            Ok(()) => assert!(expected, "{slug:?} was accepted by the database, not by the service"),
+            Err(e) => {
+                assert!(!expected, "{slug:?} is valid for the service but refused: {e}");
+                assert!(
+                    e.to_string().contains("ck_tenants_slug_format"),
+                    "{slug:?} is refused by the named check: {e}"
+                );
+            }
+        }
+    }
+    // Renaming to a bad slug is refused as well.
+    exec(&t, "DELETE FROM tenants WHERE slug <> 'acme'").await;
+    let rename = t
+        .db
+        .execute_raw(Statement::from_string(
+            t.db_backend(),
+            "UPDATE tenants SET slug = 'Acme Corp' WHERE slug = 'acme'".to_owned(),
+        ))
+        .await
+        .expect_err("refused");
+    assert!(rename.to_string().contains("ck_tenants_slug_format"), "{rename}");
+
+    // `down` removes the rule, `up` restores it.
+    run(&t, Command::Down { num: (Migrator::migrations().len() - position_of(SLUG_CHECK)) as u32, dry_run: false })
+        .await
+        .0
+        .expect("down");
+    insert_tenant(&t, "Upper-Case").await.expect("no rule after down");
+    exec(&t, "DELETE FROM tenants WHERE slug = 'Upper-Case'").await;
+    run(&t, up()).await.0.expect("up again");
+    assert!(insert_tenant(&t, "Upper-Case").await.is_err());
+}
+
+async fn ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing(t: TestDb) {
+    run(&t, Command::Up { num: Some(position_of(SLUG_CHECK) as u32), dry_run: false })
+        .await
+        .0
+        .expect("up to the check");
+    insert_tenant(&t, "Bad_Slug").await.expect("no rule yet");
+    let before = inspect::schema(&t.db).await;
+    let (result, _) = run(&t, up()).await;
+    let error = result.expect_err("a bad existing slug stops the migration");
+    assert!(matches!(error, CliError::Db(_)), "{error:?}");
+    assert!(error.to_string().contains("ck_tenants_slug_format"), "{error}");
+    assert_eq!(inspect::schema(&t.db).await, before, "nothing of it was applied");
+    exec(&t, "UPDATE tenants SET slug = 'good-slug' WHERE slug = 'Bad_Slug'").await;
+    run(&t, up()).await.0.expect("applies once the row is fixed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_tenant_schema_tables_added_later_get_row_security() {
+    use entity::tenancy::tenants::IsolationLevel;
+    use migration::cli::TenantAction;
+    use service::tenancy::{NewTenant, create_tenant};
+    run_case(Backend::Postgres, "ops_tenant_schema_rls", Start::Migrated, |t| async move {
+        let (deps, _) = tests::fixtures::deps();
+        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+        let mut input = NewTenant::parse("delta-co", "Delta").expect("valid");
+        input.isolation_level = IsolationLevel::Schema;
+        create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta()).await.expect("tenant");
+        let provision = || Command::Tenants { action: TenantAction::Provision { slug: "delta-co".into() } };
+        run(&t, provision()).await.0.expect("provisions");
+        // What a later tenant migration would add: one table with a tenant_id, one without.
+        exec(&t, "CREATE TABLE tenant_delta_co.notes (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, body text)").await;
+        exec(&t, "CREATE TABLE tenant_delta_co.lookup (code text PRIMARY KEY)").await;
+        run(&t, provision()).await.0.expect("provisions again");
+        let secured = |table: &str| {
+            format!(
+                "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'tenant_delta_co' AND c.relname = '{table}'
+                    AND c.relrowsecurity AND c.relforcerowsecurity
+                    AND EXISTS (SELECT 1 FROM pg_policies p WHERE p.schemaname = n.nspname
+                                 AND p.tablename = c.relname AND p.policyname = 'tenant_isolation')"
+            )
+        };
+        assert_eq!(count(&t, &secured("notes")).await, 1, "the new table with tenant_id is secured");
+        assert_eq!(count(&t, &secured("lookup")).await, 0, "a table without tenant_id is left alone");
+        for table in ["teams", "team_members", "invitations", "role_assignments", "policies"] {
+            assert_eq!(count(&t, &secured(table)).await, 1, "{table}");
+        }
+        assert_eq!(
+            count(&t, "SELECT COUNT(*) FROM pg_policies WHERE schemaname = 'tenant_delta_co'").await,
+            6,
+            "one policy per table, none twice"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_tenant_slug_too_long_for_a_schema_name_is_refused_before_creating_anything() {
+    use entity::tenancy::tenants::IsolationLevel;
+    use migration::cli::TenantAction;
+    use service::tenancy::{NewTenant, create_tenant};
+    run_case(Backend::Postgres, "ops_tenant_long_slug", Start::Migrated, |t| async move {
+        let (deps, _) = tests::fixtures::deps();
+        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+        // Valid for the service and the database, but `tenant_` + 60 bytes is past
+        // PostgreSQL's 63-byte identifier limit, where names are silently truncated.
+        let slug = "a".repeat(60);
+        let mut input = NewTenant::parse(&slug, "Long").expect("valid");
+        input.isolation_level = IsolationLevel::Schema;
+        create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta()).await.expect("tenant");
+        let (result, _) = run(&t, Command::Tenants { action: TenantAction::Provision { slug: slug.clone() } }).await;
+        match result {
+            Err(CliError::Db(e)) => assert!(e.to_string().contains("at most 63 bytes"), "{e}"),
+            other => panic!("expected a refusal naming the limit, got {other:?}"),
+        }
+        assert_eq!(
+            count(&t, "SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'tenant_%'").await,
+            0,
+            "no schema was created"
+        );
     })
     .await;
 }
