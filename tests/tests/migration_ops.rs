@@ -14,6 +14,8 @@ tests::backend_tests!(
     ops_edited_applied_migration_stops_the_run_until_repaired,
     ops_applied_migration_missing_from_code_is_reported,
     ops_dry_run_prints_sql_and_changes_nothing,
+    ops_down_all_the_way_on_a_seeded_database_succeeds,
+    ops_rolling_back_the_access_event_types_keeps_audit_history,
     ops_tenant_slug_check_accepts_exactly_what_the_service_accepts,
     ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing,
 );
@@ -399,6 +401,87 @@ async fn ops_tenants_isolated_by_schema_and_database_are_provisioned_and_migrate
     .await;
 }
 
+async fn seeded(t: &TestDb) {
+    let options = seeder::SeedOptions {
+        database_url: Some(t.url.clone()),
+        ..seeder::SeedOptions::default()
+    };
+    seeder::run(&options, AppEnv::Test, &t.target())
+        .await
+        .expect("seeds");
+}
+
+async fn ops_down_all_the_way_on_a_seeded_database_succeeds(t: TestDb) {
+    seeded(&t).await;
+    assert!(count(&t, "SELECT COUNT(*) FROM audit_logs").await > 0, "a database in use");
+    let (result, out) = run(
+        &t,
+        Command::Down {
+            num: 1000,
+            dry_run: false,
+        },
+    )
+    .await;
+    result.expect("every down runs on a seeded database");
+    assert_eq!(
+        out.matches("rolled back m").count(),
+        Migrator::migrations().len(),
+        "{out}"
+    );
+    let left: Vec<String> = inspect::table_names(&t.db)
+        .await
+        .into_iter()
+        .filter(|table| !["migration_checksums", "migration_lock", "seed_lock"].contains(&table.as_str()))
+        .collect();
+    assert!(left.is_empty(), "only the migrator's bookkeeping is left: {left:?}");
+    run(&t, up()).await.0.expect("and everything applies again");
+}
+
+async fn ops_rolling_back_the_access_event_types_keeps_audit_history(t: TestDb) {
+    seeded(&t).await;
+    let name = "m20261122_000019_audit_add_access_event_types";
+    let position = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("the migration exists");
+    let audit_rows = count(&t, "SELECT COUNT(*) FROM audit_logs").await;
+    let used = count(
+        &t,
+        "SELECT COUNT(DISTINCT event_type) FROM audit_logs WHERE event_type IN ('role_created', 'team_created', 'invitation_created')",
+    )
+    .await;
+    assert_eq!(used, 3, "the seeded trail uses some of its event types");
+    let (result, out) = run(
+        &t,
+        Command::Down {
+            num: (Migrator::migrations().len() - position) as u32,
+            dry_run: false,
+        },
+    )
+    .await;
+    result.expect("rolls back through the access event types");
+    assert!(out.contains(&format!("rolled back {name}")), "{out}");
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM audit_logs").await,
+        audit_rows,
+        "no audit row was deleted"
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM audit_event_types WHERE event_type IN ('role_created', 'team_created', 'invitation_created')"
+        )
+        .await,
+        3,
+        "types the trail uses stay in the catalogue"
+    );
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM audit_event_types WHERE event_type IN ('policy_deleted', 'team_moved')").await,
+        0,
+        "unused ones are removed"
+    );
+}
+
 const SLUG_CHECK: &str = "m20261123_000023_tenancy_check_tenant_slug";
 
 fn position_of(name: &str) -> usize {
@@ -486,6 +569,71 @@ async fn ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing(t:
     assert_eq!(inspect::schema(&t.db).await, before, "nothing of it was applied");
     exec(&t, "UPDATE tenants SET slug = 'good-slug' WHERE slug = 'Bad_Slug'").await;
     run(&t, up()).await.0.expect("applies once the row is fixed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_migration_blocked_by_a_table_lock_gives_up_after_its_retries() {
+    use migration::cli::TableLocks;
+    use sea_orm::TransactionTrait;
+    run_case(Backend::Postgres, "ops_table_lock_timeout", Start::Empty, |t| async move {
+        run(&t, Command::Up { num: Some(position_of(SLUG_CHECK) as u32), dry_run: false })
+            .await
+            .0
+            .expect("up to the migration that alters tenants");
+        // A long transaction elsewhere holds the table the next migration alters.
+        let other = sea_orm::Database::connect(t.target().connect_options(None)).await.expect("connects");
+        let blocker = other.begin().await.expect("begins");
+        blocker
+            .execute_unprepared("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("locks");
+
+        let invocation = Invocation {
+            env: AppEnv::Test,
+            target: t.target(),
+            schema: None,
+            command: up(),
+            confirm: None,
+            lock_timeout: Duration::from_secs(60),
+            table_locks: TableLocks { timeout: Duration::from_millis(200), retries: 2 },
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(30),
+            execute(&invocation, &mut NoTerminal, &mut out, &mut err),
+        )
+        .await
+        .expect("gives up instead of waiting for the other transaction");
+        let took = started.elapsed();
+        match &result {
+            Err(CliError::TableLockTimeout { migration, attempts, timeout }) => {
+                assert_eq!(migration, SLUG_CHECK);
+                assert_eq!(*attempts, 3, "the first try and two retries");
+                assert_eq!(*timeout, Duration::from_millis(200));
+            }
+            other => panic!("expected a table lock timeout, got {other:?}"),
+        }
+        let message = result.expect_err("failed").to_string();
+        assert!(message.contains("pg_stat_activity") && message.contains(SLUG_CHECK), "{message}");
+        let log = String::from_utf8(err).expect("utf-8");
+        assert_eq!(log.matches("trying again").count(), 2, "{log}");
+        assert!(took >= Duration::from_millis(3 * 200 + 500 + 1000), "it waited and backed off: {took:?}");
+        assert_eq!(
+            count(&t, &format!("SELECT COUNT(*) FROM seaql_migrations WHERE version = '{SLUG_CHECK}'")).await,
+            0,
+            "not recorded"
+        );
+        blocker.rollback().await.expect("ends the long transaction");
+        other.close().await.ok();
+        assert_eq!(
+            count(&t, "SELECT COUNT(*) FROM pg_constraint WHERE conname = 'ck_tenants_slug_format'").await,
+            0,
+            "nothing of it was applied"
+        );
+        run(&t, up()).await.0.expect("applies once the lock is gone");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
