@@ -182,13 +182,14 @@ pub enum SeedError {
     /// Another seeder kept the database locked for longer than `--lock-timeout`.
     #[error("{0}")]
     Lock(#[from] LockError),
-    /// Another process wrote rows the load collides with; the load was rolled back.
+    /// The load collided with rows it did not write; it was rolled back.
     #[error(
-        "another process changed the seeded tables while this seeder ran ({check} failed: \
-         {detail}); the load was rolled back and nothing of it was written. Stop the other \
-         writer (an application, or a seeder run without this version's lock) and run again"
+        "the load collides with rows this seeder did not write ({check} failed: {detail}): \
+         another process wrote to the seeded tables while it ran, or a table the reset does \
+         not empty refers to them. The load was rolled back and nothing of it was written; \
+         stop the other writer, or remove those rows, and run again"
     )]
-    ConcurrentWrite { check: &'static str, detail: String },
+    Collision { check: &'static str, detail: String },
     #[error("cannot write to the terminal: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -501,8 +502,8 @@ async fn seed_locked(
     Ok((migrations_applied, tenants, users, access, scale))
 }
 
-/// A unique or foreign-key violation during the load means another writer touched the
-/// same rows (the seeder's own rows never collide): say so instead of the driver's words.
+/// A unique or foreign-key violation during the reset or load means rows the seeder did
+/// not write are in the way (its own rows never collide): say so, not just the driver.
 fn explain_collision(error: SeedError) -> SeedError {
     let db_error = match &error {
         SeedError::Db(e) => e,
@@ -517,7 +518,7 @@ fn explain_collision(error: SeedError) -> SeedError {
         Some(SqlErr::ForeignKeyConstraintViolation(_)) => "a foreign-key check",
         _ => return error,
     };
-    SeedError::ConcurrentWrite {
+    SeedError::Collision {
         check,
         detail: db_error.to_string(),
     }

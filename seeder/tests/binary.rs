@@ -48,6 +48,9 @@ fn help_explains_every_option() {
         "--seed",
         "--reset",
         "--no-reset",
+        "--confirm",
+        "--lock-timeout",
+        "MIGRATE STAGING",
         "production",
     ] {
         assert!(help.contains(word), "--help mentions {word}");

@@ -703,3 +703,30 @@ async fn ops_tenant_slug_too_long_for_a_schema_name_is_refused_before_creating_a
     })
     .await;
 }
+
+#[test]
+fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
+    use migration::cli::TableLocks;
+    let none = |_: &str| None;
+    assert_eq!(TableLocks::resolve(None, None, &none).expect("defaults"), TableLocks::DEFAULT);
+    let env = |name: &str| match name {
+        "MIGRATION_TABLE_LOCK_TIMEOUT_MS" => Some("250".to_owned()),
+        "MIGRATION_TABLE_LOCK_RETRIES" => Some("1".to_owned()),
+        _ => None,
+    };
+    assert_eq!(
+        TableLocks::resolve(None, None, &env).expect("from the environment"),
+        TableLocks { timeout: Duration::from_millis(250), retries: 1 }
+    );
+    assert_eq!(
+        TableLocks::resolve(Some(900), Some(0), &env).expect("flags win"),
+        TableLocks { timeout: Duration::from_millis(900), retries: 0 }
+    );
+    let bad = |name: &str| (name == "MIGRATION_TABLE_LOCK_TIMEOUT_MS").then(|| "5s".to_owned());
+    match TableLocks::resolve(None, None, &bad) {
+        Err(CliError::Config(message)) => {
+            assert!(message.contains("MIGRATION_TABLE_LOCK_TIMEOUT_MS=\"5s\""), "{message}")
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}

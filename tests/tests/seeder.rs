@@ -29,6 +29,7 @@ tests::backend_tests!(
     seeder_migrates_like_the_cli_with_checksums_and_marker,
     seeder_reset_outside_local_and_test_needs_the_confirmation_phrase,
     seeder_typed_confirmation_lists_what_the_reset_deletes,
+    seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back,
 );
 
 fn options(t: &TestDb) -> SeedOptions {
@@ -473,4 +474,37 @@ async fn seeder_typed_confirmation_lists_what_the_reset_deletes(t: TestDb) {
         .await
         .expect("the typed phrase confirms");
     inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
+}
+
+async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back(t: TestDb) {
+    seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("first load");
+    // A table of the application's that the seeder does not know, pointing at a seeded user.
+    let uuid_type = match t.db_backend() {
+        sea_orm::DbBackend::Postgres => "uuid",
+        sea_orm::DbBackend::MySql => "binary(16)",
+        _ => "blob",
+    };
+    for sql in [
+        format!("CREATE TABLE app_bookmarks (user_id {uuid_type} NOT NULL REFERENCES users (id))"),
+        "INSERT INTO app_bookmarks (user_id) SELECT id FROM users WHERE email = 'alice@acme.com'".to_owned(),
+    ] {
+        t.db.execute_raw(Statement::from_string(t.db_backend(), sql))
+            .await
+            .expect("runs");
+    }
+    let before = inspect::data(&t.db).await;
+    let err = seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect_err("the reset cannot delete alice");
+    match &err {
+        SeedError::Collision { check, .. } => assert_eq!(*check, "a foreign-key check"),
+        other => panic!("expected a collision, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("nothing of it was written"),
+        "says what happened: {err}"
+    );
+    inspect::assert_same_data(&inspect::data(&t.db).await, &before);
 }

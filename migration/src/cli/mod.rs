@@ -99,26 +99,15 @@ pub struct Cli {
 
     /// PostgreSQL: how long one migration statement may wait for a table lock before
     /// the migration is rolled back and tried again, so an ALTER TABLE queued behind a
-    /// long transaction does not stall every query behind it.
-    #[arg(
-        long,
-        global = true,
-        value_name = "MS",
-        env = "MIGRATION_TABLE_LOCK_TIMEOUT_MS",
-        default_value_t = TableLocks::DEFAULT.timeout.as_millis() as u64
-    )]
-    pub table_lock_timeout_ms: u64,
+    /// long transaction does not stall every query behind it [default: env
+    /// MIGRATION_TABLE_LOCK_TIMEOUT_MS, else 5000].
+    #[arg(long, global = true, value_name = "MS")]
+    pub table_lock_timeout_ms: Option<u64>,
 
     /// PostgreSQL: how many times a migration that hit the table lock timeout is tried
-    /// again (with a growing pause) before the run fails.
-    #[arg(
-        long,
-        global = true,
-        value_name = "N",
-        env = "MIGRATION_TABLE_LOCK_RETRIES",
-        default_value_t = TableLocks::DEFAULT.retries
-    )]
-    pub table_lock_retries: u32,
+    /// again, after 0.5 s, 1 s, 2 s, ... [default: env MIGRATION_TABLE_LOCK_RETRIES, else 3].
+    #[arg(long, global = true, value_name = "N")]
+    pub table_lock_retries: Option<u32>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -284,6 +273,39 @@ impl TableLocks {
         timeout: Duration::from_secs(5),
         retries: 3,
     };
+
+    /// The flags if given, else `MIGRATION_TABLE_LOCK_TIMEOUT_MS` and
+    /// `MIGRATION_TABLE_LOCK_RETRIES` from `lookup`, else the defaults.
+    pub fn resolve(
+        timeout_ms: Option<u64>,
+        retries: Option<u32>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, CliError> {
+        fn from_env<T: std::str::FromStr>(
+            lookup: &dyn Fn(&str) -> Option<String>,
+            var: &str,
+            what: &str,
+        ) -> Result<Option<T>, CliError> {
+            match lookup(var).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(raw) => raw.trim().parse().map(Some).map_err(|_| {
+                    CliError::Config(format!("{var}={raw:?} is not {what}"))
+                }),
+            }
+        }
+        let timeout_ms = match timeout_ms {
+            Some(ms) => Some(ms),
+            None => from_env(lookup, "MIGRATION_TABLE_LOCK_TIMEOUT_MS", "a whole number of milliseconds")?,
+        };
+        let retries = match retries {
+            Some(n) => Some(n),
+            None => from_env(lookup, "MIGRATION_TABLE_LOCK_RETRIES", "a whole number")?,
+        };
+        Ok(Self {
+            timeout: timeout_ms.map_or(Self::DEFAULT.timeout, Duration::from_millis),
+            retries: retries.unwrap_or(Self::DEFAULT.retries),
+        })
+    }
 
     /// The pause before retry number `attempt` (1, 2, ...): 0.5 s, 1 s, 2 s, ... up to 10 s.
     fn backoff(attempt: u32) -> Duration {
