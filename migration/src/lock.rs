@@ -157,9 +157,7 @@ async fn try_lock(db: &DatabaseConnection, purpose: LockPurpose) -> Result<bool,
         let taken = db
             .execute_raw(Statement::from_sql_and_values(
                 backend,
-                format!(
-                    "INSERT OR IGNORE INTO {table} (id, holder, since) VALUES (1, ?, ?)"
-                ),
+                format!("INSERT OR IGNORE INTO {table} (id, holder, since) VALUES (1, ?, ?)"),
                 [
                     format!(
                         "pid {} ({})",

@@ -75,10 +75,8 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         match manager.get_database_backend() {
             DbBackend::Postgres | DbBackend::MySql => {
-                db.execute_unprepared(&format!(
-                    "ALTER TABLE tenants DROP CONSTRAINT {CONSTRAINT}"
-                ))
-                .await?;
+                db.execute_unprepared(&format!("ALTER TABLE tenants DROP CONSTRAINT {CONSTRAINT}"))
+                    .await?;
             }
             _ => {
                 for suffix in ["insert", "update"] {

@@ -52,11 +52,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     });
 
     // After the .env files, like every other variable.
-    let table_locks = TableLocks::resolve(
-        cli.table_lock_timeout_ms,
-        cli.table_lock_retries,
-        &|name| std::env::var(name).ok(),
-    )?;
+    let table_locks =
+        TableLocks::resolve(cli.table_lock_timeout_ms, cli.table_lock_retries, &|name| {
+            std::env::var(name).ok()
+        })?;
     let invocation = Invocation {
         env,
         target,

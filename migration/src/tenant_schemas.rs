@@ -149,7 +149,8 @@ async fn connect_to(
             .try_get_by_index(0)?;
         // SeaORM double-quotes each element of the search path; both are plain
         // identifiers (the tenant's is checked, the main one comes from the server).
-        let mut options = target.connect_options(Some(&format!("{},{main}", checked_location(tenant)?)));
+        let mut options =
+            target.connect_options(Some(&format!("{},{main}", checked_location(tenant)?)));
         options.max_connections(1);
         Database::connect(options).await
     } else {

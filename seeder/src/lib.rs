@@ -308,7 +308,14 @@ pub async fn run(
     env: AppEnv,
     target: &DbTarget,
 ) -> Result<SeedReport, SeedError> {
-    run_with(options, env, target, &mut NoTerminal, &mut std::io::stderr()).await
+    run_with(
+        options,
+        env,
+        target,
+        &mut NoTerminal,
+        &mut std::io::stderr(),
+    )
+    .await
 }
 
 /// [`run`] with a prompt and a log; see [`seed_with`].
@@ -564,7 +571,9 @@ async fn describe_changes(
     for (table, rows) in reset_counts(db).await? {
         text.push_str(&format!("  {table:<18} {rows} row(s)\n"));
     }
-    text.push_str("(kept: the audit event catalogue, migration bookkeeping and the environment marker)\n");
+    text.push_str(
+        "(kept: the audit event catalogue, migration bookkeeping and the environment marker)\n",
+    );
     Ok(text)
 }
 

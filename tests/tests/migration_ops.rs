@@ -413,7 +413,10 @@ async fn seeded(t: &TestDb) {
 
 async fn ops_down_all_the_way_on_a_seeded_database_succeeds(t: TestDb) {
     seeded(&t).await;
-    assert!(count(&t, "SELECT COUNT(*) FROM audit_logs").await > 0, "a database in use");
+    assert!(
+        count(&t, "SELECT COUNT(*) FROM audit_logs").await > 0,
+        "a database in use"
+    );
     let (result, out) = run(
         &t,
         Command::Down {
@@ -431,9 +434,14 @@ async fn ops_down_all_the_way_on_a_seeded_database_succeeds(t: TestDb) {
     let left: Vec<String> = inspect::table_names(&t.db)
         .await
         .into_iter()
-        .filter(|table| !["migration_checksums", "migration_lock", "seed_lock"].contains(&table.as_str()))
+        .filter(|table| {
+            !["migration_checksums", "migration_lock", "seed_lock"].contains(&table.as_str())
+        })
         .collect();
-    assert!(left.is_empty(), "only the migrator's bookkeeping is left: {left:?}");
+    assert!(
+        left.is_empty(),
+        "only the migrator's bookkeeping is left: {left:?}"
+    );
     run(&t, up()).await.0.expect("and everything applies again");
 }
 
@@ -515,16 +523,38 @@ async fn insert_tenant(t: &TestDb, slug: &str) -> Result<(), sea_orm::DbErr> {
 async fn ops_tenant_slug_check_accepts_exactly_what_the_service_accepts(t: TestDb) {
     run(&t, up()).await.0.expect("up");
     let cases = [
-        "acme", "a1b2", "healthy-stellar", "a--b", "123", &"a".repeat(63),
-        "Acme", "acme-", "-acme", "ac me", "ac_me", "acmé", "acme\n", "ac.me", "ac'me", "ac\"me",
-        "ACME", "a;b", "a/b",
+        "acme",
+        "a1b2",
+        "healthy-stellar",
+        "a--b",
+        "123",
+        &"a".repeat(63),
+        "Acme",
+        "acme-",
+        "-acme",
+        "ac me",
+        "ac_me",
+        "acmé",
+        "acme\n",
+        "ac.me",
+        "ac'me",
+        "ac\"me",
+        "ACME",
+        "a;b",
+        "a/b",
     ];
     for slug in cases {
         let expected = service::input::Slug::parse(slug).is_ok_and(|s| s.as_str() == slug);
         match insert_tenant(&t, slug).await {
-            Ok(()) => assert!(expected, "{slug:?} was accepted by the database, not by the service"),
+            Ok(()) => assert!(
+                expected,
+                "{slug:?} was accepted by the database, not by the service"
+            ),
             Err(e) => {
-                assert!(!expected, "{slug:?} is valid for the service but refused: {e}");
+                assert!(
+                    !expected,
+                    "{slug:?} is valid for the service but refused: {e}"
+                );
                 assert!(
                     e.to_string().contains("ck_tenants_slug_format"),
                     "{slug:?} is refused by the named check: {e}"
@@ -534,105 +564,174 @@ async fn ops_tenant_slug_check_accepts_exactly_what_the_service_accepts(t: TestD
     }
     // Renaming to a bad slug is refused as well.
     exec(&t, "DELETE FROM tenants WHERE slug <> 'acme'").await;
-    let rename = t
-        .db
-        .execute_raw(Statement::from_string(
+    let rename =
+        t.db.execute_raw(Statement::from_string(
             t.db_backend(),
             "UPDATE tenants SET slug = 'Acme Corp' WHERE slug = 'acme'".to_owned(),
         ))
         .await
         .expect_err("refused");
-    assert!(rename.to_string().contains("ck_tenants_slug_format"), "{rename}");
+    assert!(
+        rename.to_string().contains("ck_tenants_slug_format"),
+        "{rename}"
+    );
 
     // `down` removes the rule, `up` restores it.
-    run(&t, Command::Down { num: (Migrator::migrations().len() - position_of(SLUG_CHECK)) as u32, dry_run: false })
+    run(
+        &t,
+        Command::Down {
+            num: (Migrator::migrations().len() - position_of(SLUG_CHECK)) as u32,
+            dry_run: false,
+        },
+    )
+    .await
+    .0
+    .expect("down");
+    insert_tenant(&t, "Upper-Case")
         .await
-        .0
-        .expect("down");
-    insert_tenant(&t, "Upper-Case").await.expect("no rule after down");
+        .expect("no rule after down");
     exec(&t, "DELETE FROM tenants WHERE slug = 'Upper-Case'").await;
     run(&t, up()).await.0.expect("up again");
     assert!(insert_tenant(&t, "Upper-Case").await.is_err());
 }
 
 async fn ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing(t: TestDb) {
-    run(&t, Command::Up { num: Some(position_of(SLUG_CHECK) as u32), dry_run: false })
-        .await
-        .0
-        .expect("up to the check");
+    run(
+        &t,
+        Command::Up {
+            num: Some(position_of(SLUG_CHECK) as u32),
+            dry_run: false,
+        },
+    )
+    .await
+    .0
+    .expect("up to the check");
     insert_tenant(&t, "Bad_Slug").await.expect("no rule yet");
     let before = inspect::schema(&t.db).await;
     let (result, _) = run(&t, up()).await;
     let error = result.expect_err("a bad existing slug stops the migration");
     assert!(matches!(error, CliError::Db(_)), "{error:?}");
-    assert!(error.to_string().contains("ck_tenants_slug_format"), "{error}");
-    assert_eq!(inspect::schema(&t.db).await, before, "nothing of it was applied");
-    exec(&t, "UPDATE tenants SET slug = 'good-slug' WHERE slug = 'Bad_Slug'").await;
-    run(&t, up()).await.0.expect("applies once the row is fixed");
+    assert!(
+        error.to_string().contains("ck_tenants_slug_format"),
+        "{error}"
+    );
+    assert_eq!(
+        inspect::schema(&t.db).await,
+        before,
+        "nothing of it was applied"
+    );
+    exec(
+        &t,
+        "UPDATE tenants SET slug = 'good-slug' WHERE slug = 'Bad_Slug'",
+    )
+    .await;
+    run(&t, up())
+        .await
+        .0
+        .expect("applies once the row is fixed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ops_migration_blocked_by_a_table_lock_gives_up_after_its_retries() {
     use migration::cli::TableLocks;
     use sea_orm::TransactionTrait;
-    run_case(Backend::Postgres, "ops_table_lock_timeout", Start::Empty, |t| async move {
-        run(&t, Command::Up { num: Some(position_of(SLUG_CHECK) as u32), dry_run: false })
+    run_case(
+        Backend::Postgres,
+        "ops_table_lock_timeout",
+        Start::Empty,
+        |t| async move {
+            run(
+                &t,
+                Command::Up {
+                    num: Some(position_of(SLUG_CHECK) as u32),
+                    dry_run: false,
+                },
+            )
             .await
             .0
             .expect("up to the migration that alters tenants");
-        // A long transaction elsewhere holds the table the next migration alters.
-        let other = sea_orm::Database::connect(t.target().connect_options(None)).await.expect("connects");
-        let blocker = other.begin().await.expect("begins");
-        blocker
-            .execute_unprepared("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
-            .await
-            .expect("locks");
+            // A long transaction elsewhere holds the table the next migration alters.
+            let other = sea_orm::Database::connect(t.target().connect_options(None))
+                .await
+                .expect("connects");
+            let blocker = other.begin().await.expect("begins");
+            blocker
+                .execute_unprepared("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+                .await
+                .expect("locks");
 
-        let invocation = Invocation {
-            env: AppEnv::Test,
-            target: t.target(),
-            schema: None,
-            command: up(),
-            confirm: None,
-            lock_timeout: Duration::from_secs(60),
-            table_locks: TableLocks { timeout: Duration::from_millis(200), retries: 2 },
-        };
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(
-            Duration::from_secs(30),
-            execute(&invocation, &mut NoTerminal, &mut out, &mut err),
-        )
-        .await
-        .expect("gives up instead of waiting for the other transaction");
-        let took = started.elapsed();
-        match &result {
-            Err(CliError::TableLockTimeout { migration, attempts, timeout }) => {
-                assert_eq!(migration, SLUG_CHECK);
-                assert_eq!(*attempts, 3, "the first try and two retries");
-                assert_eq!(*timeout, Duration::from_millis(200));
+            let invocation = Invocation {
+                env: AppEnv::Test,
+                target: t.target(),
+                schema: None,
+                command: up(),
+                confirm: None,
+                lock_timeout: Duration::from_secs(60),
+                table_locks: TableLocks {
+                    timeout: Duration::from_millis(200),
+                    retries: 2,
+                },
+            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(
+                Duration::from_secs(30),
+                execute(&invocation, &mut NoTerminal, &mut out, &mut err),
+            )
+            .await
+            .expect("gives up instead of waiting for the other transaction");
+            let took = started.elapsed();
+            match &result {
+                Err(CliError::TableLockTimeout {
+                    migration,
+                    attempts,
+                    timeout,
+                }) => {
+                    assert_eq!(migration, SLUG_CHECK);
+                    assert_eq!(*attempts, 3, "the first try and two retries");
+                    assert_eq!(*timeout, Duration::from_millis(200));
+                }
+                other => panic!("expected a table lock timeout, got {other:?}"),
             }
-            other => panic!("expected a table lock timeout, got {other:?}"),
-        }
-        let message = result.expect_err("failed").to_string();
-        assert!(message.contains("pg_stat_activity") && message.contains(SLUG_CHECK), "{message}");
-        let log = String::from_utf8(err).expect("utf-8");
-        assert_eq!(log.matches("trying again").count(), 2, "{log}");
-        assert!(took >= Duration::from_millis(3 * 200 + 500 + 1000), "it waited and backed off: {took:?}");
-        assert_eq!(
-            count(&t, &format!("SELECT COUNT(*) FROM seaql_migrations WHERE version = '{SLUG_CHECK}'")).await,
-            0,
-            "not recorded"
-        );
-        blocker.rollback().await.expect("ends the long transaction");
-        other.close().await.ok();
-        assert_eq!(
-            count(&t, "SELECT COUNT(*) FROM pg_constraint WHERE conname = 'ck_tenants_slug_format'").await,
-            0,
-            "nothing of it was applied"
-        );
-        run(&t, up()).await.0.expect("applies once the lock is gone");
-    })
+            let message = result.expect_err("failed").to_string();
+            assert!(
+                message.contains("pg_stat_activity") && message.contains(SLUG_CHECK),
+                "{message}"
+            );
+            let log = String::from_utf8(err).expect("utf-8");
+            assert_eq!(log.matches("trying again").count(), 2, "{log}");
+            assert!(
+                took >= Duration::from_millis(3 * 200 + 500 + 1000),
+                "it waited and backed off: {took:?}"
+            );
+            assert_eq!(
+                count(
+                    &t,
+                    &format!(
+                        "SELECT COUNT(*) FROM seaql_migrations WHERE version = '{SLUG_CHECK}'"
+                    )
+                )
+                .await,
+                0,
+                "not recorded"
+            );
+            blocker.rollback().await.expect("ends the long transaction");
+            other.close().await.ok();
+            assert_eq!(
+                count(
+                    &t,
+                    "SELECT COUNT(*) FROM pg_constraint WHERE conname = 'ck_tenants_slug_format'"
+                )
+                .await,
+                0,
+                "nothing of it was applied"
+            );
+            run(&t, up())
+                .await
+                .0
+                .expect("applies once the lock is gone");
+        },
+    )
     .await;
 }
 
@@ -681,26 +780,43 @@ async fn ops_tenant_slug_too_long_for_a_schema_name_is_refused_before_creating_a
     use entity::tenancy::tenants::IsolationLevel;
     use migration::cli::TenantAction;
     use service::tenancy::{NewTenant, create_tenant};
-    run_case(Backend::Postgres, "ops_tenant_long_slug", Start::Migrated, |t| async move {
-        let (deps, _) = tests::fixtures::deps();
-        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
-        // Valid for the service and the database, but `tenant_` + 60 bytes is past
-        // PostgreSQL's 63-byte identifier limit, where names are silently truncated.
-        let slug = "a".repeat(60);
-        let mut input = NewTenant::parse(&slug, "Long").expect("valid");
-        input.isolation_level = IsolationLevel::Schema;
-        create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta()).await.expect("tenant");
-        let (result, _) = run(&t, Command::Tenants { action: TenantAction::Provision { slug: slug.clone() } }).await;
-        match result {
-            Err(CliError::Db(e)) => assert!(e.to_string().contains("at most 63 bytes"), "{e}"),
-            other => panic!("expected a refusal naming the limit, got {other:?}"),
-        }
-        assert_eq!(
-            count(&t, "SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'tenant_%'").await,
-            0,
-            "no schema was created"
-        );
-    })
+    run_case(
+        Backend::Postgres,
+        "ops_tenant_long_slug",
+        Start::Migrated,
+        |t| async move {
+            let (deps, _) = tests::fixtures::deps();
+            let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+            // Valid for the service and the database, but `tenant_` + 60 bytes is past
+            // PostgreSQL's 63-byte identifier limit, where names are silently truncated.
+            let slug = "a".repeat(60);
+            let mut input = NewTenant::parse(&slug, "Long").expect("valid");
+            input.isolation_level = IsolationLevel::Schema;
+            create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta())
+                .await
+                .expect("tenant");
+            let (result, _) = run(
+                &t,
+                Command::Tenants {
+                    action: TenantAction::Provision { slug: slug.clone() },
+                },
+            )
+            .await;
+            match result {
+                Err(CliError::Db(e)) => assert!(e.to_string().contains("at most 63 bytes"), "{e}"),
+                other => panic!("expected a refusal naming the limit, got {other:?}"),
+            }
+            assert_eq!(
+                count(
+                    &t,
+                    "SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'tenant_%'"
+                )
+                .await,
+                0,
+                "no schema was created"
+            );
+        },
+    )
     .await;
 }
 
@@ -708,7 +824,10 @@ async fn ops_tenant_slug_too_long_for_a_schema_name_is_refused_before_creating_a
 fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
     use migration::cli::TableLocks;
     let none = |_: &str| None;
-    assert_eq!(TableLocks::resolve(None, None, &none).expect("defaults"), TableLocks::DEFAULT);
+    assert_eq!(
+        TableLocks::resolve(None, None, &none).expect("defaults"),
+        TableLocks::DEFAULT
+    );
     let env = |name: &str| match name {
         "MIGRATION_TABLE_LOCK_TIMEOUT_MS" => Some("250".to_owned()),
         "MIGRATION_TABLE_LOCK_RETRIES" => Some("1".to_owned()),
@@ -716,16 +835,25 @@ fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
     };
     assert_eq!(
         TableLocks::resolve(None, None, &env).expect("from the environment"),
-        TableLocks { timeout: Duration::from_millis(250), retries: 1 }
+        TableLocks {
+            timeout: Duration::from_millis(250),
+            retries: 1
+        }
     );
     assert_eq!(
         TableLocks::resolve(Some(900), Some(0), &env).expect("flags win"),
-        TableLocks { timeout: Duration::from_millis(900), retries: 0 }
+        TableLocks {
+            timeout: Duration::from_millis(900),
+            retries: 0
+        }
     );
     let bad = |name: &str| (name == "MIGRATION_TABLE_LOCK_TIMEOUT_MS").then(|| "5s".to_owned());
     match TableLocks::resolve(None, None, &bad) {
         Err(CliError::Config(message)) => {
-            assert!(message.contains("MIGRATION_TABLE_LOCK_TIMEOUT_MS=\"5s\""), "{message}")
+            assert!(
+                message.contains("MIGRATION_TABLE_LOCK_TIMEOUT_MS=\"5s\""),
+                "{message}"
+            )
         }
         other => panic!("expected a configuration error, got {other:?}"),
     }

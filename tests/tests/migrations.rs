@@ -335,7 +335,12 @@ async fn cli_wrong_confirmation_phrase_is_refused(t: TestDb) {
 }
 
 async fn cli_confirm_phrase_with_extra_whitespace_is_refused(t: TestDb) {
-    for phrase in ["MIGRATE STAGING ", " MIGRATE STAGING", "MIGRATE  STAGING", "MIGRATE STAGING\n"] {
+    for phrase in [
+        "MIGRATE STAGING ",
+        " MIGRATE STAGING",
+        "MIGRATE  STAGING",
+        "MIGRATE STAGING\n",
+    ] {
         let (result, _, _) = cli(
             &t,
             AppEnv::Staging,

@@ -1,15 +1,15 @@
 //! The seeder: deterministic, idempotent, and never writing to production.
 
+use migration::cli::{Command, Invocation, Prompt, StatusFormat, TableLocks, execute};
 use migration::environment::{AppEnv, record_env_if_absent};
 use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Statement};
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
 use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
 use service::deps::LabelledIds;
 use service::identity::authenticate;
 use service::input::{Email, Password};
 use service::{Deps, RequestMeta, ServiceConfig};
-use migration::cli::{Command, Invocation, Prompt, StatusFormat, TableLocks, execute};
-use sea_orm::{ConnectionTrait, Statement};
 use std::sync::Arc;
 use tests::{Start, TestDb, inspect};
 
@@ -378,7 +378,11 @@ async fn seeder_migrates_like_the_cli_with_checksums_and_marker(t: TestDb) {
         .expect("seeds");
     let total = Migrator::migrations().len() as i64;
     assert_eq!(
-        count(&t, "SELECT COUNT(*) FROM migration_checksums WHERE environment = 'test'").await,
+        count(
+            &t,
+            "SELECT COUNT(*) FROM migration_checksums WHERE environment = 'test'"
+        )
+        .await,
         total,
         "one checksum per migration, with the environment"
     );
@@ -401,7 +405,11 @@ async fn seeder_migrates_like_the_cli_with_checksums_and_marker(t: TestDb) {
     let report: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
     assert_eq!(report["database_environment"], "test", "{report}");
     for list in ["modified", "missing", "unrecorded", "pending"] {
-        assert_eq!(report[list].as_array().map(Vec::len), Some(0), "{list}: {report}");
+        assert_eq!(
+            report[list].as_array().map(Vec::len),
+            Some(0),
+            "{list}: {report}"
+        );
     }
 }
 
@@ -458,21 +466,39 @@ async fn seeder_typed_confirmation_lists_what_the_reset_deletes(t: TestDb) {
     let seeded = inspect::data(&t.db).await;
 
     let mut log = Vec::new();
-    let wrong = seeder::seed_with(&staging, &options(&t), &mut Scripted(Some("MIGRATE DEV")), &mut log).await;
+    let wrong = seeder::seed_with(
+        &staging,
+        &options(&t),
+        &mut Scripted(Some("MIGRATE DEV")),
+        &mut log,
+    )
+    .await;
     assert!(matches!(wrong, Err(SeedError::Refused { .. })), "{wrong:?}");
     inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
     let listing = String::from_utf8(log).expect("utf-8");
-    for line in ["users              17 row(s)", "tenants            5 row(s)", "audit_logs"] {
-        assert!(listing.contains(line), "names {line:?} before asking:\n{listing}");
+    for line in [
+        "users              17 row(s)",
+        "tenants            5 row(s)",
+        "audit_logs",
+    ] {
+        assert!(
+            listing.contains(line),
+            "names {line:?} before asking:\n{listing}"
+        );
     }
     for table in seeder::RESET_TABLES {
         assert!(listing.contains(table), "lists {table}:\n{listing}");
     }
 
     let mut log = Vec::new();
-    seeder::seed_with(&staging, &options(&t), &mut Scripted(Some("MIGRATE STAGING")), &mut log)
-        .await
-        .expect("the typed phrase confirms");
+    seeder::seed_with(
+        &staging,
+        &options(&t),
+        &mut Scripted(Some("MIGRATE STAGING")),
+        &mut log,
+    )
+    .await
+    .expect("the typed phrase confirms");
     inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
 }
 
@@ -488,7 +514,8 @@ async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_bac
     };
     for sql in [
         format!("CREATE TABLE app_bookmarks (user_id {uuid_type} NOT NULL REFERENCES users (id))"),
-        "INSERT INTO app_bookmarks (user_id) SELECT id FROM users WHERE email = 'alice@acme.com'".to_owned(),
+        "INSERT INTO app_bookmarks (user_id) SELECT id FROM users WHERE email = 'alice@acme.com'"
+            .to_owned(),
     ] {
         t.db.execute_raw(Statement::from_string(t.db_backend(), sql))
             .await

@@ -288,14 +288,20 @@ impl TableLocks {
         ) -> Result<Option<T>, CliError> {
             match lookup(var).filter(|v| !v.trim().is_empty()) {
                 None => Ok(None),
-                Some(raw) => raw.trim().parse().map(Some).map_err(|_| {
-                    CliError::Config(format!("{var}={raw:?} is not {what}"))
-                }),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| CliError::Config(format!("{var}={raw:?} is not {what}"))),
             }
         }
         let timeout_ms = match timeout_ms {
             Some(ms) => Some(ms),
-            None => from_env(lookup, "MIGRATION_TABLE_LOCK_TIMEOUT_MS", "a whole number of milliseconds")?,
+            None => from_env(
+                lookup,
+                "MIGRATION_TABLE_LOCK_TIMEOUT_MS",
+                "a whole number of milliseconds",
+            )?,
         };
         let retries = match retries {
             Some(n) => Some(n),
@@ -513,9 +519,17 @@ async fn execute_on(
     }
 
     check_safety(inv, &recorded, prompt, err)?;
-    run_writing(db, &inv.settings(), &inv.target, &inv.command, &code, out, err)
-        .await
-        .map(|_| ())
+    run_writing(
+        db,
+        &inv.settings(),
+        &inv.target,
+        &inv.command,
+        &code,
+        out,
+        err,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Applies every pending migration exactly as `up` does after its safety checks: on
