@@ -1,12 +1,16 @@
 //! One migrator at a time per database: a PostgreSQL advisory lock or a MariaDB named
-//! lock, held by the CLI's single connection for its whole run. SQLite has neither; a
-//! one-row table serves there (a crashed run leaves its row: the timeout message says
-//! how to remove it). The seeder takes a second lock of the same kind ([`LockPurpose`]),
-//! so two seeders load one after the other.
+//! lock, held by the CLI's single connection for its whole run. SQLite has neither; an
+//! exclusive lock on a file next to the database (`<file>.migrate-lock`) serves there.
+//! All three are freed when the holder ends, however it ends, so a crashed or killed
+//! run never leaves a lock behind. The seeder takes a second lock of the same kind
+//! ([`LockPurpose`]), so two seeders load one after the other.
 
 use sea_orm_migration::sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement,
 };
+use std::fs::{File, TryLockError};
+use std::io::{Seek, Write};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// First key of the PostgreSQL two-key advisory lock; the second is a hash of the
@@ -52,10 +56,11 @@ impl LockPurpose {
         format!("CONCAT('{}:', DATABASE())", self.as_str())
     }
 
-    fn sqlite_table(self) -> &'static str {
+    /// The SQLite lock file's suffix, after the database file's name.
+    fn sqlite_suffix(self) -> &'static str {
         match self {
-            LockPurpose::Migrate => "migration_lock",
-            LockPurpose::Seed => "seed_lock",
+            LockPurpose::Migrate => ".migrate-lock",
+            LockPurpose::Seed => ".seed-lock",
         }
     }
 }
@@ -68,6 +73,11 @@ pub enum LockError {
         holder: String,
         waited: Duration,
     },
+    #[error("cannot use the lock file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -78,6 +88,9 @@ pub enum LockError {
 pub struct MigrationLock {
     backend: DbBackend,
     purpose: LockPurpose,
+    /// SQLite: the locked file (closing it frees the lock); `None` for an in-memory
+    /// database, which no other process can reach.
+    file: Option<File>,
 }
 
 impl MigrationLock {
@@ -99,13 +112,52 @@ impl MigrationLock {
         mut on_wait: impl FnMut(&str),
     ) -> Result<Self, LockError> {
         let backend = db.get_database_backend();
+        let sqlite_file = match backend {
+            DbBackend::Sqlite => match sqlite_lock_path(db, purpose).await? {
+                Some(path) => Some(open_lock_file(path)?),
+                None => {
+                    return Ok(Self {
+                        backend,
+                        purpose,
+                        file: None,
+                    });
+                }
+            },
+            _ => None,
+        };
         let started = Instant::now();
         let mut told = false;
         loop {
-            if try_lock(db, purpose).await? {
-                return Ok(Self { backend, purpose });
-            }
-            let holder = holder(db, purpose).await?;
+            let holder = match &sqlite_file {
+                Some((path, file)) => match file.try_lock() {
+                    Ok(()) => {
+                        let (_, mut file) = sqlite_file.expect("matched Some");
+                        write_holder(&mut file);
+                        return Ok(Self {
+                            backend,
+                            purpose,
+                            file: Some(file),
+                        });
+                    }
+                    Err(TryLockError::WouldBlock) => file_holder(path),
+                    Err(TryLockError::Error(source)) => {
+                        return Err(LockError::File {
+                            path: path.clone(),
+                            source,
+                        });
+                    }
+                },
+                None => {
+                    if try_lock(db, purpose).await? {
+                        return Ok(Self {
+                            backend,
+                            purpose,
+                            file: None,
+                        });
+                    }
+                    holder(db, purpose).await?
+                }
+            };
             if started.elapsed() >= timeout {
                 return Err(LockError::Timeout {
                     holder_kind: purpose.holder_kind(),
@@ -131,46 +183,78 @@ impl MigrationLock {
                 )
             }
             DbBackend::MySql => format!("SELECT RELEASE_LOCK({})", purpose.mysql_name()),
-            _ => format!("DELETE FROM {} WHERE id = 1", purpose.sqlite_table()),
-        };
-        match db.execute_unprepared(&sql).await {
-            // `fresh` drops every table, this one included: then there is nothing to free.
-            Err(e)
-                if self.backend == DbBackend::Sqlite && e.to_string().contains("no such table") =>
-            {
-                Ok(())
+            // Closing the file frees the lock. The file stays: deleting it could let two
+            // processes lock two different files of the same name.
+            _ => {
+                drop(self.file);
+                return Ok(());
             }
-            other => other.map(|_| ()),
-        }
+        };
+        db.execute_unprepared(&sql).await.map(|_| ())
     }
+}
+
+/// `<database file><suffix>`, from the connection itself; `None` for an in-memory
+/// database.
+async fn sqlite_lock_path(
+    db: &DatabaseConnection,
+    purpose: LockPurpose,
+) -> Result<Option<PathBuf>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT file FROM pragma_database_list WHERE name = 'main'".to_owned(),
+        ))
+        .await?;
+    let file: Option<String> = match rows.first() {
+        Some(row) => row.try_get_by_index(0)?,
+        None => None,
+    };
+    Ok(file
+        .filter(|f| !f.is_empty())
+        .map(|f| PathBuf::from(format!("{f}{}", purpose.sqlite_suffix()))))
+}
+
+fn open_lock_file(path: PathBuf) -> Result<(PathBuf, File), LockError> {
+    let opened = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path);
+    match opened {
+        Ok(file) => Ok((path, file)),
+        Err(source) => Err(LockError::File { path, source }),
+    }
+}
+
+/// Notes the holder in the lock file, for the message of whoever waits. Best effort:
+/// the lock itself is what counts.
+fn write_holder(file: &mut File) {
+    let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| {
+        write!(
+            file,
+            "pid {} ({}), since {}",
+            std::process::id(),
+            crate::tracking::operator(),
+            chrono::Utc::now().to_rfc3339()
+        )
+    });
+}
+
+fn file_holder(path: &Path) -> String {
+    let noted = std::fs::read_to_string(path).unwrap_or_default();
+    let noted = noted.trim();
+    format!(
+        "{} (lock file {}, freed when that process ends)",
+        if noted.is_empty() { "a process" } else { noted },
+        path.display()
+    )
 }
 
 async fn try_lock(db: &DatabaseConnection, purpose: LockPurpose) -> Result<bool, DbErr> {
     let backend = db.get_database_backend();
     let (pg_key, mysql_name) = (purpose.pg_key(), purpose.mysql_name());
-    if backend == DbBackend::Sqlite {
-        let table = purpose.sqlite_table();
-        db.execute_unprepared(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY CHECK (id = 1), holder TEXT NOT NULL, since TEXT NOT NULL)"
-        ))
-        .await?;
-        let taken = db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                format!("INSERT OR IGNORE INTO {table} (id, holder, since) VALUES (1, ?, ?)"),
-                [
-                    format!(
-                        "pid {} ({})",
-                        std::process::id(),
-                        crate::tracking::operator()
-                    )
-                    .into(),
-                    chrono::Utc::now().to_rfc3339().into(),
-                ],
-            ))
-            .await?;
-        return Ok(taken.rows_affected() == 1);
-    }
     let sql = match backend {
         DbBackend::Postgres => {
             format!(
@@ -194,15 +278,8 @@ async fn try_lock(db: &DatabaseConnection, purpose: LockPurpose) -> Result<bool,
 /// Who holds the lock, as the server sees them.
 async fn holder(db: &DatabaseConnection, purpose: LockPurpose) -> Result<String, DbErr> {
     let backend = db.get_database_backend();
-    let (pg_key, mysql_name, table) = (
-        purpose.pg_key(),
-        purpose.mysql_name(),
-        purpose.sqlite_table(),
-    );
+    let (pg_key, mysql_name) = (purpose.pg_key(), purpose.mysql_name());
     let sql = match backend {
-        DbBackend::Sqlite => format!(
-            "SELECT holder || ', since ' || since || ' (if no such process is running, remove it: DELETE FROM {table})' FROM {table}"
-        ),
         DbBackend::Postgres => format!(
             "SELECT 'pid ' || a.pid || ', user ' || a.usename || ', application ' || coalesce(nullif(a.application_name, ''), '?')
                     || ', from ' || coalesce(host(a.client_addr), 'local socket') || ', since ' || a.backend_start

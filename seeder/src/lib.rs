@@ -398,29 +398,16 @@ async fn run_on(
         confirm_environment(env, options.confirm.as_deref(), prompt, log, &question)?;
     }
 
-    // One seeder at a time: a second one waits here, then reloads the same rows. The
-    // lock is held by a connection of its own for the whole run.
-    let lock_db = migration::cli::connect(target, None).await?;
+    // One seeder at a time: a second one waits here, then reloads the same rows.
     let mut waited_for = None;
-    let lock = MigrationLock::acquire_for(
-        &lock_db,
-        LockPurpose::Seed,
-        options.lock_timeout,
-        |holder| {
-            let _ = writeln!(log, "seeder: waiting for another seeder ({holder})");
-            waited_for = Some(holder.to_owned());
-        },
-    )
-    .await;
-    let result = match lock {
-        Ok(lock) => {
-            let result = seed_locked(db, options, env, target, log).await;
-            let released = lock.release(&lock_db).await;
-            result.and_then(|done| released.map(|()| done).map_err(SeedError::from))
-        }
-        Err(e) => Err(e.into()),
-    };
-    lock_db.close().await.ok();
+    let lock = SeedLock::acquire(target, options.lock_timeout, |holder| {
+        let _ = writeln!(log, "seeder: waiting for another seeder ({holder})");
+        waited_for = Some(holder.to_owned());
+    })
+    .await?;
+    let result = seed_locked(db, options, env, target, log).await;
+    let released = lock.release().await;
+    let result = result.and_then(|done| released.map(|()| done));
     let (migrations_applied, tenants, users, access, scale) = result?;
 
     Ok(SeedReport {
@@ -437,6 +424,37 @@ async fn run_on(
         waited_for,
         elapsed: started.elapsed(),
     })
+}
+
+/// Held for a whole run, so seeders of one database take turns: the seeder's
+/// [`LockPurpose::Seed`] lock (a session lock on PostgreSQL and MariaDB, a file lock on
+/// SQLite; all freed if the process dies) on a connection of its own.
+struct SeedLock {
+    lock: MigrationLock,
+    connection: DatabaseConnection,
+}
+
+impl SeedLock {
+    async fn acquire(
+        target: &DbTarget,
+        timeout: std::time::Duration,
+        on_wait: impl FnMut(&str),
+    ) -> Result<Self, SeedError> {
+        let connection = migration::cli::connect(target, None).await?;
+        match MigrationLock::acquire_for(&connection, LockPurpose::Seed, timeout, on_wait).await {
+            Ok(lock) => Ok(SeedLock { lock, connection }),
+            Err(e) => {
+                connection.close().await.ok();
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn release(self) -> Result<(), SeedError> {
+        let released = self.lock.release(&self.connection).await;
+        self.connection.close().await.ok();
+        Ok(released?)
+    }
 }
 
 type Loaded = (

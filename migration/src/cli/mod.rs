@@ -54,7 +54,8 @@ Operations:
   (default 5000; env MIGRATION_TABLE_LOCK_TIMEOUT_MS), is rolled back when it times out,
   and is tried again --table-lock-retries times (default 3; env MIGRATION_TABLE_LOCK_RETRIES).
   Runs that write hold a database lock (PostgreSQL advisory lock, MariaDB GET_LOCK, a lock
-  row on SQLite); a second migrator waits up to --lock-timeout and names the holder.
+  on the file <database>.migrate-lock on SQLite); a second migrator waits up to
+  --lock-timeout and names the holder. A process that dies frees its lock.
   Every applied migration's SQL is checksummed; an edited or missing applied migration
   stops the run (exit code 3) until restored or accepted with `repair`.
 
