@@ -13,8 +13,13 @@
 //!    with a fixed clock, labelled UUID v5 ids and a seeded ChaCha RNG.
 
 pub mod access;
+mod identity;
 pub mod profile;
+mod reset;
 pub mod scale;
+mod tenancy;
+
+pub use reset::RESET_TABLES;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::audit::audit_logs;
@@ -27,14 +32,11 @@ use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_
 use migration::lock::{LockError, LockPurpose, MigrationLock};
 use migration::target::{DbTarget, TargetError};
 use migration::{Migrator, MigratorTrait};
-use profile::{Profile, ProfileName, SHARED_PASSWORD};
+use profile::{Profile, ProfileName};
 use sea_orm::{
     ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     PaginatorTrait, SqlErr, TransactionTrait,
 };
-use service::identity::{NewUser, create_session, login, register_user};
-use service::input::{Email, Language, Password, Timezone};
-use service::tenancy::{NewTenant, TenantCtx, add_member, create_tenant};
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
 use std::collections::HashMap;
 use std::io::Write;
@@ -389,7 +391,7 @@ async fn run_on(
     if !env.is_disposable() {
         // Said before asking, and also when the phrase comes from --confirm, so the
         // job's log records what was deleted.
-        write!(log, "{}", describe_changes(db, options, env).await?)?;
+        write!(log, "{}", reset::describe_changes(db, options, env).await?)?;
         let question = if options.reset {
             format!("This deletes the rows listed above from the {env} database.")
         } else {
@@ -489,9 +491,9 @@ async fn seed_locked(
     let loaded = async {
         let txn = service::begin_write(db).await?;
         if options.reset {
-            reset(&txn).await?;
+            reset::reset(&txn).await?;
         } else {
-            refuse_if_seeded(&txn, &profile).await?;
+            reset::refuse_if_seeded(&txn, &profile).await?;
         }
         let loaded = load(&txn, options, &profile).await?;
         txn.commit().await?;
@@ -549,112 +551,6 @@ fn explain_collision(error: SeedError) -> SeedError {
     }
 }
 
-/// The tables the reset empties, children first. The audit catalogue, migration
-/// bookkeeping and environment marker are kept.
-pub const RESET_TABLES: [&str; 16] = [
-    "audit_logs",
-    "role_assignments",
-    "policies",
-    "invitations",
-    "team_members",
-    "teams",
-    "role_inheritance",
-    "role_permissions",
-    "roles",
-    "permissions",
-    "refresh_tokens",
-    "sessions",
-    "memberships",
-    "user_profiles",
-    "users",
-    "tenants",
-];
-
-/// What a run is about to change, for the confirmation question: every table the
-/// reset empties and how many rows it holds now.
-async fn describe_changes(
-    db: &DatabaseConnection,
-    options: &SeedOptions,
-    env: AppEnv,
-) -> Result<String, SeedError> {
-    let profile = options.profile.as_str();
-    if !options.reset {
-        return Ok(format!(
-            "The seeder will add the {profile} profile's rows to the {env} database (--no-reset: it deletes nothing).\n"
-        ));
-    }
-    let mut text = format!(
-        "The seeder will DELETE EVERY ROW of these tables of the {env} database, then load the {profile} profile:\n"
-    );
-    for (table, rows) in reset_counts(db).await? {
-        text.push_str(&format!("  {table:<18} {rows} row(s)\n"));
-    }
-    text.push_str(
-        "(kept: the audit event catalogue, migration bookkeeping and the environment marker)\n",
-    );
-    Ok(text)
-}
-
-async fn reset_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, i64)>, DbErr> {
-    use sea_orm::Statement;
-    let backend = db.get_database_backend();
-    let mut out = Vec::new();
-    for table in RESET_TABLES {
-        let row = db
-            .query_one_raw(Statement::from_string(
-                backend,
-                format!("SELECT COUNT(*) FROM {table}"),
-            ))
-            .await?;
-        let rows = match row {
-            Some(row) => row
-                .try_get_by_index::<i64>(0)
-                .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))?,
-            None => 0,
-        };
-        out.push((table, rows));
-    }
-    Ok(out)
-}
-
-/// Empties every table of [`RESET_TABLES`], in its order.
-async fn reset<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
-    use entity::tenancy::teams;
-    use sea_orm::sea_query::{Alias, Expr, Query};
-    for table in RESET_TABLES {
-        if table == "teams" {
-            // MariaDB checks the parent key row by row: detach the tree before deleting it.
-            teams::Entity::update_many()
-                .col_expr(
-                    teams::Column::ParentId,
-                    Expr::value(Option::<uuid::Uuid>::None),
-                )
-                .exec(db)
-                .await?;
-        }
-        db.execute(&Query::delete().from_table(Alias::new(table)).to_owned())
-            .await?;
-    }
-    Ok(())
-}
-
-async fn refuse_if_seeded<C: ConnectionTrait>(db: &C, profile: &Profile) -> Result<(), SeedError> {
-    use sea_orm::{ColumnTrait, QueryFilter};
-    let slugs: Vec<&str> = profile.tenants.iter().map(|t| t.slug).collect();
-    let existing: Vec<String> = tenants::Entity::find()
-        .filter(tenants::Column::Slug.is_in(slugs))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| t.slug)
-        .collect();
-    if existing.is_empty() {
-        Ok(())
-    } else {
-        Err(SeedError::AlreadySeeded(existing.join(", ")))
-    }
-}
-
 /// Wraps a service error with the fixture row it came from.
 pub(crate) fn fixture_error(fixture: impl Into<String>) -> impl Fn(ServiceError) -> SeedError {
     let fixture = fixture.into();
@@ -686,14 +582,7 @@ where
     let mut user_lines = Vec::new();
 
     for fixture in profile.users {
-        let on_err = fixture_error(fixture.email);
-        let mut new_user = NewUser::parse(fixture.email, SHARED_PASSWORD, fixture.display_name)
-            .map_err(&on_err)?;
-        new_user.timezone = Timezone::parse(fixture.timezone).map_err(&on_err)?;
-        new_user.language = Language::parse(fixture.language).map_err(&on_err)?;
-        let user = register_user(db, &deps, new_user, &meta)
-            .await
-            .map_err(&on_err)?;
+        let user = identity::register(db, &deps, fixture, &meta).await?;
         clock.advance(step);
 
         let tenant = profile
@@ -702,24 +591,11 @@ where
             .find(|t| t.slug == fixture.tenant)
             .expect("every fixture user names a tenant of its profile");
         if fixture.role == memberships::MembershipRole::Owner {
-            let mut new_tenant = NewTenant::parse(tenant.slug, tenant.name).map_err(&on_err)?;
-            new_tenant.plan_tier = tenant.plan_tier;
-            new_tenant.data_region = tenant.data_region;
-            new_tenant.features =
-                serde_json::from_str(tenant.features).expect("fixture features are valid JSON");
-            let (created, _) = create_tenant(db, &deps, user.id, new_tenant, &meta)
-                .await
-                .map_err(&on_err)?;
-            tenant_ids.insert(tenant.slug, created.id);
+            let line =
+                tenancy::create_owned(db, &deps, user.id, tenant, fixture.email, &meta).await?;
+            tenant_ids.insert(tenant.slug, line.id);
             owners.insert(tenant.slug, user.id);
-            tenant_lines.push(TenantLine {
-                id: created.id,
-                slug: tenant.slug,
-                name: tenant.name,
-                plan_tier: tenant.plan_tier.to_value(),
-                data_region: tenant.data_region.to_value(),
-                origin: tenant.origin,
-            });
+            tenant_lines.push(line);
         } else {
             let (tenant_id, owner) = (
                 *tenant_ids
@@ -729,21 +605,22 @@ where
                     .get(tenant.slug)
                     .expect("owners are listed before members"),
             );
-            let ctx = TenantCtx::for_member(db, tenant_id, owner)
-                .await
-                .map_err(&on_err)?;
-            add_member(db, &deps, &ctx, user.id, fixture.role, &meta)
-                .await
-                .map_err(&on_err)?;
+            tenancy::join(
+                db,
+                &deps,
+                tenant_id,
+                owner,
+                user.id,
+                fixture.role,
+                fixture.email,
+                &meta,
+            )
+            .await?;
         }
         clock.advance(step);
 
         if fixture.signs_in {
-            let email = Email::parse(fixture.email).map_err(&on_err)?;
-            let password = Password::for_verification(SHARED_PASSWORD).map_err(&on_err)?;
-            login(db, &deps, &email, &password, &meta)
-                .await
-                .map_err(&on_err)?;
+            identity::sign_in(db, &deps, fixture.email, &meta).await?;
             clock.advance(step);
         }
         user_lines.push(UserLine {
@@ -755,12 +632,8 @@ where
             persona: fixture.persona,
         });
     }
-    // A second device for Alice, so "list my sessions" has something to list.
     if let Some(alice) = user_lines.iter().find(|u| u.email == "alice@acme.com") {
-        let mobile = RequestMeta::new(None, Some("AcmeMobile/1.0 (seeded)"));
-        create_session(db, &deps, alice.id, &mobile)
-            .await
-            .map_err(fixture_error(alice.email))?;
+        identity::sign_in_on_mobile(db, &deps, alice.id, alice.email).await?;
     }
     let tenants: access::Tenants = tenant_ids
         .iter()

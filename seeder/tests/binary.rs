@@ -88,9 +88,8 @@ fn a_seeder_killed_mid_run_leaves_no_lock_behind() {
         .spawn()
         .expect("starts");
     // Killed once it holds the lock (it notes its pid in the lock file after taking it).
-    let holds_lock = || {
-        std::fs::read_to_string(&lock_file).is_ok_and(|holder| holder.starts_with("pid "))
-    };
+    let holds_lock =
+        || std::fs::read_to_string(&lock_file).is_ok_and(|holder| holder.starts_with("pid "));
     let started = std::time::Instant::now();
     while !holds_lock() && started.elapsed() < std::time::Duration::from_secs(60) {
         std::thread::sleep(std::time::Duration::from_millis(5));
