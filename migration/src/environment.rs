@@ -1,5 +1,5 @@
 //! Which environment a command runs in, and which one the database belongs to
-//! (DESIGN §6). The two must agree before anything destructive happens.
+//! The two must agree before anything destructive happens.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
@@ -187,7 +187,8 @@ pub async fn read_recorded_env(db: &DatabaseConnection) -> Result<RecordedEnv, D
 }
 
 /// Records `env` as the database's environment if none is recorded yet. An existing
-/// marker is never overwritten: changing it is a deliberate manual act.
+/// marker is never overwritten: changing it is a deliberate manual act. Two callers
+/// at once both succeed: the one whose insert loses finds the marker written.
 pub async fn record_env_if_absent(db: &DatabaseConnection, env: AppEnv) -> Result<(), DbErr> {
     if read_recorded_env(db).await? != RecordedEnv::Unrecorded {
         return Ok(());
@@ -197,8 +198,15 @@ pub async fn record_env_if_absent(db: &DatabaseConnection, env: AppEnv) -> Resul
         .columns([Alias::new("key"), Alias::new("value")])
         .values_panic([ENVIRONMENT_KEY.into(), env.as_str().into()])
         .to_owned();
-    db.execute(&insert).await?;
-    Ok(())
+    match db.execute(&insert).await {
+        Ok(_) => Ok(()),
+        Err(e) if read_recorded_env(db).await? != RecordedEnv::Unrecorded => {
+            // Someone else recorded it between our read and our insert.
+            drop(e);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A human name for a backend, for banners and errors.

@@ -42,6 +42,7 @@ mod m20261122_000019_audit_add_access_event_types;
 mod m20261122_000020_platform_postgres_row_security;
 mod m20261123_000021_identity_create_sign_in_throttles;
 mod m20261123_000022_platform_postgres_walls;
+mod m20261123_000023_tenancy_check_tenant_slug;
 
 pub struct Migrator;
 
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000020_platform_postgres_row_security::Migration),
             Box::new(m20261123_000021_identity_create_sign_in_throttles::Migration),
             Box::new(m20261123_000022_platform_postgres_walls::Migration),
+            Box::new(m20261123_000023_tenancy_check_tenant_slug::Migration),
         ]
     }
 }

@@ -13,6 +13,12 @@ enum AuditEventTypes {
     Description,
 }
 
+#[derive(DeriveIden)]
+enum AuditLogs {
+    Table,
+    EventType,
+}
+
 /// (event_type, category, description)
 const EVENTS: &[(&str, &str, &str)] = &[
     ("role_created", "security", "Role created"),
@@ -92,13 +98,27 @@ impl MigrationTrait for Migration {
         manager.exec_stmt(insert).await
     }
 
+    /// Removes the event types no audit row uses. Types the trail already records stay
+    /// in the catalogue: deleting them would mean deleting audit history (their rows'
+    /// foreign key forbids it), and a rollback never does that. Consequence: applying
+    /// this migration again after such a rollback fails on the kept types, so roll it
+    /// back only on the way down to migration 9, or restore a backup instead.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let codes: Vec<&str> = EVENTS.iter().map(|(code, _, _)| *code).collect();
+        let used = Query::select()
+            .expr(Expr::val(1))
+            .from(AuditLogs::Table)
+            .and_where(
+                Expr::col((AuditLogs::Table, AuditLogs::EventType))
+                    .equals((AuditEventTypes::Table, AuditEventTypes::EventType)),
+            )
+            .to_owned();
         manager
             .exec_stmt(
                 Query::delete()
                     .from_table(AuditEventTypes::Table)
                     .and_where(Expr::col(AuditEventTypes::EventType).is_in(codes))
+                    .and_where(Expr::exists(used).not())
                     .to_owned(),
             )
             .await

@@ -1,7 +1,7 @@
 //! `cargo run -p migration -- <command>`, or `sea-orm-cli migrate <command>`.
 
 use clap::Parser;
-use migration::cli::{Cli, CliError, Command, Invocation, Terminal, execute};
+use migration::cli::{Cli, CliError, Command, Invocation, TableLocks, Terminal, execute};
 use migration::environment::AppEnv;
 use migration::target::DbTarget;
 use std::process::ExitCode;
@@ -51,6 +51,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             .filter(|s| !s.is_empty())
     });
 
+    // After the .env files, like every other variable.
+    let table_locks =
+        TableLocks::resolve(cli.table_lock_timeout_ms, cli.table_lock_retries, &|name| {
+            std::env::var(name).ok()
+        })?;
     let invocation = Invocation {
         env,
         target,
@@ -58,6 +63,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         command,
         confirm: cli.confirm,
         lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
+        table_locks,
     };
     execute(
         &invocation,

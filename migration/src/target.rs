@@ -1,4 +1,4 @@
-//! Where to connect: `DATABASE_URL`, or the `DB_*` variables of seed 003, resolved
+//! Where to connect: `DATABASE_URL`, or the `DB_*` variables, resolved
 //! into one URL plus a description that is safe to print.
 
 use sea_orm_migration::sea_orm::sqlx::sqlite::SqliteJournalMode;
@@ -231,8 +231,8 @@ impl fmt::Debug for DbTarget {
 
 impl DbTarget {
     /// The connection settings every tool of this workspace uses for this target:
-    /// on PostgreSQL the `search_path`, on SQLite a WAL journal and a busy timeout
-    /// (DESIGN §2), so a second writer waits instead of failing at once.
+    /// on PostgreSQL the `search_path`, on SQLite a WAL journal and a busy timeout,
+    /// so a second writer waits instead of failing at once.
     pub fn connect_options(&self, schema: Option<&str>) -> ConnectOptions {
         let mut options = ConnectOptions::new(self.connection_url().to_owned());
         options
@@ -257,8 +257,8 @@ impl DbTarget {
 }
 
 impl DbTarget {
-    /// `DB_PASSWORD_FILE` / `DB_PASSWORD_COMMAND` (seed 000's secret managers) and
-    /// `DB_SSL_*` (seed 003), applied to the URL however it was given.
+    /// `DB_PASSWORD_FILE` / `DB_PASSWORD_COMMAND` (secret managers) and
+    /// `DB_SSL_*`, applied to the URL however it was given.
     fn apply_secrets_and_tls(
         &mut self,
         var: &dyn Fn(&str) -> Option<String>,
@@ -357,6 +357,9 @@ fn read_password_file(path: &str) -> Result<String, TargetError> {
 
 /// Runs the command with `sh -c` and takes its standard output, minus the final
 /// newline, as the password.
+///
+/// On failure only the exit status is reported, never what the command printed: a
+/// secret manager's CLI may write the secret (or a token) to either stream.
 fn run_password_command(command: &str) -> Result<String, TargetError> {
     let output = std::process::Command::new("sh")
         .arg("-c")
@@ -365,17 +368,10 @@ fn run_password_command(command: &str) -> Result<String, TargetError> {
         .output()
         .map_err(|e| TargetError::PasswordCommand(format!("cannot start it: {e}")))?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let first_line = stderr
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect::<String>();
         return Err(TargetError::PasswordCommand(format!(
-            "it exited with {} ({first_line})",
-            output.status
+            "it {}; its output is not shown because it may contain the secret. \
+             Run the command yourself to see why it failed",
+            describe_exit(output.status)
         )));
     }
     let secret = String::from_utf8(output.stdout)
@@ -386,6 +382,21 @@ fn run_password_command(command: &str) -> Result<String, TargetError> {
         return Err(TargetError::PasswordCommand("it printed nothing".into()));
     }
     Ok(secret)
+}
+
+/// "exited with status 3" or "was killed by signal 9", without the command's output.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exited with status {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("was killed by signal {signal}");
+        }
+    }
+    "ended abnormally".to_owned()
 }
 
 impl DbTarget {

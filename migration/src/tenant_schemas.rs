@@ -1,8 +1,12 @@
-//! Tenant provisioning by isolation level (seed 001). `shared` tenants live in the
+//! Tenant provisioning by isolation level. `shared` tenants live in the
 //! common tables and need nothing. A `schema` tenant gets its own PostgreSQL schema
 //! holding the tenant-scoped tables of [`TenantMigrator`] (global tables such as
 //! `users`, `tenants` and `roles` stay in the main schema, which comes second on the
 //! search path). A `database` tenant gets its own database with the whole schema.
+//!
+//! Every identifier built from a slug is quoted by the server (`quote_ident`,
+//! `format('%I')`), and checked to be a plain identifier PostgreSQL would not
+//! truncate, so a slug can neither inject SQL nor make two tenants share a schema.
 
 use crate::target::DbTarget;
 use sea_orm_migration::prelude::*;
@@ -43,8 +47,8 @@ pub struct TenantStatus {
     pub pending: Vec<String>,
 }
 
-/// `tenant_<slug>` with dashes as underscores: slugs are `[a-z0-9-]`, so this is
-/// always a plain identifier.
+/// `tenant_<slug>` with dashes as underscores (slugs are `[a-z0-9-]`, checked by
+/// the database).
 pub fn schema_name(slug: &str) -> String {
     format!("tenant_{}", slug.replace('-', "_"))
 }
@@ -83,6 +87,40 @@ pub async fn isolated_tenants(
         .collect()
 }
 
+/// PostgreSQL's identifier limit in bytes: longer names are silently truncated, so
+/// two long slugs could name the same schema.
+const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// The tenant's schema or database name, if it is a plain identifier of at most 63
+/// bytes (`[a-z0-9_]`); a typed error otherwise, before anything is created.
+fn checked_location(tenant: &IsolatedTenant) -> Result<&str, DbErr> {
+    let name = tenant.location.as_str();
+    let plain = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !plain || name.len() > MAX_IDENTIFIER_BYTES {
+        return Err(DbErr::Custom(format!(
+            "tenant {:?}: its {} name {name:?} is not a plain PostgreSQL identifier of at most \
+             {MAX_IDENTIFIER_BYTES} bytes ([a-z0-9_]); give the tenant a shorter slug",
+            tenant.slug, tenant.isolation_level
+        )));
+    }
+    Ok(name)
+}
+
+/// `name` quoted as an identifier by the server.
+async fn quote_ident(db: &DatabaseConnection, name: &str) -> Result<String, DbErr> {
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT quote_ident($1)",
+        [name.into()],
+    ))
+    .await?
+    .ok_or_else(|| DbErr::Custom("quote_ident returned no row".into()))?
+    .try_get_by_index(0)
+}
+
 fn require_postgres(db: &DatabaseConnection) -> Result<(), DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Err(DbErr::Custom(
@@ -109,11 +147,14 @@ async fn connect_to(
             .await?
             .ok_or_else(|| DbErr::Custom("no current schema".into()))?
             .try_get_by_index(0)?;
-        let mut options = target.connect_options(Some(&format!("{},{main}", tenant.location)));
+        // SeaORM double-quotes each element of the search path; both are plain
+        // identifiers (the tenant's is checked, the main one comes from the server).
+        let mut options =
+            target.connect_options(Some(&format!("{},{main}", checked_location(tenant)?)));
         options.max_connections(1);
         Database::connect(options).await
     } else {
-        let url = target.with_database(&tenant.location);
+        let url = target.with_database(checked_location(tenant)?);
         let mut options = url.connect_options(None);
         options.max_connections(1);
         Database::connect(options).await
@@ -144,11 +185,12 @@ pub async fn provision(
     tenant: &IsolatedTenant,
 ) -> Result<usize, DbErr> {
     require_postgres(db)?;
+    let location = quote_ident(db, checked_location(tenant)?).await?;
     if !exists(db, tenant).await? {
         let sql = if tenant.isolation_level == "schema" {
-            format!("CREATE SCHEMA \"{}\"", tenant.location)
+            format!("CREATE SCHEMA {location}")
         } else {
-            format!("CREATE DATABASE \"{}\"", tenant.location)
+            format!("CREATE DATABASE {location}")
         };
         db.execute_unprepared(&sql).await?;
     }
@@ -157,7 +199,7 @@ pub async fn provision(
         if tenant.isolation_level == "schema" {
             let pending = TenantMigrator::get_pending_migrations(&conn).await?.len();
             TenantMigrator::up(&conn, None).await?;
-            secure_schema(db, &tenant.location).await?;
+            secure_schema(db, checked_location(tenant)?).await?;
             Ok(pending)
         } else {
             let pending = crate::Migrator::get_pending_migrations(&conn).await?.len();
@@ -211,36 +253,62 @@ pub async fn status(
 }
 
 /// The tables of a tenant schema, with the same walls as the main schema: the runtime
-/// role may use them (not the bookkeeping), and row-level security is forced. Runs on
-/// every provisioning, so tables added by later tenant migrations are covered.
+/// role may use them (not the bookkeeping), and row-level security is forced on every
+/// table with a `tenant_id`, found in the catalogue. Runs on every provisioning, so
+/// tables added by later tenant migrations are covered.
 async fn secure_schema(db: &DatabaseConnection, schema: &str) -> Result<(), DbErr> {
-    let mut sql = format!(
-        "DO $secure$ BEGIN
-           IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_service') THEN
-             GRANT USAGE ON SCHEMA \"{schema}\" TO app_service;
-             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{schema}\" TO app_service;
-             REVOKE ALL ON \"{schema}\".seaql_migrations FROM app_service;
-           END IF;
-         END $secure$;"
-    );
-    for table in [
-        "teams",
-        "team_members",
-        "invitations",
-        "role_assignments",
-        "policies",
-    ] {
-        sql.push_str(&format!(
-            "ALTER TABLE \"{schema}\".{table} ENABLE ROW LEVEL SECURITY;
-             ALTER TABLE \"{schema}\".{table} FORCE ROW LEVEL SECURITY;
-             DO $policy$ BEGIN
-               IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = '{schema}' AND tablename = '{table}') THEN
-                 CREATE POLICY tenant_isolation ON \"{schema}\".{table}
-                   USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
-               END IF;
-             END $policy$;"
-        ));
+    let quoted_schema = quote_ident(db, schema).await?;
+    let runtime_role = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT 1 FROM pg_roles WHERE rolname = 'app_service'".to_owned(),
+        ))
+        .await?
+        .is_some();
+    if runtime_role {
+        db.execute_unprepared(&format!(
+            "GRANT USAGE ON SCHEMA {quoted_schema} TO app_service;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {quoted_schema} TO app_service;
+             REVOKE ALL ON {quoted_schema}.seaql_migrations FROM app_service;"
+        ))
+        .await?;
     }
-    db.execute_unprepared(&sql).await?;
+    let tables = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT format('%I.%I', c.table_schema, c.table_name),
+                    EXISTS (SELECT 1 FROM pg_policies p
+                             WHERE p.schemaname = c.table_schema AND p.tablename = c.table_name
+                               AND p.policyname = 'wall_select')
+               FROM information_schema.columns c
+               JOIN information_schema.tables t
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+              WHERE c.table_schema = $1 AND c.column_name = 'tenant_id'
+                AND t.table_type = 'BASE TABLE'
+              ORDER BY c.table_name",
+            [schema.into()],
+        ))
+        .await?;
+    for row in tables {
+        let table: String = row.try_get_by_index(0)?;
+        let has_policy: bool = row.try_get_by_index(1)?;
+        let mut sql = format!(
+            "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE {table} FORCE ROW LEVEL SECURITY;"
+        );
+        if !has_policy {
+            // The same per-command walls as the shared tables (migration 22); a schema
+            // provisioned before them loses its single read-and-write policy.
+            sql.push_str(&format!(
+                "DROP POLICY IF EXISTS tenant_isolation ON {table};
+                 CREATE POLICY wall_select ON {table} FOR SELECT USING (tenant_id = app_current_tenant());
+                 CREATE POLICY wall_insert ON {table} FOR INSERT WITH CHECK (tenant_id = app_current_tenant());
+                 CREATE POLICY wall_update ON {table} FOR UPDATE
+                   USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
+                 CREATE POLICY wall_delete ON {table} FOR DELETE USING (tenant_id = app_current_tenant());"
+            ));
+        }
+        db.execute_unprepared(&sql).await?;
+    }
     Ok(())
 }

@@ -1,35 +1,45 @@
-//! The deterministic fixture loader behind `cargo run -p seeder` (DESIGN §7).
+//! The deterministic fixture loader behind `cargo run -p seeder`.
 //!
 //! Order of a run, each step before the next:
 //! 1. refuse production on the process signals (`APP_ENV`, `MIGRATION_ENV`);
 //! 2. connect and read the database's own environment marker, refusing production or
 //!    a mismatch: all of this reads only;
-//! 3. migrate (local and test only) and record the environment;
-//! 4. reset and load the profile in one transaction, through the `service` operations,
+//! 3. outside `local` and `test`, list what the reset deletes and ask for the migration
+//!    CLI's confirmation phrase;
+//! 4. take the seeder lock (one seeder at a time per database);
+//! 5. migrate (local and test only) through the migration CLI's own code path
+//!    (`migration::cli::apply_pending`: its lock, checksums and environment marker);
+//! 6. reset and load the profile in one transaction, through the `service` operations,
 //!    with a fixed clock, labelled UUID v5 ids and a seeded ChaCha RNG.
 
 pub mod access;
+mod identity;
 pub mod profile;
+mod reset;
 pub mod scale;
+mod tenancy;
+
+pub use reset::RESET_TABLES;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::audit::audit_logs;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use entity::tenancy::{memberships, tenants};
 use entity::{TenantId, UserId};
+use migration::cli::safety::confirm_environment;
+use migration::cli::{CliError, NoTerminal, Prompt, RunSettings};
 use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_if_absent};
+use migration::lock::{LockError, LockPurpose, MigrationLock};
 use migration::target::{DbTarget, TargetError};
 use migration::{Migrator, MigratorTrait};
-use profile::{Profile, ProfileName, SHARED_PASSWORD};
+use profile::{Profile, ProfileName};
 use sea_orm::{
     ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, TransactionTrait,
+    PaginatorTrait, SqlErr, TransactionTrait,
 };
-use service::identity::{NewUser, create_session, register_user};
-use service::input::{Language, Timezone};
-use service::tenancy::{NewTenant, TenantCtx, add_member, create_tenant};
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 use uuid::Uuid;
@@ -60,6 +70,11 @@ pub struct SeedOptions {
     pub reset: bool,
     /// Synthetic tenants to add after the profile (`--scale N`).
     pub scale: u32,
+    /// The confirmation phrase for `development` and `staging` without a terminal
+    /// (`--confirm "MIGRATE STAGING"`), as the migration CLI takes it.
+    pub confirm: Option<String>,
+    /// How long to wait for another seeder (or migrator) holding the database.
+    pub lock_timeout: std::time::Duration,
 }
 
 impl Default for SeedOptions {
@@ -70,6 +85,8 @@ impl Default for SeedOptions {
             seed: DEFAULT_SEED,
             reset: true,
             scale: 0,
+            confirm: None,
+            lock_timeout: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -161,8 +178,36 @@ pub enum SeedError {
     },
     #[error("{0}")]
     Scale(String),
+    /// Migrating through the migration CLI's code path failed.
+    #[error("migrating: {0}")]
+    Migrate(CliError),
+    /// Another seeder kept the database locked for longer than `--lock-timeout`.
+    #[error("{0}")]
+    Lock(#[from] LockError),
+    /// The load collided with rows it did not write; it was rolled back.
+    #[error(
+        "the load collides with rows this seeder did not write ({check} failed: {detail}): \
+         another process wrote to the seeded tables while it ran, or a table the reset does \
+         not empty refers to them. The load was rolled back and nothing of it was written; \
+         stop the other writer, or remove those rows, and run again"
+    )]
+    Collision { check: &'static str, detail: String },
+    #[error("cannot write to the terminal: {0}")]
+    Io(#[from] std::io::Error),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl From<CliError> for SeedError {
+    fn from(error: CliError) -> Self {
+        match error {
+            CliError::Refused(reason) => SeedError::Refused {
+                signal: "the confirmation".into(),
+                reason,
+            },
+            other => SeedError::Migrate(other),
+        }
+    }
 }
 
 impl SeedError {
@@ -184,6 +229,8 @@ pub struct SeedReport {
     pub access: access::AccessReport,
     pub row_counts: Vec<(&'static str, u64)>,
     pub scale: Option<scale::ScaleReport>,
+    /// Whoever held the database when this run started, if it had to wait.
+    pub waited_for: Option<String>,
     pub elapsed: std::time::Duration,
 }
 
@@ -237,20 +284,49 @@ pub fn resolve_target(explicit: Option<&str>) -> Result<DbTarget, SeedError> {
     }
 }
 
-/// The whole run, from the environment signals on: what `main` calls after loading
-/// the `.env` files.
+/// The whole run, from the environment signals on, without a terminal: outside
+/// `local` and `test` only `options.confirm` confirms. Notices go to stderr.
 pub async fn seed(signals: &EnvSignals, options: &SeedOptions) -> Result<SeedReport, SeedError> {
+    seed_with(signals, options, &mut NoTerminal, &mut std::io::stderr()).await
+}
+
+/// [`seed`] asking `prompt` for the confirmation phrase and writing notices (what the
+/// reset deletes, lock waits) to `log`: what `main` calls after loading the `.env` files.
+pub async fn seed_with(
+    signals: &EnvSignals,
+    options: &SeedOptions,
+    prompt: &mut (dyn Prompt + Send),
+    log: &mut (dyn Write + Send),
+) -> Result<SeedReport, SeedError> {
     let env = signals.environment()?;
     let target = resolve_target(options.database_url.as_deref())?;
-    run(options, env, &target).await
+    run_with(options, env, &target, prompt, log).await
 }
 
 /// Runs the seeder against `target` in environment `env` (already checked by
-/// [`EnvSignals::environment`]).
+/// [`EnvSignals::environment`]), without a terminal.
 pub async fn run(
     options: &SeedOptions,
     env: AppEnv,
     target: &DbTarget,
+) -> Result<SeedReport, SeedError> {
+    run_with(
+        options,
+        env,
+        target,
+        &mut NoTerminal,
+        &mut std::io::stderr(),
+    )
+    .await
+}
+
+/// [`run`] with a prompt and a log; see [`seed_with`].
+pub async fn run_with(
+    options: &SeedOptions,
+    env: AppEnv,
+    target: &DbTarget,
+    prompt: &mut (dyn Prompt + Send),
+    log: &mut (dyn Write + Send),
 ) -> Result<SeedReport, SeedError> {
     let started = Instant::now();
     let sqlite_file =
@@ -268,7 +344,7 @@ pub async fn run(
             target: target.masked_url(),
             source,
         })?;
-    let result = run_on(&db, options, env, target, started).await;
+    let result = run_on(&db, options, env, target, started, prompt, log).await;
     db.close().await.ok();
     result
 }
@@ -279,6 +355,8 @@ async fn run_on(
     env: AppEnv,
     target: &DbTarget,
     started: Instant,
+    prompt: &mut (dyn Prompt + Send),
+    log: &mut (dyn Write + Send),
 ) -> Result<SeedReport, SeedError> {
     // Read-only checks first: the database's own word on its environment.
     let recorded = read_recorded_env(db).await?;
@@ -310,20 +388,120 @@ async fn run_on(
             count: pending,
         });
     }
-    if pending > 0 {
-        Migrator::up(db, None).await?;
+    if !env.is_disposable() {
+        // Said before asking, and also when the phrase comes from --confirm, so the
+        // job's log records what was deleted.
+        write!(log, "{}", reset::describe_changes(db, options, env).await?)?;
+        let question = if options.reset {
+            format!("This deletes the rows listed above from the {env} database.")
+        } else {
+            format!("This writes to the {env} database.")
+        };
+        confirm_environment(env, options.confirm.as_deref(), prompt, log, &question)?;
     }
-    record_env_if_absent(db, env).await?;
+
+    // One seeder at a time: a second one waits here, then reloads the same rows.
+    let mut waited_for = None;
+    let lock = SeedLock::acquire(target, options.lock_timeout, |holder| {
+        let _ = writeln!(log, "seeder: waiting for another seeder ({holder})");
+        waited_for = Some(holder.to_owned());
+    })
+    .await?;
+    let result = seed_locked(db, options, env, target, log).await;
+    let released = lock.release().await;
+    let result = result.and_then(|done| released.map(|()| done));
+    let (migrations_applied, tenants, users, access, scale) = result?;
+
+    Ok(SeedReport {
+        environment: env,
+        target: target.masked_url(),
+        backend: target.backend,
+        profile: options.profile,
+        migrations_applied,
+        tenants,
+        users,
+        access,
+        row_counts: row_counts(db).await?,
+        scale,
+        waited_for,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Held for a whole run, so seeders of one database take turns: the seeder's
+/// [`LockPurpose::Seed`] lock (a session lock on PostgreSQL and MariaDB, a file lock on
+/// SQLite; all freed if the process dies) on a connection of its own.
+struct SeedLock {
+    lock: MigrationLock,
+    connection: DatabaseConnection,
+}
+
+impl SeedLock {
+    async fn acquire(
+        target: &DbTarget,
+        timeout: std::time::Duration,
+        on_wait: impl FnMut(&str),
+    ) -> Result<Self, SeedError> {
+        let connection = migration::cli::connect(target, None).await?;
+        match MigrationLock::acquire_for(&connection, LockPurpose::Seed, timeout, on_wait).await {
+            Ok(lock) => Ok(SeedLock { lock, connection }),
+            Err(e) => {
+                connection.close().await.ok();
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn release(self) -> Result<(), SeedError> {
+        let released = self.lock.release(&self.connection).await;
+        self.connection.close().await.ok();
+        Ok(released?)
+    }
+}
+
+type Loaded = (
+    usize,
+    Vec<TenantLine>,
+    Vec<UserLine>,
+    access::AccessReport,
+    Option<scale::ScaleReport>,
+);
+
+/// Migrate, reset and load, under the seeder lock.
+async fn seed_locked(
+    db: &DatabaseConnection,
+    options: &SeedOptions,
+    env: AppEnv,
+    target: &DbTarget,
+    log: &mut (dyn Write + Send),
+) -> Result<Loaded, SeedError> {
+    let migrations_applied = if env.is_disposable() {
+        let settings = RunSettings {
+            lock_timeout: options.lock_timeout,
+            ..RunSettings::new(env)
+        };
+        migration::cli::apply_pending(target, None, &settings, &mut std::io::sink(), log).await?
+    } else {
+        // Nothing is pending here (checked above): only the marker may be missing.
+        record_env_if_absent(db, env).await?;
+        0
+    };
 
     let profile = options.profile.profile();
-    let txn = service::begin_write(db).await?;
-    if options.reset {
-        reset(&txn).await?;
-    } else {
-        refuse_if_seeded(&txn, &profile).await?;
+    let loaded = async {
+        let txn = service::begin_write(db).await?;
+        if options.reset {
+            reset::reset(&txn).await?;
+        } else {
+            reset::refuse_if_seeded(&txn, &profile).await?;
+        }
+        let loaded = load(&txn, options, &profile).await?;
+        txn.commit().await?;
+        Ok(loaded)
     }
-    let (tenants, users, access) = load(&txn, options, &profile).await?;
-    txn.commit().await?;
+    .await
+    .map_err(explain_collision)?;
+    let (tenants, users, access) = loaded;
 
     let scale = if options.scale > 0 {
         let (deps, _) = Deps::deterministic(
@@ -342,76 +520,34 @@ async fn run_on(
                 options.scale,
                 start,
             )
-            .await?,
+            .await
+            .map_err(explain_collision)?,
         )
     } else {
         None
     };
-
-    Ok(SeedReport {
-        environment: env,
-        target: target.masked_url(),
-        backend: target.backend,
-        profile: options.profile,
-        migrations_applied: pending,
-        tenants,
-        users,
-        access,
-        row_counts: row_counts(db).await?,
-        scale,
-        elapsed: started.elapsed(),
-    })
+    Ok((migrations_applied, tenants, users, access, scale))
 }
 
-/// Empties every table the seeder fills, children first. The audit catalogue,
-/// migration bookkeeping and environment marker are kept.
-async fn reset<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
-    use entity::access::{
-        permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
+/// A unique or foreign-key violation during the reset or load means rows the seeder did
+/// not write are in the way (its own rows never collide): say so, not just the driver.
+fn explain_collision(error: SeedError) -> SeedError {
+    let db_error = match &error {
+        SeedError::Db(e) => e,
+        SeedError::Fixture {
+            source: ServiceError::Db(e),
+            ..
+        } => e,
+        _ => return error,
     };
-    use entity::tenancy::{invitations, team_members, teams};
-    use sea_orm::sea_query::Expr;
-    audit_logs::Entity::delete_many().exec(db).await?;
-    role_assignments::Entity::delete_many().exec(db).await?;
-    policies::Entity::delete_many().exec(db).await?;
-    invitations::Entity::delete_many().exec(db).await?;
-    team_members::Entity::delete_many().exec(db).await?;
-    // MariaDB checks the parent key row by row: detach the tree before deleting it.
-    teams::Entity::update_many()
-        .col_expr(
-            teams::Column::ParentId,
-            Expr::value(Option::<uuid::Uuid>::None),
-        )
-        .exec(db)
-        .await?;
-    teams::Entity::delete_many().exec(db).await?;
-    role_inheritance::Entity::delete_many().exec(db).await?;
-    role_permissions::Entity::delete_many().exec(db).await?;
-    roles::Entity::delete_many().exec(db).await?;
-    permissions::Entity::delete_many().exec(db).await?;
-    refresh_tokens::Entity::delete_many().exec(db).await?;
-    sessions::Entity::delete_many().exec(db).await?;
-    memberships::Entity::delete_many().exec(db).await?;
-    user_profiles::Entity::delete_many().exec(db).await?;
-    users::Entity::delete_many().exec(db).await?;
-    tenants::Entity::delete_many().exec(db).await?;
-    Ok(())
-}
-
-async fn refuse_if_seeded<C: ConnectionTrait>(db: &C, profile: &Profile) -> Result<(), SeedError> {
-    use sea_orm::{ColumnTrait, QueryFilter};
-    let slugs: Vec<&str> = profile.tenants.iter().map(|t| t.slug).collect();
-    let existing: Vec<String> = tenants::Entity::find()
-        .filter(tenants::Column::Slug.is_in(slugs))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| t.slug)
-        .collect();
-    if existing.is_empty() {
-        Ok(())
-    } else {
-        Err(SeedError::AlreadySeeded(existing.join(", ")))
+    let check = match db_error.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => "a uniqueness check",
+        Some(SqlErr::ForeignKeyConstraintViolation(_)) => "a foreign-key check",
+        _ => return error,
+    };
+    SeedError::Collision {
+        check,
+        detail: db_error.to_string(),
     }
 }
 
@@ -446,14 +582,7 @@ where
     let mut user_lines = Vec::new();
 
     for fixture in profile.users {
-        let on_err = fixture_error(fixture.email);
-        let mut new_user = NewUser::parse(fixture.email, SHARED_PASSWORD, fixture.display_name)
-            .map_err(&on_err)?;
-        new_user.timezone = Timezone::parse(fixture.timezone).map_err(&on_err)?;
-        new_user.language = Language::parse(fixture.language).map_err(&on_err)?;
-        let user = register_user(db, &deps, new_user, &meta)
-            .await
-            .map_err(&on_err)?;
+        let user = identity::register(db, &deps, fixture, &meta).await?;
         clock.advance(step);
 
         let tenant = profile
@@ -462,24 +591,11 @@ where
             .find(|t| t.slug == fixture.tenant)
             .expect("every fixture user names a tenant of its profile");
         if fixture.role == memberships::MembershipRole::Owner {
-            let mut new_tenant = NewTenant::parse(tenant.slug, tenant.name).map_err(&on_err)?;
-            new_tenant.plan_tier = tenant.plan_tier;
-            new_tenant.data_region = tenant.data_region;
-            new_tenant.features =
-                serde_json::from_str(tenant.features).expect("fixture features are valid JSON");
-            let (created, _) = create_tenant(db, &deps, user.id, new_tenant, &meta)
-                .await
-                .map_err(&on_err)?;
-            tenant_ids.insert(tenant.slug, created.id);
+            let line =
+                tenancy::create_owned(db, &deps, user.id, tenant, fixture.email, &meta).await?;
+            tenant_ids.insert(tenant.slug, line.id);
             owners.insert(tenant.slug, user.id);
-            tenant_lines.push(TenantLine {
-                id: created.id,
-                slug: tenant.slug,
-                name: tenant.name,
-                plan_tier: tenant.plan_tier.to_value(),
-                data_region: tenant.data_region.to_value(),
-                origin: tenant.origin,
-            });
+            tenant_lines.push(line);
         } else {
             let (tenant_id, owner) = (
                 *tenant_ids
@@ -489,22 +605,22 @@ where
                     .get(tenant.slug)
                     .expect("owners are listed before members"),
             );
-            let ctx = TenantCtx::for_member(db, tenant_id, owner)
-                .await
-                .map_err(&on_err)?;
-            add_member(db, &deps, &ctx, user.id, fixture.role, &meta)
-                .await
-                .map_err(&on_err)?;
+            tenancy::join(
+                db,
+                &deps,
+                tenant_id,
+                owner,
+                user.id,
+                fixture.role,
+                fixture.email,
+                &meta,
+            )
+            .await?;
         }
         clock.advance(step);
 
         if fixture.signs_in {
-            // A session as a sign-in leaves one. Not `login` itself: sign-in keeps its
-            // throttle counters and failure records out of any caller's transaction,
-            // and this whole load is one transaction.
-            create_session(db, &deps, user.id, &meta)
-                .await
-                .map_err(&on_err)?;
+            identity::sign_in(db, &deps, user.id, fixture.email, &meta).await?;
             clock.advance(step);
         }
         user_lines.push(UserLine {
@@ -516,12 +632,8 @@ where
             persona: fixture.persona,
         });
     }
-    // A second device for Alice, so "list my sessions" has something to list.
     if let Some(alice) = user_lines.iter().find(|u| u.email == "alice@acme.com") {
-        let mobile = RequestMeta::new(None, Some("AcmeMobile/1.0 (seeded)"));
-        create_session(db, &deps, alice.id, &mobile)
-            .await
-            .map_err(fixture_error(alice.email))?;
+        identity::sign_in_on_mobile(db, &deps, alice.id, alice.email).await?;
     }
     let tenants: access::Tenants = tenant_ids
         .iter()

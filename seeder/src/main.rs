@@ -22,13 +22,18 @@ Safety:
   Refuses production before writing anything: APP_ENV=production, MIGRATION_ENV=production,
   or a database whose environment marker says production. No option overrides this.
   Refuses a database whose marker names another environment than APP_ENV. Migrates only
-  local and test databases; elsewhere, run the migration CLI first.
+  local and test databases, exactly as `cargo run -p migration -- up` does (lock,
+  checksums, environment marker); elsewhere, run the migration CLI first. In development
+  and staging it lists the tables and row counts the reset deletes and asks for the
+  migration CLI's phrase (MIGRATE DEV, MIGRATE STAGING), or takes it from --confirm.
+  One seeder at a time per database: a second one waits up to --lock-timeout.
 
 Examples:
   cargo run -p seeder
   cargo run -p seeder -- --profile minimal
   cargo run -p seeder -- --database-url postgres://postgres@127.0.0.1/app_dev
-  APP_ENV=test cargo run -p seeder -- --database-url mysql://root@127.0.0.1/app_test";
+  APP_ENV=test cargo run -p seeder -- --database-url mysql://root@127.0.0.1/app_test
+  APP_ENV=staging cargo run -p seeder -- --confirm \"MIGRATE STAGING\"";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +67,15 @@ struct Cli {
     /// deterministic for a given N and --seed; for benchmarks. At most 1000000.
     #[arg(long, value_name = "N", default_value_t = 0)]
     scale: u32,
+
+    /// The confirmation phrase for development and staging, for runs without a terminal
+    /// (e.g. "MIGRATE STAGING"); must match exactly.
+    #[arg(long, value_name = "PHRASE")]
+    confirm: Option<String>,
+
+    /// How long to wait for another seeder or migrator working on the same database.
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    lock_timeout: u64,
 }
 
 #[tokio::main]
@@ -99,8 +113,16 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
         seed: cli.seed,
         reset: !cli.no_reset,
         scale: cli.scale,
+        confirm: cli.confirm,
+        lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
     };
-    seeder::seed(&EnvSignals::from_process(), &options).await
+    seeder::seed_with(
+        &EnvSignals::from_process(),
+        &options,
+        &mut migration::cli::Terminal,
+        &mut std::io::stderr(),
+    )
+    .await
 }
 
 fn print_report(report: &SeedReport) {

@@ -1,4 +1,4 @@
-//! Fixture profiles as typed tables (DESIGN §7). Every email, name and slug here is
+//! Fixture profiles as typed tables. Every email, name and slug here is
 //! stable across versions: tests and documentation rely on them. Add rows; do not
 //! rename them.
 
@@ -133,7 +133,7 @@ pub struct UserFixture {
     pub role: MembershipRole,
     /// What the person is in the seed's story (clinic roles become RBAC roles later).
     pub persona: &'static str,
-    /// Signs in once during seeding, leaving a session and a `login` event.
+    /// Has signed in once: a session of its own.
     pub signs_in: bool,
 }
 
@@ -176,7 +176,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Enterprise,
         data_region: DataRegion::Us,
         features: r#"{"sso": true, "custom_domain": true, "advanced_security": true}"#,
-        origin: "multi-tenant agent SaaS (seed 002)",
+        origin: "multi-tenant agent SaaS",
     },
     TenantFixture {
         slug: "techstartup",
@@ -184,7 +184,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Pro,
         data_region: DataRegion::Us,
         features: r#"{"agents": true}"#,
-        origin: "multi-tenant agent SaaS (seed 002)",
+        origin: "multi-tenant agent SaaS",
     },
     TenantFixture {
         slug: "healthcare",
@@ -192,7 +192,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Free,
         data_region: DataRegion::Us,
         features: r#"{}"#,
-        origin: "multi-tenant agent SaaS (seed 002)",
+        origin: "multi-tenant agent SaaS",
     },
     TenantFixture {
         slug: "healthy-stellar",
@@ -200,7 +200,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Enterprise,
         data_region: DataRegion::Us,
         features: r#"{"protected_records": true, "mfa_required": true}"#,
-        origin: "Healthy Stellar clinic (seed 003)",
+        origin: "Healthy Stellar clinic",
     },
     TenantFixture {
         slug: "rento",
@@ -208,7 +208,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Pro,
         data_region: DataRegion::Jp,
         features: r#"{"appi": true, "property_search": true}"#,
-        origin: "Rento rentals, APPI (seed 000)",
+        origin: "Rento rentals, APPI",
     },
 ];
 
@@ -350,7 +350,7 @@ const fn role(
     }
 }
 
-/// Seed 002's system roles, then seed 003's clinic roles and Rento's agent role.
+/// The system roles, then Healthy Stellar's clinic roles and Rento's agent role.
 const DEMO_ROLES: &[RoleFixture] = &[
     role(
         None,

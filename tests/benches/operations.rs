@@ -197,6 +197,7 @@ async fn up_against_dump(t: &TestDb) {
             },
             confirm: None,
             lock_timeout: Duration::from_secs(60),
+            table_locks: migration::cli::TableLocks::DEFAULT,
         };
         let started = Instant::now();
         let (mut out, mut err) = (Vec::new(), Vec::new());

@@ -418,7 +418,7 @@ async fn drop_database(db: &Created) {
     match db.backend {
         Backend::Sqlite => {
             let path = sqlite_path(&db.name);
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in ["", "-wal", "-shm", ".migrate-lock", ".seed-lock"] {
                 let mut file = path.clone().into_os_string();
                 file.push(suffix);
                 let _ = std::fs::remove_file(file);

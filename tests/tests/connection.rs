@@ -56,19 +56,26 @@ fn secrets_password_file_and_command_fill_in_the_password_and_never_print_it() {
     );
     assert!(!by_command.masked_url().contains("s3cr"));
 
+    // A secret manager that fails may print the secret (or a token) on either stream.
     let failing = target(&[
         ("DATABASE_URL", "postgres://app@db/app"),
         (
             "DB_PASSWORD_COMMAND",
-            "echo leaked-secret; echo 'token expired' >&2; exit 3",
+            "echo leaked-secret; echo 'token expired: leaked-stderr-secret' >&2; exit 3",
         ),
     ]);
     match failing {
         Err(e @ TargetError::PasswordCommand(_)) => {
             let text = e.to_string();
             assert!(
-                text.contains("token expired") && !text.contains("leaked-secret"),
-                "{text}"
+                !text.contains("leaked-secret")
+                    && !text.contains("leaked-stderr-secret")
+                    && !text.contains("token expired"),
+                "no output of the command is shown: {text}"
+            );
+            assert!(
+                text.contains("exited with status 3") && text.contains("Run the command yourself"),
+                "the status and a fixed hint: {text}"
             );
         }
         other => panic!("expected a command error, got {other:?}"),

@@ -14,6 +14,10 @@ tests::backend_tests!(
     ops_edited_applied_migration_stops_the_run_until_repaired,
     ops_applied_migration_missing_from_code_is_reported,
     ops_dry_run_prints_sql_and_changes_nothing,
+    ops_down_all_the_way_on_a_seeded_database_succeeds,
+    ops_rolling_back_the_access_event_types_keeps_audit_history,
+    ops_tenant_slug_check_accepts_exactly_what_the_service_accepts,
+    ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing,
 );
 
 struct NoTerminal;
@@ -36,6 +40,7 @@ async fn run(t: &TestDb, command: Command) -> (Result<(), CliError>, String) {
         command,
         confirm: None,
         lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;
@@ -249,17 +254,19 @@ async fn ops_dry_run_prints_sql_and_changes_nothing(t: TestDb) {
     );
     run(&t, up()).await.0.expect("up");
     let migrated = inspect::schema(&t.owner).await;
+    // Back to (and including) the newest migration that creates a table.
+    let num = Migrator::migrations().len() - position_of("m20261122_000018_access_create_policies");
     let (result, sql) = run(
         &t,
         Command::Down {
-            num: 3,
+            num: num as u32,
             dry_run: true,
         },
     )
     .await;
     result.expect("dry run down");
     assert!(
-        sql.contains("DROP TABLE") && sql.matches("(down)").count() == 3,
+        sql.contains("DROP TABLE") && sql.matches("(down)").count() == num,
         "{sql}"
     );
     assert_eq!(inspect::schema(&t.owner).await, migrated);
@@ -394,4 +401,460 @@ async fn ops_tenants_isolated_by_schema_and_database_are_provisioned_and_migrate
         exec(&t, &format!("DROP DATABASE \"{database}\" WITH (FORCE)")).await;
     })
     .await;
+}
+
+async fn seeded(t: &TestDb) {
+    let options = seeder::SeedOptions {
+        database_url: Some(t.url.clone()),
+        ..seeder::SeedOptions::default()
+    };
+    seeder::run(&options, AppEnv::Test, &t.target())
+        .await
+        .expect("seeds");
+}
+
+async fn ops_down_all_the_way_on_a_seeded_database_succeeds(t: TestDb) {
+    seeded(&t).await;
+    assert!(
+        count(&t, "SELECT COUNT(*) FROM audit_logs").await > 0,
+        "a database in use"
+    );
+    let (result, out) = run(
+        &t,
+        Command::Down {
+            num: 1000,
+            dry_run: false,
+        },
+    )
+    .await;
+    result.expect("every down runs on a seeded database");
+    assert_eq!(
+        out.matches("rolled back m").count(),
+        Migrator::migrations().len(),
+        "{out}"
+    );
+    let left: Vec<String> = inspect::table_names(&t.db)
+        .await
+        .into_iter()
+        .filter(|table| table != "migration_checksums")
+        .collect();
+    assert!(
+        left.is_empty(),
+        "only the migrator's bookkeeping is left: {left:?}"
+    );
+    run(&t, up()).await.0.expect("and everything applies again");
+}
+
+async fn ops_rolling_back_the_access_event_types_keeps_audit_history(t: TestDb) {
+    seeded(&t).await;
+    let name = "m20261122_000019_audit_add_access_event_types";
+    let position = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("the migration exists");
+    let audit_rows = count(&t, "SELECT COUNT(*) FROM audit_logs").await;
+    let used = count(
+        &t,
+        "SELECT COUNT(DISTINCT event_type) FROM audit_logs WHERE event_type IN ('role_created', 'team_created', 'invitation_created')",
+    )
+    .await;
+    assert_eq!(used, 3, "the seeded trail uses some of its event types");
+    let (result, out) = run(
+        &t,
+        Command::Down {
+            num: (Migrator::migrations().len() - position) as u32,
+            dry_run: false,
+        },
+    )
+    .await;
+    result.expect("rolls back through the access event types");
+    assert!(out.contains(&format!("rolled back {name}")), "{out}");
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM audit_logs").await,
+        audit_rows,
+        "no audit row was deleted"
+    );
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM audit_event_types WHERE event_type IN ('role_created', 'team_created', 'invitation_created')"
+        )
+        .await,
+        3,
+        "types the trail uses stay in the catalogue"
+    );
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM audit_event_types WHERE event_type IN ('policy_deleted', 'team_moved')").await,
+        0,
+        "unused ones are removed"
+    );
+}
+
+const SLUG_CHECK: &str = "m20261123_000023_tenancy_check_tenant_slug";
+
+fn position_of(name: &str) -> usize {
+    Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == name)
+        .expect("the migration exists")
+}
+
+/// Inserts a tenant row directly, as any writer other than the service could.
+async fn insert_tenant(t: &TestDb, slug: &str) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::sea_query::{Alias, Query};
+    let insert = Query::insert()
+        .into_table(Alias::new("tenants"))
+        .columns([
+            Alias::new("id"),
+            Alias::new("slug"),
+            Alias::new("name"),
+            Alias::new("features"),
+        ])
+        .values_panic([
+            uuid::Uuid::now_v7().into(),
+            slug.into(),
+            "Some tenant".into(),
+            serde_json::json!({}).into(),
+        ])
+        .to_owned();
+    t.db.execute(&insert).await.map(|_| ())
+}
+
+async fn ops_tenant_slug_check_accepts_exactly_what_the_service_accepts(t: TestDb) {
+    run(&t, up()).await.0.expect("up");
+    let cases = [
+        "acme",
+        "a1b2",
+        "healthy-stellar",
+        "a--b",
+        "123",
+        &"a".repeat(63),
+        "Acme",
+        "acme-",
+        "-acme",
+        "ac me",
+        "ac_me",
+        "acmé",
+        "acme\n",
+        "ac.me",
+        "ac'me",
+        "ac\"me",
+        "ACME",
+        "a;b",
+        "a/b",
+    ];
+    for slug in cases {
+        let expected = service::input::Slug::parse(slug).is_ok_and(|s| s.as_str() == slug);
+        match insert_tenant(&t, slug).await {
+            Ok(()) => assert!(
+                expected,
+                "{slug:?} was accepted by the database, not by the service"
+            ),
+            Err(e) => {
+                assert!(
+                    !expected,
+                    "{slug:?} is valid for the service but refused: {e}"
+                );
+                assert!(
+                    e.to_string().contains("ck_tenants_slug_format"),
+                    "{slug:?} is refused by the named check: {e}"
+                );
+            }
+        }
+    }
+    // Renaming to a bad slug is refused as well.
+    exec(&t, "DELETE FROM tenants WHERE slug <> 'acme'").await;
+    let rename =
+        t.db.execute_raw(Statement::from_string(
+            t.db_backend(),
+            "UPDATE tenants SET slug = 'Acme Corp' WHERE slug = 'acme'".to_owned(),
+        ))
+        .await
+        .expect_err("refused");
+    assert!(
+        rename.to_string().contains("ck_tenants_slug_format"),
+        "{rename}"
+    );
+
+    // `down` removes the rule, `up` restores it.
+    run(
+        &t,
+        Command::Down {
+            num: (Migrator::migrations().len() - position_of(SLUG_CHECK)) as u32,
+            dry_run: false,
+        },
+    )
+    .await
+    .0
+    .expect("down");
+    insert_tenant(&t, "Upper-Case")
+        .await
+        .expect("no rule after down");
+    exec(&t, "DELETE FROM tenants WHERE slug = 'Upper-Case'").await;
+    run(&t, up()).await.0.expect("up again");
+    assert!(insert_tenant(&t, "Upper-Case").await.is_err());
+}
+
+async fn ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing(t: TestDb) {
+    run(
+        &t,
+        Command::Up {
+            num: Some(position_of(SLUG_CHECK) as u32),
+            dry_run: false,
+        },
+    )
+    .await
+    .0
+    .expect("up to the check");
+    insert_tenant(&t, "Bad_Slug").await.expect("no rule yet");
+    let before = inspect::schema(&t.db).await;
+    let (result, _) = run(&t, up()).await;
+    let error = result.expect_err("a bad existing slug stops the migration");
+    assert!(matches!(error, CliError::Db(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("ck_tenants_slug_format"),
+        "{error}"
+    );
+    assert_eq!(
+        inspect::schema(&t.db).await,
+        before,
+        "nothing of it was applied"
+    );
+    exec(
+        &t,
+        "UPDATE tenants SET slug = 'good-slug' WHERE slug = 'Bad_Slug'",
+    )
+    .await;
+    run(&t, up())
+        .await
+        .0
+        .expect("applies once the row is fixed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_migration_blocked_by_a_table_lock_gives_up_after_its_retries() {
+    use migration::cli::TableLocks;
+    use sea_orm::TransactionTrait;
+    run_case(
+        Backend::Postgres,
+        "ops_table_lock_timeout",
+        Start::Empty,
+        |t| async move {
+            run(
+                &t,
+                Command::Up {
+                    num: Some(position_of(SLUG_CHECK) as u32),
+                    dry_run: false,
+                },
+            )
+            .await
+            .0
+            .expect("up to the migration that alters tenants");
+            // A long transaction elsewhere holds the table the next migration alters.
+            let other = sea_orm::Database::connect(t.target().connect_options(None))
+                .await
+                .expect("connects");
+            let blocker = other.begin().await.expect("begins");
+            blocker
+                .execute_unprepared("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")
+                .await
+                .expect("locks");
+
+            let invocation = Invocation {
+                env: AppEnv::Test,
+                target: t.target(),
+                schema: None,
+                command: up(),
+                confirm: None,
+                lock_timeout: Duration::from_secs(60),
+                table_locks: TableLocks {
+                    timeout: Duration::from_millis(200),
+                    retries: 2,
+                },
+            };
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(
+                Duration::from_secs(30),
+                execute(&invocation, &mut NoTerminal, &mut out, &mut err),
+            )
+            .await
+            .expect("gives up instead of waiting for the other transaction");
+            let took = started.elapsed();
+            match &result {
+                Err(CliError::TableLockTimeout {
+                    migration,
+                    attempts,
+                    timeout,
+                }) => {
+                    assert_eq!(migration, SLUG_CHECK);
+                    assert_eq!(*attempts, 3, "the first try and two retries");
+                    assert_eq!(*timeout, Duration::from_millis(200));
+                }
+                other => panic!("expected a table lock timeout, got {other:?}"),
+            }
+            let message = result.expect_err("failed").to_string();
+            assert!(
+                message.contains("pg_stat_activity") && message.contains(SLUG_CHECK),
+                "{message}"
+            );
+            let log = String::from_utf8(err).expect("utf-8");
+            assert_eq!(log.matches("trying again").count(), 2, "{log}");
+            assert!(
+                took >= Duration::from_millis(3 * 200 + 500 + 1000),
+                "it waited and backed off: {took:?}"
+            );
+            assert_eq!(
+                count(
+                    &t,
+                    &format!(
+                        "SELECT COUNT(*) FROM seaql_migrations WHERE version = '{SLUG_CHECK}'"
+                    )
+                )
+                .await,
+                0,
+                "not recorded"
+            );
+            blocker.rollback().await.expect("ends the long transaction");
+            other.close().await.ok();
+            assert_eq!(
+                count(
+                    &t,
+                    "SELECT COUNT(*) FROM pg_constraint WHERE conname = 'ck_tenants_slug_format'"
+                )
+                .await,
+                0,
+                "nothing of it was applied"
+            );
+            run(&t, up())
+                .await
+                .0
+                .expect("applies once the lock is gone");
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_tenant_schema_tables_added_later_get_row_security() {
+    use entity::tenancy::tenants::IsolationLevel;
+    use migration::cli::TenantAction;
+    use service::tenancy::{NewTenant, create_tenant};
+    run_case(Backend::Postgres, "ops_tenant_schema_rls", Start::Migrated, |t| async move {
+        let (deps, _) = tests::fixtures::deps();
+        let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+        let mut input = NewTenant::parse("delta-co", "Delta").expect("valid");
+        input.isolation_level = IsolationLevel::Schema;
+        create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta()).await.expect("tenant");
+        let provision = || Command::Tenants { action: TenantAction::Provision { slug: "delta-co".into() } };
+        run(&t, provision()).await.0.expect("provisions");
+        // What a later tenant migration would add: one table with a tenant_id, one without.
+        exec(&t, "CREATE TABLE tenant_delta_co.notes (id uuid PRIMARY KEY, tenant_id uuid NOT NULL, body text)").await;
+        exec(&t, "CREATE TABLE tenant_delta_co.lookup (code text PRIMARY KEY)").await;
+        run(&t, provision()).await.0.expect("provisions again");
+        let secured = |table: &str| {
+            format!(
+                "SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = 'tenant_delta_co' AND c.relname = '{table}'
+                    AND c.relrowsecurity AND c.relforcerowsecurity
+                    AND (SELECT count(*) FROM pg_policies p WHERE p.schemaname = n.nspname
+                                 AND p.tablename = c.relname AND p.policyname LIKE 'wall_%') = 4"
+            )
+        };
+        assert_eq!(count(&t, &secured("notes")).await, 1, "the new table with tenant_id is secured");
+        assert_eq!(count(&t, &secured("lookup")).await, 0, "a table without tenant_id is left alone");
+        for table in ["teams", "team_members", "invitations", "role_assignments", "policies"] {
+            assert_eq!(count(&t, &secured(table)).await, 1, "{table}");
+        }
+        assert_eq!(
+            count(&t, "SELECT COUNT(*) FROM pg_policies WHERE schemaname = 'tenant_delta_co'").await,
+            6 * 4,
+            "one policy per command and table, none twice"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_tenant_slug_too_long_for_a_schema_name_is_refused_before_creating_anything() {
+    use entity::tenancy::tenants::IsolationLevel;
+    use migration::cli::TenantAction;
+    use service::tenancy::{NewTenant, create_tenant};
+    run_case(
+        Backend::Postgres,
+        "ops_tenant_long_slug",
+        Start::Migrated,
+        |t| async move {
+            let (deps, _) = tests::fixtures::deps();
+            let owner = tests::fixtures::user(&t.db, &deps, "owner").await;
+            // Valid for the service and the database, but `tenant_` + 60 bytes is past
+            // PostgreSQL's 63-byte identifier limit, where names are silently truncated.
+            let slug = "a".repeat(60);
+            let mut input = NewTenant::parse(&slug, "Long").expect("valid");
+            input.isolation_level = IsolationLevel::Schema;
+            create_tenant(&t.db, &deps, owner.id, input, &tests::fixtures::meta())
+                .await
+                .expect("tenant");
+            let (result, _) = run(
+                &t,
+                Command::Tenants {
+                    action: TenantAction::Provision { slug: slug.clone() },
+                },
+            )
+            .await;
+            match result {
+                Err(CliError::Db(e)) => assert!(e.to_string().contains("at most 63 bytes"), "{e}"),
+                other => panic!("expected a refusal naming the limit, got {other:?}"),
+            }
+            assert_eq!(
+                count(
+                    &t,
+                    "SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'tenant_%'"
+                )
+                .await,
+                0,
+                "no schema was created"
+            );
+        },
+    )
+    .await;
+}
+
+#[test]
+fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
+    use migration::cli::TableLocks;
+    let none = |_: &str| None;
+    assert_eq!(
+        TableLocks::resolve(None, None, &none).expect("defaults"),
+        TableLocks::DEFAULT
+    );
+    let env = |name: &str| match name {
+        "MIGRATION_TABLE_LOCK_TIMEOUT_MS" => Some("250".to_owned()),
+        "MIGRATION_TABLE_LOCK_RETRIES" => Some("1".to_owned()),
+        _ => None,
+    };
+    assert_eq!(
+        TableLocks::resolve(None, None, &env).expect("from the environment"),
+        TableLocks {
+            timeout: Duration::from_millis(250),
+            retries: 1
+        }
+    );
+    assert_eq!(
+        TableLocks::resolve(Some(900), Some(0), &env).expect("flags win"),
+        TableLocks {
+            timeout: Duration::from_millis(900),
+            retries: 0
+        }
+    );
+    let bad = |name: &str| (name == "MIGRATION_TABLE_LOCK_TIMEOUT_MS").then(|| "5s".to_owned());
+    match TableLocks::resolve(None, None, &bad) {
+        Err(CliError::Config(message)) => {
+            assert!(
+                message.contains("MIGRATION_TABLE_LOCK_TIMEOUT_MS=\"5s\""),
+                "{message}"
+            )
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
 }

@@ -18,6 +18,7 @@ tests::backend_tests!(
     cli_staging_without_terminal_needs_confirm_flag,
     cli_staging_with_confirm_phrase_applies,
     cli_wrong_confirmation_phrase_is_refused,
+    cli_confirm_phrase_with_extra_whitespace_is_refused,
     cli_typed_confirmation_at_terminal_applies,
     cli_environment_mismatch_refuses_writes,
     cli_down_rolls_back_one_migration_by_default,
@@ -50,6 +51,7 @@ async fn cli(
         command,
         confirm: confirm.map(str::to_owned),
         lock_timeout: std::time::Duration::from_secs(30),
+        table_locks: migration::cli::TableLocks::DEFAULT,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let result = execute(&invocation, &mut Scripted(terminal), &mut out, &mut err).await;
@@ -330,6 +332,35 @@ async fn cli_wrong_confirmation_phrase_is_refused(t: TestDb) {
         );
     }
     assert!(inspect::table_names(&t.owner).await.is_empty());
+}
+
+async fn cli_confirm_phrase_with_extra_whitespace_is_refused(t: TestDb) {
+    for phrase in [
+        "MIGRATE STAGING ",
+        " MIGRATE STAGING",
+        "MIGRATE  STAGING",
+        "MIGRATE STAGING\n",
+    ] {
+        let (result, _, _) = cli(
+            &t,
+            AppEnv::Staging,
+            Command::Up {
+                num: None,
+                dry_run: false,
+            },
+            Some(phrase),
+            None,
+        )
+        .await;
+        match result {
+            Err(CliError::Refused(reason)) => assert!(
+                reason.contains("expected exactly \"MIGRATE STAGING\""),
+                "{phrase:?}: {reason}"
+            ),
+            other => panic!("{phrase:?} must not confirm staging: {other:?}"),
+        }
+    }
+    assert!(inspect::table_names(&t.db).await.is_empty(), "nothing ran");
 }
 
 async fn cli_typed_confirmation_at_terminal_applies(t: TestDb) {

@@ -1,13 +1,16 @@
 //! The seeder: deterministic, idempotent, and never writing to production.
 
+use migration::cli::{Command, Invocation, Prompt, StatusFormat, TableLocks, execute};
 use migration::environment::{AppEnv, record_env_if_absent};
 use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, Statement};
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
 use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
 use service::deps::LabelledIds;
 use service::identity::authenticate;
 use service::input::{Email, Password};
 use service::{Deps, RequestMeta, ServiceConfig};
+use std::sync::Arc;
 use tests::{Start, TestDb, inspect};
 
 tests::backend_tests!(
@@ -22,6 +25,11 @@ tests::backend_tests!(
     seeder_scale_is_deterministic_for_a_seed_and_size,
     seeder_scale_rejects_absurd_sizes_before_writing,
     seeder_minimal_profile_loads_only_acme,
+    seeder_two_at_once_on_a_fresh_database_one_waits_and_both_succeed,
+    seeder_migrates_like_the_cli_with_checksums_and_marker,
+    seeder_reset_outside_local_and_test_needs_the_confirmation_phrase,
+    seeder_typed_confirmation_lists_what_the_reset_deletes,
+    seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back,
 );
 
 fn options(t: &TestDb) -> SeedOptions {
@@ -134,9 +142,13 @@ async fn seeder_refuses_database_of_another_environment(t: TestDb) {
             .sum::<u64>(),
         0
     );
-    seed(&signals(Some("staging"), None), &options(&t))
+    let confirmed = SeedOptions {
+        confirm: Some("MIGRATE STAGING".into()),
+        ..options(&t)
+    };
+    seed(&signals(Some("staging"), None), &confirmed)
         .await
-        .expect("the right environment seeds");
+        .expect("the right environment seeds, once confirmed");
 }
 
 async fn seeder_no_reset_on_seeded_database_refuses(t: TestDb) {
@@ -300,4 +312,235 @@ async fn seeder_minimal_profile_loads_only_acme(t: TestDb) {
         .map(|(_, n)| *n)
         .sum();
     assert_eq!(rows, 2);
+}
+
+async fn count(t: &TestDb, sql: &str) -> i64 {
+    let row =
+        t.db.query_one_raw(Statement::from_string(t.db_backend(), sql.to_owned()))
+            .await
+            .expect("counts")
+            .expect("a row");
+    row.try_get_by_index::<i64>(0)
+        .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
+        .expect("a count")
+}
+
+async fn seeder_two_at_once_on_a_fresh_database_one_waits_and_both_succeed(t: TestDb) {
+    // Two seeders with their own connections, released at the same instant on a
+    // database with no tables at all.
+    let start = Arc::new(tokio::sync::Barrier::new(2));
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let (start, options) = (start.clone(), options(&t));
+            tokio::spawn(async move {
+                start.wait().await;
+                seed(&EnvSignals::default(), &options).await
+            })
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for run in runs {
+        match run.await.expect("the task ran") {
+            Ok(report) => reports.push(report),
+            Err(e) => panic!("both seeders succeed: {e}"),
+        }
+    }
+    let total = Migrator::migrations().len();
+    assert_eq!(
+        reports.iter().map(|r| r.migrations_applied).sum::<usize>(),
+        total,
+        "the migrations were applied once, by one of them"
+    );
+    assert_eq!(
+        reports.iter().filter(|r| r.waited_for.is_some()).count(),
+        1,
+        "they overlapped: one waited for the other's lock"
+    );
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM migration_checksums").await,
+        total as i64
+    );
+    // The last load replaced the first: the database holds one profile, as after one run.
+    let both = inspect::data(&t.db).await;
+    seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("a third, sequential run");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &both);
+}
+
+/// A terminal that answers with a fixed line, or no terminal at all.
+struct Scripted(Option<&'static str>);
+
+impl Prompt for Scripted {
+    fn is_interactive(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn ask(&mut self, _question: &str) -> std::io::Result<String> {
+        Ok(format!("{}\n", self.0.unwrap_or_default()))
+    }
+}
+
+async fn seeder_migrates_like_the_cli_with_checksums_and_marker(t: TestDb) {
+    seed(&signals(Some("test"), None), &options(&t))
+        .await
+        .expect("seeds");
+    let total = Migrator::migrations().len() as i64;
+    assert_eq!(
+        count(
+            &t,
+            "SELECT COUNT(*) FROM migration_checksums WHERE environment = 'test'"
+        )
+        .await,
+        total,
+        "one checksum per migration, with the environment"
+    );
+    // The migration CLI sees a database it could have migrated itself.
+    let invocation = Invocation {
+        env: AppEnv::Test,
+        target: t.target(),
+        schema: None,
+        command: Command::Status {
+            format: StatusFormat::Json,
+        },
+        confirm: None,
+        lock_timeout: std::time::Duration::from_secs(30),
+        table_locks: TableLocks::DEFAULT,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    execute(&invocation, &mut Scripted(None), &mut out, &mut err)
+        .await
+        .expect("status is clean");
+    let report: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
+    assert_eq!(report["database_environment"], "test", "{report}");
+    for list in ["modified", "missing", "unrecorded", "pending"] {
+        assert_eq!(
+            report[list].as_array().map(Vec::len),
+            Some(0),
+            "{list}: {report}"
+        );
+    }
+}
+
+async fn seeder_reset_outside_local_and_test_needs_the_confirmation_phrase(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    record_env_if_absent(&t.db, AppEnv::Development)
+        .await
+        .expect("marks development");
+    let dev = signals(Some("development"), None);
+    let with = |confirm: Option<&str>| SeedOptions {
+        confirm: confirm.map(str::to_owned),
+        ..options(&t)
+    };
+    seed(&dev, &with(Some("MIGRATE DEV")))
+        .await
+        .expect("the exact phrase confirms");
+    let seeded = inspect::data(&t.db).await;
+    for (confirm, expected) in [
+        (None, "--confirm \"MIGRATE DEV\""),
+        (Some("MIGRATE DEV "), "expected exactly \"MIGRATE DEV\""),
+        (Some("MIGRATE STAGING"), "expected exactly \"MIGRATE DEV\""),
+        (Some("yes"), "expected exactly \"MIGRATE DEV\""),
+    ] {
+        match seed(&dev, &with(confirm)).await {
+            Err(SeedError::Refused { reason, .. }) => {
+                assert!(reason.contains(expected), "{confirm:?}: {reason}")
+            }
+            other => panic!("{confirm:?} must be refused: {other:?}"),
+        }
+        inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
+    }
+    // Without --reset nothing is deleted, but it still writes to a shared database.
+    let no_reset = SeedOptions {
+        reset: false,
+        ..with(None)
+    };
+    assert!(matches!(
+        seed(&dev, &no_reset).await,
+        Err(SeedError::Refused { .. })
+    ));
+}
+
+async fn seeder_typed_confirmation_lists_what_the_reset_deletes(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    record_env_if_absent(&t.db, AppEnv::Staging)
+        .await
+        .expect("marks staging");
+    let staging = signals(Some("staging"), None);
+    let confirmed = SeedOptions {
+        confirm: Some("MIGRATE STAGING".into()),
+        ..options(&t)
+    };
+    seed(&staging, &confirmed).await.expect("first load");
+    let seeded = inspect::data(&t.db).await;
+
+    let mut log = Vec::new();
+    let wrong = seeder::seed_with(
+        &staging,
+        &options(&t),
+        &mut Scripted(Some("MIGRATE DEV")),
+        &mut log,
+    )
+    .await;
+    assert!(matches!(wrong, Err(SeedError::Refused { .. })), "{wrong:?}");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
+    let listing = String::from_utf8(log).expect("utf-8");
+    for line in [
+        "users              17 row(s)",
+        "tenants            5 row(s)",
+        "audit_logs",
+    ] {
+        assert!(
+            listing.contains(line),
+            "names {line:?} before asking:\n{listing}"
+        );
+    }
+    for table in seeder::RESET_TABLES {
+        assert!(listing.contains(table), "lists {table}:\n{listing}");
+    }
+
+    let mut log = Vec::new();
+    seeder::seed_with(
+        &staging,
+        &options(&t),
+        &mut Scripted(Some("MIGRATE STAGING")),
+        &mut log,
+    )
+    .await
+    .expect("the typed phrase confirms");
+    inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
+}
+
+async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back(t: TestDb) {
+    seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("first load");
+    // A table of the application's that the seeder does not know, pointing at a seeded user.
+    let uuid_type = match t.db_backend() {
+        sea_orm::DbBackend::Postgres => "uuid",
+        sea_orm::DbBackend::MySql => "binary(16)",
+        _ => "blob",
+    };
+    for sql in [
+        format!("CREATE TABLE app_bookmarks (user_id {uuid_type} NOT NULL REFERENCES users (id))"),
+        "INSERT INTO app_bookmarks (user_id) SELECT id FROM users WHERE email = 'alice@acme.com'"
+            .to_owned(),
+    ] {
+        t.db.execute_raw(Statement::from_string(t.db_backend(), sql))
+            .await
+            .expect("runs");
+    }
+    let before = inspect::data(&t.db).await;
+    let err = seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect_err("the reset cannot delete alice");
+    match &err {
+        SeedError::Collision { check, .. } => assert_eq!(*check, "a foreign-key check"),
+        other => panic!("expected a collision, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("nothing of it was written"),
+        "says what happened: {err}"
+    );
+    inspect::assert_same_data(&inspect::data(&t.db).await, &before);
 }

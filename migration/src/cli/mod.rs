@@ -1,5 +1,5 @@
 //! The migration command line: a drop-in target of `sea-orm-cli migrate` (same
-//! subcommands and flags) with the environment safety of DESIGN §6 around it.
+//! subcommands and flags) with the environment safety rules around it.
 //!
 //! `main.rs` only resolves the process environment into an [`Invocation`]; everything
 //! else lives here so tests can drive it with a scripted terminal.
@@ -13,13 +13,15 @@ use crate::tenant_schemas;
 use crate::tracking;
 use clap::{Parser, Subcommand, ValueEnum};
 use sea_orm_migration::prelude::{Alias, Table};
-use sea_orm_migration::sea_orm::{Database, DatabaseConnection, DbErr, EntityTrait};
+use sea_orm_migration::sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+};
 use sea_orm_migration::seaql_migrations;
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
-mod safety;
+pub mod safety;
 mod status;
 
 use safety::{check_safety, write_banner};
@@ -48,8 +50,12 @@ Safety:
   that writes is refused when APP_ENV names another one.
 
 Operations:
+  On PostgreSQL each migration waits at most --table-lock-timeout-ms for a table lock
+  (default 5000; env MIGRATION_TABLE_LOCK_TIMEOUT_MS), is rolled back when it times out,
+  and is tried again --table-lock-retries times (default 3; env MIGRATION_TABLE_LOCK_RETRIES).
   Runs that write hold a database lock (PostgreSQL advisory lock, MariaDB GET_LOCK, a lock
-  row on SQLite); a second migrator waits up to --lock-timeout and names the holder.
+  on the file <database>.migrate-lock on SQLite); a second migrator waits up to
+  --lock-timeout and names the holder. A process that dies frees its lock.
   Every applied migration's SQL is checksummed; an edited or missing applied migration
   stops the run (exit code 3) until restored or accepted with `repair`.
 
@@ -91,6 +97,18 @@ pub struct Cli {
     /// How long to wait for another migrator's lock on the database.
     #[arg(long, global = true, value_name = "SECS", default_value_t = 60)]
     pub lock_timeout: u64,
+
+    /// PostgreSQL: how long one migration statement may wait for a table lock before
+    /// the migration is rolled back and tried again, so an ALTER TABLE queued behind a
+    /// long transaction does not stall every query behind it [default: env
+    /// MIGRATION_TABLE_LOCK_TIMEOUT_MS, else 5000].
+    #[arg(long, global = true, value_name = "MS")]
+    pub table_lock_timeout_ms: Option<u64>,
+
+    /// PostgreSQL: how many times a migration that hit the table lock timeout is tried
+    /// again, after 0.5 s, 1 s, 2 s, ... [default: env MIGRATION_TABLE_LOCK_RETRIES, else 3].
+    #[arg(long, global = true, value_name = "N")]
+    pub table_lock_retries: Option<u32>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -227,6 +245,107 @@ pub struct Invocation {
     pub confirm: Option<String>,
     /// How long to wait for another migrator's lock.
     pub lock_timeout: Duration,
+    /// PostgreSQL: the table lock timeout of each migration, and its retries.
+    pub table_locks: TableLocks,
+}
+
+impl Invocation {
+    /// What the writing part of the run needs.
+    pub fn settings(&self) -> RunSettings {
+        RunSettings {
+            env: self.env,
+            lock_timeout: self.lock_timeout,
+            table_locks: self.table_locks,
+        }
+    }
+}
+
+/// How long a PostgreSQL migration statement waits for a table lock (`lock_timeout`),
+/// and how many times a migration that timed out is rolled back and tried again. Only
+/// PostgreSQL applies it: its migrations run in a transaction, so a retry starts clean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableLocks {
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+impl TableLocks {
+    pub const DEFAULT: TableLocks = TableLocks {
+        timeout: Duration::from_secs(5),
+        retries: 3,
+    };
+
+    /// The flags if given, else `MIGRATION_TABLE_LOCK_TIMEOUT_MS` and
+    /// `MIGRATION_TABLE_LOCK_RETRIES` from `lookup`, else the defaults.
+    pub fn resolve(
+        timeout_ms: Option<u64>,
+        retries: Option<u32>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, CliError> {
+        fn from_env<T: std::str::FromStr>(
+            lookup: &dyn Fn(&str) -> Option<String>,
+            var: &str,
+            what: &str,
+        ) -> Result<Option<T>, CliError> {
+            match lookup(var).filter(|v| !v.trim().is_empty()) {
+                None => Ok(None),
+                Some(raw) => raw
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| CliError::Config(format!("{var}={raw:?} is not {what}"))),
+            }
+        }
+        let timeout_ms = match timeout_ms {
+            Some(ms) => Some(ms),
+            None => from_env(
+                lookup,
+                "MIGRATION_TABLE_LOCK_TIMEOUT_MS",
+                "a whole number of milliseconds",
+            )?,
+        };
+        let retries = match retries {
+            Some(n) => Some(n),
+            None => from_env(lookup, "MIGRATION_TABLE_LOCK_RETRIES", "a whole number")?,
+        };
+        Ok(Self {
+            timeout: timeout_ms.map_or(Self::DEFAULT.timeout, Duration::from_millis),
+            retries: retries.unwrap_or(Self::DEFAULT.retries),
+        })
+    }
+
+    /// The pause before retry number `attempt` (1, 2, ...): 0.5 s, 1 s, 2 s, ... up to 10 s.
+    fn backoff(attempt: u32) -> Duration {
+        (Duration::from_millis(500) * 2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(Duration::from_secs(10))
+    }
+}
+
+impl Default for TableLocks {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Everything the writing part of a run needs besides the command: the CLI builds it
+/// from its flags ([`Invocation::settings`]), the seeder from its environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunSettings {
+    pub env: AppEnv,
+    /// How long to wait for another migrator's lock.
+    pub lock_timeout: Duration,
+    pub table_locks: TableLocks,
+}
+
+impl RunSettings {
+    /// The CLI's defaults for `env`.
+    pub fn new(env: AppEnv) -> Self {
+        Self {
+            env,
+            lock_timeout: Duration::from_secs(60),
+            table_locks: TableLocks::DEFAULT,
+        }
+    }
 }
 
 /// Asks the operator for the confirmation phrase.
@@ -234,6 +353,19 @@ pub trait Prompt {
     /// Whether a person can answer.
     fn is_interactive(&self) -> bool;
     fn ask(&mut self, question: &str) -> io::Result<String>;
+}
+
+/// No one to ask: only a phrase given with `--confirm` confirms.
+pub struct NoTerminal;
+
+impl Prompt for NoTerminal {
+    fn is_interactive(&self) -> bool {
+        false
+    }
+
+    fn ask(&mut self, _question: &str) -> io::Result<String> {
+        Err(io::Error::other("no terminal to ask"))
+    }
 }
 
 /// The real terminal: stdin if it is one.
@@ -272,6 +404,18 @@ pub enum CliError {
     Drift(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// PostgreSQL: a migration kept waiting for a table lock past the lock timeout.
+    #[error(
+        "{migration} was rolled back: it waited more than {timeout:?} for a table lock held by \
+         another session, {attempts} time(s); nothing of it was applied. Find the blocking \
+         session (pg_stat_activity, pg_locks) and end it, or run again when it is done \
+         (--table-lock-timeout-ms and --table-lock-retries set the wait)"
+    )]
+    TableLockTimeout {
+        migration: String,
+        timeout: Duration,
+        attempts: u32,
+    },
 }
 
 impl CliError {
@@ -305,9 +449,9 @@ pub async fn connect(
 /// Runs one database command: banner, safety checks, the command, the marker.
 pub async fn execute(
     inv: &Invocation,
-    prompt: &mut dyn Prompt,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
+    prompt: &mut (dyn Prompt + Send),
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let db = connect(&inv.target, inv.schema.as_deref()).await?;
     let result = execute_on(&db, inv, prompt, out, err).await;
@@ -318,9 +462,9 @@ pub async fn execute(
 async fn execute_on(
     db: &DatabaseConnection,
     inv: &Invocation,
-    prompt: &mut dyn Prompt,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
+    prompt: &mut (dyn Prompt + Send),
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let recorded = read_recorded_env(db).await?;
     let backend = db.get_database_backend();
@@ -376,38 +520,164 @@ async fn execute_on(
     }
 
     check_safety(inv, &recorded, prompt, err)?;
+    run_writing(
+        db,
+        &inv.settings(),
+        &inv.target,
+        &inv.command,
+        &code,
+        out,
+        err,
+    )
+    .await
+    .map(|_| ())
+}
 
-    let lock = MigrationLock::acquire(db, inv.lock_timeout, |holder| {
+/// Applies every pending migration exactly as `up` does after its safety checks: on
+/// its own single connection, under the migrator lock, stopping on drift, with a
+/// checksum per migration, the table lock timeout and the environment marker. The
+/// seeder migrates through this, so a database has one history whoever migrated it.
+/// Returns how many migrations were applied (0 when another run got there first).
+pub async fn apply_pending(
+    target: &DbTarget,
+    schema: Option<&str>,
+    settings: &RunSettings,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<usize, CliError> {
+    let db = connect(target, schema).await?;
+    let result = async {
+        let code = plan::render_all_up(db.get_database_backend()).await?;
+        let up = Command::Up {
+            num: None,
+            dry_run: false,
+        };
+        run_writing(&db, settings, target, &up, &code, out, err).await
+    }
+    .await;
+    db.close().await.ok();
+    result
+}
+
+/// The writing part of every run, after the safety checks: take the lock, run the
+/// command, record the environment marker, release the lock, check health. Returns
+/// the number of migrations applied or rolled back.
+async fn run_writing(
+    db: &DatabaseConnection,
+    settings: &RunSettings,
+    target: &DbTarget,
+    command: &Command,
+    code: &[Rendered],
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<usize, CliError> {
+    let lock = MigrationLock::acquire(db, settings.lock_timeout, |holder| {
         let _ = writeln!(err, "  waiting for the migration lock, held by {holder}");
     })
     .await?;
-    let result = run_locked(db, inv, &code, out, err).await;
-    lock.release(db).await?;
-    result?;
-
-    // A database learns its environment the first time it is migrated (after
-    // `reset` the metadata table is gone, and there is nothing to record into).
-    if SchemaManager::new(db)
-        .has_table("database_metadata")
-        .await?
-    {
-        record_env_if_absent(db, inv.env).await?;
+    let result = async {
+        set_table_lock_timeout(db, settings.table_locks).await?;
+        let changed = run_locked(db, settings, target, command, code, out, err).await?;
+        // A database learns its environment the first time it is migrated (after
+        // `reset` the metadata table is gone, and there is nothing to record into).
+        // Under the lock, so two first runs cannot both insert it.
+        if SchemaManager::new(db)
+            .has_table("database_metadata")
+            .await?
+        {
+            record_env_if_absent(db, settings.env).await?;
+        }
+        Ok::<_, CliError>(changed)
     }
-    health_check(db, &code, inv.command.name(), out).await
+    .await;
+    lock.release(db).await?;
+    let changed = result?;
+    health_check(db, code, command.name(), out).await?;
+    Ok(changed)
+}
+
+/// PostgreSQL: every statement of this session gives up waiting for a lock after
+/// `locks.timeout` (SQLSTATE 55P03) instead of queueing, and blocking, indefinitely.
+async fn set_table_lock_timeout(db: &DatabaseConnection, locks: TableLocks) -> Result<(), DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_unprepared(&format!(
+            "SET lock_timeout = '{}ms'",
+            locks.timeout.as_millis().max(1)
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether `error` is PostgreSQL's `lock_not_available` (SQLSTATE 55P03), which
+/// `lock_timeout` raises.
+pub fn is_lock_timeout(error: &DbErr) -> bool {
+    use sea_orm_migration::sea_orm::{RuntimeErr, sqlx};
+    match error {
+        DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e))
+        | DbErr::Conn(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Database(db) => db.code().as_deref() == Some("55P03"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Runs one migration step (`Migrator::up` or `down` of one), trying it again while it
+/// fails on the table lock timeout. The step is one transaction on PostgreSQL, so a
+/// failed attempt left nothing behind.
+async fn with_lock_retries<F, Fut>(
+    locks: TableLocks,
+    migration: &str,
+    err: &mut (dyn Write + Send),
+    mut step: F,
+) -> Result<(), CliError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), DbErr>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match step().await {
+            Ok(()) => return Ok(()),
+            Err(e) if is_lock_timeout(&e) && attempt <= locks.retries => {
+                let pause = TableLocks::backoff(attempt);
+                writeln!(
+                    err,
+                    "  {migration}: waited more than {:?} for a table lock; rolled back, trying again in {pause:?} ({attempt}/{})",
+                    locks.timeout, locks.retries
+                )?;
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) if is_lock_timeout(&e) => {
+                return Err(CliError::TableLockTimeout {
+                    migration: migration.to_owned(),
+                    timeout: locks.timeout,
+                    attempts: attempt,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// The command itself, under the lock. The applied list is read again here: another
 /// migrator may have finished while this one waited.
 async fn run_locked(
     db: &DatabaseConnection,
-    inv: &Invocation,
+    settings: &RunSettings,
+    target: &DbTarget,
+    command: &Command,
     code: &[Rendered],
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), CliError> {
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<usize, CliError> {
+    let mut changed = 0;
     let applied = applied_versions(db).await?;
     let drift = tracking::compare(&applied, &tracking::read(db).await?, code);
-    if drift.blocks() && !matches!(inv.command, Command::Repair) {
+    if drift.blocks() && !matches!(command, Command::Repair) {
         return Err(CliError::Drift(drift_message(&drift)));
     }
     if !applied.is_empty() {
@@ -419,29 +689,37 @@ async fn run_locked(
             .iter()
             .find(|r| &r.name == version)
             .expect("unrecorded means known");
-        tracking::record(db, rendered, inv.env, None).await?;
+        tracking::record(db, rendered, settings.env, None).await?;
         writeln!(err, "  recorded a first checksum for {version}")?;
     }
 
-    match &inv.command {
+    match command {
         Command::Up { num, .. } => {
             let pending: Vec<&Rendered> =
                 code.iter().filter(|m| !applied.contains(&m.name)).collect();
             let take = num.map_or(pending.len(), |n| n as usize);
             for migration in pending.into_iter().take(take) {
                 let started = Instant::now();
-                Migrator::up(db, Some(1)).await?;
+                with_lock_retries(settings.table_locks, &migration.name, err, || {
+                    Migrator::up(db, Some(1))
+                })
+                .await?;
                 let took = started.elapsed().as_millis() as i64;
                 tracking::ensure_table(db).await?;
-                tracking::record(db, migration, inv.env, Some(took)).await?;
+                tracking::record(db, migration, settings.env, Some(took)).await?;
                 writeln!(out, "applied {} in {took} ms", migration.name)?;
+                changed += 1;
             }
         }
         Command::Down { num, .. } => {
             for version in applied.iter().rev().take(*num as usize) {
-                Migrator::down(db, Some(1)).await?;
+                with_lock_retries(settings.table_locks, version, err, || {
+                    Migrator::down(db, Some(1))
+                })
+                .await?;
                 tracking::forget(db, version).await?;
                 writeln!(out, "rolled back {version}")?;
+                changed += 1;
             }
         }
         Command::Repair => {
@@ -469,15 +747,15 @@ async fn run_locked(
             }
         }
         Command::Fresh | Command::Refresh | Command::Reset => {
-            match &inv.command {
+            match command {
                 Command::Fresh => Migrator::fresh(db).await?,
                 Command::Refresh => Migrator::refresh(db).await?,
                 _ => Migrator::reset(db).await?,
             }
-            reconcile(db, inv.env, code).await?;
+            reconcile(db, settings.env, code).await?;
         }
         Command::Tenants { action } => {
-            let tenants = tenant_schemas::isolated_tenants(db, &inv.target).await?;
+            let tenants = tenant_schemas::isolated_tenants(db, target).await?;
             let chosen: Vec<_> = match action {
                 TenantAction::Provision { slug } => {
                     let found: Vec<_> = tenants.into_iter().filter(|t| &t.slug == slug).collect();
@@ -491,7 +769,7 @@ async fn run_locked(
                 _ => tenants,
             };
             for tenant in &chosen {
-                let applied = tenant_schemas::provision(db, &inv.target, tenant).await?;
+                let applied = tenant_schemas::provision(db, target, tenant).await?;
                 writeln!(
                     out,
                     "{} ({} {}): {applied} migration(s) applied",
@@ -503,7 +781,7 @@ async fn run_locked(
             unreachable!("handled before the lock")
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// After a bulk command: one checksum row per applied migration, none for others.
@@ -576,7 +854,7 @@ async fn health_check(
     db: &DatabaseConnection,
     code: &[Rendered],
     command: &str,
-    out: &mut dyn Write,
+    out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     db.ping().await?;
     let applied = applied_versions(db).await?;

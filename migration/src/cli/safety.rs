@@ -1,4 +1,5 @@
-//! What the operator sees and must agree to before anything is written (DESIGN §6).
+//! What the operator sees and must agree to before anything is written. The
+//! confirmation is also what the seeder asks before it empties a shared database.
 
 use super::{CliError, Invocation, Prompt};
 use crate::environment::{AppEnv, RecordedEnv, backend_name};
@@ -54,7 +55,7 @@ pub(super) fn write_banner(
     Ok(())
 }
 
-/// The rules of DESIGN §6, in order. Nothing has been written when this fails.
+/// The environment rules, in order. Nothing has been written when this fails.
 pub(super) fn check_safety(
     inv: &Invocation,
     recorded: &RecordedEnv,
@@ -77,26 +78,49 @@ pub(super) fn check_safety(
             inv.env
         )));
     }
-    let Some(phrase) = inv.env.confirmation_phrase() else {
+    confirm_environment(
+        inv.env,
+        inv.confirm.as_deref(),
+        prompt,
+        err,
+        &format!("This changes the {} database.", inv.env),
+    )
+}
+
+/// Asks for the environment's confirmation phrase (`MIGRATE DEV`, `MIGRATE STAGING`,
+/// `MIGRATE PRODUCTION`), or checks the one given with `--confirm`; `local` and `test`
+/// need none. `what` says what is about to happen, before the question.
+///
+/// The phrase must match exactly: `--confirm "MIGRATE STAGING "` is refused. A typed
+/// answer loses only its line ending.
+pub fn confirm_environment(
+    env: AppEnv,
+    given: Option<&str>,
+    prompt: &mut dyn Prompt,
+    err: &mut dyn Write,
+    what: &str,
+) -> Result<(), CliError> {
+    let Some(phrase) = env.confirmation_phrase() else {
         return Ok(());
     };
-    let answer = match &inv.confirm {
-        Some(given) => given.clone(),
+    let answer = match given {
+        Some(given) => given.to_owned(),
         None if prompt.is_interactive() => {
             writeln!(err)?;
-            prompt.ask(&format!(
-                "This changes the {} database. Type {phrase} to continue: ",
-                inv.env
-            ))?
+            let typed = prompt.ask(&format!("{what} Type {phrase} to continue: "))?;
+            typed
+                .strip_suffix('\n')
+                .map(|line| line.strip_suffix('\r').unwrap_or(line))
+                .unwrap_or(&typed)
+                .to_owned()
         }
         None => {
             return Err(CliError::Refused(format!(
-                "{} needs confirmation and there is no terminal; pass --confirm \"{phrase}\"",
-                inv.env
+                "{env} needs confirmation and there is no terminal; pass --confirm \"{phrase}\""
             )));
         }
     };
-    if answer.trim() != phrase {
+    if answer != phrase {
         return Err(CliError::Refused(format!(
             "confirmation did not match; expected exactly \"{phrase}\""
         )));

@@ -1,0 +1,66 @@
+//! The people of a profile: registration, sign-ins and extra sessions, through
+//! `service::identity` like any application.
+
+use crate::profile::{SHARED_PASSWORD, UserFixture};
+use crate::{SeedError, fixture_error};
+use entity::UserId;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use service::identity::{Account, NewUser, create_session, register_user};
+use service::input::{Language, Timezone};
+use service::{Deps, RequestMeta};
+
+/// Registers the fixture's user with the shared password.
+pub(crate) async fn register<C>(
+    db: &C,
+    deps: &Deps,
+    fixture: &UserFixture,
+    meta: &RequestMeta,
+) -> Result<Account, SeedError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let on_err = fixture_error(fixture.email);
+    let mut new_user =
+        NewUser::parse(fixture.email, SHARED_PASSWORD, fixture.display_name).map_err(&on_err)?;
+    new_user.timezone = Timezone::parse(fixture.timezone).map_err(&on_err)?;
+    new_user.language = Language::parse(fixture.language).map_err(&on_err)?;
+    register_user(db, deps, new_user, meta)
+        .await
+        .map_err(&on_err)
+}
+
+/// A session, as a sign-in leaves one. Not `login` itself: sign-in keeps its throttle
+/// counters and failure records out of any caller's transaction, and the whole load is
+/// one transaction.
+pub(crate) async fn sign_in<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    email: &'static str,
+    meta: &RequestMeta,
+) -> Result<(), SeedError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    create_session(db, deps, user, meta)
+        .await
+        .map_err(fixture_error(email))?;
+    Ok(())
+}
+
+/// A session from a second ("mobile") device, so "list my sessions" has something to list.
+pub(crate) async fn sign_in_on_mobile<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    email: &'static str,
+) -> Result<(), SeedError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let mobile = RequestMeta::new(None, Some("AcmeMobile/1.0 (seeded)"));
+    create_session(db, deps, user, &mobile)
+        .await
+        .map_err(fixture_error(email))?;
+    Ok(())
+}
