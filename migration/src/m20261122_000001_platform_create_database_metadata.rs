@@ -1,5 +1,5 @@
 //! `database_metadata`: facts the database keeps about itself, above all which
-//! environment it belongs to (DESIGN §6). Written by the migration CLI and the
+//! environment it belongs to (see the README's safety rules). Written by the migration CLI and the
 //! seeder, never by migrations, which do not know their environment.
 
 use crate::schema_helpers::*;

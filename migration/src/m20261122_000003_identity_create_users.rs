@@ -60,7 +60,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(unique_index(Users::Table, [Users::Email]))
             .await?;
-        // Seed 004: admin screens filter by activity and sort by last sign-in.
+        // Admin screens filter by activity and sort by last sign-in.
         manager
             .create_index(index(Users::Table, [Users::IsActive]))
             .await?;

@@ -58,7 +58,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Seed 001's (user_id, is_active, expires_at) pattern: "a user's live sessions"
+        // "A user's live sessions"
         // is user_id = ? AND revoked_at IS NULL AND expires_at > now.
         manager
             .create_index(index(

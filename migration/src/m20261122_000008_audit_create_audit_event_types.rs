@@ -1,9 +1,10 @@
 //! `audit_event_types`: the catalogue of audit events, loaded here because it is
 //! reference data the schema depends on (every audit row points into it).
 //!
-//! The first block is the starting set of seed 000 (Rento's APPI catalogue); the
+//! The first block is the starting set (an APPI-oriented catalogue: consent, user,
+//! profile, deletion, data access, authentication and compliance events); the
 //! second is what the platform's own services record. A later event type gets its
-//! own migration, as seed 000 recommends.
+//! own migration, so a catalogue change is versioned like any schema change.
 
 use crate::schema_helpers::*;
 use sea_orm_migration::prelude::*;
@@ -35,7 +36,7 @@ const CATEGORIES: &[&str] = &[
 
 /// (event_type, category, description)
 const CATALOGUE: &[(&str, &str, &str)] = &[
-    // Seed 000, consent management.
+    // Consent management.
     (
         "consent_read",
         "consent_management",
@@ -76,7 +77,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "consent_management",
         "Generic consent change event",
     ),
-    // Seed 000, user management.
+    // User management.
     ("user_data_access", "user_management", "User data accessed"),
     (
         "user_created",
@@ -89,7 +90,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "User account information updated",
     ),
     ("user_deleted", "user_management", "User account deleted"),
-    // Seed 000, profile management.
+    // Profile management.
     (
         "profile_data_access",
         "profile_management",
@@ -105,7 +106,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "profile_management",
         "User profile information updated",
     ),
-    // Seed 000, deletion management.
+    // Deletion management.
     (
         "deletion_request",
         "deletion_management",
@@ -126,14 +127,14 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "deletion_management",
         "Data deletion request cancelled",
     ),
-    // Seed 000, data access.
+    // Data access.
     ("data_access", "data_access", "Generic data access event"),
     (
         "data_export",
         "data_access",
         "User data exported for download",
     ),
-    // Seed 000, authentication.
+    // Authentication.
     ("login", "authentication", "User login event"),
     ("logout", "authentication", "User logout event"),
     (
@@ -141,7 +142,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "authentication",
         "User login attempt failed",
     ),
-    // Seed 000, compliance.
+    // Compliance.
     (
         "audit_trail_generated",
         "compliance",

@@ -88,7 +88,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Seed 001's analysis index: a tenant's trail by time, filtered by event and outcome.
+        // A tenant's trail by time, filtered by event and outcome (the analysis screens).
         manager
             .create_index(index(
                 AuditLogs::Table,
@@ -100,14 +100,14 @@ impl MigrationTrait for Migration {
                 ],
             ))
             .await?;
-        // Seed 004: one user's actions over time ("what did this account do?").
+        // One user's actions over time ("what did this account do?").
         manager
             .create_index(index(
                 AuditLogs::Table,
                 [AuditLogs::ActorUserId, AuditLogs::OccurredAt],
             ))
             .await?;
-        // Seed 004: all events of one kind, e.g. every failed login.
+        // All events of one kind, e.g. every failed login.
         manager
             .create_index(index(
                 AuditLogs::Table,

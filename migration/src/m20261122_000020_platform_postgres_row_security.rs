@@ -1,5 +1,7 @@
-//! PostgreSQL only: the database roles of seed 000, their privileges, row-level
-//! security on every tenant-scoped table, and `user_has_permission` (DESIGN §5).
+//! PostgreSQL only: the five database roles (app_service, read_only,
+//! compliance_officer, data_processor, admin), their privileges, row-level security on
+//! every tenant-scoped table, and `user_has_permission`. (The SQL text below is frozen:
+//! its checksum is recorded in every database that applied it, comments included.)
 //! On SQLite and MariaDB this migration does nothing: the service layer filters by
 //! tenant itself, everywhere, and row-level security is the second wall.
 //!

@@ -148,7 +148,7 @@ fn index_named<C: IntoIden>(
 }
 
 /// A composite foreign key named `fk_<table>_<col>_<col>...`, e.g. `(tenant_id, team_id)
-/// -> teams (tenant_id, id)`, so a row can never point into another tenant (DESIGN §3).
+/// -> teams (tenant_id, id)`, so a row can never point into another tenant.
 pub fn composite_foreign_key<C: IntoIden, R: IntoIden>(
     table: impl IntoIden,
     cols: impl IntoIterator<Item = C>,

@@ -541,7 +541,7 @@ const DEMO_ASSIGNMENTS: &[AssignmentFixture] = &[
         "dr.johnson@healthystellar.com",
         "physician",
     ),
-    // Seed 001's condition: a day shift, 07:00 to 19:00 UTC.
+    // A day shift, 07:00 to 19:00 UTC.
     AssignmentFixture {
         window: Some(("07:00", "19:00")),
         ..assign(

@@ -74,7 +74,7 @@ impl IdSource for TimeOrderedIds {
 
 /// UUID v5 of `"<table>/<natural key>#<n>"` in a namespace, where `n` counts earlier
 /// ids with the same table and key. Ids depend on labels, not on order, so adding a
-/// fixture does not renumber the others (DESIGN §7).
+/// fixture does not renumber the others.
 #[derive(Debug)]
 pub struct LabelledIds {
     namespace: Uuid,

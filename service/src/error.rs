@@ -1,4 +1,5 @@
-//! The one error type of the service layer (DESIGN §4).
+//! The one error type of the service layer: typed variants, so callers match on
+//! what went wrong, and no secret in any message.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DbErr, SqlErr};

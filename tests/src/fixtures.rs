@@ -1,4 +1,4 @@
-//! Named actors and a deterministic service environment for tests (STYLE §5).
+//! Named actors and a deterministic service environment for tests.
 
 use chrono::{DateTime, TimeZone, Utc};
 use entity::tenancy::tenants;

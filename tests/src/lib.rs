@@ -1,4 +1,4 @@
-//! The test harness: a fresh database per test on every backend (STYLE §5).
+//! The test harness: a fresh database per test on every backend.
 //!
 //! `backend_tests!` turns each `async fn case(t: TestDb)` into one `#[tokio::test]` per
 //! backend (`sqlite::case`, `postgres::case`, `mysql::case`). Each gets its own

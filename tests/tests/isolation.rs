@@ -455,7 +455,7 @@ async fn isolation_policies_can_require_a_permission_with_the_sql_function() {
     run_case(Backend::Postgres, "isolation_policy_fn", Start::Empty, |t| async move {
         let report = seed(&t).await;
         let (acme, alice, bob) = (tenant(&report, "acme"), user(&report, "alice@acme.com"), user(&report, "bob@acme.com"));
-        // What an agents table would do (seed 002): only users allowed to run agents may
+        // What an agents table would do: only users allowed to run agents may
         // queue agent work, checked by the database itself.
         t.owner.execute_unprepared(
             "CREATE TABLE agent_runs (id serial PRIMARY KEY, tenant_id uuid NOT NULL, requested_by uuid NOT NULL);

@@ -129,7 +129,8 @@ async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
         .all(&t.owner)
         .await
         .expect("reads the catalogue");
-    // Seed 000's starting set, all of it.
+    // The starting catalogue (consent, user, profile, deletion, data access,
+    // authentication and compliance events), all of it.
     for code in [
         "consent_read",
         "consent_validation_failed",
@@ -161,7 +162,7 @@ async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
     ] {
         assert!(
             catalogue.iter().any(|c| c == code),
-            "seed 000 event {code} is missing"
+            "catalogue event {code} is missing"
         );
     }
     for event in AuditEvent::ALL {

@@ -1,4 +1,4 @@
-//! Teams, invitations and the seed 002 scenario, on every backend.
+//! Teams, invitations and the multi-tenant agent scenario of the demo data, on every backend.
 
 use chrono::Duration;
 use entity::tenancy::invitations;

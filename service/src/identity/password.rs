@@ -1,4 +1,4 @@
-//! Argon2id hashing (DESIGN §5). Both hashing and verification are CPU-bound for tens
+//! Argon2id hashing (OWASP parameters by default). Both hashing and verification are CPU-bound for tens
 //! of milliseconds, so they run on Tokio's blocking pool, never on the async workers.
 
 use crate::deps::{Deps, ServiceConfig};

@@ -1,4 +1,4 @@
-//! Sessions and refresh-token rotation with reuse detection (DESIGN §5).
+//! Sessions and refresh-token rotation with reuse detection.
 //!
 //! A session is one signed-in device. Each refresh exchanges the presented token for
 //! a new one. The exchange is a conditional `UPDATE ... WHERE used_at IS NULL`, so of
