@@ -47,6 +47,26 @@ async fn run(t: &TestDb, command: Command) -> (Result<(), CliError>, String) {
     (result, String::from_utf8(out).expect("utf-8"))
 }
 
+/// Like `run`, with what the run wrote to stderr too.
+async fn run_with_err(t: &TestDb, command: Command) -> (Result<(), CliError>, String, String) {
+    let invocation = Invocation {
+        env: AppEnv::Test,
+        target: t.target(),
+        schema: None,
+        command,
+        confirm: None,
+        lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;
+    (
+        result,
+        String::from_utf8(out).expect("utf-8"),
+        String::from_utf8(err).expect("utf-8"),
+    )
+}
+
 fn up() -> Command {
     Command::Up {
         num: None,
@@ -79,10 +99,28 @@ async fn count(t: &TestDb, sql: &str) -> i64 {
         .expect("a count")
 }
 
+/// Two migrators at once, made to overlap: the test holds the migration lock while
+/// both start, so both must wait for it (and say so), then one applies everything
+/// and the other finds nothing left.
 async fn ops_two_concurrent_migrators_both_succeed_and_apply_once(t: TestDb) {
-    let (a, b) = tokio::join!(run(&t, up()), run(&t, up()));
-    a.0.expect("the first migrator succeeds");
-    b.0.expect("the second waits for the lock, finds nothing pending, and succeeds");
+    let holder = sea_orm::Database::connect(t.target().connect_options(None))
+        .await
+        .expect("connects");
+    let lock = migration::lock::MigrationLock::acquire(&holder, Duration::from_secs(10), |_| {})
+        .await
+        .expect("the test holds the lock");
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        lock.release(&holder).await.expect("lets go");
+    };
+    let (a, b, ()) = tokio::join!(run_with_err(&t, up()), run_with_err(&t, up()), release);
+    for (name, (result, _, err)) in [("first", &a), ("second", &b)] {
+        assert!(result.is_ok(), "the {name} migrator succeeds: {result:?}");
+        assert!(
+            err.contains("waiting for the migration lock"),
+            "the {name} migrator waited: {err}"
+        );
+    }
     let total = Migrator::migrations().len() as i64;
     assert_eq!(
         count(&t, "SELECT COUNT(*) FROM seaql_migrations").await,
@@ -120,7 +158,12 @@ async fn ops_checksums_are_recorded_with_environment_operator_and_duration(t: Te
                 .as_str()
                 .is_some_and(|by| !by.is_empty())
         );
-        assert!(migration["duration_ms"].as_i64().is_some_and(|ms| ms >= 0));
+        assert!(
+            migration["duration_ms"]
+                .as_i64()
+                .is_some_and(|ms| (0..60_000).contains(&ms)),
+            "a duration in milliseconds: {migration}"
+        );
     }
     for list in ["modified", "missing", "unrecorded", "pending"] {
         assert_eq!(report[list].as_array().map(Vec::len), Some(0), "{list}");

@@ -432,17 +432,21 @@ async fn cli_environment_mismatch_refuses_writes(t: TestDb) {
 
 async fn cli_down_rolls_back_one_migration_by_default(t: TestDb) {
     Migrator::up(&t.db, None).await.expect("migrates");
-    let (result, out, _) = cli(
-        &t,
-        AppEnv::Local,
-        Command::Down {
-            num: 1,
-            dry_run: false,
-        },
-        None,
-        None,
-    )
-    .await;
+    // `down` as typed, without -n: the number comes from the command line's default.
+    let parsed = <migration::cli::Cli as clap::Parser>::try_parse_from(["migration", "down"])
+        .expect("parses");
+    let command = parsed.command.expect("a command");
+    assert!(
+        matches!(
+            command,
+            Command::Down {
+                num: 1,
+                dry_run: false
+            }
+        ),
+        "{command:?}"
+    );
+    let (result, out, _) = cli(&t, AppEnv::Local, command, None, None).await;
     result.expect("down runs");
     assert!(out.contains("1 pending"), "{out}");
     let pending = Migrator::get_pending_migrations(&t.db)

@@ -291,14 +291,19 @@ async fn seeder_minimal_profile_loads_only_acme(t: TestDb) {
         vec!["alice@acme.com", "bob@acme.com"]
     );
     assert!(
-        report
-            .access
-            .roles
-            .iter()
-            .all(|r| r.tenant.is_none_or(|t| t == "acme")),
-        "only system roles and Acme's own"
+        report.access.roles.iter().any(|r| r.tenant == Some("acme"))
+            && report
+                .access
+                .roles
+                .iter()
+                .all(|r| r.tenant.is_none_or(|t| t == "acme")),
+        "Acme's own roles and the system roles, nobody else's"
     );
-    assert!(report.access.invitations.iter().all(|i| i.tenant == "acme"));
+    assert!(
+        !report.access.invitations.is_empty()
+            && report.access.invitations.iter().all(|i| i.tenant == "acme"),
+        "Acme's invitations only"
+    );
     let bob = report
         .access
         .assignments
