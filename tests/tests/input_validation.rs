@@ -42,6 +42,21 @@ fn email_is_trimmed_and_lowercased() {
 }
 
 #[test]
+fn email_compatibility_forms_are_one_address() {
+    // Full-width letters and at sign, a ligature, a superscript: NFKC folds them.
+    for (typed, stored) in [
+        ("ａｌｉｃｅ＠ａｃｍｅ．ｃｏｍ", "alice@acme.com"),
+        ("ﬁnn@example.com", "finn@example.com"),
+        ("user²@example.com", "user2@example.com"),
+    ] {
+        assert_eq!(Email::parse(typed).expect(typed).as_str(), stored, "{typed:?}");
+    }
+    // Megabytes of input are refused before any normalising work.
+    let huge = "ａ".repeat(1_000_000);
+    assert_eq!(field_of(Email::parse(&huge).expect_err("huge")), "email");
+}
+
+#[test]
 fn password_policy_bounds_length() {
     assert_eq!(
         field_of(Password::new("short").expect_err("short")),
