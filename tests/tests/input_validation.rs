@@ -49,7 +49,11 @@ fn email_compatibility_forms_are_one_address() {
         ("ﬁnn@example.com", "finn@example.com"),
         ("user²@example.com", "user2@example.com"),
     ] {
-        assert_eq!(Email::parse(typed).expect(typed).as_str(), stored, "{typed:?}");
+        assert_eq!(
+            Email::parse(typed).expect(typed).as_str(),
+            stored,
+            "{typed:?}"
+        );
     }
     // Megabytes of input are refused before any normalising work.
     let huge = "ａ".repeat(1_000_000);
