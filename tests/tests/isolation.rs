@@ -113,6 +113,44 @@ async fn count_as_runtime(db: &DatabaseConnection, tenant: Option<TenantId>, sql
     row.try_get_by_index::<i64>(0).expect("a count")
 }
 
+/// The database's `now()`: inside a transaction, the instant it started.
+async fn database_now<C: ConnectionTrait>(db: &C) -> DateTime<Utc> {
+    db.query_one_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT now()".to_owned(),
+    ))
+    .await
+    .expect("now")
+    .expect("row")
+    .try_get_by_index(0)
+    .expect("timestamp")
+}
+
+/// What the SQL function `user_has_permission` answers, tenant-wide.
+async fn sql_function_says<C: ConnectionTrait>(
+    db: &C,
+    user: UserId,
+    tenant: TenantId,
+    resource: &str,
+    action: &str,
+) -> bool {
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT user_has_permission($1, $2, $3, $4)",
+        [
+            user.into_uuid().into(),
+            tenant.into_uuid().into(),
+            resource.into(),
+            action.into(),
+        ],
+    ))
+    .await
+    .expect("calls")
+    .expect("row")
+    .try_get_by_index(0)
+    .expect("bool")
+}
+
 async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
     db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
         .await
@@ -293,19 +331,7 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
         Start::Empty,
         |t| async move {
             let report = seed(&t).await;
-            let now: DateTime<Utc> = t
-                .owner
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT now()".to_owned(),
-                ))
-                .await
-                .expect("now")
-                .expect("row")
-                .try_get_by_index(0)
-                .expect("timestamp");
-            let clock = Arc::new(ManualClock::new(now));
-            let deps = Deps::new(ServiceConfig::default()).with_clock(clock);
+            let deps = Deps::new(ServiceConfig::default());
             let mut checked = 0;
             for u in &report.users {
                 for tenant_line in &report.tenants {
@@ -321,16 +347,7 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                     let txn = asker.begin(&t.db).await.expect("begins");
                     // One instant for both sides: the SQL function reads now(), the
                     // transaction's start, and the service clock is set to the same.
-                    let now: DateTime<Utc> = txn
-                        .query_one_raw(Statement::from_string(
-                            DbBackend::Postgres,
-                            "SELECT now()".to_owned(),
-                        ))
-                        .await
-                        .expect("now")
-                        .expect("row")
-                        .try_get_by_index(0)
-                        .expect("timestamp");
+                    let now = database_now(&txn).await;
                     let deps = deps.clone().with_clock(Arc::new(ManualClock::new(now)));
                     for (resource, action) in [
                         ("agents", "run"),
@@ -346,22 +363,8 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
                             has_permission(&txn, &deps, u.id, resource, action, Scope::Tenant)
                                 .await
                                 .expect("checks");
-                        let sql: bool = txn
-                            .query_one_raw(Statement::from_sql_and_values(
-                                DbBackend::Postgres,
-                                "SELECT user_has_permission($1, $2, $3, $4)",
-                                [
-                                    u.id.into_uuid().into(),
-                                    tenant_line.id.into_uuid().into(),
-                                    resource.into(),
-                                    action.into(),
-                                ],
-                            ))
-                            .await
-                            .expect("calls")
-                            .expect("row")
-                            .try_get_by_index(0)
-                            .expect("bool");
+                        let sql =
+                            sql_function_says(&txn, u.id, tenant_line.id, resource, action).await;
                         assert_eq!(
                             sql, service,
                             "{} {}:{} in {}",
@@ -946,18 +949,7 @@ async fn isolation_sql_function_and_service_agree_on_both_sides_of_daily_windows
 
             let minute_of =
                 |at: DateTime<Utc>| i32::try_from(at.hour() * 60 + at.minute()).expect("a minute");
-            let db_now = |db: DatabaseConnection| async move {
-                db.query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT now()".to_owned(),
-                ))
-                .await
-                .expect("now")
-                .expect("row")
-                .try_get_by_index::<DateTime<Utc>>(0)
-                .expect("timestamp")
-            };
-            let m = minute_of(db_now(t.owner.clone()).await);
+            let m = minute_of(database_now(&t.owner).await);
             let hhmm = |x: i32| {
                 format!(
                     "{:02}:{:02}",
@@ -997,16 +989,7 @@ async fn isolation_sql_function_and_service_agree_on_both_sides_of_daily_windows
             }
 
             let txn = ctx.begin(&t.db).await.expect("begins");
-            let at: DateTime<Utc> = txn
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT now()".to_owned(),
-                ))
-                .await
-                .expect("now")
-                .expect("row")
-                .try_get_by_index(0)
-                .expect("timestamp");
+            let at = database_now(&txn).await;
             let n = minute_of(at);
             let deps = deps.clone().with_clock(Arc::new(ManualClock::new(at)));
             let mut kinds = std::collections::BTreeSet::new();
@@ -1021,17 +1004,7 @@ async fn isolation_sql_function_and_service_agree_on_both_sides_of_daily_windows
                 let service = has_permission(&txn, &deps, user, "ward", "enter", Scope::Tenant)
                     .await
                     .expect("checks");
-                let sql: bool = txn
-                    .query_one_raw(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT user_has_permission($1, $2, 'ward', 'enter')",
-                        [user.into_uuid().into(), tenant.id.into_uuid().into()],
-                    ))
-                    .await
-                    .expect("calls")
-                    .expect("row")
-                    .try_get_by_index(0)
-                    .expect("bool");
+                let sql = sql_function_says(&txn, user, tenant.id, "ward", "enter").await;
                 let window = format!("{}-{} at {}", hhmm(start), hhmm(end), hhmm(n));
                 assert_eq!(service, inside, "service, {window}");
                 assert_eq!(sql, inside, "SQL function, {window}");

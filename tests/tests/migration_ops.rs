@@ -33,18 +33,8 @@ impl Prompt for NoTerminal {
 }
 
 async fn run(t: &TestDb, command: Command) -> (Result<(), CliError>, String) {
-    let invocation = Invocation {
-        env: AppEnv::Test,
-        target: t.target(),
-        schema: None,
-        command,
-        confirm: None,
-        lock_timeout: Duration::from_secs(60),
-        table_locks: migration::cli::TableLocks::DEFAULT,
-    };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;
-    (result, String::from_utf8(out).expect("utf-8"))
+    let (result, out, _) = run_with_err(t, command).await;
+    (result, out)
 }
 
 /// Like `run`, with what the run wrote to stderr too.

@@ -9,6 +9,7 @@
 //! Refused, unknown-email and wrong-password attempts look the same from outside:
 //! `InvalidCredentials`, after one argon2 verification each.
 
+use super::tokens::sha256_hex;
 use crate::Result;
 use crate::begin_write;
 use crate::deps::{Deps, ThrottlePolicy};
@@ -22,7 +23,6 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     QuerySelect,
 };
-use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
 /// One throttled key of an attempt.
@@ -63,7 +63,7 @@ fn address_key(meta: &RequestMeta) -> String {
 fn hashed(scope: ThrottleScope, key: &str) -> Key {
     Key {
         scope,
-        hash: hex::encode(Sha256::digest(key.as_bytes())),
+        hash: sha256_hex(key),
     }
 }
 

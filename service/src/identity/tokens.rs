@@ -58,7 +58,13 @@ impl<K: TokenKind> fmt::Debug for ClearToken<K> {
 
 /// The hash stored for a token, and looked up when one is presented.
 pub(crate) fn hash_token(token: &str) -> TokenHash {
-    TokenHash::new(hex::encode(Sha256::digest(token.as_bytes())))
+    TokenHash::new(sha256_hex(token))
+}
+
+/// The hex SHA-256 of `text`: how a token, or any key that should not be stored in
+/// clear (the sign-in throttle's), is kept.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// Marks a [`ClearToken`] as a refresh token.
