@@ -16,6 +16,7 @@
 pub mod access_world;
 pub mod fixtures;
 pub mod inspect;
+pub mod runtime;
 
 use futures::FutureExt;
 use migration::target::DbTarget;

@@ -14,7 +14,8 @@ use service::access::{Scope, has_permission};
 use service::tenancy::{TenantCtx, list_members, list_user_tenants};
 use service::{Deps, ManualClock, ServiceConfig};
 use std::sync::Arc;
-use tests::{Backend, Start, TestDb, run_case};
+use tests::runtime::{as_runtime, count, count_as_runtime, runtime_txn, seed, tenant, user};
+use tests::{Backend, Start, run_case};
 
 async fn tenant_tables(db: &DatabaseConnection) -> Vec<String> {
     let rows = db
@@ -32,26 +33,6 @@ async fn tenant_tables(db: &DatabaseConnection) -> Vec<String> {
         .collect()
 }
 
-/// Runs `sql` as `app_service` in a transaction that is rolled back, with the tenant
-/// context set (or not).
-async fn as_runtime(
-    db: &DatabaseConnection,
-    tenant: Option<TenantId>,
-    sql: &str,
-) -> Result<ExecResult, DbErr> {
-    let txn = db.begin().await?;
-    txn.execute_unprepared("SET LOCAL ROLE app_service").await?;
-    if let Some(tenant) = tenant {
-        txn.execute_unprepared(&format!(
-            "SELECT set_config('app.current_tenant_id', '{tenant}', true)"
-        ))
-        .await?;
-    }
-    let result = txn.execute_unprepared(sql).await;
-    txn.rollback().await?;
-    result
-}
-
 /// Runs `sql` as `app_service` and, if it succeeded, counts `other`'s rows of `table`
 /// as the owner inside the same transaction (which sees the statement's effect),
 /// before rolling everything back.
@@ -62,17 +43,9 @@ async fn as_runtime_then_count(
     table: &str,
     other: TenantId,
 ) -> (Result<ExecResult, DbErr>, Option<i64>) {
-    let txn = db.begin().await.expect("begins");
-    txn.execute_unprepared("SET LOCAL ROLE app_service")
+    let txn = runtime_txn(db, tenant, None)
         .await
-        .expect("role");
-    if let Some(tenant) = tenant {
-        txn.execute_unprepared(&format!(
-            "SELECT set_config('app.current_tenant_id', '{tenant}', true)"
-        ))
-        .await
-        .expect("context");
-    }
+        .expect("the runtime role");
     let result = txn.execute_unprepared(sql).await;
     let after = if result.is_ok() {
         txn.execute_unprepared("RESET ROLE")
@@ -90,27 +63,6 @@ async fn as_runtime_then_count(
     };
     txn.rollback().await.expect("rolls back");
     (result, after)
-}
-
-async fn count_as_runtime(db: &DatabaseConnection, tenant: Option<TenantId>, sql: &str) -> i64 {
-    let txn = db.begin().await.expect("begins");
-    txn.execute_unprepared("SET LOCAL ROLE app_service")
-        .await
-        .expect("role");
-    if let Some(tenant) = tenant {
-        txn.execute_unprepared(&format!(
-            "SELECT set_config('app.current_tenant_id', '{tenant}', true)"
-        ))
-        .await
-        .expect("context");
-    }
-    let row = txn
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
-        .await
-        .expect("counts")
-        .expect("one row");
-    txn.rollback().await.expect("rolls back");
-    row.try_get_by_index::<i64>(0).expect("a count")
 }
 
 /// The database's `now()`: inside a transaction, the instant it started.
@@ -151,46 +103,6 @@ async fn sql_function_says<C: ConnectionTrait>(
     .expect("bool")
 }
 
-async fn count<C: ConnectionTrait>(db: &C, sql: &str) -> i64 {
-    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
-        .await
-        .expect("counts")
-        .expect("one row")
-        .try_get_by_index::<i64>(0)
-        .expect("a count")
-}
-
-async fn seed(t: &TestDb) -> seeder::SeedReport {
-    seeder::run(
-        &seeder::SeedOptions {
-            database_url: Some(t.url.clone()),
-            ..seeder::SeedOptions::default()
-        },
-        migration::environment::AppEnv::Test,
-        &t.target(),
-    )
-    .await
-    .expect("seeds")
-}
-
-fn tenant(report: &seeder::SeedReport, slug: &str) -> TenantId {
-    report
-        .tenants
-        .iter()
-        .find(|t| t.slug == slug)
-        .expect("fixture tenant")
-        .id
-}
-
-fn user(report: &seeder::SeedReport, email: &str) -> UserId {
-    report
-        .users
-        .iter()
-        .find(|u| u.email == email)
-        .expect("fixture user")
-        .id
-}
-
 /// Is this the refusal we expect: a row-level security violation, or (for the
 /// append-only audit trail) no privilege at all?
 fn refused(result: &Result<ExecResult, DbErr>, table: &str) -> bool {
@@ -218,11 +130,11 @@ async fn isolation_every_tenant_table_is_walled_off_for_the_runtime_role() {
                 let rows = count(&t.db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{id}'")).await;
                 assert!(rows > 0, "{table}: the {name} tenant has no fixture rows");
             }
-            let seen = count_as_runtime(&t.db, Some(own), &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'")).await;
+            let seen = count_as_runtime(&t.db, Some(own), None, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'")).await;
             assert_eq!(seen, 0, "{table}: another tenant's rows are invisible");
-            let own_seen = count_as_runtime(&t.db, Some(own), &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await;
+            let own_seen = count_as_runtime(&t.db, Some(own), None, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await;
             assert!(own_seen > 0, "{table}: the own tenant's rows are visible");
-            let unset = count_as_runtime(&t.db, None, &format!("SELECT count(*) FROM {table} WHERE tenant_id IS NOT NULL")).await;
+            let unset = count_as_runtime(&t.db, None, None, &format!("SELECT count(*) FROM {table} WHERE tenant_id IS NOT NULL")).await;
             assert_eq!(unset, 0, "{table}: no tenant set, no rows");
 
             for (tenant_ctx, sql) in [
@@ -268,10 +180,10 @@ async fn isolation_every_tenant_table_is_walled_off_for_the_runtime_role() {
                 columns.join(", "),
                 select.join(", ")
             );
-            let result = as_runtime(&t.db, Some(own), &insert).await;
+            let result = as_runtime(&t.db, Some(own), None, &insert).await;
             assert!(
                 refused(&result, table), "{table}: cross-tenant insert: {result:?}");
-            let moved = as_runtime(&t.db, Some(own), &format!("UPDATE {table} SET tenant_id = '{other}' WHERE tenant_id = '{own}'")).await;
+            let moved = as_runtime(&t.db, Some(own), None, &format!("UPDATE {table} SET tenant_id = '{other}' WHERE tenant_id = '{own}'")).await;
             assert!(refused(&moved, table), "{table}: moving a row to another tenant: {moved:?}");
         }
     })
@@ -555,359 +467,6 @@ async fn isolation_schema_tenants_rows_live_in_their_own_schema() {
         .await;
         assert_eq!(forced, 5);
         runtime.close().await.ok();
-    })
-    .await;
-}
-
-/// What the runtime role may do with a table: every table of the schema has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Class {
-    /// Rows of the current tenant only (checked table by table above).
-    Tenant,
-    /// Tenant rows, append-only.
-    TenantAppendOnly,
-    /// The current tenant's rows, plus shared system rows that are read-only.
-    TenantOrSystem,
-    /// Grants and inheritance of roles: written only for the current tenant's roles.
-    RoleGraph,
-    /// Reference data: readable, never changed at run time.
-    Catalogue,
-    /// Global identity rows: as far as the acting user and the tenant's members need.
-    Identity,
-    /// Sign-in counters, before anyone is known.
-    Throttle,
-    /// The platform's own bookkeeping: out of reach.
-    Platform,
-}
-
-fn class_of(table: &str) -> Option<Class> {
-    Some(match table {
-        "teams" | "team_members" | "invitations" | "role_assignments" | "policies"
-        | "memberships" => Class::Tenant,
-        "audit_logs" => Class::TenantAppendOnly,
-        "roles" => Class::TenantOrSystem,
-        "role_inheritance" | "role_permissions" => Class::RoleGraph,
-        "permissions" | "audit_event_types" => Class::Catalogue,
-        "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
-        "sign_in_throttles" => Class::Throttle,
-        "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
-            Class::Platform
-        }
-        _ => return None,
-    })
-}
-
-/// Runs `sql` as `app_service` with a tenant and an acting user set, rolled back.
-async fn attack(
-    db: &DatabaseConnection,
-    tenant: TenantId,
-    user: UserId,
-    sql: &str,
-) -> Result<ExecResult, DbErr> {
-    let txn = db.begin().await?;
-    txn.execute_unprepared("SET LOCAL ROLE app_service").await?;
-    txn.execute_unprepared(&format!(
-        "SELECT set_config('app.current_tenant_id', '{tenant}', true), set_config('app.current_user_id', '{user}', true)"
-    ))
-    .await?;
-    let result = txn.execute_unprepared(sql).await;
-    txn.rollback().await?;
-    result
-}
-
-async fn attack_count(db: &DatabaseConnection, tenant: TenantId, user: UserId, sql: &str) -> i64 {
-    let txn = db.begin().await.expect("begins");
-    txn.execute_unprepared("SET LOCAL ROLE app_service")
-        .await
-        .expect("role");
-    txn.execute_unprepared(&format!(
-        "SELECT set_config('app.current_tenant_id', '{tenant}', true), set_config('app.current_user_id', '{user}', true)"
-    ))
-    .await
-    .expect("context");
-    let row = txn
-        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .expect("one row");
-    txn.rollback().await.expect("rolls back");
-    row.try_get_by_index::<i64>(0).expect("a count")
-}
-
-/// The statement changed nothing: either no row was visible to it, or the database
-/// refused it (no privilege, or a row-level security check).
-fn changed_nothing(result: &Result<ExecResult, DbErr>) -> bool {
-    match result {
-        Ok(done) => done.rows_affected() == 0,
-        Err(e) => {
-            let text = e.to_string();
-            text.contains("permission denied") || text.contains("row-level security")
-        }
-    }
-}
-
-fn denied(result: &Result<ExecResult, DbErr>) -> bool {
-    matches!(result, Err(e) if e.to_string().contains("permission denied"))
-}
-
-fn rls_refused(result: &Result<ExecResult, DbErr>) -> bool {
-    matches!(result, Err(e) if e.to_string().contains("row-level security"))
-}
-
-/// Every table of the schema, found in the catalogue, has a class, and each class's
-/// wall holds against raw SQL as the runtime role inside one tenant's transaction
-/// acting for one of its members: what an SQL injection there could try.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtime_role() {
-    run_case(Backend::Postgres, "isolation_classes", Start::Empty, |t| async move {
-        let report = seed(&t).await;
-        let (own, other) = (tenant(&report, "healthy-stellar"), tenant(&report, "acme"));
-        let me = user(&report, "admin@healthystellar.com");
-        let alice = user(&report, "alice@acme.com");
-        let db = &t.db;
-
-        let tables: Vec<String> = db
-            .query_all_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT table_name FROM information_schema.tables
-                  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
-            ))
-            .await
-            .expect("catalogue")
-            .iter()
-            .map(|r| r.try_get_by_index::<String>(0).expect("name"))
-            .collect();
-        let unclassified: Vec<&String> = tables.iter().filter(|t| class_of(t).is_none()).collect();
-        assert!(unclassified.is_empty(), "tables without a wall class: {unclassified:?}");
-
-        for table in &tables {
-            let class = class_of(table).expect("classified");
-            // Nothing here may be emptied or dropped by the runtime role.
-            for sql in [format!("TRUNCATE {table}"), format!("DROP TABLE {table}")] {
-                let result = attack(db, own, me, &sql).await;
-                assert!(
-                    matches!(&result, Err(e) if e.to_string().contains("permission denied") || e.to_string().contains("must be owner")),
-                    "{table} ({class:?}): {sql}: {result:?}"
-                );
-            }
-            match class {
-                Class::Platform => {
-                    for sql in [
-                        format!("SELECT count(*) FROM {table}"),
-                        format!("DELETE FROM {table}"),
-                    ] {
-                        let result = attack(db, own, me, &sql).await;
-                        assert!(denied(&result), "{table} ({class:?}): {sql}: {result:?}");
-                    }
-                }
-                Class::Catalogue => {
-                    let readable = attack_count(db, own, me, &format!("SELECT count(*) FROM {table}")).await;
-                    assert!(readable > 0, "{table}: the catalogue is readable");
-                    for sql in [
-                        format!("DELETE FROM {table}"),
-                        format!("UPDATE {table} SET description = 'pwned'"),
-                    ] {
-                        let result = attack(db, own, me, &sql).await;
-                        assert!(denied(&result), "{table} ({class:?}): {sql}: {result:?}");
-                    }
-                }
-                _ => {}
-            }
-        }
-
-        // Shared system roles: visible, never writable, never movable into a tenant.
-        let system_roles = count(db, "SELECT count(*) FROM roles WHERE tenant_id IS NULL").await;
-        assert!(system_roles >= 4, "the fixtures have system roles");
-        assert_eq!(
-            attack_count(db, own, me, "SELECT count(*) FROM roles WHERE tenant_id IS NULL").await,
-            system_roles,
-            "system roles are readable"
-        );
-        for sql in [
-            "UPDATE roles SET name = 'pwned' WHERE tenant_id IS NULL".to_owned(),
-            format!("UPDATE roles SET tenant_id = '{own}' WHERE tenant_id IS NULL"),
-            "DELETE FROM roles WHERE tenant_id IS NULL".to_owned(),
-        ] {
-            let result = attack(db, own, me, &sql).await;
-            assert!(changed_nothing(&result), "roles: {sql}: {result:?}");
-        }
-        let result = attack(db, own, me, "INSERT INTO roles (id, tenant_id, name) VALUES (gen_random_uuid(), NULL, 'rogue_system_role')").await;
-        assert!(rls_refused(&result), "a tenant cannot create a system role: {result:?}");
-
-        // Role graph: a system role cannot be made to inherit super_admin, nor granted
-        // more, and its existing grants cannot be removed.
-        let escalate = "INSERT INTO role_inheritance (role_id, parent_role_id)
-             SELECT c.id, p.id FROM roles c, roles p
-              WHERE c.tenant_id IS NULL AND c.name = 'org_member' AND p.tenant_id IS NULL AND p.name = 'super_admin'";
-        let result = attack(db, own, me, escalate).await;
-        assert!(rls_refused(&result), "org_member inheriting super_admin: {result:?}");
-        let grant = "INSERT INTO role_permissions (role_id, permission_id)
-             SELECT r.id, p.id FROM roles r, permissions p
-              WHERE r.tenant_id IS NULL AND r.name = 'org_member'
-                AND NOT EXISTS (SELECT 1 FROM role_permissions x WHERE x.role_id = r.id AND x.permission_id = p.id)
-              LIMIT 1";
-        let result = attack(db, own, me, grant).await;
-        assert!(rls_refused(&result), "a grant to a system role: {result:?}");
-        for sql in [
-            "DELETE FROM role_inheritance WHERE role_id IN (SELECT id FROM roles WHERE tenant_id IS NULL)",
-            "DELETE FROM role_permissions WHERE role_id IN (SELECT id FROM roles WHERE tenant_id IS NULL)",
-        ] {
-            let result = attack(db, own, me, sql).await;
-            assert!(changed_nothing(&result), "{sql}: {result:?}");
-        }
-        let system_grants = count(db, "SELECT count(*) FROM role_permissions rp JOIN roles r ON r.id = rp.role_id WHERE r.tenant_id IS NULL").await;
-        assert!(system_grants > 0, "the system roles' grants are intact");
-
-        // Memberships: acting for Alice inside Healthy Stellar's transaction shows her
-        // Acme membership (hers to read) but cannot delete or change it.
-        assert_eq!(
-            attack_count(db, own, alice, &format!("SELECT count(*) FROM memberships WHERE tenant_id = '{other}' AND user_id = '{alice}'")).await,
-            1,
-            "one's own membership elsewhere is readable"
-        );
-        for sql in [
-            format!("DELETE FROM memberships WHERE user_id = '{alice}'"),
-            format!("UPDATE memberships SET role = 'member' WHERE user_id = '{alice}'"),
-        ] {
-            let result = attack(db, own, alice, &sql).await;
-            assert!(changed_nothing(&result), "memberships: {sql}: {result:?}");
-        }
-        assert_eq!(
-            count(db, &format!("SELECT count(*) FROM memberships WHERE user_id = '{alice}' AND role = 'owner'")).await,
-            1,
-            "Alice still owns Acme"
-        );
-
-        // The audit trail: no row without a tenant, none for another tenant, none
-        // changed or removed.
-        for (sql, what) in [
-            ("INSERT INTO audit_logs (id, tenant_id, event_type, outcome, details) VALUES (gen_random_uuid(), NULL, 'login', 'success', '{}')".to_owned(), "a global row from a tenant's transaction"),
-            (format!("INSERT INTO audit_logs (id, tenant_id, event_type, outcome, details) VALUES (gen_random_uuid(), '{other}', 'login', 'success', '{{}}')"), "a row for another tenant"),
-        ] {
-            let result = attack(db, own, me, &sql).await;
-            assert!(rls_refused(&result), "audit_logs: {what}: {result:?}");
-        }
-        for sql in ["UPDATE audit_logs SET risk_score = 0", "DELETE FROM audit_logs"] {
-            let result = attack(db, own, me, sql).await;
-            assert!(denied(&result), "audit_logs: {sql}: {result:?}");
-        }
-
-        // Global identity rows.
-        let result = attack(db, own, me, "SELECT password_hash FROM users").await;
-        assert!(denied(&result), "password hashes are unreadable: {result:?}");
-        let result = attack(db, own, me, "SELECT token_hash FROM refresh_tokens").await;
-        assert!(denied(&result), "token hashes are unreadable: {result:?}");
-        let members_of_own = count(db, &format!("SELECT count(DISTINCT user_id) FROM memberships WHERE tenant_id = '{own}'")).await;
-        assert_eq!(
-            attack_count(db, own, me, "SELECT count(*) FROM users").await,
-            members_of_own,
-            "users: the tenant's members, nobody else"
-        );
-        assert_eq!(
-            attack_count(db, own, me, &format!("SELECT count(*) FROM users WHERE id = '{alice}'")).await,
-            0,
-            "another tenant's user is invisible"
-        );
-        assert_eq!(
-            attack_count(db, own, me, &format!("SELECT count(*) FROM user_profiles WHERE user_id = '{alice}'")).await,
-            0,
-            "and so is their profile"
-        );
-        for sql in [
-            format!("UPDATE users SET last_login_at = now() WHERE id = '{alice}'"),
-            format!("UPDATE users SET password_hash = 'x' WHERE id <> '{me}'"),
-            format!("UPDATE user_profiles SET display_name = 'pwned' WHERE user_id <> '{me}'"),
-            format!("UPDATE sessions SET revoked_at = now() WHERE user_id <> '{me}'"),
-            format!("UPDATE refresh_tokens SET revoked_at = now() WHERE session_id IN (SELECT id FROM sessions WHERE user_id = '{alice}')"),
-            format!("UPDATE tenants SET is_active = false WHERE id = '{other}'"),
-            "DELETE FROM users".to_owned(),
-            "DELETE FROM sessions".to_owned(),
-            "DELETE FROM tenants".to_owned(),
-        ] {
-            let result = attack(db, own, me, &sql).await;
-            assert!(changed_nothing(&result), "identity: {sql}: {result:?}");
-        }
-        let other_sessions = count(db, &format!("SELECT count(*) FROM sessions WHERE user_id = '{alice}'")).await;
-        assert!(other_sessions > 0, "the fixtures give Alice sessions");
-        assert_eq!(
-            attack_count(db, own, me, "SELECT count(*) FROM sessions").await,
-            count(db, &format!("SELECT count(*) FROM sessions WHERE user_id = '{me}'")).await,
-            "sessions: the acting user's own"
-        );
-        assert_eq!(
-            attack_count(db, own, me, &format!("SELECT count(*) FROM tenants WHERE id = '{other}'")).await,
-            0,
-            "another tenant is invisible"
-        );
-        for (sql, what) in [
-            ("INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'rogue@example.com', 'x')".to_owned(), "a user other than the acting one"),
-            ("INSERT INTO tenants (id, slug, name, features) VALUES (gen_random_uuid(), 'rogue', 'Rogue', '{}')".to_owned(), "a tenant other than the current one"),
-            (format!("INSERT INTO sessions (id, user_id, expires_at) VALUES (gen_random_uuid(), '{alice}', now() + interval '1 day')"), "a session for someone else"),
-        ] {
-            let result = attack(db, own, me, &sql).await;
-            assert!(rls_refused(&result), "{what}: {result:?}");
-        }
-
-        // The narrow paths tell only what they are for.
-        let result = attack(db, own, me, "SELECT * FROM app_refresh_token_lookup(repeat('0', 64))").await;
-        assert!(result.is_ok(), "the refresh lookup is callable: {result:?}");
-        let columns = count(db, "SELECT count(*) FROM information_schema.parameters p JOIN information_schema.routines r ON r.specific_name = p.specific_name
-                                   WHERE r.routine_name = 'app_refresh_token_lookup' AND p.parameter_mode = 'OUT' AND p.parameter_name LIKE '%hash%'").await;
-        assert_eq!(columns, 0, "it returns no hash");
-
-        // One's own security history: only the acting user's global events.
-        let own_events = attack_count(db, own, alice, "SELECT count(*) FROM app_own_security_events(1000)").await;
-        let alices = count(db, &format!("SELECT count(*) FROM audit_logs WHERE tenant_id IS NULL AND actor_user_id = '{alice}'")).await;
-        assert!(alices > 0, "the fixtures give Alice global events");
-        assert_eq!(own_events, alices, "Alice's own global events, no one else's");
-        assert_eq!(
-            attack_count(db, own, me, "SELECT count(*) FROM audit_logs WHERE tenant_id IS NULL").await,
-            0,
-            "global rows are not readable directly"
-        );
-
-        // Sign-in counters cannot be wiped, nor turned into a lockout for good.
-        let result = attack(db, own, me, "DELETE FROM sign_in_throttles").await;
-        assert!(denied(&result), "sign_in_throttles: {result:?}");
-        for sql in [
-            "INSERT INTO sign_in_throttles (scope, key_hash, failures, blocked_until) VALUES ('address', repeat('a', 64), 1000, now() + interval '100 years')",
-            "INSERT INTO sign_in_throttles (scope, key_hash, failures, blocked_until) VALUES ('address', repeat('b', 64), 0, NULL) ON CONFLICT DO NOTHING; UPDATE sign_in_throttles SET blocked_until = now() + interval '100 years'",
-        ] {
-            let result = attack(db, own, me, sql).await;
-            assert!(rls_refused(&result), "sign_in_throttles: {sql}: {result:?}");
-        }
-
-        // Audit rows name the acting user or nobody, never someone else.
-        let result = attack(db, own, me, &format!(
-            "INSERT INTO audit_logs (id, tenant_id, actor_user_id, event_type, outcome, details) VALUES (gen_random_uuid(), '{own}', '{alice}', 'login', 'success', '{{}}')"
-        )).await;
-        assert!(rls_refused(&result), "an audit row in someone else's name: {result:?}");
-
-        // What the platform decides about a tenant, and a new user's flags, are not the
-        // runtime role's to set.
-        for sql in [
-            format!("UPDATE tenants SET slug = 'x\";GRANT admin TO app_service;CREATE SCHEMA \"y' WHERE id = '{own}'"),
-            format!("UPDATE tenants SET isolation_level = 'schema', plan_tier = 'enterprise' WHERE id = '{own}'"),
-            format!("INSERT INTO users (id, email, password_hash, is_verified) VALUES ('{me}', 'x@example.com', 'x', true)"),
-        ] {
-            let result = attack(db, own, me, &sql).await;
-            assert!(denied(&result), "{sql}: {result:?}");
-        }
-
-        // No temporary table can shadow a real one on a pooled connection.
-        let result = attack(db, own, me, "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
-        assert!(denied(&result), "temporary tables: {result:?}");
-
-        // The other database roles read everything but the secrets.
-        for role in ["read_only", "compliance_officer", "data_processor"] {
-            for sql in ["SELECT password_hash FROM users", "SELECT token_hash FROM refresh_tokens"] {
-                let txn = db.begin().await.expect("begins");
-                txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");
-                let result = txn.execute_unprepared(sql).await;
-                txn.rollback().await.expect("rolls back");
-                assert!(denied(&result), "{role}: {sql}: {result:?}");
-            }
-        }
     })
     .await;
 }

@@ -1,0 +1,325 @@
+//! Walls for every table the runtime role `app_service` can reach (PostgreSQL): each
+//! table of the schema, found in the catalogue, has a class, and each class is
+//! attacked with raw SQL inside one tenant's transaction acting for one of its
+//! members, the way an SQL injection there would try. A table without a class fails
+//! the test, so a new table states its wall the day it is added.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, Statement, TransactionTrait};
+use tests::runtime::{as_runtime, count, count_as_runtime, seed, tenant, user};
+use tests::{Backend, Start, run_case};
+
+/// What the runtime role may do with a table: every table of the schema has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Rows of the current tenant only (checked table by table above).
+    Tenant,
+    /// Tenant rows, append-only.
+    TenantAppendOnly,
+    /// The current tenant's rows, plus shared system rows that are read-only.
+    TenantOrSystem,
+    /// Grants and inheritance of roles: written only for the current tenant's roles.
+    RoleGraph,
+    /// Reference data: readable, never changed at run time.
+    Catalogue,
+    /// Global identity rows: as far as the acting user and the tenant's members need.
+    Identity,
+    /// Sign-in counters, before anyone is known.
+    Throttle,
+    /// The platform's own bookkeeping: out of reach.
+    Platform,
+}
+
+fn class_of(table: &str) -> Option<Class> {
+    Some(match table {
+        "teams" | "team_members" | "invitations" | "role_assignments" | "policies"
+        | "memberships" => Class::Tenant,
+        "audit_logs" => Class::TenantAppendOnly,
+        "roles" => Class::TenantOrSystem,
+        "role_inheritance" | "role_permissions" => Class::RoleGraph,
+        "permissions" | "audit_event_types" => Class::Catalogue,
+        "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
+        "sign_in_throttles" => Class::Throttle,
+        "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
+            Class::Platform
+        }
+        _ => return None,
+    })
+}
+
+/// The statement changed nothing: either no row was visible to it, or the database
+/// refused it (no privilege, or a row-level security check).
+fn changed_nothing(result: &Result<ExecResult, DbErr>) -> bool {
+    match result {
+        Ok(done) => done.rows_affected() == 0,
+        Err(e) => {
+            let text = e.to_string();
+            text.contains("permission denied") || text.contains("row-level security")
+        }
+    }
+}
+
+fn denied(result: &Result<ExecResult, DbErr>) -> bool {
+    matches!(result, Err(e) if e.to_string().contains("permission denied"))
+}
+
+fn rls_refused(result: &Result<ExecResult, DbErr>) -> bool {
+    matches!(result, Err(e) if e.to_string().contains("row-level security"))
+}
+
+/// Every table of the schema, found in the catalogue, has a class, and each class's
+/// wall holds against raw SQL as the runtime role inside one tenant's transaction
+/// acting for one of its members: what an SQL injection there could try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtime_role() {
+    run_case(Backend::Postgres, "isolation_classes", Start::Empty, |t| async move {
+        let report = seed(&t).await;
+        let (own, other) = (tenant(&report, "healthy-stellar"), tenant(&report, "acme"));
+        let me = user(&report, "admin@healthystellar.com");
+        let alice = user(&report, "alice@acme.com");
+        let db = &t.db;
+
+        let tables: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT table_name FROM information_schema.tables
+                  WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
+            ))
+            .await
+            .expect("catalogue")
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).expect("name"))
+            .collect();
+        let unclassified: Vec<&String> = tables.iter().filter(|t| class_of(t).is_none()).collect();
+        assert!(unclassified.is_empty(), "tables without a wall class: {unclassified:?}");
+
+        for table in &tables {
+            let class = class_of(table).expect("classified");
+            // Nothing here may be emptied or dropped by the runtime role.
+            for sql in [format!("TRUNCATE {table}"), format!("DROP TABLE {table}")] {
+                let result = as_runtime(db, Some(own), Some(me), &sql).await;
+                assert!(
+                    matches!(&result, Err(e) if e.to_string().contains("permission denied") || e.to_string().contains("must be owner")),
+                    "{table} ({class:?}): {sql}: {result:?}"
+                );
+            }
+            match class {
+                Class::Platform => {
+                    for sql in [
+                        format!("SELECT count(*) FROM {table}"),
+                        format!("DELETE FROM {table}"),
+                    ] {
+                        let result = as_runtime(db, Some(own), Some(me), &sql).await;
+                        assert!(denied(&result), "{table} ({class:?}): {sql}: {result:?}");
+                    }
+                }
+                Class::Catalogue => {
+                    let readable = count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await;
+                    assert!(readable > 0, "{table}: the catalogue is readable");
+                    for sql in [
+                        format!("DELETE FROM {table}"),
+                        format!("UPDATE {table} SET description = 'pwned'"),
+                    ] {
+                        let result = as_runtime(db, Some(own), Some(me), &sql).await;
+                        assert!(denied(&result), "{table} ({class:?}): {sql}: {result:?}");
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Shared system roles: visible, never writable, never movable into a tenant.
+        let system_roles = count(db, "SELECT count(*) FROM roles WHERE tenant_id IS NULL").await;
+        assert!(system_roles >= 4, "the fixtures have system roles");
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM roles WHERE tenant_id IS NULL").await,
+            system_roles,
+            "system roles are readable"
+        );
+        for sql in [
+            "UPDATE roles SET name = 'pwned' WHERE tenant_id IS NULL".to_owned(),
+            format!("UPDATE roles SET tenant_id = '{own}' WHERE tenant_id IS NULL"),
+            "DELETE FROM roles WHERE tenant_id IS NULL".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(changed_nothing(&result), "roles: {sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), "INSERT INTO roles (id, tenant_id, name) VALUES (gen_random_uuid(), NULL, 'rogue_system_role')").await;
+        assert!(rls_refused(&result), "a tenant cannot create a system role: {result:?}");
+
+        // Role graph: a system role cannot be made to inherit super_admin, nor granted
+        // more, and its existing grants cannot be removed.
+        let escalate = "INSERT INTO role_inheritance (role_id, parent_role_id)
+             SELECT c.id, p.id FROM roles c, roles p
+              WHERE c.tenant_id IS NULL AND c.name = 'org_member' AND p.tenant_id IS NULL AND p.name = 'super_admin'";
+        let result = as_runtime(db, Some(own), Some(me), escalate).await;
+        assert!(rls_refused(&result), "org_member inheriting super_admin: {result:?}");
+        let grant = "INSERT INTO role_permissions (role_id, permission_id)
+             SELECT r.id, p.id FROM roles r, permissions p
+              WHERE r.tenant_id IS NULL AND r.name = 'org_member'
+                AND NOT EXISTS (SELECT 1 FROM role_permissions x WHERE x.role_id = r.id AND x.permission_id = p.id)
+              LIMIT 1";
+        let result = as_runtime(db, Some(own), Some(me), grant).await;
+        assert!(rls_refused(&result), "a grant to a system role: {result:?}");
+        for sql in [
+            "DELETE FROM role_inheritance WHERE role_id IN (SELECT id FROM roles WHERE tenant_id IS NULL)",
+            "DELETE FROM role_permissions WHERE role_id IN (SELECT id FROM roles WHERE tenant_id IS NULL)",
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(changed_nothing(&result), "{sql}: {result:?}");
+        }
+        let system_grants = count(db, "SELECT count(*) FROM role_permissions rp JOIN roles r ON r.id = rp.role_id WHERE r.tenant_id IS NULL").await;
+        assert!(system_grants > 0, "the system roles' grants are intact");
+
+        // Memberships: acting for Alice inside Healthy Stellar's transaction shows her
+        // Acme membership (hers to read) but cannot delete or change it.
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(alice), &format!("SELECT count(*) FROM memberships WHERE tenant_id = '{other}' AND user_id = '{alice}'")).await,
+            1,
+            "one's own membership elsewhere is readable"
+        );
+        for sql in [
+            format!("DELETE FROM memberships WHERE user_id = '{alice}'"),
+            format!("UPDATE memberships SET role = 'member' WHERE user_id = '{alice}'"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(alice), &sql).await;
+            assert!(changed_nothing(&result), "memberships: {sql}: {result:?}");
+        }
+        assert_eq!(
+            count(db, &format!("SELECT count(*) FROM memberships WHERE user_id = '{alice}' AND role = 'owner'")).await,
+            1,
+            "Alice still owns Acme"
+        );
+
+        // The audit trail: no row without a tenant, none for another tenant, none
+        // changed or removed.
+        for (sql, what) in [
+            ("INSERT INTO audit_logs (id, tenant_id, event_type, outcome, details) VALUES (gen_random_uuid(), NULL, 'login', 'success', '{}')".to_owned(), "a global row from a tenant's transaction"),
+            (format!("INSERT INTO audit_logs (id, tenant_id, event_type, outcome, details) VALUES (gen_random_uuid(), '{other}', 'login', 'success', '{{}}')"), "a row for another tenant"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "audit_logs: {what}: {result:?}");
+        }
+        for sql in ["UPDATE audit_logs SET risk_score = 0", "DELETE FROM audit_logs"] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(denied(&result), "audit_logs: {sql}: {result:?}");
+        }
+
+        // Global identity rows.
+        let result = as_runtime(db, Some(own), Some(me), "SELECT password_hash FROM users").await;
+        assert!(denied(&result), "password hashes are unreadable: {result:?}");
+        let result = as_runtime(db, Some(own), Some(me), "SELECT token_hash FROM refresh_tokens").await;
+        assert!(denied(&result), "token hashes are unreadable: {result:?}");
+        let members_of_own = count(db, &format!("SELECT count(DISTINCT user_id) FROM memberships WHERE tenant_id = '{own}'")).await;
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM users").await,
+            members_of_own,
+            "users: the tenant's members, nobody else"
+        );
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM users WHERE id = '{alice}'")).await,
+            0,
+            "another tenant's user is invisible"
+        );
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM user_profiles WHERE user_id = '{alice}'")).await,
+            0,
+            "and so is their profile"
+        );
+        for sql in [
+            format!("UPDATE users SET last_login_at = now() WHERE id = '{alice}'"),
+            format!("UPDATE users SET password_hash = 'x' WHERE id <> '{me}'"),
+            format!("UPDATE user_profiles SET display_name = 'pwned' WHERE user_id <> '{me}'"),
+            format!("UPDATE sessions SET revoked_at = now() WHERE user_id <> '{me}'"),
+            format!("UPDATE refresh_tokens SET revoked_at = now() WHERE session_id IN (SELECT id FROM sessions WHERE user_id = '{alice}')"),
+            format!("UPDATE tenants SET is_active = false WHERE id = '{other}'"),
+            "DELETE FROM users".to_owned(),
+            "DELETE FROM sessions".to_owned(),
+            "DELETE FROM tenants".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(changed_nothing(&result), "identity: {sql}: {result:?}");
+        }
+        let other_sessions = count(db, &format!("SELECT count(*) FROM sessions WHERE user_id = '{alice}'")).await;
+        assert!(other_sessions > 0, "the fixtures give Alice sessions");
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM sessions").await,
+            count(db, &format!("SELECT count(*) FROM sessions WHERE user_id = '{me}'")).await,
+            "sessions: the acting user's own"
+        );
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM tenants WHERE id = '{other}'")).await,
+            0,
+            "another tenant is invisible"
+        );
+        for (sql, what) in [
+            ("INSERT INTO users (id, email, password_hash) VALUES (gen_random_uuid(), 'rogue@example.com', 'x')".to_owned(), "a user other than the acting one"),
+            ("INSERT INTO tenants (id, slug, name, features) VALUES (gen_random_uuid(), 'rogue', 'Rogue', '{}')".to_owned(), "a tenant other than the current one"),
+            (format!("INSERT INTO sessions (id, user_id, expires_at) VALUES (gen_random_uuid(), '{alice}', now() + interval '1 day')"), "a session for someone else"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+
+        // The narrow paths tell only what they are for.
+        let result = as_runtime(db, Some(own), Some(me), "SELECT * FROM app_refresh_token_lookup(repeat('0', 64))").await;
+        assert!(result.is_ok(), "the refresh lookup is callable: {result:?}");
+        let columns = count(db, "SELECT count(*) FROM information_schema.parameters p JOIN information_schema.routines r ON r.specific_name = p.specific_name
+                                   WHERE r.routine_name = 'app_refresh_token_lookup' AND p.parameter_mode = 'OUT' AND p.parameter_name LIKE '%hash%'").await;
+        assert_eq!(columns, 0, "it returns no hash");
+
+        // One's own security history: only the acting user's global events.
+        let own_events = count_as_runtime(db, Some(own), Some(alice), "SELECT count(*) FROM app_own_security_events(1000)").await;
+        let alices = count(db, &format!("SELECT count(*) FROM audit_logs WHERE tenant_id IS NULL AND actor_user_id = '{alice}'")).await;
+        assert!(alices > 0, "the fixtures give Alice global events");
+        assert_eq!(own_events, alices, "Alice's own global events, no one else's");
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM audit_logs WHERE tenant_id IS NULL").await,
+            0,
+            "global rows are not readable directly"
+        );
+
+        // Sign-in counters cannot be wiped, nor turned into a lockout for good.
+        let result = as_runtime(db, Some(own), Some(me), "DELETE FROM sign_in_throttles").await;
+        assert!(denied(&result), "sign_in_throttles: {result:?}");
+        for sql in [
+            "INSERT INTO sign_in_throttles (scope, key_hash, failures, blocked_until) VALUES ('address', repeat('a', 64), 1000, now() + interval '100 years')",
+            "INSERT INTO sign_in_throttles (scope, key_hash, failures, blocked_until) VALUES ('address', repeat('b', 64), 0, NULL) ON CONFLICT DO NOTHING; UPDATE sign_in_throttles SET blocked_until = now() + interval '100 years'",
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(rls_refused(&result), "sign_in_throttles: {sql}: {result:?}");
+        }
+
+        // Audit rows name the acting user or nobody, never someone else.
+        let result = as_runtime(db, Some(own), Some(me), &format!(
+            "INSERT INTO audit_logs (id, tenant_id, actor_user_id, event_type, outcome, details) VALUES (gen_random_uuid(), '{own}', '{alice}', 'login', 'success', '{{}}')"
+        )).await;
+        assert!(rls_refused(&result), "an audit row in someone else's name: {result:?}");
+
+        // What the platform decides about a tenant, and a new user's flags, are not the
+        // runtime role's to set.
+        for sql in [
+            format!("UPDATE tenants SET slug = 'x\";GRANT admin TO app_service;CREATE SCHEMA \"y' WHERE id = '{own}'"),
+            format!("UPDATE tenants SET isolation_level = 'schema', plan_tier = 'enterprise' WHERE id = '{own}'"),
+            format!("INSERT INTO users (id, email, password_hash, is_verified) VALUES ('{me}', 'x@example.com', 'x', true)"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+
+        // No temporary table can shadow a real one on a pooled connection.
+        let result = as_runtime(db, Some(own), Some(me), "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
+        assert!(denied(&result), "temporary tables: {result:?}");
+
+        // The other database roles read everything but the secrets.
+        for role in ["read_only", "compliance_officer", "data_processor"] {
+            for sql in ["SELECT password_hash FROM users", "SELECT token_hash FROM refresh_tokens"] {
+                let txn = db.begin().await.expect("begins");
+                txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");
+                let result = txn.execute_unprepared(sql).await;
+                txn.rollback().await.expect("rolls back");
+                assert!(denied(&result), "{role}: {sql}: {result:?}");
+            }
+        }
+    })
+    .await;
+}
