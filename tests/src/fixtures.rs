@@ -4,6 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use entity::tenancy::tenants;
 use sea_orm::DatabaseConnection;
 use service::identity::{Account, NewUser, register_user};
+use service::input::{Email, Password};
 use service::tenancy::{NewTenant, create_tenant};
 use service::{Deps, ManualClock, RequestMeta, ServiceConfig};
 use std::sync::Arc;
@@ -50,4 +51,14 @@ pub async fn tenant(
         .await
         .expect("fixture tenant is created")
         .0
+}
+
+/// A parsed email, for tests that hold valid input.
+pub fn email(s: &str) -> Email {
+    Email::parse(s).expect("valid email")
+}
+
+/// A password as typed at sign-in.
+pub fn password(s: &str) -> Password {
+    Password::for_verification(s).expect("valid password")
 }

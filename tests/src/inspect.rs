@@ -314,3 +314,14 @@ pub fn assert_same_data(left: &[(&'static str, Vec<Value>)], right: &[(&'static 
         }
     }
 }
+
+/// How many audit rows of one event type there are (read as whoever `db` is: the owner
+/// sees them all).
+pub async fn count_events(db: &DatabaseConnection, code: &str) -> u64 {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    audit_logs::Entity::find()
+        .filter(audit_logs::Column::EventType.eq(code))
+        .count(db)
+        .await
+        .expect("count")
+}
