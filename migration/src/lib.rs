@@ -14,7 +14,6 @@ pub mod environment;
 pub mod lock;
 pub mod plan;
 pub mod snapshot;
-pub mod target;
 pub mod tenant_schemas;
 pub mod tracking;
 

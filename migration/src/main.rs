@@ -3,7 +3,7 @@
 use clap::Parser;
 use migration::cli::{Cli, CliError, Command, Invocation, TableLocks, Terminal, execute};
 use migration::environment::AppEnv;
-use migration::target::DbTarget;
+use service::connection::DbTarget;
 use std::process::ExitCode;
 
 #[tokio::main]

@@ -19,9 +19,9 @@ pub mod inspect;
 pub mod runtime;
 
 use futures::FutureExt;
-use migration::target::DbTarget;
+use service::connection::{self, DbTarget, PoolSettings};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -200,12 +200,9 @@ async fn reachable(backend: Backend) -> bool {
 }
 
 async fn admin_connection(backend: Backend) -> Result<DatabaseConnection, sea_orm::DbErr> {
-    let mut options = sea_orm::ConnectOptions::new(backend.admin_url());
-    options
-        .sqlx_logging(false)
-        .max_connections(1)
-        .connect_timeout(std::time::Duration::from_secs(3));
-    Database::connect(options).await
+    let mut target = DbTarget::from_url(&backend.admin_url()).expect("admin URLs are valid");
+    target.connect_timeout = std::time::Duration::from_secs(3);
+    Ok(connection::connect(&target, &PoolSettings::tool("tests")).await?)
 }
 
 /// A database name from the test name: lowercase, at most 63 bytes, unique per run.
@@ -314,9 +311,17 @@ async fn create(
 
 async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let target = DbTarget::from_url(url).expect("test URLs are valid");
-    let mut options = target.connect_options(None);
-    options.max_connections(5);
-    Database::connect(options).await
+    Ok(connection::connect(&target, &pool(5)).await?)
+}
+
+/// The pool a test opens: the application's settings (statement timeouts included),
+/// at most `max_connections`, the `public` schema.
+pub fn pool(max_connections: u32) -> PoolSettings {
+    PoolSettings {
+        max_connections,
+        schema: Some("public".to_owned()),
+        ..PoolSettings::application()
+    }
 }
 
 /// The login the PostgreSQL tests run the service as: a member of `app_service`,
@@ -398,12 +403,8 @@ async fn build_template(admin: &DatabaseConnection, name: &str) -> Result<(), se
         .execute_unprepared(&format!(r#"CREATE DATABASE "{building}""#))
         .await?;
     let url = url_for(Backend::Postgres, &building);
-    let db = Database::connect(
-        DbTarget::from_url(&url)
-            .expect("valid")
-            .connect_options(None),
-    )
-    .await?;
+    let target = DbTarget::from_url(&url).expect("valid");
+    let db = connection::connect(&target, &pool(1)).await?;
     let migrated = Migrator::up(&db, None).await;
     db.close().await.ok();
     migrated?;

@@ -1,7 +1,7 @@
 //! Where to connect and how: secrets from files and commands, verified TLS.
 
-use migration::target::{DbTarget, TargetError};
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use service::connection::{self, DbTarget, TargetError};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use std::collections::HashMap;
 use tests::{Backend, Start, run_case};
 
@@ -175,7 +175,7 @@ async fn tls_postgres_connection_is_encrypted_and_the_certificate_verified() {
                 ("DB_SSL_CA", &certificate),
             ])
             .expect("resolves");
-            let db = Database::connect(verified.connect_options(None))
+            let db = connection::connect(&verified, &tests::pool(1))
                 .await
                 .expect("connects over verified TLS");
             let row = db
@@ -206,7 +206,7 @@ async fn tls_postgres_connection_is_encrypted_and_the_certificate_verified() {
                 ("DB_CONNECT_TIMEOUT", "2"),
             ])
             .expect("resolves");
-            let refused = Database::connect(untrusted.connect_options(None)).await;
+            let refused = connection::connect(&untrusted, &tests::pool(1)).await;
             let reason = refused
                 .err()
                 .map(|e| e.to_string().to_lowercase())

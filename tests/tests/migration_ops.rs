@@ -4,6 +4,7 @@ use migration::cli::{CliError, Command, Invocation, Prompt, StatusFormat, execut
 use migration::environment::AppEnv;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use service::connection;
 use std::io;
 use std::time::Duration;
 use tests::{Backend, Start, TestDb, inspect, run_case};
@@ -93,7 +94,7 @@ async fn count(t: &TestDb, sql: &str) -> i64 {
 /// both start, so both must wait for it (and say so), then one applies everything
 /// and the other finds nothing left.
 async fn ops_two_concurrent_migrators_both_succeed_and_apply_once(t: TestDb) {
-    let holder = sea_orm::Database::connect(t.target().connect_options(None))
+    let holder = connection::connect(&t.target(), &tests::pool(1))
         .await
         .expect("connects");
     let lock = migration::lock::MigrationLock::acquire(&holder, Duration::from_secs(10), |_| {})
@@ -420,7 +421,7 @@ async fn ops_tenants_isolated_by_schema_and_database_are_provisioned_and_migrate
         .await;
         let database = migration::tenant_schemas::database_name(&t.target().database(), "gamma");
         let gamma = t.target().with_database(&database);
-        let db = sea_orm::Database::connect(gamma.connect_options(None)).await.expect("gamma's database exists");
+        let db = connection::connect(&gamma, &tests::pool(1)).await.expect("gamma's database exists");
         let applied = db
             .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT COUNT(*) FROM seaql_migrations".to_owned()))
             .await
@@ -684,7 +685,7 @@ async fn ops_migration_blocked_by_a_table_lock_gives_up_after_its_retries() {
             .0
             .expect("up to the migration that alters tenants");
             // A long transaction elsewhere holds the table the next migration alters.
-            let other = sea_orm::Database::connect(t.target().connect_options(None))
+            let other = connection::connect(&t.target(), &tests::pool(1))
                 .await
                 .expect("connects");
             let blocker = other.begin().await.expect("begins");

@@ -8,13 +8,13 @@ use crate::Migrator;
 use crate::environment::{AppEnv, read_recorded_env, record_env_if_absent};
 use crate::lock::{LockError, MigrationLock};
 use crate::plan::{self, Direction, Rendered};
-use crate::target::DbTarget;
+use service::connection::{self, ConnectError, DbTarget, PoolSettings};
 use crate::tenant_schemas;
 use crate::tracking;
 use clap::{Parser, Subcommand, ValueEnum};
 use sea_orm_migration::prelude::{Alias, Table};
 use sea_orm_migration::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
 };
 use sea_orm_migration::seaql_migrations;
 use sea_orm_migration::{MigratorTrait, SchemaManager};
@@ -429,20 +429,20 @@ impl CliError {
     }
 }
 
-/// Connects as every command does.
+/// Connects as every command does: one connection (the migration lock is a session
+/// lock, and every statement of the run must come from the session that holds it), no
+/// statement timeout, the schema first on the search path.
 pub async fn connect(
     target: &DbTarget,
     schema: Option<&str>,
 ) -> Result<DatabaseConnection, CliError> {
-    // One connection: the migration lock is a session lock, and every statement of the
-    // run must come from the session that holds it.
-    let mut options = target.connect_options(schema);
-    options.max_connections(1);
-    Database::connect(options)
+    let mut settings = PoolSettings::tool("migration");
+    settings.schema = Some(schema.unwrap_or("public").to_owned());
+    connection::connect(target, &settings)
         .await
-        .map_err(|source| CliError::Connect {
-            target: target.masked_url(),
-            source,
+        .map_err(|error| match error {
+            ConnectError::Connect { target, source } => CliError::Connect { target, source },
+            config @ ConnectError::Config(_) => CliError::Config(config.to_string()),
         })
 }
 
