@@ -8,11 +8,9 @@
 //! `format('%I')`), and checked to be a plain identifier PostgreSQL would not
 //! truncate, so a slug can neither inject SQL nor make two tenants share a schema.
 
-use service::connection::{self, DbTarget, PoolSettings};
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, Statement,
-};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use service::connection::{self, DbTarget, PoolSettings};
 
 /// The migrations whose tables a schema-isolated tenant keeps to itself.
 pub struct TenantMigrator;

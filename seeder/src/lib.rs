@@ -30,13 +30,13 @@ use migration::cli::safety::confirm_environment;
 use migration::cli::{CliError, NoTerminal, Prompt, RunSettings};
 use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_if_absent};
 use migration::lock::{LockError, LockPurpose, MigrationLock};
-use service::connection::{self, ConnectError, DbTarget, PoolSettings, TargetError};
 use migration::{Migrator, MigratorTrait};
 use profile::{Profile, ProfileName};
 use sea_orm::{
-    ActiveEnum, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, SqlErr, TransactionTrait,
+    ActiveEnum, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    SqlErr, TransactionTrait,
 };
+use service::connection::{self, ConnectError, DbTarget, PoolSettings, TargetError};
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
 use std::collections::HashMap;
 use std::io::Write;

@@ -10,8 +10,13 @@
 //!   fingerprint, which is much faster than migrating every time.
 //! - MariaDB/MySQL (`TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`).
 //!
+//! - PgBouncer in transaction pooling mode in front of that PostgreSQL
+//!   (`TEST_PGBOUNCER_URL`, default `postgres://127.0.0.1:6432`), for the tests that
+//!   go through it.
+//!
 //! A server that cannot be reached is skipped with a notice on stderr, unless
-//! `REQUIRE_BACKENDS` (e.g. `sqlite,postgres,mysql`) names it: then the test fails.
+//! `REQUIRE_BACKENDS` (e.g. `sqlite,postgres,mysql,pgbouncer`) names it: then the test
+//! fails.
 
 pub mod access_world;
 pub mod fixtures;
@@ -19,9 +24,9 @@ pub mod inspect;
 pub mod runtime;
 
 use futures::FutureExt;
-use service::connection::{self, DbTarget, PoolSettings};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use service::connection::{self, DbTarget, PoolSettings};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -103,6 +108,19 @@ struct Created {
 impl TestDb {
     pub fn target(&self) -> DbTarget {
         DbTarget::from_url(&self.url).expect("test URLs are valid")
+    }
+
+    /// PostgreSQL: this database as the runtime login ([`RUNTIME_LOGIN`]) connects to
+    /// it, through `via` (e.g. PgBouncer's address) or directly.
+    pub fn runtime_target(&self, via: Option<&url::Url>) -> DbTarget {
+        let mut url = url::Url::parse(&self.url).expect("test URLs are valid");
+        url.set_username(RUNTIME_LOGIN)
+            .expect("a URL with a host takes a user name");
+        if let Some(via) = via {
+            url.set_host(via.host_str()).expect("a host");
+            url.set_port(via.port()).expect("a port");
+        }
+        DbTarget::from_url(url.as_str()).expect("test URLs are valid")
     }
 
     pub fn db_backend(&self) -> DbBackend {
@@ -322,6 +340,42 @@ pub fn pool(max_connections: u32) -> PoolSettings {
         schema: Some("public".to_owned()),
         ..PoolSettings::application()
     }
+}
+
+/// PgBouncer's address when it answers; `None` (the test is skipped, with a notice)
+/// when it does not, unless `REQUIRE_BACKENDS` names `pgbouncer`: then the test fails.
+pub async fn pgbouncer() -> Option<url::Url> {
+    let raw = std::env::var("TEST_PGBOUNCER_URL")
+        .unwrap_or_else(|_| "postgres://127.0.0.1:6432".to_owned());
+    let url = url::Url::parse(&raw).expect("TEST_PGBOUNCER_URL is a URL");
+    let mut probe = url.clone();
+    probe.set_username("postgres").expect("a host");
+    probe.set_path("postgres");
+    let mut target = DbTarget::from_url(probe.as_str()).expect("valid");
+    target.connect_timeout = std::time::Duration::from_secs(3);
+    let settings = PoolSettings::tool("tests").through_pgbouncer();
+    let reachable = match connection::connect(&target, &settings).await {
+        Ok(db) => {
+            let ok = db.execute_unprepared("SELECT 1").await.is_ok();
+            db.close().await.ok();
+            ok
+        }
+        Err(_) => false,
+    };
+    if reachable {
+        return Some(url);
+    }
+    let required = std::env::var("REQUIRE_BACKENDS")
+        .unwrap_or_default()
+        .split(',')
+        .any(|name| name.trim().eq_ignore_ascii_case("pgbouncer"));
+    if required {
+        panic!("pgbouncer is required by REQUIRE_BACKENDS but cannot be reached at {raw}");
+    }
+    eprintln!(
+        "note: PgBouncer not reachable at {raw}; skipping (set REQUIRE_BACKENDS to fail instead)"
+    );
+    None
 }
 
 /// The login the PostgreSQL tests run the service as: a member of `app_service`,

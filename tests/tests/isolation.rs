@@ -7,8 +7,7 @@
 use chrono::{DateTime, Utc};
 use entity::{TenantId, UserId};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement, TransactionTrait,
 };
 use service::access::{Scope, has_permission};
 use service::connection;

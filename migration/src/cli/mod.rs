@@ -8,7 +8,6 @@ use crate::Migrator;
 use crate::environment::{AppEnv, read_recorded_env, record_env_if_absent};
 use crate::lock::{LockError, MigrationLock};
 use crate::plan::{self, Direction, Rendered};
-use service::connection::{self, ConnectError, DbTarget, PoolSettings};
 use crate::tenant_schemas;
 use crate::tracking;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -18,6 +17,7 @@ use sea_orm_migration::sea_orm::{
 };
 use sea_orm_migration::seaql_migrations;
 use sea_orm_migration::{MigratorTrait, SchemaManager};
+use service::connection::{self, ConnectError, DbTarget, PoolSettings};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 

@@ -74,6 +74,20 @@ impl PoolSettings {
         }
     }
 
+    /// These settings for connections through PgBouncer in transaction pooling mode:
+    /// without the session settings it cannot carry (statement timeouts, schema). Set
+    /// those on the login role instead (`ALTER ROLE app_login SET statement_timeout =
+    /// '30s'`), which the server applies to every server connection PgBouncer opens.
+    pub fn through_pgbouncer(self) -> Self {
+        Self {
+            pgbouncer: true,
+            statement_timeout: None,
+            idle_in_transaction_timeout: None,
+            schema: None,
+            ..self
+        }
+    }
+
     /// [`PoolSettings::application`] with the process environment applied.
     pub fn from_env() -> Result<Self, TargetError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
@@ -88,10 +102,12 @@ impl PoolSettings {
                 .map(|v| (name, v))
         };
         let number = |(name, value): (&'static str, String)| {
-            value.parse::<u64>().map_err(|_| TargetError::InvalidNumber {
-                var: name,
-                value: value.clone(),
-            })
+            value
+                .parse::<u64>()
+                .map_err(|_| TargetError::InvalidNumber {
+                    var: name,
+                    value: value.clone(),
+                })
         };
         let mut settings = Self::application();
         if let Some(found) = var("DB_POOL_MIN") {
