@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod cli;
 pub mod environment;
+pub mod lint;
 pub mod lock;
 pub mod plan;
 pub mod snapshot;

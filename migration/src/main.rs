@@ -39,6 +39,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         .map_err(|e| CliError::Config(e.to_string()));
     }
 
+    if let Command::Lint {
+        migrations,
+        all,
+        format,
+    } = &command
+        && (*all || !migrations.is_empty())
+    {
+        // Named migrations, or all of them, are rendered without a database.
+        let names = (!*all).then_some(migrations.as_slice());
+        return migration::cli::run_lint(names, *format, &mut std::io::stdout()).await;
+    }
+
     let env = AppEnv::from_process_env().map_err(|e| CliError::Config(e.to_string()))?;
     let cwd = std::env::current_dir()?;
     env.load_dotenv_files(&cwd)
