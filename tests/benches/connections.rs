@@ -33,9 +33,14 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         for backend in [Backend::Postgres, Backend::MySql] {
-            run_case(backend, "bench_large_statements", Start::Empty, |t| async move {
-                large_statements(&t).await;
-            })
+            run_case(
+                backend,
+                "bench_large_statements",
+                Start::Empty,
+                |t| async move {
+                    large_statements(&t).await;
+                },
+            )
             .await;
         }
     });
@@ -43,7 +48,9 @@ fn main() {
 
 async fn large_statements(t: &TestDb) {
     let create = match t.backend {
-        Backend::MySql => "CREATE TABLE bench_bodies (id BIGINT AUTO_INCREMENT PRIMARY KEY, body LONGTEXT NOT NULL)",
+        Backend::MySql => {
+            "CREATE TABLE bench_bodies (id BIGINT AUTO_INCREMENT PRIMARY KEY, body LONGTEXT NOT NULL)"
+        }
         _ => "CREATE TABLE bench_bodies (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)",
     };
     t.owner.execute_unprepared(create).await.expect("creates");
@@ -56,8 +63,8 @@ async fn large_statements(t: &TestDb) {
     let ours = service::connection::connect(&t.target(), &tests::pool(1))
         .await
         .expect("connects");
-    let mut plain_options = service::connection::connect_options(&t.target(), &tests::pool(1))
-        .expect("options");
+    let mut plain_options =
+        service::connection::connect_options(&t.target(), &tests::pool(1)).expect("options");
     // The same pool without the hook that sets TCP_NODELAY: what SQLx 0.9.0 gives.
     match t.backend {
         Backend::MySql => plain_options.map_sqlx_mysql_pool_opts(|pool| pool),
@@ -69,7 +76,10 @@ async fn large_statements(t: &TestDb) {
         "one-row INSERT round trip on {} (p50 of {RUNS} runs in a transaction, loopback):",
         t.backend.name()
     );
-    println!("  {:<8} {:>14} {:>16}", "value", "TCP_NODELAY", "SQLx default");
+    println!(
+        "  {:<8} {:>14} {:>16}",
+        "value", "TCP_NODELAY", "SQLx default"
+    );
     let mut with = Vec::new();
     for (size, label) in SIZES {
         let a = p50_insert(&ours, t.db_backend(), size).await;

@@ -1,6 +1,8 @@
 //! Operating the migrator: the lock, checksums and drift, repair, dry runs.
 
-use migration::cli::{CliError, Command, Invocation, Prompt, StatusFormat, execute};
+use migration::cli::{
+    CliError, Command, DatabaseAction, Invocation, Prompt, StatusFormat, execute,
+};
 use migration::environment::AppEnv;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -19,6 +21,7 @@ tests::backend_tests!(
     ops_rolling_back_the_access_event_types_keeps_audit_history,
     ops_tenant_slug_check_accepts_exactly_what_the_service_accepts,
     ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing,
+    ops_database_create_is_idempotent_and_drop_is_refused_in_production,
 );
 
 struct NoTerminal;
@@ -56,6 +59,24 @@ async fn run_with_err(t: &TestDb, command: Command) -> (Result<(), CliError>, St
         String::from_utf8(out).expect("utf-8"),
         String::from_utf8(err).expect("utf-8"),
     )
+}
+
+async fn run_on_target(
+    target: service::connection::DbTarget,
+    command: Command,
+) -> (Result<(), CliError>, String) {
+    let invocation = Invocation {
+        env: AppEnv::Test,
+        target,
+        schema: None,
+        command,
+        confirm: None,
+        lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;
+    (result, String::from_utf8(out).expect("utf-8"))
 }
 
 fn up() -> Command {
@@ -890,5 +911,131 @@ fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
             )
         }
         other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+/// `database create` twice creates once; `database drop` is refused in staging and
+/// production whatever is typed, and for a database that records production; in test
+/// it drops, and dropping again is a no-op.
+async fn ops_database_create_is_idempotent_and_drop_is_refused_in_production(t: TestDb) {
+    let name = match t.backend {
+        Backend::Sqlite => format!("{}.created.sqlite", t.target().database()),
+        _ => format!(
+            "created_{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        ),
+    };
+    let too_long = t.target().with_database(&"x".repeat(65));
+    if t.backend != Backend::Sqlite {
+        let (result, _) = run_on_target(
+            too_long,
+            Command::Database {
+                action: DatabaseAction::Create,
+            },
+        )
+        .await;
+        assert!(
+            matches!(&result, Err(CliError::Config(why)) if why.contains("at most")),
+            "{result:?}"
+        );
+    }
+    let target = t.target().with_database(&name);
+    let database = |action| Command::Database { action };
+    let invoke = |env: AppEnv, command: Command, confirm: Option<&str>| Invocation {
+        env,
+        target: target.clone(),
+        schema: None,
+        command,
+        confirm: confirm.map(str::to_owned),
+        lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
+    };
+    let exists = || async {
+        match t.backend {
+            Backend::Sqlite => std::path::Path::new(&name).exists(),
+            Backend::Postgres => {
+                count(
+                    &t,
+                    &format!("SELECT COUNT(*) FROM pg_database WHERE datname = '{name}'"),
+                )
+                .await
+                    == 1
+            }
+            Backend::MySql => count(
+                &t,
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{name}'"
+                ),
+            )
+            .await
+                == 1,
+        }
+    };
+    let go = |inv: Invocation| async move {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let result = execute(&inv, &mut NoTerminal, &mut out, &mut err).await;
+        (
+            result,
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(err).expect("utf-8"),
+        )
+    };
+
+    assert!(!exists().await);
+    let (result, out, err) = go(invoke(AppEnv::Test, database(DatabaseAction::Create), None)).await;
+    result.expect("creates");
+    assert!(out.contains("created"), "{out}");
+    assert!(
+        err.contains("== database create on TEST =="),
+        "the banner: {err}"
+    );
+    assert!(exists().await, "the database exists");
+    let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Create), None)).await;
+    result.expect("creating again succeeds");
+    assert!(out.contains("already exists"), "{out}");
+
+    for (env, phrase) in [
+        (AppEnv::Production, "MIGRATE PRODUCTION"),
+        (AppEnv::Staging, "MIGRATE STAGING"),
+    ] {
+        let (result, _, _) = go(invoke(env, database(DatabaseAction::Drop), Some(phrase))).await;
+        assert!(
+            matches!(&result, Err(CliError::Refused(why)) if why.contains("never run in")),
+            "{env}: {result:?}"
+        );
+        assert!(exists().await, "{env}: still there");
+    }
+
+    let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Drop), None)).await;
+    result.expect("drops in test");
+    assert!(out.contains("dropped"), "{out}");
+    assert!(!exists().await, "gone");
+    let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Drop), None)).await;
+    result.expect("dropping again succeeds");
+    assert!(out.contains("does not exist"), "{out}");
+
+    // A database that records production is never dropped, whatever APP_ENV says.
+    go(invoke(AppEnv::Test, database(DatabaseAction::Create), None))
+        .await
+        .0
+        .expect("creates");
+    go(invoke(AppEnv::Production, up(), Some("MIGRATE PRODUCTION")))
+        .await
+        .0
+        .expect("migrates as production");
+    let (result, _, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Drop), None)).await;
+    assert!(
+        matches!(&result, Err(CliError::Refused(why)) if why.contains("records environment production")),
+        "{result:?}"
+    );
+    assert!(exists().await, "still there");
+    match t.backend {
+        Backend::Sqlite => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{name}{suffix}"));
+            }
+        }
+        Backend::Postgres => exec(&t, &format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#)).await,
+        Backend::MySql => exec(&t, &format!("DROP DATABASE `{name}`")).await,
     }
 }

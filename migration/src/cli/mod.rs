@@ -22,8 +22,11 @@ use service::connection::{self, ConnectError, DbTarget, PoolSettings};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+mod database;
 pub mod safety;
 mod status;
+
+pub use database::DatabaseAction;
 
 use safety::{check_safety, write_banner};
 use status::{print_status, print_tenant_status};
@@ -71,6 +74,7 @@ Examples:
   cargo run -p migration -- up --dry-run > pending.sql
   cargo run -p migration -- snapshot > docs/schema.md
   cargo run -p migration -- lint --all
+  cargo run -p migration -- database create
   cargo run -p migration -- tenants up
   sea-orm-cli migrate up          (runs this binary)";
 
@@ -167,6 +171,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
     },
+    /// Create or drop the configured database itself (create is idempotent; drop is
+    /// refused in staging and production).
+    Database {
+        #[command(subcommand)]
+        action: DatabaseAction,
+    },
     /// Provision and migrate tenants isolated in their own schema or database (PostgreSQL).
     Tenants {
         #[command(subcommand)]
@@ -219,6 +229,7 @@ impl Command {
             Command::Repair => "repair",
             Command::Snapshot => "snapshot",
             Command::Lint { .. } => "lint",
+            Command::Database { action } => action.name(),
             Command::Tenants {
                 action: TenantAction::Provision { .. },
             } => "tenants provision",
@@ -477,6 +488,10 @@ pub async fn execute(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
+    if let Command::Database { action } = &inv.command {
+        // The database may not exist yet: these connect to the server instead.
+        return database::run(inv, *action, prompt, out, err).await;
+    }
     let db = connect(&inv.target, inv.schema.as_deref()).await?;
     let result = execute_on(&db, inv, prompt, out, err).await;
     db.close().await.ok();
@@ -866,7 +881,8 @@ async fn run_locked(
         Command::Status { .. }
         | Command::Generate { .. }
         | Command::Snapshot
-        | Command::Lint { .. } => {
+        | Command::Lint { .. }
+        | Command::Database { .. } => {
             unreachable!("handled before the lock")
         }
     }
