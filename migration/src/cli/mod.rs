@@ -176,6 +176,7 @@ CREATE EXTENSION pg_stat_statements. Index scan counts and unused indexes count
 from the server's last statistics reset (or restart): judge them after a
 representative stretch of traffic.")]
     Insights {
+        /// `table` for people, `json` (one key per section) for scripts and monitoring.
         #[arg(long, value_enum, default_value_t = InsightsFormat::Table)]
         format: InsightsFormat,
         /// List queries running, and transactions left open, at least this long.
