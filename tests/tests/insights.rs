@@ -4,10 +4,10 @@
 use migration::cli::insights::InsightsFormat;
 use migration::cli::{CliError, Command, Invocation, NoTerminal, execute};
 use migration::environment::AppEnv;
-use service::connection::DbTarget;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use seeder::{EnvSignals, SeedOptions, seed};
 use serde_json::Value;
+use service::connection::DbTarget;
 use tests::{Backend, TestDb, inspect};
 
 tests::backend_tests!(
