@@ -1,4 +1,4 @@
-//! Access-control benchmarks (issue 3). Prints figures; asserts nothing about time.
+//! Access-control benchmarks. Prints figures; asserts nothing about time.
 //!
 //! 1. `has_permission` for a user whose role inherits through three roles, asked in a
 //!    team five levels below the team the role was given on, against the same answer
@@ -11,6 +11,10 @@
 //! 3. Sign-in (argon2 at its cheapest, so the database work shows) and session
 //!    validation (a refresh-token exchange) as the runtime role behind the walls,
 //!    against the same calls as the owner: PostgreSQL.
+//! 4. One access check as an application runs it (open the tenant's transaction, which
+//!    proves the membership, ask `has_permission`, commit) through PgBouncer in
+//!    transaction pooling mode, against the same through a direct pool: PostgreSQL.
+//!    Skipped with a notice when PgBouncer is not reachable (TEST_PGBOUNCER_URL).
 //!
 //! Run: `cargo bench -p tests --bench access` (PostgreSQL at TEST_POSTGRES_URL).
 
@@ -59,6 +63,17 @@ fn main() {
             },
         )
         .await;
+        if let Some(bouncer) = tests::pgbouncer().await {
+            run_case(
+                Backend::Postgres,
+                "bench_pgbouncer",
+                Start::Migrated,
+                |t| async move {
+                    bench_through_pgbouncer(&t, &bouncer).await;
+                },
+            )
+            .await;
+        }
         run_case(
             Backend::Postgres,
             "bench_rls_overhead",
@@ -486,4 +501,65 @@ async fn bench_identity_walls(t: &TestDb) {
         "  refresh overhead (p50): {:+.1}%   (target: under 10%)",
         (a / b - 1.0) * 100.0
     );
+}
+
+/// A whole access check (begin the tenant's transaction, check, commit) through
+/// PgBouncer against a direct pool of the same size, interleaved.
+async fn bench_through_pgbouncer(t: &TestDb, bouncer: &url::Url) {
+    let s = setup(t).await;
+    let direct = service::connection::connect(&t.runtime_target(None), &tests::pool(4))
+        .await
+        .expect("connects directly");
+    let settings = service::connection::PoolSettings {
+        max_connections: 4,
+        ..service::connection::PoolSettings::application()
+    }
+    .through_pgbouncer();
+    let pooled = service::connection::connect(&t.runtime_target(Some(bouncer)), &settings)
+        .await
+        .expect("connects through PgBouncer");
+    let check = |db: DatabaseConnection| {
+        let s = &s;
+        async move {
+            let txn = s.ctx.begin(&db).await.expect("begins");
+            let allowed = has_permission(
+                &txn,
+                &s.deps,
+                s.user,
+                "docs",
+                "read",
+                Scope::Team(s.deepest),
+            )
+            .await
+            .expect("checks");
+            txn.commit().await.expect("commits");
+            allowed
+        }
+    };
+    assert!(check(direct.clone()).await && check(pooled.clone()).await);
+    for _ in 0..WARMUP {
+        check(direct.clone()).await;
+        check(pooled.clone()).await;
+    }
+    let rounds = ROUNDS / 3;
+    let (mut through, mut straight) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let start = Instant::now();
+        check(pooled.clone()).await;
+        through.push(start.elapsed().as_secs_f64() * 1e6);
+        let start = Instant::now();
+        check(direct.clone()).await;
+        straight.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    println!(
+        "an access check in its own tenant transaction on postgres ({rounds} each, interleaved):"
+    );
+    let a = summary("through PgBouncer (transaction pool)", through);
+    let b = summary("direct", straight);
+    println!(
+        "  PgBouncer overhead (p50): {:+.1}%   (statements parsed anew in every transaction, one more hop)",
+        (a / b - 1.0) * 100.0
+    );
+    direct.close().await.ok();
+    pooled.close().await.ok();
 }
