@@ -10,8 +10,9 @@ use service::deps::LabelledIds;
 use service::identity::authenticate;
 use service::input::{Email, Password};
 use service::{Deps, RequestMeta, ServiceConfig};
-use std::sync::Arc;
-use tests::{Start, TestDb, inspect};
+use seeder::scale::ScaleWriter;
+use std::sync::{Arc, Mutex};
+use tests::{Backend, Start, TestDb, inspect, run_case};
 
 tests::backend_tests!(
     Empty: seeder_two_fresh_databases_hold_identical_data,
@@ -258,6 +259,121 @@ async fn seeder_scale_is_deterministic_for_a_seed_and_size(t: TestDb) {
         .await
         .expect("seeds again");
     inspect::assert_same_data(&inspect::data(&t.owner).await, &once);
+}
+
+/// On PostgreSQL `--scale` writes with COPY. Loaded with inserts instead, into another
+/// database, every table holds the same data by PostgreSQL's own checksum. The batch
+/// sizes differ on purpose (and leave partial last batches): they must not matter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_scale_copy_writes_the_same_rows_as_inserts_on_postgres() {
+    run_case(
+        Backend::Postgres,
+        "seeder_scale_copy_writes_the_same_rows_as_inserts",
+        Start::Empty,
+        |t| async move {
+            let other = t.sibling(Start::Empty).await;
+            let scaled = |db: &TestDb, writer: ScaleWriter| SeedOptions {
+                scale: 40,
+                scale_writer: Some(writer),
+                ..options(db)
+            };
+            let by_copy = seed(
+                &EnvSignals::default(),
+                &scaled(
+                    &t,
+                    ScaleWriter::Copy {
+                        tenants_per_transaction: 7,
+                    },
+                ),
+            )
+            .await
+            .expect("seeds with COPY");
+            seed(
+                &EnvSignals::default(),
+                &scaled(
+                    &other,
+                    ScaleWriter::Inserts {
+                        rows_per_statement: 13,
+                        tenants_per_transaction: 11,
+                    },
+                ),
+            )
+            .await
+            .expect("seeds with inserts");
+            assert_eq!(
+                by_copy.scale.expect("a scale report").rows,
+                40 * seeder::scale::ROWS_PER_TENANT
+            );
+            for table in inspect::SCALE_TABLES {
+                let (copied, inserted) = (
+                    inspect::postgres_table_checksum(&t.owner, table).await,
+                    inspect::postgres_table_checksum(&other.owner, table).await,
+                );
+                assert!(copied.0 >= 40, "{table} holds the synthetic rows");
+                assert_eq!(copied, inserted, "{table}: COPY against inserts");
+            }
+        },
+    )
+    .await;
+}
+
+/// PostgreSQL refuses `COPY FROM` wherever row-level security applies; the seeder says
+/// so before writing, for the runtime role, and lets the owner (a superuser) through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_scale_copy_is_refused_up_front_for_a_role_behind_row_security() {
+    run_case(
+        Backend::Postgres,
+        "seeder_scale_copy_is_refused_for_a_role_behind_row_security",
+        Start::Migrated,
+        |t| async move {
+            let copy = ScaleWriter::for_backend(sea_orm::DbBackend::Postgres);
+            assert!(matches!(copy, ScaleWriter::Copy { .. }));
+            seeder::scale::check_writer(&t.owner, copy)
+                .await
+                .expect("the owner bypasses row-level security");
+            let err = seeder::scale::check_writer(&t.db, copy)
+                .await
+                .expect_err("the runtime role is behind the walls");
+            assert!(matches!(err, SeedError::Scale(_)), "{err}");
+            assert!(err.to_string().contains("row-level security"), "{err}");
+            assert!(err.to_string().contains("tenants"), "{err}");
+        },
+    )
+    .await;
+}
+
+/// The same N and seed give the same rows on every backend (PostgreSQL through COPY,
+/// the others through inserts), compared as the entities read them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_scale_gives_the_same_rows_on_every_backend() {
+    let digests = Arc::new(Mutex::new(Vec::new()));
+    for backend in [Backend::Postgres, Backend::Sqlite, Backend::MySql] {
+        let digests = digests.clone();
+        run_case(
+            backend,
+            "seeder_scale_gives_the_same_rows_on_every_backend",
+            Start::Empty,
+            |t| async move {
+                let scaled = SeedOptions {
+                    scale: 30,
+                    ..options(&t)
+                };
+                seed(&EnvSignals::default(), &scaled)
+                    .await
+                    .expect("seeds at scale");
+                let tables = inspect::scale_table_digests(&t.owner).await;
+                digests.lock().expect("not poisoned").push((backend, tables));
+            },
+        )
+        .await;
+    }
+    let digests = digests.lock().expect("not poisoned");
+    let Some((first, expected)) = digests.first() else {
+        return;
+    };
+    for (backend, tables) in digests.iter().skip(1) {
+        assert_eq!(tables, expected, "{backend:?} against {first:?}");
+    }
 }
 
 async fn seeder_scale_rejects_absurd_sizes_before_writing(t: TestDb) {
