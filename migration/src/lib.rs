@@ -11,10 +11,10 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod cli;
 pub mod environment;
+pub mod lint;
 pub mod lock;
 pub mod plan;
 pub mod snapshot;
-pub mod target;
 pub mod tenant_schemas;
 pub mod tracking;
 

@@ -3,7 +3,7 @@
 use clap::Parser;
 use migration::cli::{Cli, CliError, Command, Invocation, TableLocks, Terminal, execute};
 use migration::environment::AppEnv;
-use migration::target::DbTarget;
+use service::connection::DbTarget;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -37,6 +37,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             !local_time,
         )
         .map_err(|e| CliError::Config(e.to_string()));
+    }
+
+    if let Command::Lint {
+        migrations,
+        all,
+        format,
+    } = &command
+        && (*all || !migrations.is_empty())
+    {
+        // Named migrations, or all of them, are rendered without a database.
+        let names = (!*all).then_some(migrations.as_slice());
+        return migration::cli::run_lint(names, *format, &mut std::io::stdout()).await;
     }
 
     let env = AppEnv::from_process_env().map_err(|e| CliError::Config(e.to_string()))?;

@@ -8,11 +8,9 @@
 //! `format('%I')`), and checked to be a plain identifier PostgreSQL would not
 //! truncate, so a slug can neither inject SQL nor make two tenants share a schema.
 
-use crate::target::DbTarget;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use service::connection::{self, DbTarget, PoolSettings};
 
 /// The migrations whose tables a schema-isolated tenant keeps to itself.
 pub struct TenantMigrator;
@@ -147,17 +145,14 @@ async fn connect_to(
             .await?
             .ok_or_else(|| DbErr::Custom("no current schema".into()))?
             .try_get_by_index(0)?;
-        // SeaORM double-quotes each element of the search path; both are plain
-        // identifiers (the tenant's is checked, the main one comes from the server).
-        let mut options =
-            target.connect_options(Some(&format!("{},{main}", checked_location(tenant)?)));
-        options.max_connections(1);
-        Database::connect(options).await
+        // Each element of the search path is quoted as an identifier; both are plain
+        // names (the tenant's is checked, the main one comes from the server).
+        let mut settings = PoolSettings::tool("migration");
+        settings.schema = Some(format!("{},{main}", checked_location(tenant)?));
+        Ok(connection::connect(target, &settings).await?)
     } else {
         let url = target.with_database(checked_location(tenant)?);
-        let mut options = url.connect_options(None);
-        options.max_connections(1);
-        Database::connect(options).await
+        Ok(connection::connect(&url, &PoolSettings::tool("migration")).await?)
     }
 }
 

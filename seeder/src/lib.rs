@@ -30,13 +30,13 @@ use migration::cli::safety::confirm_environment;
 use migration::cli::{CliError, NoTerminal, Prompt, RunSettings};
 use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_if_absent};
 use migration::lock::{LockError, LockPurpose, MigrationLock};
-use migration::target::{DbTarget, TargetError};
 use migration::{Migrator, MigratorTrait};
 use profile::{Profile, ProfileName};
 use sea_orm::{
-    ActiveEnum, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    PaginatorTrait, SqlErr, TransactionTrait,
+    ActiveEnum, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait,
+    SqlErr, TransactionTrait,
 };
+use service::connection::{self, ConnectError, DbTarget, PoolSettings, TargetError};
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
 use std::collections::HashMap;
 use std::io::Write;
@@ -349,11 +349,18 @@ pub async fn run_with(
             reason: "the seeder never writes to production".into(),
         });
     }
-    let db = Database::connect(target.connect_options(None))
+    let settings = PoolSettings {
+        // The seeder runs one step at a time; a spare connection or two serve the
+        // service's own short transactions (throttle counters) beside an open one.
+        max_connections: 4,
+        schema: Some("public".to_owned()),
+        ..PoolSettings::tool("seeder")
+    };
+    let db = connection::connect(target, &settings)
         .await
-        .map_err(|source| SeedError::Connect {
-            target: target.masked_url(),
-            source,
+        .map_err(|error| match error {
+            ConnectError::Connect { target, source } => SeedError::Connect { target, source },
+            ConnectError::Config(config) => SeedError::Target(config),
         })?;
     let result = run_on(&db, options, env, target, started, prompt, log).await;
     db.close().await.ok();

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod connection;
 pub mod deps;
 pub mod error;
 pub mod identity;

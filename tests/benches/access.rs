@@ -371,9 +371,9 @@ async fn bench_rls_overhead(t: &TestDb) {
         .expect("id");
     // The application's own pool: connected as (here: switched once, for the whole
     // session, to) the runtime role, as in production. The owner's pool is t.owner.
-    let mut options = t.target().connect_options(None);
-    options.max_connections(1).min_connections(1);
-    let runtime = sea_orm::Database::connect(options).await.expect("connects");
+    let runtime = service::connection::connect(&t.target(), &tests::pool(1))
+        .await
+        .expect("connects");
     runtime
         .execute_unprepared("SET ROLE app_service")
         .await

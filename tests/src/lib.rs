@@ -10,8 +10,13 @@
 //!   fingerprint, which is much faster than migrating every time.
 //! - MariaDB/MySQL (`TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`).
 //!
+//! - PgBouncer in transaction pooling mode in front of that PostgreSQL
+//!   (`TEST_PGBOUNCER_URL`, default `postgres://127.0.0.1:6432`), for the tests that
+//!   go through it.
+//!
 //! A server that cannot be reached is skipped with a notice on stderr, unless
-//! `REQUIRE_BACKENDS` (e.g. `sqlite,postgres,mysql`) names it: then the test fails.
+//! `REQUIRE_BACKENDS` (e.g. `sqlite,postgres,mysql,pgbouncer`) names it: then the test
+//! fails.
 
 pub mod access_world;
 pub mod fixtures;
@@ -19,9 +24,9 @@ pub mod inspect;
 pub mod runtime;
 
 use futures::FutureExt;
-use migration::target::DbTarget;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use service::connection::{self, DbTarget, PoolSettings};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -103,6 +108,19 @@ struct Created {
 impl TestDb {
     pub fn target(&self) -> DbTarget {
         DbTarget::from_url(&self.url).expect("test URLs are valid")
+    }
+
+    /// PostgreSQL: this database as the runtime login ([`RUNTIME_LOGIN`]) connects to
+    /// it, through `via` (e.g. PgBouncer's address) or directly.
+    pub fn runtime_target(&self, via: Option<&url::Url>) -> DbTarget {
+        let mut url = url::Url::parse(&self.url).expect("test URLs are valid");
+        url.set_username(RUNTIME_LOGIN)
+            .expect("a URL with a host takes a user name");
+        if let Some(via) = via {
+            url.set_host(via.host_str()).expect("a host");
+            url.set_port(via.port()).expect("a port");
+        }
+        DbTarget::from_url(url.as_str()).expect("test URLs are valid")
     }
 
     pub fn db_backend(&self) -> DbBackend {
@@ -200,12 +218,9 @@ async fn reachable(backend: Backend) -> bool {
 }
 
 async fn admin_connection(backend: Backend) -> Result<DatabaseConnection, sea_orm::DbErr> {
-    let mut options = sea_orm::ConnectOptions::new(backend.admin_url());
-    options
-        .sqlx_logging(false)
-        .max_connections(1)
-        .connect_timeout(std::time::Duration::from_secs(3));
-    Database::connect(options).await
+    let mut target = DbTarget::from_url(&backend.admin_url()).expect("admin URLs are valid");
+    target.connect_timeout = std::time::Duration::from_secs(3);
+    Ok(connection::connect(&target, &PoolSettings::tool("tests")).await?)
 }
 
 /// A database name from the test name: lowercase, at most 63 bytes, unique per run.
@@ -314,9 +329,53 @@ async fn create(
 
 async fn connect(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let target = DbTarget::from_url(url).expect("test URLs are valid");
-    let mut options = target.connect_options(None);
-    options.max_connections(5);
-    Database::connect(options).await
+    Ok(connection::connect(&target, &pool(5)).await?)
+}
+
+/// The pool a test opens: the application's settings (statement timeouts included),
+/// at most `max_connections`, the `public` schema.
+pub fn pool(max_connections: u32) -> PoolSettings {
+    PoolSettings {
+        max_connections,
+        schema: Some("public".to_owned()),
+        ..PoolSettings::application()
+    }
+}
+
+/// PgBouncer's address when it answers; `None` (the test is skipped, with a notice)
+/// when it does not, unless `REQUIRE_BACKENDS` names `pgbouncer`: then the test fails.
+pub async fn pgbouncer() -> Option<url::Url> {
+    let raw = std::env::var("TEST_PGBOUNCER_URL")
+        .unwrap_or_else(|_| "postgres://127.0.0.1:6432".to_owned());
+    let url = url::Url::parse(&raw).expect("TEST_PGBOUNCER_URL is a URL");
+    let mut probe = url.clone();
+    probe.set_username("postgres").expect("a host");
+    probe.set_path("postgres");
+    let mut target = DbTarget::from_url(probe.as_str()).expect("valid");
+    target.connect_timeout = std::time::Duration::from_secs(3);
+    let settings = PoolSettings::tool("tests").through_pgbouncer();
+    let reachable = match connection::connect(&target, &settings).await {
+        Ok(db) => {
+            let ok = db.execute_unprepared("SELECT 1").await.is_ok();
+            db.close().await.ok();
+            ok
+        }
+        Err(_) => false,
+    };
+    if reachable {
+        return Some(url);
+    }
+    let required = std::env::var("REQUIRE_BACKENDS")
+        .unwrap_or_default()
+        .split(',')
+        .any(|name| name.trim().eq_ignore_ascii_case("pgbouncer"));
+    if required {
+        panic!("pgbouncer is required by REQUIRE_BACKENDS but cannot be reached at {raw}");
+    }
+    eprintln!(
+        "note: PgBouncer not reachable at {raw}; skipping (set REQUIRE_BACKENDS to fail instead)"
+    );
+    None
 }
 
 /// The login the PostgreSQL tests run the service as: a member of `app_service`,
@@ -398,12 +457,8 @@ async fn build_template(admin: &DatabaseConnection, name: &str) -> Result<(), se
         .execute_unprepared(&format!(r#"CREATE DATABASE "{building}""#))
         .await?;
     let url = url_for(Backend::Postgres, &building);
-    let db = Database::connect(
-        DbTarget::from_url(&url)
-            .expect("valid")
-            .connect_options(None),
-    )
-    .await?;
+    let target = DbTarget::from_url(&url).expect("valid");
+    let db = connection::connect(&target, &pool(1)).await?;
     let migrated = Migrator::up(&db, None).await;
     db.close().await.ok();
     migrated?;

@@ -1,8 +1,9 @@
 //! Where to connect and how: secrets from files and commands, verified TLS.
 
-use migration::target::{DbTarget, TargetError};
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+use service::connection::{self, DbTarget, PoolSettings, TargetError};
 use std::collections::HashMap;
+use std::time::Duration;
 use tests::{Backend, Start, run_case};
 
 fn target(vars: &[(&str, &str)]) -> Result<DbTarget, TargetError> {
@@ -175,7 +176,7 @@ async fn tls_postgres_connection_is_encrypted_and_the_certificate_verified() {
                 ("DB_SSL_CA", &certificate),
             ])
             .expect("resolves");
-            let db = Database::connect(verified.connect_options(None))
+            let db = connection::connect(&verified, &tests::pool(1))
                 .await
                 .expect("connects over verified TLS");
             let row = db
@@ -206,7 +207,7 @@ async fn tls_postgres_connection_is_encrypted_and_the_certificate_verified() {
                 ("DB_CONNECT_TIMEOUT", "2"),
             ])
             .expect("resolves");
-            let refused = Database::connect(untrusted.connect_options(None)).await;
+            let refused = connection::connect(&untrusted, &tests::pool(1)).await;
             let reason = refused
                 .err()
                 .map(|e| e.to_string().to_lowercase())
@@ -260,4 +261,212 @@ fn db_variables_build_an_encoded_url_and_mask_the_password() {
         matches!(scheme, Err(TargetError::UnsupportedScheme { .. })),
         "{scheme:?}"
     );
+}
+
+fn settings(vars: &[(&str, &str)]) -> Result<PoolSettings, TargetError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    PoolSettings::from_lookup(&move |name| map.get(name).cloned())
+}
+
+#[test]
+fn pool_settings_come_from_the_environment_and_bad_values_are_explained() {
+    let defaults = settings(&[]).expect("defaults");
+    assert_eq!(defaults, PoolSettings::application());
+    assert_eq!(defaults.max_connections, 10);
+    assert_eq!(defaults.statement_timeout, Some(Duration::from_secs(30)));
+
+    let set = settings(&[
+        ("DB_POOL_MIN", "2"),
+        ("DB_POOL_MAX", "7"),
+        ("DB_ACQUIRE_TIMEOUT", "4"),
+        ("DB_IDLE_TIMEOUT", "0"),
+        ("DB_MAX_LIFETIME", "900"),
+        ("DB_STATEMENT_TIMEOUT_MS", "0"),
+        ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "1500"),
+        ("DB_APPLICATION_NAME", "billing-api"),
+    ])
+    .expect("resolves");
+    assert_eq!((set.min_connections, set.max_connections), (2, 7));
+    assert_eq!(set.acquire_timeout, Some(Duration::from_secs(4)));
+    assert_eq!(set.idle_timeout, None, "0 turns it off");
+    assert_eq!(set.max_lifetime, Some(Duration::from_secs(900)));
+    assert_eq!(set.statement_timeout, None, "0 turns it off");
+    assert_eq!(
+        set.idle_in_transaction_timeout,
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(set.application_name.as_deref(), Some("billing-api"));
+
+    let bad = settings(&[("DB_POOL_MAX", "ten")]);
+    assert!(
+        matches!(
+            bad,
+            Err(TargetError::InvalidNumber {
+                var: "DB_POOL_MAX",
+                ..
+            })
+        ),
+        "{bad:?}"
+    );
+    let negative = settings(&[("DB_STATEMENT_TIMEOUT_MS", "-5")]);
+    assert!(matches!(negative, Err(TargetError::InvalidNumber { .. })));
+    let upside_down = settings(&[("DB_POOL_MIN", "5"), ("DB_POOL_MAX", "2")]);
+    assert!(
+        matches!(upside_down, Err(TargetError::PoolBounds { min: 5, max: 2 })),
+        "{upside_down:?}"
+    );
+    let empty = settings(&[("DB_POOL_MAX", "0")]);
+    assert!(matches!(empty, Err(TargetError::PoolBounds { .. })));
+
+    // PgBouncer: the defaults it cannot carry are dropped; an explicit one is refused.
+    let bouncer = settings(&[("DB_PGBOUNCER", "true")]).expect("resolves");
+    assert!(bouncer.pgbouncer && bouncer.statement_timeout.is_none());
+    let refused = settings(&[("DB_PGBOUNCER", "true"), ("DB_STATEMENT_TIMEOUT_MS", "100")]);
+    assert!(
+        matches!(
+            refused,
+            Err(TargetError::NotThroughPgBouncer {
+                var: "DB_STATEMENT_TIMEOUT_MS"
+            })
+        ),
+        "{refused:?}"
+    );
+    let schema = settings(&[("DB_PGBOUNCER", "yes"), ("DATABASE_SCHEMA", "app")]);
+    assert!(matches!(
+        schema,
+        Err(TargetError::NotThroughPgBouncer { .. })
+    ));
+    let flag = settings(&[("DB_PGBOUNCER", "sometimes")]);
+    assert!(matches!(flag, Err(TargetError::InvalidFlag { .. })));
+}
+
+async fn show<C: ConnectionTrait>(db: &C, sql: &str) -> String {
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
+        .await
+        .expect("runs")
+        .expect("a row")
+        .try_get_by_index::<String>(0)
+        .expect("text")
+}
+
+#[tokio::test]
+async fn pool_settings_are_what_the_runtime_role_sees() {
+    run_case(
+        Backend::Postgres,
+        "pool_settings_runtime",
+        Start::Migrated,
+        |t| async move {
+            let settings = settings(&[
+                ("DB_POOL_MIN", "2"),
+                ("DB_POOL_MAX", "3"),
+                ("DB_ACQUIRE_TIMEOUT", "1"),
+                ("DB_STATEMENT_TIMEOUT_MS", "250"),
+                ("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "4321"),
+                ("DB_APPLICATION_NAME", "pool-settings-test"),
+            ])
+            .expect("resolves");
+            let db = connection::connect(&t.runtime_target(None), &settings)
+                .await
+                .expect("connects as the runtime login");
+            assert_eq!(
+                show(&db, "SELECT current_user::text").await,
+                tests::RUNTIME_LOGIN
+            );
+            assert_eq!(
+                show(
+                    &db,
+                    "SELECT pg_has_role(current_user, 'app_service', 'MEMBER')::text"
+                )
+                .await,
+                "true"
+            );
+            assert_eq!(show(&db, "SHOW statement_timeout").await, "250ms");
+            assert_eq!(
+                show(&db, "SHOW idle_in_transaction_session_timeout").await,
+                "4321ms"
+            );
+            assert_eq!(
+                show(
+                    &db,
+                    "SELECT setting FROM pg_settings WHERE name = 'application_name'"
+                )
+                .await,
+                "pool-settings-test"
+            );
+            assert_eq!(
+                show(&db, "SELECT current_schemas(false)::text").await,
+                "{public}"
+            );
+            // The timeout holds: a statement longer than it is cancelled.
+            let slow = db
+                .execute_unprepared("SELECT pg_sleep(2)")
+                .await
+                .expect_err("cancelled by statement_timeout");
+            assert!(slow.to_string().contains("statement timeout"), "{slow}");
+
+            // The pool's own size: the minimum is kept open, the maximum is a wall.
+            let pool = db.get_postgres_connection_pool();
+            for _ in 0..50 {
+                if pool.size() >= 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(
+                pool.size() >= 2,
+                "DB_POOL_MIN keeps 2 open: {}",
+                pool.size()
+            );
+            let held = futures::future::try_join_all((0..3).map(|_| db.begin()))
+                .await
+                .expect("three connections");
+            assert_eq!(pool.size(), 3);
+            let fourth = db.begin().await;
+            assert!(
+                fourth.is_err(),
+                "DB_POOL_MAX=3: a fourth caller times out after DB_ACQUIRE_TIMEOUT"
+            );
+            for txn in held {
+                txn.rollback().await.expect("rolls back");
+            }
+            db.close().await.ok();
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn connection_every_database_socket_has_tcp_nodelay() {
+    for backend in [Backend::Postgres, Backend::MySql] {
+        run_case(backend, "tcp_nodelay", Start::Empty, |t| async move {
+            let target = t.target();
+            let (host, port) = target.tcp_endpoint().expect("a TCP target");
+            let db = connection::connect(&target, &tests::pool(3))
+                .await
+                .expect("connects");
+            futures::future::try_join_all((0..3).map(|_| db.begin()))
+                .await
+                .expect("three connections");
+            let sockets = connection::database_sockets(&host, port);
+            assert!(sockets.len() >= 3, "found the pool's sockets: {sockets:?}");
+            assert!(
+                sockets.iter().all(|nodelay| *nodelay),
+                "every socket to {host}:{port} has TCP_NODELAY: {sockets:?}"
+            );
+            // The check can fail: a socket opened without the option is seen as such.
+            let plain = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .expect("a plain socket");
+            assert!(
+                connection::database_sockets(&host, port).contains(&false),
+                "a socket without TCP_NODELAY is found"
+            );
+            drop(plain);
+            db.close().await.ok();
+        })
+        .await;
+    }
 }

@@ -7,10 +7,10 @@
 use chrono::{DateTime, Utc};
 use entity::{TenantId, UserId};
 use sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement, TransactionTrait,
 };
 use service::access::{Scope, has_permission};
+use service::connection;
 use service::tenancy::{TenantCtx, list_members, list_user_tenants};
 use service::{Deps, ManualClock, ServiceConfig};
 use std::sync::Arc;
@@ -307,9 +307,9 @@ async fn isolation_service_operations_work_as_the_runtime_role() {
                 user(&report, "charlie@techstartup.io"),
             );
             // One connection, switched to the runtime role for its whole session.
-            let mut options = t.target().connect_options(None);
-            options.max_connections(1).min_connections(1);
-            let runtime = Database::connect(options).await.expect("connects");
+            let runtime = connection::connect(&t.target(), &tests::pool(1))
+                .await
+                .expect("connects");
             runtime
                 .execute_unprepared("SET ROLE app_service")
                 .await
@@ -438,9 +438,7 @@ async fn isolation_schema_tenants_rows_live_in_their_own_schema() {
         }
 
         // As the runtime role, through the service.
-        let mut options = t.target().connect_options(None);
-        options.max_connections(1).min_connections(1);
-        let runtime = Database::connect(options).await.expect("connects");
+        let runtime = connection::connect(&t.target(), &tests::pool(1)).await.expect("connects");
         runtime.execute_unprepared("SET ROLE app_service").await.expect("becomes app_service");
         let ctx = TenantCtx::for_member(&runtime, isolated.id, alice).await.expect("owner");
         let team = create_team(&runtime, &deps, &ctx, &team_name, None, &meta).await.expect("creates in its schema");

@@ -1,9 +1,12 @@
 //! Operating the migrator: the lock, checksums and drift, repair, dry runs.
 
-use migration::cli::{CliError, Command, Invocation, Prompt, StatusFormat, execute};
+use migration::cli::{
+    CliError, Command, DatabaseAction, Invocation, Prompt, StatusFormat, execute,
+};
 use migration::environment::AppEnv;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use service::connection;
 use std::io;
 use std::time::Duration;
 use tests::{Backend, Start, TestDb, inspect, run_case};
@@ -18,6 +21,7 @@ tests::backend_tests!(
     ops_rolling_back_the_access_event_types_keeps_audit_history,
     ops_tenant_slug_check_accepts_exactly_what_the_service_accepts,
     ops_tenant_slug_check_refuses_existing_bad_slugs_and_changes_nothing,
+    ops_database_create_is_idempotent_and_drop_is_refused_in_production,
 );
 
 struct NoTerminal;
@@ -57,6 +61,24 @@ async fn run_with_err(t: &TestDb, command: Command) -> (Result<(), CliError>, St
     )
 }
 
+async fn run_on_target(
+    target: service::connection::DbTarget,
+    command: Command,
+) -> (Result<(), CliError>, String) {
+    let invocation = Invocation {
+        env: AppEnv::Test,
+        target,
+        schema: None,
+        command,
+        confirm: None,
+        lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;
+    (result, String::from_utf8(out).expect("utf-8"))
+}
+
 fn up() -> Command {
     Command::Up {
         num: None,
@@ -93,7 +115,7 @@ async fn count(t: &TestDb, sql: &str) -> i64 {
 /// both start, so both must wait for it (and say so), then one applies everything
 /// and the other finds nothing left.
 async fn ops_two_concurrent_migrators_both_succeed_and_apply_once(t: TestDb) {
-    let holder = sea_orm::Database::connect(t.target().connect_options(None))
+    let holder = connection::connect(&t.target(), &tests::pool(1))
         .await
         .expect("connects");
     let lock = migration::lock::MigrationLock::acquire(&holder, Duration::from_secs(10), |_| {})
@@ -420,7 +442,7 @@ async fn ops_tenants_isolated_by_schema_and_database_are_provisioned_and_migrate
         .await;
         let database = migration::tenant_schemas::database_name(&t.target().database(), "gamma");
         let gamma = t.target().with_database(&database);
-        let db = sea_orm::Database::connect(gamma.connect_options(None)).await.expect("gamma's database exists");
+        let db = connection::connect(&gamma, &tests::pool(1)).await.expect("gamma's database exists");
         let applied = db
             .query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT COUNT(*) FROM seaql_migrations".to_owned()))
             .await
@@ -684,7 +706,7 @@ async fn ops_migration_blocked_by_a_table_lock_gives_up_after_its_retries() {
             .0
             .expect("up to the migration that alters tenants");
             // A long transaction elsewhere holds the table the next migration alters.
-            let other = sea_orm::Database::connect(t.target().connect_options(None))
+            let other = connection::connect(&t.target(), &tests::pool(1))
                 .await
                 .expect("connects");
             let blocker = other.begin().await.expect("begins");
@@ -889,5 +911,131 @@ fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
             )
         }
         other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+/// `database create` twice creates once; `database drop` is refused in staging and
+/// production whatever is typed, and for a database that records production; in test
+/// it drops, and dropping again is a no-op.
+async fn ops_database_create_is_idempotent_and_drop_is_refused_in_production(t: TestDb) {
+    let name = match t.backend {
+        Backend::Sqlite => format!("{}.created.sqlite", t.target().database()),
+        _ => format!(
+            "created_{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        ),
+    };
+    let too_long = t.target().with_database(&"x".repeat(65));
+    if t.backend != Backend::Sqlite {
+        let (result, _) = run_on_target(
+            too_long,
+            Command::Database {
+                action: DatabaseAction::Create,
+            },
+        )
+        .await;
+        assert!(
+            matches!(&result, Err(CliError::Config(why)) if why.contains("at most")),
+            "{result:?}"
+        );
+    }
+    let target = t.target().with_database(&name);
+    let database = |action| Command::Database { action };
+    let invoke = |env: AppEnv, command: Command, confirm: Option<&str>| Invocation {
+        env,
+        target: target.clone(),
+        schema: None,
+        command,
+        confirm: confirm.map(str::to_owned),
+        lock_timeout: Duration::from_secs(60),
+        table_locks: migration::cli::TableLocks::DEFAULT,
+    };
+    let exists = || async {
+        match t.backend {
+            Backend::Sqlite => std::path::Path::new(&name).exists(),
+            Backend::Postgres => {
+                count(
+                    &t,
+                    &format!("SELECT COUNT(*) FROM pg_database WHERE datname = '{name}'"),
+                )
+                .await
+                    == 1
+            }
+            Backend::MySql => count(
+                &t,
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{name}'"
+                ),
+            )
+            .await
+                == 1,
+        }
+    };
+    let go = |inv: Invocation| async move {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let result = execute(&inv, &mut NoTerminal, &mut out, &mut err).await;
+        (
+            result,
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(err).expect("utf-8"),
+        )
+    };
+
+    assert!(!exists().await);
+    let (result, out, err) = go(invoke(AppEnv::Test, database(DatabaseAction::Create), None)).await;
+    result.expect("creates");
+    assert!(out.contains("created"), "{out}");
+    assert!(
+        err.contains("== database create on TEST =="),
+        "the banner: {err}"
+    );
+    assert!(exists().await, "the database exists");
+    let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Create), None)).await;
+    result.expect("creating again succeeds");
+    assert!(out.contains("already exists"), "{out}");
+
+    for (env, phrase) in [
+        (AppEnv::Production, "MIGRATE PRODUCTION"),
+        (AppEnv::Staging, "MIGRATE STAGING"),
+    ] {
+        let (result, _, _) = go(invoke(env, database(DatabaseAction::Drop), Some(phrase))).await;
+        assert!(
+            matches!(&result, Err(CliError::Refused(why)) if why.contains("never run in")),
+            "{env}: {result:?}"
+        );
+        assert!(exists().await, "{env}: still there");
+    }
+
+    let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Drop), None)).await;
+    result.expect("drops in test");
+    assert!(out.contains("dropped"), "{out}");
+    assert!(!exists().await, "gone");
+    let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Drop), None)).await;
+    result.expect("dropping again succeeds");
+    assert!(out.contains("does not exist"), "{out}");
+
+    // A database that records production is never dropped, whatever APP_ENV says.
+    go(invoke(AppEnv::Test, database(DatabaseAction::Create), None))
+        .await
+        .0
+        .expect("creates");
+    go(invoke(AppEnv::Production, up(), Some("MIGRATE PRODUCTION")))
+        .await
+        .0
+        .expect("migrates as production");
+    let (result, _, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Drop), None)).await;
+    assert!(
+        matches!(&result, Err(CliError::Refused(why)) if why.contains("records environment production")),
+        "{result:?}"
+    );
+    assert!(exists().await, "still there");
+    match t.backend {
+        Backend::Sqlite => {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{name}{suffix}"));
+            }
+        }
+        Backend::Postgres => exec(&t, &format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#)).await,
+        Backend::MySql => exec(&t, &format!("DROP DATABASE `{name}`")).await,
     }
 }

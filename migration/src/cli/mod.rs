@@ -6,23 +6,27 @@
 
 use crate::Migrator;
 use crate::environment::{AppEnv, read_recorded_env, record_env_if_absent};
+use crate::lint::{self, LintError};
 use crate::lock::{LockError, MigrationLock};
 use crate::plan::{self, Direction, Rendered};
-use crate::target::DbTarget;
 use crate::tenant_schemas;
 use crate::tracking;
 use clap::{Parser, Subcommand, ValueEnum};
 use sea_orm_migration::prelude::{Alias, Table};
 use sea_orm_migration::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
 };
 use sea_orm_migration::seaql_migrations;
-use sea_orm_migration::{MigratorTrait, SchemaManager};
+use sea_orm_migration::{MigrationTrait, MigratorTrait, SchemaManager};
+use service::connection::{self, ConnectError, DbTarget, PoolSettings};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+mod database;
 pub mod safety;
 mod status;
+
+pub use database::DatabaseAction;
 
 use safety::{check_safety, write_banner};
 use status::{print_status, print_tenant_status};
@@ -58,6 +62,8 @@ Operations:
   --lock-timeout and names the holder. A process that dies frees its lock.
   Every applied migration's SQL is checksummed; an edited or missing applied migration
   stops the run (exit code 3) until restored or accepted with `repair`.
+  `lint` checks the PostgreSQL SQL of migrations with squawk (pip install squawk-cli);
+  a finding fails unless the migration accepts it with a reason (see README).
 
 Examples:
   cargo run -p migration -- status
@@ -67,6 +73,8 @@ Examples:
   cargo run -p migration -- status --format json
   cargo run -p migration -- up --dry-run > pending.sql
   cargo run -p migration -- snapshot > docs/schema.md
+  cargo run -p migration -- lint --all
+  cargo run -p migration -- database create
   cargo run -p migration -- tenants up
   sea-orm-cli migrate up          (runs this binary)";
 
@@ -150,6 +158,25 @@ pub enum Command {
     Repair,
     /// Print docs/schema.md for this (PostgreSQL, fully migrated) database.
     Snapshot,
+    /// Check migrations, rendered to PostgreSQL SQL, with squawk for statements that lock
+    /// or rewrite tables: the pending ones, the ones named, or --all. Exits 1 when a
+    /// finding is not accepted.
+    Lint {
+        /// Migrations to check, by name; no database needed.
+        #[arg(conflicts_with = "all")]
+        migrations: Vec<String>,
+        /// Check every migration; no database needed.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
+    /// Create or drop the configured database itself (create is idempotent; drop is
+    /// refused in staging and production).
+    Database {
+        #[command(subcommand)]
+        action: DatabaseAction,
+    },
     /// Provision and migrate tenants isolated in their own schema or database (PostgreSQL).
     Tenants {
         #[command(subcommand)]
@@ -201,6 +228,8 @@ impl Command {
             Command::Reset => "reset",
             Command::Repair => "repair",
             Command::Snapshot => "snapshot",
+            Command::Lint { .. } => "lint",
+            Command::Database { action } => action.name(),
             Command::Tenants {
                 action: TenantAction::Provision { .. },
             } => "tenants provision",
@@ -225,6 +254,7 @@ impl Command {
             Command::Status { .. }
                 | Command::Generate { .. }
                 | Command::Snapshot
+                | Command::Lint { .. }
                 | Command::Tenants {
                     action: TenantAction::Status { .. }
                 }
@@ -404,6 +434,11 @@ pub enum CliError {
     Drift(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Lint(#[from] LintError),
+    /// Squawk's findings that no migration and no baseline entry accepts.
+    #[error("lint failed: {0}")]
+    LintFailed(String),
     /// PostgreSQL: a migration kept waiting for a table lock past the lock timeout.
     #[error(
         "{migration} was rolled back: it waited more than {timeout:?} for a table lock held by \
@@ -429,20 +464,20 @@ impl CliError {
     }
 }
 
-/// Connects as every command does.
+/// Connects as every command does: one connection (the migration lock is a session
+/// lock, and every statement of the run must come from the session that holds it), no
+/// statement timeout, the schema first on the search path.
 pub async fn connect(
     target: &DbTarget,
     schema: Option<&str>,
 ) -> Result<DatabaseConnection, CliError> {
-    // One connection: the migration lock is a session lock, and every statement of the
-    // run must come from the session that holds it.
-    let mut options = target.connect_options(schema);
-    options.max_connections(1);
-    Database::connect(options)
+    let mut settings = PoolSettings::tool("migration");
+    settings.schema = Some(schema.unwrap_or("public").to_owned());
+    connection::connect(target, &settings)
         .await
-        .map_err(|source| CliError::Connect {
-            target: target.masked_url(),
-            source,
+        .map_err(|error| match error {
+            ConnectError::Connect { target, source } => CliError::Connect { target, source },
+            config @ ConnectError::Config(_) => CliError::Config(config.to_string()),
         })
 }
 
@@ -453,6 +488,10 @@ pub async fn execute(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
+    if let Command::Database { action } = &inv.command {
+        // The database may not exist yet: these connect to the server instead.
+        return database::run(inv, *action, prompt, out, err).await;
+    }
     let db = connect(&inv.target, inv.schema.as_deref()).await?;
     let result = execute_on(&db, inv, prompt, out, err).await;
     db.close().await.ok();
@@ -490,6 +529,9 @@ async fn execute_on(
             }
             write!(out, "{}", crate::snapshot::markdown(db).await?)?;
             return Ok(());
+        }
+        Command::Lint { format, .. } => {
+            return run_lint(Some(&pending_names), *format, out).await;
         }
         Command::Status { format } => {
             return print_status(db, inv, &recorded, &code, &applied, *format, out).await;
@@ -531,6 +573,65 @@ async fn execute_on(
     )
     .await
     .map(|_| ())
+}
+
+/// `lint`: checks `names` (every migration when `None`, in the order they run) with
+/// squawk and prints the report; fails when a finding is not accepted.
+pub async fn run_lint(
+    names: Option<&[String]>,
+    format: StatusFormat,
+    out: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let migrations = Migrator::migrations();
+    let chosen: Vec<&dyn MigrationTrait> = match names {
+        None => migrations.iter().map(AsRef::as_ref).collect(),
+        Some(names) => {
+            let unknown: Vec<&str> = names
+                .iter()
+                .filter(|name| !migrations.iter().any(|m| m.name() == name.as_str()))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(CliError::Config(format!(
+                    "no migration named {} (see `status`)",
+                    unknown.join(", ")
+                )));
+            }
+            migrations
+                .iter()
+                .filter(|m| names.iter().any(|name| name == m.name()))
+                .map(AsRef::as_ref)
+                .collect()
+        }
+    };
+    if chosen.is_empty() {
+        writeln!(out, "lint: no pending migrations")?;
+        return Ok(());
+    }
+    let report = lint::lint_migrations(&chosen).await?;
+    match format {
+        StatusFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report).map_err(io::Error::other)?;
+            writeln!(out)?;
+        }
+        StatusFormat::Text => report.write_text(out)?,
+    }
+    // Every migration was checked: a baseline entry for none of them is stale.
+    if names.is_none() && !report.baseline_not_linted.is_empty() {
+        return Err(CliError::LintFailed(format!(
+            "the baseline lists migrations that do not exist: {}",
+            report.baseline_not_linted.join(", ")
+        )));
+    }
+    let failed: Vec<&str> = report.failed().map(|m| m.name.as_str()).collect();
+    if !failed.is_empty() {
+        return Err(CliError::LintFailed(format!(
+            "{} migration(s) have findings that are not accepted: {}",
+            failed.len(),
+            failed.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Applies every pending migration exactly as `up` does after its safety checks: on
@@ -777,7 +878,11 @@ async fn run_locked(
                 )?;
             }
         }
-        Command::Status { .. } | Command::Generate { .. } | Command::Snapshot => {
+        Command::Status { .. }
+        | Command::Generate { .. }
+        | Command::Snapshot
+        | Command::Lint { .. }
+        | Command::Database { .. } => {
             unreachable!("handled before the lock")
         }
     }

@@ -193,7 +193,11 @@ pub async fn refresh_session(
     if !looks_like_refresh_token(presented) {
         return Err(ServiceError::InvalidToken);
     }
-    let Some((token_id, user_id)) = find_presented_token(db, presented).await? else {
+    // In a transaction, like every statement of the service (PgBouncer, see `authenticate`).
+    let lookup = db.begin().await?;
+    let found = find_presented_token(&lookup, presented).await?;
+    lookup.commit().await?;
+    let Some((token_id, user_id)) = found else {
         return Err(ServiceError::InvalidToken);
     };
     let txn = begin_for_user(db, user_id).await?;

@@ -271,7 +271,12 @@ pub async fn authenticate(
     meta: &RequestMeta,
 ) -> Result<Account> {
     let claim = throttle::claim(db, deps, email, meta).await?;
-    let credentials = sign_in_credentials(db, email).await?;
+    // Like every statement of the service, in a transaction: behind PgBouncer's
+    // transaction pooling a statement outside one may be parsed on one server
+    // connection and executed on another.
+    let lookup = db.begin().await?;
+    let credentials = sign_in_credentials(&lookup, email).await?;
+    lookup.commit().await?;
     let verification = match (&credentials, claim.refused) {
         (Some((_, hash)), false) => password::verify(deps, password, hash).await?,
         _ => {

@@ -1,8 +1,7 @@
 //! Where to connect: `DATABASE_URL`, or the `DB_*` variables, resolved
 //! into one URL plus a description that is safe to print.
 
-use sea_orm_migration::sea_orm::sqlx::sqlite::SqliteJournalMode;
-use sea_orm_migration::sea_orm::{ConnectOptions, DbBackend};
+use sea_orm::DbBackend;
 use std::fmt;
 use std::time::Duration;
 use url::Url;
@@ -48,6 +47,17 @@ pub enum TargetError {
     InvalidFlag { var: &'static str, value: String },
     #[error("{var} is set but DB_SSL_ENABLED is not: set DB_SSL_ENABLED=true to use TLS")]
     TlsNotEnabled { var: &'static str },
+    #[error("{var}={value:?} is not a whole non-negative number")]
+    InvalidNumber { var: &'static str, value: String },
+    #[error(
+        "the pool needs at least one connection and DB_POOL_MIN ({min}) at most DB_POOL_MAX ({max})"
+    )]
+    PoolBounds { min: u32, max: u32 },
+    #[error(
+        "{var} cannot be sent through PgBouncer (DB_PGBOUNCER=true): it refuses startup \
+         parameters. Set it on the login role instead: ALTER ROLE <login> SET ..."
+    )]
+    NotThroughPgBouncer { var: &'static str },
 }
 
 impl DbTarget {
@@ -230,33 +240,6 @@ impl fmt::Debug for DbTarget {
 }
 
 impl DbTarget {
-    /// The connection settings every tool of this workspace uses for this target:
-    /// on PostgreSQL the `search_path`, on SQLite a WAL journal and a busy timeout,
-    /// so a second writer waits instead of failing at once.
-    pub fn connect_options(&self, schema: Option<&str>) -> ConnectOptions {
-        let mut options = ConnectOptions::new(self.connection_url().to_owned());
-        options
-            .sqlx_logging(false)
-            .connect_timeout(self.connect_timeout)
-            // The pool retries a refused connection until this runs out.
-            .acquire_timeout(self.connect_timeout);
-        match self.backend {
-            DbBackend::Postgres => {
-                options.set_schema_search_path(schema.unwrap_or("public").to_owned());
-            }
-            DbBackend::Sqlite => {
-                options.map_sqlx_sqlite_opts(|opts| {
-                    opts.journal_mode(SqliteJournalMode::Wal)
-                        .busy_timeout(Duration::from_secs(10))
-                });
-            }
-            _ => {}
-        }
-        options
-    }
-}
-
-impl DbTarget {
     /// `DB_PASSWORD_FILE` / `DB_PASSWORD_COMMAND` (secret managers) and
     /// `DB_SSL_*`, applied to the URL however it was given.
     fn apply_secrets_and_tls(
@@ -287,16 +270,7 @@ impl DbTarget {
 
         let enabled = match var("DB_SSL_ENABLED") {
             None => false,
-            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(TargetError::InvalidFlag {
-                        var: "DB_SSL_ENABLED",
-                        value,
-                    });
-                }
-            },
+            Some(value) => parse_flag("DB_SSL_ENABLED", value)?,
         };
         let files = [
             ("DB_SSL_CA", var("DB_SSL_CA")),
@@ -337,6 +311,15 @@ impl DbTarget {
         self.url.query_pairs().any(|(k, v)| {
             (k == "sslmode" && v == "verify-full") || (k == "ssl-mode" && v == "VERIFY_IDENTITY")
         })
+    }
+}
+
+/// `true`/`false` and their usual spellings (`1`, `yes`, `on`, ...).
+pub(crate) fn parse_flag(var: &'static str, value: String) -> Result<bool, TargetError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(TargetError::InvalidFlag { var, value }),
     }
 }
 
@@ -409,5 +392,26 @@ impl DbTarget {
             backend: self.backend,
             connect_timeout: self.connect_timeout,
         }
+    }
+}
+
+impl DbTarget {
+    /// The server's host and TCP port (the backend's default port when the URL names
+    /// none); `None` for SQLite and for Unix-socket URLs.
+    pub fn tcp_endpoint(&self) -> Option<(String, u16)> {
+        let default_port = match self.backend {
+            DbBackend::Postgres => 5432,
+            DbBackend::MySql => 3306,
+            _ => return None,
+        };
+        if self
+            .url
+            .query_pairs()
+            .any(|(key, value)| key == "host" && value.starts_with('/'))
+        {
+            return None;
+        }
+        let host = self.url.host_str()?.trim_matches(['[', ']']).to_owned();
+        Some((host, self.url.port().unwrap_or(default_port)))
     }
 }

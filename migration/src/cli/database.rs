@@ -1,0 +1,269 @@
+//! `database create` and `database drop`: the database the configuration names, made
+//! or removed from the server's side (PostgreSQL's `postgres` maintenance database,
+//! MariaDB's server connection), or SQLite's file.
+//!
+//! Both are idempotent: creating a database that exists, or dropping one that does not,
+//! says so and succeeds. Drop is refused in staging and production whatever is typed,
+//! and whenever the database itself records staging or production.
+
+use super::safety::confirm_environment;
+use super::{CliError, Invocation, Prompt, connect};
+use crate::environment::{AppEnv, RecordedEnv, backend_name, read_recorded_env};
+use clap::Subcommand;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use service::connection::DbTarget;
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]
+pub enum DatabaseAction {
+    /// Create the configured database if it does not exist (SQLite: its file).
+    Create,
+    /// Drop the configured database if it exists. Refused in staging and production.
+    Drop,
+}
+
+impl DatabaseAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatabaseAction::Create => "database create",
+            DatabaseAction::Drop => "database drop",
+        }
+    }
+}
+
+pub(super) async fn run(
+    inv: &Invocation,
+    action: DatabaseAction,
+    prompt: &mut (dyn Prompt + Send),
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let target = &inv.target;
+    let name = target.database();
+    if name.is_empty() || name == ":memory:" {
+        return Err(CliError::Config(
+            "the configuration names no database (set DB_NAME, or a path in DATABASE_URL)".into(),
+        ));
+    }
+    // PostgreSQL would cut a longer name to 63 bytes, naming another database.
+    let longest = match target.backend {
+        DbBackend::Postgres => Some(63),
+        DbBackend::MySql => Some(64),
+        _ => None,
+    };
+    if let Some(longest) = longest.filter(|longest| name.len() > *longest) {
+        return Err(CliError::Config(format!(
+            "the database name {name:?} is {} bytes long; {} allows at most {longest}",
+            name.len(),
+            backend_name(target.backend)
+        )));
+    }
+    let server = match target.backend {
+        DbBackend::Sqlite => None,
+        _ => Some(connect_to_server(target).await?),
+    };
+    let result = async {
+        let exists = match &server {
+            Some(server) => server_has_database(server, &name).await?,
+            None => PathBuf::from(&name).exists(),
+        };
+        // What the database says about itself: a drop must not rely on APP_ENV alone.
+        let recorded = if exists && action == DatabaseAction::Drop {
+            let db = connect(target, None).await?;
+            let recorded = read_recorded_env(&db).await;
+            db.close().await.ok();
+            recorded?
+        } else {
+            RecordedEnv::NoMetadataTable
+        };
+        write_banner(err, inv, action, &name, exists, &recorded)?;
+        match (action, exists) {
+            (DatabaseAction::Create, true) => {
+                writeln!(out, "database {name} already exists; nothing to do")?;
+                return Ok(());
+            }
+            (DatabaseAction::Drop, false) => {
+                writeln!(out, "database {name} does not exist; nothing to do")?;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if action == DatabaseAction::Drop {
+            refuse_drop_outside_disposable(inv.env, &recorded)?;
+        }
+        let what = match action {
+            DatabaseAction::Create => format!("This creates the database {name}."),
+            DatabaseAction::Drop => {
+                format!("This DROPS the database {name} and everything in it.")
+            }
+        };
+        confirm_environment(inv.env, inv.confirm.as_deref(), prompt, err, &what)?;
+        match (action, &server) {
+            (DatabaseAction::Create, Some(server)) => create_on_server(server, &name).await?,
+            (DatabaseAction::Drop, Some(server)) => drop_on_server(server, &name).await?,
+            (DatabaseAction::Create, None) => create_sqlite_file(&name)?,
+            (DatabaseAction::Drop, None) => remove_sqlite_files(&name)?,
+        }
+        let done = match action {
+            DatabaseAction::Create => "created",
+            DatabaseAction::Drop => "dropped",
+        };
+        writeln!(out, "database {name} {done}")?;
+        Ok(())
+    }
+    .await;
+    if let Some(server) = server {
+        server.close().await.ok();
+    }
+    result
+}
+
+/// Drop runs only where databases are disposable or shared with colleagues (local,
+/// test, development), and never on one that records staging or production.
+fn refuse_drop_outside_disposable(env: AppEnv, recorded: &RecordedEnv) -> Result<(), CliError> {
+    let protected = |env: AppEnv| matches!(env, AppEnv::Staging | AppEnv::Production);
+    if protected(env) {
+        return Err(CliError::Refused(format!(
+            "`database drop` is never run in {env}, whatever is typed"
+        )));
+    }
+    match recorded {
+        RecordedEnv::Recorded(recorded) if protected(*recorded) => Err(CliError::Refused(format!(
+            "the database records environment {recorded}; `database drop` never drops it"
+        ))),
+        RecordedEnv::Unknown(value) => Err(CliError::Refused(format!(
+            "the database records an unknown environment ({value}); not dropping it"
+        ))),
+        RecordedEnv::Recorded(recorded) if *recorded != env => Err(CliError::Refused(format!(
+            "the database records environment {recorded} but APP_ENV is {env}; run with \
+             APP_ENV={recorded} to drop it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn write_banner(
+    err: &mut dyn Write,
+    inv: &Invocation,
+    action: DatabaseAction,
+    name: &str,
+    exists: bool,
+    recorded: &RecordedEnv,
+) -> std::io::Result<()> {
+    let target = &inv.target;
+    writeln!(
+        err,
+        "== {} on {} ==",
+        action.name(),
+        inv.env.as_str().to_uppercase()
+    )?;
+    writeln!(err, "  environment   {}", inv.env)?;
+    writeln!(err, "  backend       {}", backend_name(target.backend))?;
+    writeln!(err, "  host          {}", target.host())?;
+    writeln!(
+        err,
+        "  database      {name} ({})",
+        if exists { "exists" } else { "absent" }
+    )?;
+    if exists && action == DatabaseAction::Drop {
+        writeln!(err, "  recorded env  {recorded}")?;
+    }
+    writeln!(err, "  user          {}", target.user())?;
+    writeln!(err, "  url           {}", target.masked_url())?;
+    Ok(())
+}
+
+/// The server without the database: PostgreSQL's `postgres` database, MariaDB with
+/// none selected.
+async fn connect_to_server(target: &DbTarget) -> Result<DatabaseConnection, CliError> {
+    let maintenance = match target.backend {
+        DbBackend::Postgres => "postgres",
+        _ => "",
+    };
+    connect(&target.with_database(maintenance), None).await
+}
+
+async fn server_has_database(server: &DatabaseConnection, name: &str) -> Result<bool, CliError> {
+    let backend = server.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT 1 FROM pg_database WHERE datname = $1",
+        _ => "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?",
+    };
+    Ok(server
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [name.into()]))
+        .await?
+        .is_some())
+}
+
+/// The name as an identifier: the server's own quoting on PostgreSQL, backticks
+/// (doubled inside) on MariaDB. Never pasted as SQL.
+async fn quoted(server: &DatabaseConnection, name: &str) -> Result<String, CliError> {
+    match server.get_database_backend() {
+        DbBackend::Postgres => Ok(server
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT quote_ident($1)",
+                [name.into()],
+            ))
+            .await?
+            .ok_or_else(|| CliError::Config("quote_ident returned no row".into()))?
+            .try_get_by_index(0)?),
+        _ => Ok(format!("`{}`", name.replace('`', "``"))),
+    }
+}
+
+async fn create_on_server(server: &DatabaseConnection, name: &str) -> Result<(), CliError> {
+    let ident = quoted(server, name).await?;
+    let sql = match server.get_database_backend() {
+        DbBackend::Postgres => format!("CREATE DATABASE {ident} ENCODING 'UTF8'"),
+        // The tables are utf8mb4 whatever the server default; so is the database.
+        _ => format!(
+            "CREATE DATABASE IF NOT EXISTS {ident} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        ),
+    };
+    server.execute_unprepared(&sql).await?;
+    Ok(())
+}
+
+async fn drop_on_server(server: &DatabaseConnection, name: &str) -> Result<(), CliError> {
+    let ident = quoted(server, name).await?;
+    match server
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {ident}"))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("being accessed by other users") => {
+            Err(CliError::Refused(format!(
+                "{name} has open sessions ({e}); close them (see pg_stat_activity) and run again"
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An empty file is an empty SQLite database; its folder is made if missing.
+fn create_sqlite_file(path: &str) -> Result<(), CliError> {
+    let path = PathBuf::from(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok(())
+}
+
+/// The database file and the journal files SQLite keeps beside it.
+fn remove_sqlite_files(path: &str) -> Result<(), CliError> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = format!("{path}{suffix}");
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! One way to connect, for applications, the command-line tools, the tests and the
+//! benchmarks: a [`DbTarget`] (where, from `DATABASE_URL` or `DB_*`) and
+//! [`PoolSettings`] (how many connections, timeouts, session settings) make a
+//! SeaORM pool whose every connection has `TCP_NODELAY` on.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), service::connection::ConnectError> {
+//! use service::connection::{DbTarget, PoolSettings, connect};
+//! let target = DbTarget::from_env(None)?;        // DATABASE_URL, or DB_HOST/DB_NAME/...
+//! let settings = PoolSettings::from_env()?;      // DB_POOL_MAX, DB_STATEMENT_TIMEOUT_MS, ...
+//! let db = connect(&target, &settings).await?;
+//! # Ok(()) }
+//! ```
+
+mod nodelay;
+mod settings;
+mod target;
+
+pub use nodelay::database_sockets;
+pub use settings::PoolSettings;
+pub use target::{DbTarget, TargetError};
+
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Config(#[from] TargetError),
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// The target with its password masked.
+        target: String,
+        #[source]
+        source: DbErr,
+    },
+}
+
+impl From<ConnectError> for DbErr {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Connect { source, .. } => source,
+            config @ ConnectError::Config(_) => DbErr::Custom(config.to_string()),
+        }
+    }
+}
+
+/// Opens a pool to `target` with `settings`.
+pub async fn connect(
+    target: &DbTarget,
+    settings: &PoolSettings,
+) -> Result<DatabaseConnection, ConnectError> {
+    let options = connect_options(target, settings)?;
+    Database::connect(options)
+        .await
+        .map_err(|source| ConnectError::Connect {
+            target: target.to_string(),
+            source,
+        })
+}
+
+/// The SeaORM options [`connect`] uses, for callers that open the pool themselves.
+/// Change them through [`PoolSettings`]: a later `map_sqlx_*_pool_opts` call replaces
+/// the hook that sets `TCP_NODELAY`.
+pub fn connect_options(
+    target: &DbTarget,
+    settings: &PoolSettings,
+) -> Result<ConnectOptions, TargetError> {
+    settings.validate()?;
+    let mut options = ConnectOptions::new(target.connection_url().to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(target.connect_timeout)
+        // The pool retries a refused connection until this runs out.
+        .acquire_timeout(settings.acquire_timeout.unwrap_or(target.connect_timeout))
+        .min_connections(settings.min_connections)
+        .max_connections(settings.max_connections)
+        .idle_timeout(settings.idle_timeout)
+        .max_lifetime(settings.max_lifetime);
+    let server = target
+        .tcp_endpoint()
+        .map(|(host, port)| nodelay::Server::new(host, port));
+    match target.backend {
+        DbBackend::Postgres => {
+            let startup = settings.postgres_startup_settings();
+            let application_name = settings.application_name.clone();
+            let pgbouncer = settings.pgbouncer;
+            options.map_sqlx_postgres_opts(move |mut pg| {
+                if let Some(name) = &application_name {
+                    pg = pg.application_name(name);
+                }
+                if !startup.is_empty() {
+                    pg = pg.options(startup.iter().map(|(k, v)| (*k, v)));
+                }
+                if pgbouncer {
+                    // Behind transaction pooling, consecutive transactions of one client
+                    // run on different server connections, so a statement prepared in one
+                    // does not exist in the next. Uncached statements are prepared anew in
+                    // each transaction; PgBouncer's reset query drops them afterwards.
+                    pg = pg.statement_cache_capacity(0);
+                }
+                pg
+            });
+            if let Some(server) = server {
+                options.map_sqlx_postgres_pool_opts(move |pool| {
+                    let server = server.clone();
+                    pool.after_connect(move |_, _| {
+                        let server = server.clone();
+                        Box::pin(async move {
+                            server.enable_nodelay().await;
+                            Ok(())
+                        })
+                    })
+                });
+            }
+        }
+        DbBackend::MySql => {
+            if let Some(server) = server {
+                options.map_sqlx_mysql_pool_opts(move |pool| {
+                    let server = server.clone();
+                    pool.after_connect(move |_, _| {
+                        let server = server.clone();
+                        Box::pin(async move {
+                            server.enable_nodelay().await;
+                            Ok(())
+                        })
+                    })
+                });
+            }
+        }
+        DbBackend::Sqlite => {
+            // WAL and a busy timeout: a second writer waits instead of failing at once.
+            options.map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        }
+        _ => {}
+    }
+    Ok(options)
+}
