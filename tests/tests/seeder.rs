@@ -5,12 +5,12 @@ use migration::environment::{AppEnv, record_env_if_absent};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
+use seeder::scale::ScaleWriter;
 use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
 use service::deps::LabelledIds;
 use service::identity::authenticate;
 use service::input::{Email, Password};
 use service::{Deps, RequestMeta, ServiceConfig};
-use seeder::scale::ScaleWriter;
 use std::sync::{Arc, Mutex};
 use tests::{Backend, Start, TestDb, inspect, run_case};
 
@@ -362,7 +362,11 @@ async fn seeder_scale_gives_the_same_rows_on_every_backend() {
                     .await
                     .expect("seeds at scale");
                 let tables = inspect::scale_table_digests(&t.owner).await;
-                digests.lock().expect("not poisoned").push((backend, tables));
+                assert_eq!(tables[0], ("tenants", 5 + 30, tables[0].2.clone()));
+                digests
+                    .lock()
+                    .expect("not poisoned")
+                    .push((backend, tables));
             },
         )
         .await;

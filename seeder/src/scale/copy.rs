@@ -15,6 +15,7 @@
 
 use super::Batch;
 use crate::SeedError;
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use entity::audit::audit_logs;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use entity::tenancy::{memberships, tenants};
@@ -23,7 +24,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
     EntityTrait, IdenStatic, Iterable, RuntimeErr, Statement, Value,
 };
-use chrono::{DateTime, Datelike, Timelike, Utc};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
