@@ -37,6 +37,8 @@ use uuid::Uuid;
 
 mod copy;
 
+pub use copy::copy_text_field;
+
 pub const USERS_PER_TENANT: usize = 10;
 pub const EVENTS_PER_TENANT: usize = 20;
 /// Rows one synthetic tenant adds: the tenant, 5 rows per user, its events.

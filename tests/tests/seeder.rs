@@ -317,6 +317,109 @@ async fn seeder_scale_copy_writes_the_same_rows_as_inserts_on_postgres() {
     .await;
 }
 
+/// The COPY text the seeder sends is read back by PostgreSQL as the same values the
+/// insert path binds: tabs, newlines, backslashes, `\N` and `\.` as text, empty text
+/// against NULL, Japanese, JSON holding escapes, timestamps with microseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_copy_text_reads_back_as_the_bound_values_on_postgres() {
+    use sea_orm::Value;
+    run_case(
+        Backend::Postgres,
+        "seeder_copy_text_reads_back_as_the_bound_values",
+        Start::Empty,
+        |t| async move {
+            t.owner
+                .execute_unprepared(
+                    "CREATE TABLE copy_check (id int PRIMARY KEY, t text, j jsonb, at timestamptz, b boolean, u uuid)",
+                )
+                .await
+                .expect("creates");
+            let at = seeder::fixture_epoch() + chrono::Duration::microseconds(123_456);
+            let texts = [
+                Some("tab\there"),
+                Some("back\\slash \\N"),
+                Some("new\nline\r\n"),
+                Some("\\."),
+                Some("\\N"),
+                Some("山田 太郎"),
+                Some(""),
+                None,
+            ];
+            let rows: Vec<[Value; 5]> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    [
+                        Value::String(text.map(str::to_owned)),
+                        Value::Json(Some(Box::new(serde_json::json!({
+                            "text": text, "i": i, "名前": "\\\t", "nested": {"a": [1, null]}
+                        })))),
+                        Value::ChronoDateTimeUtc(Some(at + chrono::Duration::seconds(i as i64))),
+                        Value::Bool(Some(i % 2 == 0)),
+                        Value::Uuid((i % 3 != 0).then(|| uuid::Uuid::from_u128(i as u128 + 7))),
+                    ]
+                })
+                .collect();
+            let mut data = String::new();
+            for (i, row) in rows.iter().enumerate() {
+                t.owner
+                    .execute_raw(Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "INSERT INTO copy_check VALUES ($1, $2, $3, $4, $5, $6)",
+                        std::iter::once(Value::Int(Some(i as i32))).chain(row.iter().cloned()),
+                    ))
+                    .await
+                    .expect("inserts");
+                data.push_str(&format!("{}", i + 1000));
+                for value in row {
+                    data.push('\t');
+                    data.push_str(&seeder::scale::copy_text_field(value).expect("renders"));
+                }
+                data.push('\n');
+            }
+            let mut conn = t
+                .owner
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .expect("a connection");
+            let mut copy = conn
+                .copy_in_raw("COPY copy_check FROM STDIN (FORMAT text)")
+                .await
+                .expect("COPY starts");
+            copy.send(data.as_bytes()).await.expect("sends");
+            assert_eq!(copy.finish().await.expect("COPY ends"), rows.len() as u64);
+            drop(conn);
+            let differing = t
+                .owner
+                .query_one_raw(Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) AS n FROM copy_check a JOIN copy_check c ON c.id = a.id + 1000 \
+                     WHERE (a.t, a.j, a.at, a.b, a.u) IS DISTINCT FROM (c.t, c.j, c.at, c.b, c.u)",
+                ))
+                .await
+                .expect("compares")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("a count");
+            assert_eq!(differing, 0, "COPY and bound values differ");
+            let copied = t
+                .owner
+                .query_one_raw(Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) AS n FROM copy_check WHERE id >= 1000",
+                ))
+                .await
+                .expect("counts")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("a count");
+            assert_eq!(copied, rows.len() as i64);
+        },
+    )
+    .await;
+}
+
 /// PostgreSQL refuses `COPY FROM` wherever row-level security applies; the seeder says
 /// so before writing, for the runtime role, and lets the owner (a superuser) through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

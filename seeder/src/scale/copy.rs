@@ -173,6 +173,13 @@ fn unsupported(table: &str, column: &str, reason: &str) -> SeedError {
 
 const NULL: &str = "\\N";
 
+/// One value as a field of COPY's text format: what the PostgreSQL writer sends.
+pub fn copy_text_field(value: &Value) -> Result<String, &'static str> {
+    let mut out = String::new();
+    push_value(&mut out, value)?;
+    Ok(out)
+}
+
 /// Appends `value` in COPY's text format.
 fn push_value(out: &mut String, value: &Value) -> Result<(), &'static str> {
     // Writing to a String cannot fail.
