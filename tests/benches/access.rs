@@ -1,4 +1,4 @@
-//! Access-control benchmarks (issue 3). Prints figures; asserts nothing about time.
+//! Access-control benchmarks. Prints figures; asserts nothing about time.
 //!
 //! 1. `has_permission` for a user whose role inherits through three roles, asked in a
 //!    team five levels below the team the role was given on, against the same answer
