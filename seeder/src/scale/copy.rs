@@ -42,9 +42,7 @@ const TABLES: [&str; 7] = [
 /// active on a table `--scale` writes for the connecting role.
 pub(super) async fn check_copy_allowed(db: &DatabaseConnection) -> Result<(), SeedError> {
     if db.get_database_backend() != DbBackend::Postgres {
-        return Err(SeedError::Scale(
-            "--scale writes with COPY only on PostgreSQL".into(),
-        ));
+        return Err(not_postgres());
     }
     let tables = TABLES
         .iter()
@@ -91,8 +89,15 @@ pub(super) fn render(batch: Batch) -> Result<CopyTables, SeedError> {
     ]))
 }
 
+fn not_postgres() -> SeedError {
+    SeedError::Scale("--scale writes with COPY only on PostgreSQL".into())
+}
+
 /// Writes a rendered batch in one transaction; returns the rows written.
 pub(super) async fn write(db: &DatabaseConnection, tables: &CopyTables) -> Result<u64, SeedError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Err(not_postgres());
+    }
     // A transaction sqlx knows about: dropped on an error, it rolls back before its
     // connection goes back to the pool.
     let mut txn = db
