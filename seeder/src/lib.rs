@@ -17,6 +17,7 @@ mod identity;
 pub mod profile;
 mod reset;
 pub mod scale;
+pub mod summary;
 mod tenancy;
 
 pub use reset::RESET_TABLES;

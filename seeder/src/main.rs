@@ -1,7 +1,7 @@
 //! `cargo run -p seeder`: load the demo fixtures into a development database.
 
 use clap::Parser;
-use seeder::profile::{ProfileName, SHARED_PASSWORD};
+use seeder::profile::ProfileName;
 use seeder::{DEFAULT_SEED, EnvSignals, SeedError, SeedOptions, SeedReport};
 use std::process::ExitCode;
 
@@ -127,90 +127,7 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
 }
 
 fn print_report(report: &SeedReport) {
-    println!(
-        "Seeded the {} profile into {} ({:?})",
-        report.profile.as_str(),
-        report.target,
-        report.backend
-    );
-    println!(
-        "  environment {}, {} migration(s) applied, {:.2}s",
-        report.environment,
-        report.migrations_applied,
-        report.elapsed.as_secs_f64()
-    );
-    println!();
-    println!("Tenants");
-    println!(
-        "  {:<16} {:<18} {:<11} {:<6} origin",
-        "slug", "name", "plan", "region"
-    );
-    for t in &report.tenants {
-        println!(
-            "  {:<16} {:<18} {:<11} {:<6} {}",
-            t.slug, t.name, t.plan_tier, t.data_region, t.origin
-        );
+    if let Err(error) = seeder::summary::write_summary(report, &mut std::io::stdout()) {
+        eprintln!("seeder: the data is loaded, but its summary could not be printed: {error}");
     }
-    println!();
-    println!("Users (password for all: {SHARED_PASSWORD})");
-    println!(
-        "  {:<34} {:<18} {:<16} {:<7} roles",
-        "email", "name", "tenant", "member"
-    );
-    for u in &report.users {
-        let roles = report
-            .access
-            .assignments
-            .get(u.email)
-            .map(|r| r.join(", "))
-            .unwrap_or_default();
-        println!(
-            "  {:<34} {:<18} {:<16} {:<7} {roles}",
-            u.email, u.display_name, u.tenant, u.role
-        );
-    }
-    println!();
-    println!("Roles (system roles are shared by every tenant)");
-    for r in &report.access.roles {
-        let inherits = if r.parents.is_empty() {
-            String::new()
-        } else {
-            format!("; inherits {}", r.parents.join(", "))
-        };
-        let tenant = r.tenant.unwrap_or("system");
-        println!(
-            "  {tenant:<16} {:<16} {}{inherits}",
-            r.name,
-            r.permissions.join(" ")
-        );
-    }
-    println!();
-    println!("Teams");
-    for (tenant, path) in &report.access.teams {
-        println!("  {tenant:<16} {path}");
-    }
-    println!();
-    println!("Pending invitations (token, valid 14 days)");
-    for i in &report.access.invitations {
-        println!(
-            "  {:<16} {:<30} {:<10} {}",
-            i.tenant, i.email, i.role, i.token
-        );
-    }
-    println!();
-    if let Some(scale) = &report.scale {
-        println!(
-            "Scale: {} synthetic tenants, {} rows in {:.2}s ({:.0} rows/s)",
-            scale.tenants,
-            scale.rows,
-            scale.elapsed.as_secs_f64(),
-            scale.rows_per_second()
-        );
-    }
-    let counts: Vec<String> = report
-        .row_counts
-        .iter()
-        .map(|(table, n)| format!("{table} {n}"))
-        .collect();
-    println!("Rows: {}", counts.join(", "));
 }

@@ -119,7 +119,7 @@ pub struct TenantFixture {
     pub data_region: DataRegion,
     /// Feature flags, a JSON object.
     pub features: &'static str,
-    /// Which seed system the tenant stands for.
+    /// The product the tenant stands for, as the summary names it.
     pub origin: &'static str,
 }
 
@@ -176,7 +176,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Enterprise,
         data_region: DataRegion::Us,
         features: r#"{"sso": true, "custom_domain": true, "advanced_security": true}"#,
-        origin: "multi-tenant agent SaaS",
+        origin: "Agent SaaS (multi-tenant)",
     },
     TenantFixture {
         slug: "techstartup",
@@ -184,7 +184,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Pro,
         data_region: DataRegion::Us,
         features: r#"{"agents": true}"#,
-        origin: "multi-tenant agent SaaS",
+        origin: "Agent SaaS (multi-tenant)",
     },
     TenantFixture {
         slug: "healthcare",
@@ -192,7 +192,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Free,
         data_region: DataRegion::Us,
         features: r#"{}"#,
-        origin: "multi-tenant agent SaaS",
+        origin: "Agent SaaS (multi-tenant)",
     },
     TenantFixture {
         slug: "healthy-stellar",
@@ -200,7 +200,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Enterprise,
         data_region: DataRegion::Us,
         features: r#"{"protected_records": true, "mfa_required": true}"#,
-        origin: "Healthy Stellar clinic",
+        origin: "Healthy Stellar (clinic)",
     },
     TenantFixture {
         slug: "rento",
@@ -208,7 +208,7 @@ const DEMO_TENANTS: &[TenantFixture] = &[
         plan_tier: PlanTier::Pro,
         data_region: DataRegion::Jp,
         features: r#"{"appi": true, "property_search": true}"#,
-        origin: "Rento rentals, APPI",
+        origin: "Rento (rental, APPI)",
     },
 ];
 

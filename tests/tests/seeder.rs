@@ -31,6 +31,7 @@ tests::backend_tests!(
     seeder_reset_outside_local_and_test_needs_the_confirmation_phrase,
     seeder_typed_confirmation_lists_what_the_reset_deletes,
     seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back,
+    seeder_summary_tables_line_up_with_japanese_names,
 );
 
 fn options(t: &TestDb) -> SeedOptions {
@@ -771,4 +772,59 @@ async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_bac
         "says what happened: {err}"
     );
     inspect::assert_same_data(&inspect::data(&t.db).await, &before);
+}
+
+/// Every line of each printed table is as wide on screen as the others, Rento's
+/// Japanese names (two columns per character) included.
+async fn seeder_summary_tables_line_up_with_japanese_names(t: TestDb) {
+    use unicode_width::UnicodeWidthStr;
+    let report = seed(&EnvSignals::default(), &options(&t))
+        .await
+        .expect("seeds");
+    let mut printed = Vec::new();
+    seeder::summary::write_summary(&report, &mut printed).expect("writes");
+    let printed = String::from_utf8(printed).expect("utf-8");
+
+    let users = seeder::summary::users_table(&report).to_string();
+    assert!(
+        printed.contains(&users),
+        "the summary prints the users table"
+    );
+    let tanaka = users
+        .lines()
+        .find(|line| line.contains("田中 太郎"))
+        .expect("Rento's owner is listed");
+    assert_ne!(
+        tanaka.chars().count(),
+        tanaka.width(),
+        "the line holds wide characters: {tanaka}"
+    );
+
+    let mut tables = 0;
+    for block in printed.split("\n\n") {
+        let rows: Vec<&str> = block.lines().filter(|l| l.starts_with('|')).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        tables += 1;
+        let width = rows[0].width();
+        for row in &rows {
+            assert_eq!(row.width(), width, "misaligned row in:\n{block}");
+            assert!(row.ends_with('|'), "{row}");
+        }
+    }
+    assert!(
+        tables >= 5,
+        "tenants, users, roles, teams, invitations: {printed}"
+    );
+    for product in [
+        "Agent SaaS (multi-tenant)",
+        "Healthy Stellar (clinic)",
+        "Rento (rental, APPI)",
+    ] {
+        assert!(
+            printed.contains(product),
+            "tenants name their product: {printed}"
+        );
+    }
 }

@@ -23,11 +23,14 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 mod database;
+pub mod insights;
 pub mod safety;
 mod status;
+pub mod text_table;
 
 pub use database::DatabaseAction;
 
+use insights::{InsightsFormat, InsightsOptions, print_insights};
 use safety::{check_safety, write_banner};
 use status::{print_status, print_tenant_status};
 
@@ -71,6 +74,7 @@ Examples:
   cargo run -p migration -- down -n 1
   APP_ENV=staging cargo run -p migration -- up --confirm \"MIGRATE STAGING\"
   cargo run -p migration -- status --format json
+  cargo run -p migration -- insights --long-running-secs 30
   cargo run -p migration -- up --dry-run > pending.sql
   cargo run -p migration -- snapshot > docs/schema.md
   cargo run -p migration -- lint --all
@@ -177,6 +181,38 @@ pub enum Command {
         #[command(subcommand)]
         action: DatabaseAction,
     },
+    /// Show how the database is doing, from the server's own statistics; changes nothing.
+    ///
+    /// PostgreSQL: table and index sizes with row estimates, unused and duplicate
+    /// indexes, cache hit ratio, connections by state and user, long-running queries,
+    /// sessions idle in a transaction, lock waits with the sessions blocking them, and
+    /// the slowest statements when the pg_stat_statements extension is installed.
+    /// MariaDB: the same from information_schema and, when it is ON, performance_schema.
+    /// SQLite keeps no such statistics. Every query runs in a READ ONLY transaction; a
+    /// part the connected user may not read is shown as not available, with the reason.
+    #[command(after_help = "\
+Examples:
+  cargo run -p migration -- insights
+  cargo run -p migration -- insights --format json | jq '.unused_indexes.rows'
+  cargo run -p migration -- insights --long-running-secs 5 --limit 50
+
+Slowest statements on PostgreSQL need pg_stat_statements: add it to
+shared_preload_libraries (ALTER SYSTEM SET shared_preload_libraries =
+'pg_stat_statements', then restart the server), then, as the database's owner,
+CREATE EXTENSION pg_stat_statements. Index scan counts and unused indexes count
+from the server's last statistics reset (or restart): judge them after a
+representative stretch of traffic.")]
+    Insights {
+        /// `table` for people, `json` (one key per section) for scripts and monitoring.
+        #[arg(long, value_enum, default_value_t = InsightsFormat::Table)]
+        format: InsightsFormat,
+        /// List queries running, and transactions left open, at least this long.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        long_running_secs: u64,
+        /// Rows per list (largest tables and indexes, slowest statements, ...).
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: u32,
+    },
     /// Provision and migrate tenants isolated in their own schema or database (PostgreSQL).
     Tenants {
         #[command(subcommand)]
@@ -230,6 +266,7 @@ impl Command {
             Command::Snapshot => "snapshot",
             Command::Lint { .. } => "lint",
             Command::Database { action } => action.name(),
+            Command::Insights { .. } => "insights",
             Command::Tenants {
                 action: TenantAction::Provision { .. },
             } => "tenants provision",
@@ -255,6 +292,7 @@ impl Command {
                 | Command::Generate { .. }
                 | Command::Snapshot
                 | Command::Lint { .. }
+                | Command::Insights { .. }
                 | Command::Tenants {
                     action: TenantAction::Status { .. }
                 }
@@ -532,6 +570,18 @@ async fn execute_on(
         }
         Command::Lint { format, .. } => {
             return run_lint(Some(&pending_names), *format, out).await;
+        }
+        Command::Insights {
+            format,
+            long_running_secs,
+            limit,
+        } => {
+            let options = InsightsOptions {
+                format: *format,
+                long_running: Duration::from_secs(*long_running_secs),
+                limit: *limit,
+            };
+            return print_insights(db, inv, &options, out).await;
         }
         Command::Status { format } => {
             return print_status(db, inv, &recorded, &code, &applied, *format, out).await;
@@ -882,7 +932,8 @@ async fn run_locked(
         | Command::Generate { .. }
         | Command::Snapshot
         | Command::Lint { .. }
-        | Command::Database { .. } => {
+        | Command::Database { .. }
+        | Command::Insights { .. } => {
             unreachable!("handled before the lock")
         }
     }

@@ -1,6 +1,7 @@
 //! `status` and `tenants status`: what is applied, pending, modified or missing, as
 //! text or JSON. Both fail with exit code 3 when CI should stop.
 
+use super::text_table::{align_right, text_table};
 use super::{CliError, Invocation, StatusFormat, drift_message};
 use crate::environment::RecordedEnv;
 use crate::plan::Rendered;
@@ -94,6 +95,16 @@ pub(super) async fn print_status(
             writeln!(out)?;
         }
         StatusFormat::Text => {
+            let mut table = text_table([
+                "state",
+                "migration",
+                "applied at (UTC)",
+                "environment",
+                "applied by",
+                "took ms",
+            ]);
+            align_right(&mut table, &[5]);
+            let dash = || "-".to_owned();
             for m in code {
                 let state = if drift.modified.contains(&m.name) {
                     "MODIFIED"
@@ -102,11 +113,29 @@ pub(super) async fn print_status(
                 } else {
                     "pending"
                 };
-                writeln!(out, "{state:8} {}", m.name)?;
+                let row = report.applied.iter().find(|a| a.name == m.name);
+                table.add_row(vec![
+                    state.to_owned(),
+                    m.name.clone(),
+                    row.and_then(|a| chrono::DateTime::from_timestamp(a.applied_at, 0))
+                        .map_or_else(dash, |at| at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    row.and_then(|a| a.environment.clone()).unwrap_or_else(dash),
+                    row.and_then(|a| a.applied_by.clone()).unwrap_or_else(dash),
+                    row.and_then(|a| a.duration_ms)
+                        .map_or_else(dash, |ms| ms.to_string()),
+                ]);
             }
             for name in &drift.missing {
-                writeln!(out, "MISSING  {name}")?;
+                table.add_row(vec![
+                    "MISSING".to_owned(),
+                    name.clone(),
+                    dash(),
+                    dash(),
+                    dash(),
+                    dash(),
+                ]);
             }
+            writeln!(out, "{table}")?;
             writeln!(
                 out,
                 "{} applied, {} pending, {} modified, {} missing",
@@ -136,6 +165,7 @@ pub(super) async fn print_tenant_status(
             writeln!(out)?;
         }
         StatusFormat::Text => {
+            let mut table = text_table(["tenant", "isolation", "location", "state"]);
             for s in &statuses {
                 let state = if !s.provisioned {
                     "NOT PROVISIONED".to_owned()
@@ -144,11 +174,15 @@ pub(super) async fn print_tenant_status(
                 } else {
                     format!("{} pending", s.pending.len())
                 };
-                writeln!(
-                    out,
-                    "{:<24} {:<9} {:<32} {state}",
-                    s.tenant.slug, s.tenant.isolation_level, s.tenant.location
-                )?;
+                table.add_row(vec![
+                    s.tenant.slug.clone(),
+                    s.tenant.isolation_level.to_string(),
+                    s.tenant.location.to_string(),
+                    state,
+                ]);
+            }
+            if !statuses.is_empty() {
+                writeln!(out, "{table}")?;
             }
             if statuses.is_empty() {
                 writeln!(out, "no schema- or database-isolated tenants")?;
