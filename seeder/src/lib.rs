@@ -71,6 +71,9 @@ pub struct SeedOptions {
     pub reset: bool,
     /// Synthetic tenants to add after the profile (`--scale N`).
     pub scale: u32,
+    /// How `--scale` writes; `None`: the backend's fastest ([`scale::ScaleWriter::for_backend`]).
+    /// Tests set it to compare the writers; the rows are the same.
+    pub scale_writer: Option<scale::ScaleWriter>,
     /// The confirmation phrase for `development` and `staging` without a terminal
     /// (`--confirm "MIGRATE STAGING"`), as the migration CLI takes it.
     pub confirm: Option<String>,
@@ -86,6 +89,7 @@ impl Default for SeedOptions {
             seed: DEFAULT_SEED,
             reset: true,
             scale: 0,
+            scale_writer: None,
             confirm: None,
             lock_timeout: std::time::Duration::from_secs(120),
         }
@@ -179,6 +183,13 @@ pub enum SeedError {
     },
     #[error("{0}")]
     Scale(String),
+    /// A synthetic value that COPY's text format cannot carry (nothing was sent).
+    #[error("--scale cannot write {table}.{column} with COPY: {reason}")]
+    ScaleCopy {
+        table: String,
+        column: String,
+        reason: String,
+    },
     /// Migrating through the migration CLI's code path failed.
     #[error("migrating: {0}")]
     Migrate(CliError),
@@ -495,6 +506,13 @@ async fn seed_locked(
         0
     };
 
+    let scale_writer = options
+        .scale_writer
+        .unwrap_or_else(|| scale::ScaleWriter::for_backend(target.backend));
+    if options.scale > 0 {
+        scale::check_writer(db, scale_writer).await?;
+    }
+
     let profile = options.profile.profile();
     let loaded = async {
         let txn = service::begin_write(db).await?;
@@ -527,6 +545,7 @@ async fn seed_locked(
                 options.seed,
                 options.scale,
                 start,
+                scale_writer,
             )
             .await
             .map_err(explain_collision)?,

@@ -113,6 +113,7 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
         seed: cli.seed,
         reset: !cli.no_reset,
         scale: cli.scale,
+        scale_writer: None,
         confirm: cli.confirm,
         lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
     };

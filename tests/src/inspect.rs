@@ -325,3 +325,74 @@ pub async fn count_events(db: &DatabaseConnection, code: &str) -> u64 {
         .await
         .expect("count")
 }
+
+/// The tables `seeder --scale` writes, parent before child.
+pub const SCALE_TABLES: [&str; 7] = [
+    "tenants",
+    "users",
+    "user_profiles",
+    "memberships",
+    "sessions",
+    "refresh_tokens",
+    "audit_logs",
+];
+
+/// PostgreSQL's own checksum of a table: row count and the md5 of every row's text
+/// form in primary-key order. Independent of any Rust rendering of the values.
+pub async fn postgres_table_checksum(db: &DatabaseConnection, table: &str) -> (i64, String) {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n, md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.id), '')) AS sum \
+                 FROM \"{table}\" r"
+            ),
+        ))
+        .await
+        .expect("the checksum query runs")
+        .expect("one row");
+    (
+        row.try_get("", "n").expect("a count"),
+        row.try_get("", "sum").expect("a checksum"),
+    )
+}
+
+/// A backend-neutral checksum of each table `--scale` writes: every row read back
+/// through its entity, each column as the typed value the entity gives, rows sorted.
+/// Equal on two backends when they hold the same data, whatever their column types.
+pub async fn scale_table_digests(db: &DatabaseConnection) -> Vec<(&'static str, usize, String)> {
+    vec![
+        ("tenants", digest::<tenants::Entity>(db).await),
+        ("users", digest::<users::Entity>(db).await),
+        ("user_profiles", digest::<user_profiles::Entity>(db).await),
+        ("memberships", digest::<memberships::Entity>(db).await),
+        ("sessions", digest::<sessions::Entity>(db).await),
+        ("refresh_tokens", digest::<refresh_tokens::Entity>(db).await),
+        ("audit_logs", digest::<audit_logs::Entity>(db).await),
+    ]
+    .into_iter()
+    .map(|(table, (rows, sum))| (table, rows, sum))
+    .collect()
+}
+
+async fn digest<E: EntityTrait>(db: &DatabaseConnection) -> (usize, String) {
+    use sea_orm::{Iterable, ModelTrait};
+    use sha2::{Digest, Sha256};
+    let models = E::find().all(db).await.expect("reading a table succeeds");
+    let mut rows: Vec<String> = models
+        .iter()
+        .map(|model| {
+            E::Column::iter()
+                .map(|column| format!("{:?}", model.get(column)))
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    rows.sort();
+    let mut hasher = Sha256::new();
+    for row in &rows {
+        hasher.update(row.as_bytes());
+        hasher.update(b"\n");
+    }
+    (rows.len(), hex::encode(hasher.finalize()))
+}

@@ -5,13 +5,14 @@ use migration::environment::{AppEnv, record_env_if_absent};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, Statement};
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
+use seeder::scale::ScaleWriter;
 use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
 use service::deps::LabelledIds;
 use service::identity::authenticate;
 use service::input::{Email, Password};
 use service::{Deps, RequestMeta, ServiceConfig};
-use std::sync::Arc;
-use tests::{Start, TestDb, inspect};
+use std::sync::{Arc, Mutex};
+use tests::{Backend, Start, TestDb, inspect, run_case};
 
 tests::backend_tests!(
     Empty: seeder_two_fresh_databases_hold_identical_data,
@@ -259,6 +260,228 @@ async fn seeder_scale_is_deterministic_for_a_seed_and_size(t: TestDb) {
         .await
         .expect("seeds again");
     inspect::assert_same_data(&inspect::data(&t.owner).await, &once);
+}
+
+/// On PostgreSQL `--scale` writes with COPY. Loaded with inserts instead, into another
+/// database, every table holds the same data by PostgreSQL's own checksum. The batch
+/// sizes differ on purpose (and leave partial last batches): they must not matter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_scale_copy_writes_the_same_rows_as_inserts_on_postgres() {
+    run_case(
+        Backend::Postgres,
+        "seeder_scale_copy_writes_the_same_rows_as_inserts",
+        Start::Empty,
+        |t| async move {
+            let other = t.sibling(Start::Empty).await;
+            let scaled = |db: &TestDb, writer: ScaleWriter| SeedOptions {
+                scale: 40,
+                scale_writer: Some(writer),
+                ..options(db)
+            };
+            let by_copy = seed(
+                &EnvSignals::default(),
+                &scaled(
+                    &t,
+                    ScaleWriter::Copy {
+                        tenants_per_transaction: 7,
+                    },
+                ),
+            )
+            .await
+            .expect("seeds with COPY");
+            seed(
+                &EnvSignals::default(),
+                &scaled(
+                    &other,
+                    ScaleWriter::Inserts {
+                        rows_per_statement: 13,
+                        tenants_per_transaction: 11,
+                    },
+                ),
+            )
+            .await
+            .expect("seeds with inserts");
+            assert_eq!(
+                by_copy.scale.expect("a scale report").rows,
+                40 * seeder::scale::ROWS_PER_TENANT
+            );
+            for table in inspect::SCALE_TABLES {
+                let (copied, inserted) = (
+                    inspect::postgres_table_checksum(&t.owner, table).await,
+                    inspect::postgres_table_checksum(&other.owner, table).await,
+                );
+                assert!(copied.0 >= 40, "{table} holds the synthetic rows");
+                assert_eq!(copied, inserted, "{table}: COPY against inserts");
+            }
+        },
+    )
+    .await;
+}
+
+/// The COPY text the seeder sends is read back by PostgreSQL as the same values the
+/// insert path binds: tabs, newlines, backslashes, `\N` and `\.` as text, empty text
+/// against NULL, Japanese, JSON holding escapes, timestamps with microseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_copy_text_reads_back_as_the_bound_values_on_postgres() {
+    use sea_orm::Value;
+    run_case(
+        Backend::Postgres,
+        "seeder_copy_text_reads_back_as_the_bound_values",
+        Start::Empty,
+        |t| async move {
+            t.owner
+                .execute_unprepared(
+                    "CREATE TABLE copy_check (id int PRIMARY KEY, t text, j jsonb, at timestamptz, b boolean, u uuid)",
+                )
+                .await
+                .expect("creates");
+            let at = seeder::fixture_epoch() + chrono::Duration::microseconds(123_456);
+            let texts = [
+                Some("tab\there"),
+                Some("back\\slash \\N"),
+                Some("new\nline\r\n"),
+                Some("\\."),
+                Some("\\N"),
+                Some("山田 太郎"),
+                Some(""),
+                None,
+            ];
+            let rows: Vec<[Value; 5]> = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    [
+                        Value::String(text.map(str::to_owned)),
+                        Value::Json(Some(Box::new(serde_json::json!({
+                            "text": text, "i": i, "名前": "\\\t", "nested": {"a": [1, null]}
+                        })))),
+                        Value::ChronoDateTimeUtc(Some(at + chrono::Duration::seconds(i as i64))),
+                        Value::Bool(Some(i % 2 == 0)),
+                        Value::Uuid((i % 3 != 0).then(|| uuid::Uuid::from_u128(i as u128 + 7))),
+                    ]
+                })
+                .collect();
+            let mut data = String::new();
+            for (i, row) in rows.iter().enumerate() {
+                t.owner
+                    .execute_raw(Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "INSERT INTO copy_check VALUES ($1, $2, $3, $4, $5, $6)",
+                        std::iter::once(Value::Int(Some(i as i32))).chain(row.iter().cloned()),
+                    ))
+                    .await
+                    .expect("inserts");
+                data.push_str(&format!("{}", i + 1000));
+                for value in row {
+                    data.push('\t');
+                    data.push_str(&seeder::scale::copy_text_field(value).expect("renders"));
+                }
+                data.push('\n');
+            }
+            let mut conn = t
+                .owner
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .expect("a connection");
+            let mut copy = conn
+                .copy_in_raw("COPY copy_check FROM STDIN (FORMAT text)")
+                .await
+                .expect("COPY starts");
+            copy.send(data.as_bytes()).await.expect("sends");
+            assert_eq!(copy.finish().await.expect("COPY ends"), rows.len() as u64);
+            drop(conn);
+            let differing = t
+                .owner
+                .query_one_raw(Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) AS n FROM copy_check a JOIN copy_check c ON c.id = a.id + 1000 \
+                     WHERE (a.t, a.j, a.at, a.b, a.u) IS DISTINCT FROM (c.t, c.j, c.at, c.b, c.u)",
+                ))
+                .await
+                .expect("compares")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("a count");
+            assert_eq!(differing, 0, "COPY and bound values differ");
+            let copied = t
+                .owner
+                .query_one_raw(Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) AS n FROM copy_check WHERE id >= 1000",
+                ))
+                .await
+                .expect("counts")
+                .expect("a row")
+                .try_get::<i64>("", "n")
+                .expect("a count");
+            assert_eq!(copied, rows.len() as i64);
+        },
+    )
+    .await;
+}
+
+/// PostgreSQL refuses `COPY FROM` wherever row-level security applies; the seeder says
+/// so before writing, for the runtime role, and lets the owner (a superuser) through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_scale_copy_is_refused_up_front_for_a_role_behind_row_security() {
+    run_case(
+        Backend::Postgres,
+        "seeder_scale_copy_is_refused_for_a_role_behind_row_security",
+        Start::Migrated,
+        |t| async move {
+            let copy = ScaleWriter::for_backend(sea_orm::DbBackend::Postgres);
+            assert!(matches!(copy, ScaleWriter::Copy { .. }));
+            seeder::scale::check_writer(&t.owner, copy)
+                .await
+                .expect("the owner bypasses row-level security");
+            let err = seeder::scale::check_writer(&t.db, copy)
+                .await
+                .expect_err("the runtime role is behind the walls");
+            assert!(matches!(err, SeedError::Scale(_)), "{err}");
+            assert!(err.to_string().contains("row-level security"), "{err}");
+            assert!(err.to_string().contains("tenants"), "{err}");
+        },
+    )
+    .await;
+}
+
+/// The same N and seed give the same rows on every backend (PostgreSQL through COPY,
+/// the others through inserts), compared as the entities read them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_scale_gives_the_same_rows_on_every_backend() {
+    let digests = Arc::new(Mutex::new(Vec::new()));
+    for backend in [Backend::Postgres, Backend::Sqlite, Backend::MySql] {
+        let digests = digests.clone();
+        run_case(
+            backend,
+            "seeder_scale_gives_the_same_rows_on_every_backend",
+            Start::Empty,
+            |t| async move {
+                let scaled = SeedOptions {
+                    scale: 30,
+                    ..options(&t)
+                };
+                seed(&EnvSignals::default(), &scaled)
+                    .await
+                    .expect("seeds at scale");
+                let tables = inspect::scale_table_digests(&t.owner).await;
+                assert_eq!(tables[0], ("tenants", 5 + 30, tables[0].2.clone()));
+                digests
+                    .lock()
+                    .expect("not poisoned")
+                    .push((backend, tables));
+            },
+        )
+        .await;
+    }
+    let digests = digests.lock().expect("not poisoned");
+    let Some((first, expected)) = digests.first() else {
+        return;
+    };
+    for (backend, tables) in digests.iter().skip(1) {
+        assert_eq!(tables, expected, "{backend:?} against {first:?}");
+    }
 }
 
 async fn seeder_scale_rejects_absurd_sizes_before_writing(t: TestDb) {
