@@ -318,6 +318,28 @@ fn pool_settings_come_from_the_environment_and_bad_values_are_explained() {
         matches!(upside_down, Err(TargetError::PoolBounds { min: 5, max: 2 })),
         "{upside_down:?}"
     );
+    let huge = settings(&[("DB_ACQUIRE_TIMEOUT", "18446744073709551615")]);
+    assert!(
+        matches!(
+            huge,
+            Err(TargetError::OutOfRange {
+                var: "DB_ACQUIRE_TIMEOUT",
+                ..
+            })
+        ),
+        "{huge:?}"
+    );
+    let over_int = settings(&[("DB_STATEMENT_TIMEOUT_MS", "99999999999")]);
+    assert!(
+        matches!(
+            over_int,
+            Err(TargetError::OutOfRange {
+                var: "DB_STATEMENT_TIMEOUT_MS",
+                ..
+            })
+        ),
+        "{over_int:?}"
+    );
     let empty = settings(&[("DB_POOL_MAX", "0")]);
     assert!(matches!(empty, Err(TargetError::PoolBounds { .. })));
 

@@ -456,6 +456,18 @@ async fn isolation_schema_tenants_rows_live_in_their_own_schema() {
         assert!(visible > 0, "acme's shared teams are visible");
         let leaked = count(&t.db, &format!("SELECT count(*) FROM public.teams WHERE tenant_id = '{}'", isolated.id)).await;
         assert_eq!(leaked, 0);
+
+        // Both tenants in one caller's transaction: the tenant schema put on the search
+        // path for the first operation (local to the transaction, not to its savepoint)
+        // is gone for the second, so acme's team lands in the shared table.
+        let outer = runtime.begin().await.expect("the caller's transaction");
+        let green = service::input::TeamName::parse("Green").expect("valid");
+        create_team(&outer, &deps, &ctx, &green, None, &meta).await.expect("creates in the tenant's schema");
+        let acme_team = create_team(&outer, &deps, &acme_ctx, &green, None, &meta).await.expect("creates for acme");
+        outer.commit().await.expect("commits");
+        let shared = count(&t.db, &format!("SELECT count(*) FROM public.teams WHERE id = '{}' AND tenant_id = '{acme}'", acme_team.id)).await;
+        let misplaced = count(&t.db, &format!("SELECT count(*) FROM tenant_isolated_co.teams WHERE id = '{}'", acme_team.id)).await;
+        assert_eq!((shared, misplaced), (1, 0), "acme's team is in the shared table, not in the tenant schema");
         // Row-level security holds inside the tenant schema too.
         let forced = count(
             &t.db,

@@ -919,9 +919,11 @@ fn ops_table_lock_settings_come_from_flags_then_environment_then_defaults() {
 /// it drops, and dropping again is a no-op.
 async fn ops_database_create_is_idempotent_and_drop_is_refused_in_production(t: TestDb) {
     let name = match t.backend {
-        Backend::Sqlite => format!("{}.created.sqlite", t.target().database()),
+        // A space and a non-ASCII letter: the URL carries them percent-encoded, and the
+        // database made must be the one the driver then connects to.
+        Backend::Sqlite => format!("{}.created é.sqlite", t.target().database()),
         _ => format!(
-            "created_{}",
+            "created é {}",
             &uuid::Uuid::now_v7().simple().to_string()[20..]
         ),
     };
@@ -990,6 +992,16 @@ async fn ops_database_create_is_idempotent_and_drop_is_refused_in_production(t: 
         "the banner: {err}"
     );
     assert!(exists().await, "the database exists");
+    go(invoke(
+        AppEnv::Test,
+        Command::Status {
+            format: StatusFormat::Json,
+        },
+        None,
+    ))
+    .await
+    .0
+    .expect("the created database is the one connected to");
     let (result, out, _) = go(invoke(AppEnv::Test, database(DatabaseAction::Create), None)).await;
     result.expect("creating again succeeds");
     assert!(out.contains("already exists"), "{out}");
@@ -1029,6 +1041,54 @@ async fn ops_database_create_is_idempotent_and_drop_is_refused_in_production(t: 
         "{result:?}"
     );
     assert!(exists().await, "still there");
+
+    // Nor one that holds tables but records no environment.
+    let other = match t.backend {
+        Backend::Sqlite => format!("{}.unrecorded.sqlite", t.target().database()),
+        _ => format!(
+            "unrecorded_{}",
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        ),
+    };
+    let unrecorded = t.target().with_database(&other);
+    let (result, _) = run_on_target(unrecorded.clone(), database(DatabaseAction::Create)).await;
+    result.expect("creates");
+    let db = service::connection::connect(&unrecorded, &tests::pool(1))
+        .await
+        .expect("connects");
+    db.execute_unprepared("CREATE TABLE someone_elses (id INT)")
+        .await
+        .expect("creates a table");
+    db.close().await.ok();
+    let (result, _) = run_on_target(unrecorded.clone(), database(DatabaseAction::Drop)).await;
+    assert!(
+        matches!(&result, Err(CliError::Refused(why)) if why.contains("records no environment")),
+        "{result:?}"
+    );
+    // And never the server's own.
+    if t.backend != Backend::Sqlite {
+        let system = if t.backend == Backend::Postgres {
+            "template1"
+        } else {
+            "mysql"
+        };
+        let (result, _) = run_on_target(
+            t.target().with_database(system),
+            database(DatabaseAction::Drop),
+        )
+        .await;
+        assert!(
+            matches!(&result, Err(CliError::Refused(why)) if why.contains("server itself")),
+            "{result:?}"
+        );
+    }
+    match t.backend {
+        Backend::Sqlite => {
+            let _ = std::fs::remove_file(&other);
+        }
+        Backend::Postgres => exec(&t, &format!(r#"DROP DATABASE "{other}" WITH (FORCE)"#)).await,
+        Backend::MySql => exec(&t, &format!("DROP DATABASE `{other}`")).await,
+    }
     match t.backend {
         Backend::Sqlite => {
             for suffix in ["", "-wal", "-shm"] {

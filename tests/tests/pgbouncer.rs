@@ -183,6 +183,16 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
             )
             .await
             .expect("refreshes through PgBouncer");
+            // The lookups taking any connection run in a transaction of their own too.
+            let acme_slug = service::input::Slug::parse("acme").expect("a slug");
+            for _ in 0..20 {
+                service::tenancy::find_tenant_by_slug(&pool, &acme_slug)
+                    .await
+                    .expect("looks a tenant up through PgBouncer");
+                service::identity::find_user_by_email(&pool, &alice)
+                    .await
+                    .expect("looks a user up through PgBouncer");
+            }
             let acme = tests::runtime::tenant(&report, "acme");
             let ctx = TenantCtx::for_member(&pool, acme, account.id)
                 .await

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 pub enum DatabaseAction {
     /// Create the configured database if it does not exist (SQLite: its file).
     Create,
-    /// Drop the configured database if it exists. Refused in staging and production.
+    /// Drop the configured database if it exists. Refused in staging and production, for
+    /// the server's own databases, and for one that records another environment or
+    /// holds tables without recording one.
     Drop,
 }
 
@@ -66,16 +68,19 @@ pub(super) async fn run(
     let result = async {
         let exists = match &server {
             Some(server) => server_has_database(server, &name).await?,
-            None => PathBuf::from(&name).exists(),
+            None => sqlite_file_exists(&name)?,
         };
         // What the database says about itself: a drop must not rely on APP_ENV alone.
-        let recorded = if exists && action == DatabaseAction::Drop {
-            let db = connect(target, None).await?;
-            let recorded = read_recorded_env(&db).await;
+        let (recorded, tables) = if exists && action == DatabaseAction::Drop {
+            let db = connect(target, inv.schema.as_deref()).await?;
+            let read = async {
+                Ok::<_, CliError>((read_recorded_env(&db).await?, count_tables(&db).await?))
+            }
+            .await;
             db.close().await.ok();
-            recorded?
+            read?
         } else {
-            RecordedEnv::NoMetadataTable
+            (RecordedEnv::NoMetadataTable, 0)
         };
         write_banner(err, inv, action, &name, exists, &recorded)?;
         match (action, exists) {
@@ -90,7 +95,7 @@ pub(super) async fn run(
             _ => {}
         }
         if action == DatabaseAction::Drop {
-            refuse_drop_outside_disposable(inv.env, &recorded)?;
+            refuse_drop_outside_disposable(inv.env, &recorded, tables, &name)?;
         }
         let what = match action {
             DatabaseAction::Create => format!("This creates the database {name}."),
@@ -119,13 +124,37 @@ pub(super) async fn run(
     result
 }
 
+/// The servers' own databases: never dropped by this tool.
+const SYSTEM_DATABASES: [&str; 7] = [
+    "postgres",
+    "template0",
+    "template1",
+    "mysql",
+    "information_schema",
+    "performance_schema",
+    "sys",
+];
+
 /// Drop runs only where databases are disposable or shared with colleagues (local,
-/// test, development), and never on one that records staging or production.
-fn refuse_drop_outside_disposable(env: AppEnv, recorded: &RecordedEnv) -> Result<(), CliError> {
+/// test, development), and only on a database that is empty or records that very
+/// environment: one that records staging or production, another environment, or none
+/// at all while holding tables (a tenant's database, another application's, one migrated
+/// in a schema not named with `-s`) is never dropped.
+fn refuse_drop_outside_disposable(
+    env: AppEnv,
+    recorded: &RecordedEnv,
+    tables: i64,
+    name: &str,
+) -> Result<(), CliError> {
     let protected = |env: AppEnv| matches!(env, AppEnv::Staging | AppEnv::Production);
     if protected(env) {
         return Err(CliError::Refused(format!(
             "`database drop` is never run in {env}, whatever is typed"
+        )));
+    }
+    if SYSTEM_DATABASES.contains(&name) {
+        return Err(CliError::Refused(format!(
+            "{name} is a database of the server itself; not dropping it"
         )));
     }
     match recorded {
@@ -139,8 +168,36 @@ fn refuse_drop_outside_disposable(env: AppEnv, recorded: &RecordedEnv) -> Result
             "the database records environment {recorded} but APP_ENV is {env}; run with \
              APP_ENV={recorded} to drop it"
         ))),
+        RecordedEnv::Recorded(_) => Ok(()),
+        RecordedEnv::NoMetadataTable | RecordedEnv::Unrecorded if tables > 0 => {
+            Err(CliError::Refused(format!(
+                "the database holds {tables} table(s) but records no environment (migrated in \
+                 another schema? pass it with -s; a tenant's or another application's \
+                 database?); drop it with the server's own tools if you mean it"
+            )))
+        }
         _ => Ok(()),
     }
+}
+
+/// Tables of any schema but the catalogue's.
+async fn count_tables(db: &DatabaseConnection) -> Result<i64, CliError> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT count(*) FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        }
+        DbBackend::MySql => {
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE()"
+        }
+        _ => "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+    };
+    Ok(db
+        .query_one_raw(Statement::from_string(backend, sql.to_owned()))
+        .await?
+        .ok_or_else(|| CliError::Config("counting tables returned no row".into()))?
+        .try_get_by_index::<i64>(0)?)
 }
 
 fn write_banner(
@@ -234,11 +291,32 @@ async fn drop_on_server(server: &DatabaseConnection, name: &str) -> Result<(), C
     {
         Ok(_) => Ok(()),
         Err(e) if e.to_string().contains("being accessed by other users") => {
-            Err(CliError::Refused(format!(
+            Err(CliError::Config(format!(
                 "{name} has open sessions ({e}); close them (see pg_stat_activity) and run again"
             )))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether the SQLite file exists; a file that is not an SQLite database is an error,
+/// not a database to create over or drop.
+fn sqlite_file_exists(path: &str) -> Result<bool, CliError> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let mut header = Vec::with_capacity(16);
+    Read::by_ref(&mut file).take(16).read_to_end(&mut header)?;
+    // An empty file is an empty database; anything else starts with SQLite's header.
+    if header.is_empty() || header.as_slice() == b"SQLite format 3\0" {
+        Ok(true)
+    } else {
+        Err(CliError::Config(format!(
+            "{path} exists and is not an SQLite database"
+        )))
     }
 }
 
@@ -257,7 +335,7 @@ fn create_sqlite_file(path: &str) -> Result<(), CliError> {
 
 /// The database file and the journal files SQLite keeps beside it.
 fn remove_sqlite_files(path: &str) -> Result<(), CliError> {
-    for suffix in ["", "-wal", "-shm", "-journal"] {
+    for suffix in ["", "-wal", "-shm", "-journal", ".migrate-lock"] {
         let file = format!("{path}{suffix}");
         match std::fs::remove_file(&file) {
             Ok(()) => {}

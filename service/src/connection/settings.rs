@@ -159,13 +159,41 @@ impl PoolSettings {
     }
 
     /// Refuses settings that cannot work: an empty pool, a minimum above the maximum,
-    /// and startup parameters that PgBouncer would reject.
+    /// a pool timeout over a day or a PostgreSQL timeout over its limit (about 24.8
+    /// days), and startup parameters that PgBouncer would reject.
     pub fn validate(&self) -> Result<(), TargetError> {
         if self.max_connections == 0 || self.min_connections > self.max_connections {
             return Err(TargetError::PoolBounds {
                 min: self.min_connections,
                 max: self.max_connections,
             });
+        }
+        let day = Duration::from_secs(86_400);
+        // PostgreSQL keeps its timeouts in an int of milliseconds.
+        let postgres_max = Duration::from_millis(i32::MAX as u64);
+        let limits = [
+            ("DB_ACQUIRE_TIMEOUT", self.acquire_timeout, day),
+            ("DB_IDLE_TIMEOUT", self.idle_timeout, day),
+            ("DB_MAX_LIFETIME", self.max_lifetime, day),
+            (
+                "DB_STATEMENT_TIMEOUT_MS",
+                self.statement_timeout,
+                postgres_max,
+            ),
+            (
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                self.idle_in_transaction_timeout,
+                postgres_max,
+            ),
+        ];
+        for (var, value, max) in limits {
+            if let Some(value) = value.filter(|value| *value > max) {
+                return Err(TargetError::OutOfRange {
+                    var,
+                    value: format!("{value:?}"),
+                    max: format!("{max:?}"),
+                });
+            }
         }
         if self.pgbouncer {
             let refused = [
@@ -210,21 +238,40 @@ impl Default for PoolSettings {
 }
 
 /// `tenant_acme,public` as `"tenant_acme","public"`: each schema name taken literally
-/// (no case folding), as an identifier and never as SQL. Names already quoted are kept.
+/// (no case folding), as an identifier and never as SQL. A name already in double
+/// quotes is kept as written, commas inside it included (`"a,b"` is one schema).
 fn quoted_search_path(schemas: &str) -> String {
-    schemas
-        .split(',')
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .map(|name| {
+    let mut names: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = schemas.chars().peekable();
+    let finish = |current: &mut String, names: &mut Vec<String>| {
+        let name = current.trim();
+        if !name.is_empty() {
             if name.len() >= 2 && name.starts_with('"') && name.ends_with('"') {
-                name.to_owned()
+                names.push(name.to_owned());
             } else {
-                format!("\"{}\"", name.replace('"', "\"\""))
+                names.push(format!("\"{}\"", name.replace('"', "\"\"")));
             }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+        }
+        current.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                current.push_str("\"\"");
+                chars.next();
+            }
+            '"' => {
+                quoted = !quoted;
+                current.push('"');
+            }
+            ',' if !quoted => finish(&mut current, &mut names),
+            _ => current.push(c),
+        }
+    }
+    finish(&mut current, &mut names);
+    names.join(",")
 }
 
 /// The running program's file name, e.g. `seeder`; what `pg_stat_activity` shows.
@@ -239,4 +286,21 @@ fn program_name() -> Option<String> {
         _ => stem,
     };
     Some(name.chars().take(63).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quoted_search_path;
+
+    #[test]
+    fn search_path_names_are_quoted_and_quoted_names_keep_their_commas() {
+        assert_eq!(
+            quoted_search_path("tenant_acme, public"),
+            r#""tenant_acme","public""#
+        );
+        assert_eq!(quoted_search_path(r#""a,b",public"#), r#""a,b","public""#);
+        assert_eq!(quoted_search_path(r#""say ""hi""""#), r#""say ""hi""""#);
+        assert_eq!(quoted_search_path(r#"My"Schema"#), r#""My""Schema""#);
+        assert_eq!(quoted_search_path(" , "), "");
+    }
 }

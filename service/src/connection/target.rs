@@ -49,6 +49,12 @@ pub enum TargetError {
     TlsNotEnabled { var: &'static str },
     #[error("{var}={value:?} is not a whole non-negative number")]
     InvalidNumber { var: &'static str, value: String },
+    #[error("{var} is {value}; the most it may be is {max}")]
+    OutOfRange {
+        var: &'static str,
+        value: String,
+        max: String,
+    },
     #[error(
         "the pool needs at least one connection and DB_POOL_MIN ({min}) at most DB_POOL_MAX ({max})"
     )]
@@ -186,8 +192,10 @@ impl DbTarget {
         }
     }
 
+    /// The database name (SQLite: the file path) as the driver uses it: percent-decoded,
+    /// so `DB_NAME="app data"` and `.../app%20data` both name `app data`.
     pub fn database(&self) -> String {
-        match self.backend {
+        let raw = match self.backend {
             // sqlite://path/to/file.db or sqlite:///abs/path: host + path is the file.
             DbBackend::Sqlite => {
                 let mut path = String::new();
@@ -196,13 +204,15 @@ impl DbTarget {
                 }
                 path.push_str(self.url.path());
                 if path.is_empty() {
-                    ":memory:".to_owned()
-                } else {
-                    path
+                    return ":memory:".to_owned();
                 }
+                path
             }
             _ => self.url.path().trim_start_matches('/').to_owned(),
-        }
+        };
+        percent_encoding::percent_decode_str(&raw)
+            .decode_utf8_lossy()
+            .into_owned()
     }
 
     pub fn user(&self) -> String {

@@ -201,18 +201,23 @@ pub(crate) async fn ensure_active_user<C: ConnectionTrait>(db: &C, user_id: User
 }
 
 /// Looks a user up by (normalised) email, among the users `db`'s context may see.
+/// Reads in a transaction of its own (a savepoint inside yours), like every statement
+/// of the service.
 ///
 /// # Errors
 /// `Db` only.
-pub async fn find_user_by_email<C: ConnectionTrait>(
+pub async fn find_user_by_email<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     email: &Email,
 ) -> Result<Option<Account>> {
-    Ok(users::Entity::find()
+    let txn = db.begin().await?;
+    let found = users::Entity::find()
         .filter(users::Column::Email.eq(email.as_str()))
         .into_partial_model::<Account>()
-        .one(db)
-        .await?)
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(found)
 }
 
 /// The id and password hash behind an email: the one read of a password hash. On

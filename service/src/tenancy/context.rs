@@ -91,13 +91,22 @@ impl TenantCtx {
             let row = txn
                 .query_one_raw(Statement::from_sql_and_values(
                     DbBackend::Postgres,
-                    "SELECT set_config('search_path', quote_ident($1) || ',' || current_setting('search_path'), true),
-                            CASE WHEN to_regnamespace(quote_ident($1)) IS NULL THEN 0 ELSE 1 END",
+                    // The search path before any tenant's schema went on it is kept in
+                    // `app.base_search_path`, so the next tenant in the same transaction
+                    // (set_config is local to the transaction, not to a savepoint) starts
+                    // from it again.
+                    "WITH base AS (
+                         SELECT COALESCE(NULLIF(current_setting('app.base_search_path', true), ''),
+                                         current_setting('search_path')) AS path)
+                     SELECT set_config('app.base_search_path', path, true),
+                            set_config('search_path', quote_ident($1) || ',' || path, true),
+                            CASE WHEN to_regnamespace(quote_ident($1)) IS NULL THEN 0 ELSE 1 END
+                       FROM base",
                     [schema.clone().into()],
                 ))
                 .await?;
             let provisioned = row
-                .map(|r| r.try_get_by_index::<i32>(1))
+                .map(|r| r.try_get_by_index::<i32>(2))
                 .transpose()?
                 .unwrap_or(0)
                 == 1;
@@ -310,7 +319,11 @@ pub(crate) async fn set_row_security_context<C: ConnectionTrait>(
     let as_text = |id: Option<String>| id.unwrap_or_default();
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true)",
+        // A schema-isolated tenant earlier in the same transaction put its schema first
+        // on the search path; take it off again (see `TenantCtx::begin`).
+        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true),
+                CASE WHEN current_setting('app.base_search_path', true) <> ''
+                     THEN set_config('search_path', current_setting('app.base_search_path'), true) END",
         [
             as_text(tenant.map(|t| t.to_string())).into(),
             as_text(user.map(|u| u.to_string())).into(),

@@ -127,14 +127,20 @@ where
     Ok((tenant, membership))
 }
 
+/// The tenant with this slug, among those `db`'s context may see. Reads in a
+/// transaction of its own (a savepoint inside yours), like every statement of the service.
+///
 /// # Errors
 /// `Db` only.
-pub async fn find_tenant_by_slug<C: ConnectionTrait>(
+pub async fn find_tenant_by_slug<C: ConnectionTrait + TransactionTrait>(
     db: &C,
     slug: &Slug,
 ) -> Result<Option<tenants::Model>> {
-    Ok(tenants::Entity::find()
+    let txn = db.begin().await?;
+    let found = tenants::Entity::find()
         .filter(tenants::Column::Slug.eq(slug.as_str()))
-        .one(db)
-        .await?)
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(found)
 }
