@@ -3,7 +3,8 @@
 //! Order of a run, each step before the next:
 //! 1. refuse production on the process signals (`APP_ENV`, `MIGRATION_ENV`);
 //! 2. connect and read the database's own environment marker, refusing production or
-//!    a mismatch: all of this reads only;
+//!    a mismatch, and on PostgreSQL a role that row-level security applies to: all of
+//!    this reads only;
 //! 3. outside `local` and `test`, list what the reset deletes and ask for the migration
 //!    CLI's confirmation phrase;
 //! 4. take the seeder lock (one seeder at a time per database);
@@ -368,6 +369,40 @@ pub async fn run_with(
     result
 }
 
+/// PostgreSQL: the seeder writes system roles and every tenant's rows, which row-level
+/// security forbids to any role but a superuser or a BYPASSRLS one (such as the schema
+/// owner of the migrations). Said before anything is written, in those words, rather than
+/// as a permission error halfway.
+async fn refuse_a_role_behind_row_security(db: &DatabaseConnection) -> Result<(), SeedError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_user::text, rolsuper OR rolbypassrls
+               FROM pg_roles WHERE rolname = current_user"
+                .to_owned(),
+        ))
+        .await?;
+    let (role, exempt) = match row {
+        Some(row) => (
+            row.try_get_by_index::<String>(0)?,
+            row.try_get_by_index::<bool>(1)?,
+        ),
+        None => return Ok(()),
+    };
+    if exempt {
+        return Ok(());
+    }
+    Err(SeedError::Refused {
+        signal: format!("the database role {role}"),
+        reason: "it is neither a superuser nor BYPASSRLS, and the seeder writes system roles \
+                 and every tenant's rows: connect as the schema owner the migrations run as"
+            .into(),
+    })
+}
+
 async fn run_on(
     db: &DatabaseConnection,
     options: &SeedOptions,
@@ -399,6 +434,8 @@ async fn run_on(
             reason: "it is not a known environment".into(),
         });
     }
+
+    refuse_a_role_behind_row_security(db).await?;
 
     let pending = Migrator::get_pending_migrations_read_only(db).await?.len();
     if pending > 0 && !env.is_disposable() {

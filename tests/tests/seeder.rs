@@ -446,6 +446,46 @@ async fn seeder_scale_copy_is_refused_up_front_for_a_role_behind_row_security() 
     .await;
 }
 
+/// The seeder as a role behind row-level security (the runtime login) is refused before
+/// it writes anything, with the reason, not a permission error halfway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_as_a_role_behind_row_security_is_refused_before_writing() {
+    run_case(
+        Backend::Postgres,
+        "seeder_as_a_role_behind_row_security",
+        Start::Migrated,
+        |t| async move {
+            let runtime = t.runtime_target(None);
+            let result = seeder::run(
+                &SeedOptions {
+                    database_url: Some(runtime.connection_url().to_owned()),
+                    ..SeedOptions::default()
+                },
+                AppEnv::Test,
+                &runtime,
+            )
+            .await;
+            assert!(
+                matches!(&result, Err(SeedError::Refused { reason, .. }) if reason.contains("BYPASSRLS")),
+                "{result:?}"
+            );
+            let tenants = t
+                .owner
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) FROM tenants".to_owned(),
+                ))
+                .await
+                .expect("counts")
+                .expect("row")
+                .try_get_by_index::<i64>(0)
+                .expect("count");
+            assert_eq!(tenants, 0, "nothing written");
+        },
+    )
+    .await;
+}
+
 /// The same N and seed give the same rows on every backend (PostgreSQL through COPY,
 /// the others through inserts), compared as the entities read them back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
