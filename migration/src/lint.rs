@@ -6,10 +6,11 @@
 //!
 //! - next to its statement, by a migration that runs the statement through
 //!   [`accept_lint`] (or [`accept_lint_sql`]) with the rule and the reason; the SQL then
-//!   carries squawk's own comment, `-- squawk-ignore <rule> -- <reason>`;
+//!   starts with squawk's own comment, `-- squawk-ignore <rule> -- <reason>`, which
+//!   counts only there, before the statement's SQL;
 //! - or by the baseline (`migration/lint-baseline.toml`), which covers only the
-//!   migrations released before the lint existed, by name, and only while their
-//!   findings stay exactly what it counts.
+//!   migrations released before the lint existed ([`RELEASED_BEFORE_LINT`]), by name,
+//!   and only while their findings stay exactly what it counts.
 //!
 //! The acceptance is matched here, not by squawk: every finding squawk reports inside
 //! the statement the comment was executed with is accepted, and an acceptance that
@@ -31,9 +32,38 @@ pub const SQUAWK_VERSION: &str = "2.70.0";
 /// The PostgreSQL release the migrations target.
 const PG_VERSION: &str = "15";
 
-/// The newest migration the baseline may list. Migrations after it state their
-/// accepted findings next to the statement, never in the baseline.
-pub const BASELINE_COVERS_THROUGH: &str = "m20261123_000023_tenancy_check_tenant_slug";
+/// The migrations released before the lint existed, in the order they apply: the only
+/// ones the baseline may list. Pinned by name, so that a later migration cannot be
+/// baselined whatever its name is or wherever it sorts; it states its accepted
+/// findings next to the statement.
+pub const RELEASED_BEFORE_LINT: &[&str] = &[
+    "m20261122_000001_platform_create_database_metadata",
+    "m20261122_000002_tenancy_create_tenants",
+    "m20261122_000003_identity_create_users",
+    "m20261122_000004_identity_create_user_profiles",
+    "m20261122_000005_tenancy_create_memberships",
+    "m20261122_000006_identity_create_sessions",
+    "m20261122_000007_identity_create_refresh_tokens",
+    "m20261122_000008_audit_create_audit_event_types",
+    "m20261122_000009_audit_create_audit_logs",
+    "m20261122_000010_access_create_permissions",
+    "m20261122_000011_access_create_roles",
+    "m20261122_000012_access_create_role_inheritance",
+    "m20261122_000013_access_create_role_permissions",
+    "m20261122_000014_tenancy_create_teams",
+    "m20261122_000015_tenancy_create_team_members",
+    "m20261122_000016_tenancy_create_invitations",
+    "m20261122_000017_access_create_role_assignments",
+    "m20261122_000018_access_create_policies",
+    "m20261122_000019_audit_add_access_event_types",
+    "m20261122_000020_platform_postgres_row_security",
+    "m20261123_000021_identity_create_sign_in_throttles",
+    "m20261123_000022_platform_postgres_walls",
+    "m20261123_000023_tenancy_check_tenant_slug",
+];
+
+/// The newest migration the baseline may list, by the order migrations apply.
+pub const BASELINE_COVERS_THROUGH: &str = RELEASED_BEFORE_LINT[RELEASED_BEFORE_LINT.len() - 1];
 
 /// The project's baseline, compiled in so the lint runs from any directory.
 const PROJECT_BASELINE: &str = include_str!("../lint-baseline.toml");
@@ -316,11 +346,13 @@ impl Baseline {
     }
 
     fn validate(&self) -> Result<(), LintError> {
+        released_apply_first().map_err(LintError::BaselineInvalid)?;
         for (name, entry) in &self.migrations {
-            if name.as_str() > BASELINE_COVERS_THROUGH {
+            if !RELEASED_BEFORE_LINT.contains(&name.as_str()) {
                 return Err(LintError::BaselineInvalid(format!(
-                    "{name} is newer than {BASELINE_COVERS_THROUGH}: a new migration states \
-                     its accepted findings next to the statement (accept_lint)"
+                    "{name} is not one of the migrations released through \
+                     {BASELINE_COVERS_THROUGH}: a new migration states its accepted findings \
+                     next to the statement (accept_lint)"
                 )));
             }
             if entry.why.trim().is_empty() {
@@ -340,6 +372,30 @@ impl Baseline {
     /// Why `rule` is accepted in the baseline's migrations.
     pub fn why(&self, rule: &str) -> Option<&str> {
         self.rules.get(rule).map(String::as_str)
+    }
+}
+
+/// Checks that [`RELEASED_BEFORE_LINT`] is what the migrator applies first, in that
+/// order: a migration placed among them would apply before released ones, and the
+/// baseline's "released" would no longer mean "applied before the lint".
+fn released_apply_first() -> Result<(), String> {
+    use sea_orm_migration::MigratorTrait;
+    let migrations = crate::Migrator::migrations();
+    let applied: Vec<&str> = migrations.iter().map(|m| m.name()).collect();
+    match applied
+        .iter()
+        .position(|name| *name == BASELINE_COVERS_THROUGH)
+    {
+        None => Err(format!(
+            "{BASELINE_COVERS_THROUGH}, the last migration the baseline may cover, is not \
+             among the migrations"
+        )),
+        Some(last) if applied[..=last] != *RELEASED_BEFORE_LINT => Err(format!(
+            "the migrations up to {BASELINE_COVERS_THROUGH} are not the released ones, in \
+             their order: {:?}",
+            &applied[..=last]
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -386,6 +442,12 @@ pub enum Problem {
     NoReason { rule: String, statement: usize },
     #[error("statement {statement} has a squawk-ignore naming no rule: name the rules it accepts")]
     NoRule { statement: usize },
+    #[error(
+        "statement {statement} has squawk-ignore where it accepts nothing: only a \
+         `-- squawk-ignore <rule> -- <reason>` line before the statement's SQL does; write it \
+         with accept_lint"
+    )]
+    Misplaced { statement: usize },
     #[error(
         "statement {statement} accepts findings for the whole file (squawk-ignore-file): accept each rule next to its statement"
     )]
@@ -628,9 +690,17 @@ fn squawk_file(statements: &[String]) -> (String, Vec<usize>) {
     for statement in statements {
         starts.push(line);
         let text = statement.trim_end().trim_end_matches(';');
+        // Everywhere, not only where an acceptance may stand: squawk must honour no
+        // comment, and the marker in a literal changes nothing squawk checks.
         sql.push_str(&text.replace(IGNORE_MARK, INERT_MARK));
-        sql.push_str(";\n");
         line += text.lines().count().max(1);
+        // After a trailing line comment, a `;` on the same line would be commented out
+        // and the next statement run into this one.
+        if text.lines().last().is_some_and(|last| last.contains("--")) {
+            sql.push('\n');
+            line += 1;
+        }
+        sql.push_str(";\n");
     }
     (sql, starts)
 }
@@ -768,22 +838,35 @@ fn judge(
     }
 }
 
-/// The acceptances a statement states in `squawk-ignore` comments, and what is wrong
-/// with any of them.
+/// The acceptances a statement states, and what is wrong with any of them. Only a
+/// `-- squawk-ignore <rules> -- <reason>` line before the statement's SQL, as
+/// [`accept_lint`] writes it, accepts: the marker anywhere else (a comment after the
+/// SQL starts, a block comment, a string literal) accepts nothing, and is reported so
+/// that it cannot pass for an acceptance.
 fn acceptances_in(statement: &str, index: usize) -> (Vec<Acceptance>, Vec<Problem>) {
     let mut found = Vec::new();
     let mut problems = Vec::new();
+    let mut misplaced = false;
+    let mut leading = true;
     for line in statement.lines() {
-        let Some(at) = line.find(IGNORE_MARK) else {
+        let trimmed = line.trim_start();
+        let comment = trimmed.strip_prefix("--").filter(|_| leading);
+        if comment.is_none() && !trimmed.is_empty() {
+            leading = false;
+        }
+        let Some(rest) = comment.and_then(|body| body.trim_start().strip_prefix(IGNORE_MARK))
+        else {
+            misplaced |= line.contains(IGNORE_MARK);
             continue;
         };
-        let rest = &line[at + IGNORE_MARK.len()..];
         if rest.starts_with("-file") {
             problems.push(Problem::WholeFile { statement: index });
             continue;
         }
-        // A block comment ends at `*/`, a line comment at the end of the line.
-        let rest = rest.split("*/").next().unwrap_or_default();
+        if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+            misplaced = true;
+            continue;
+        }
         let (rules, reason) = match rest.find("--") {
             Some(split) => (&rest[..split], rest[split + 2..].trim()),
             None => (rest, ""),
@@ -810,6 +893,9 @@ fn acceptances_in(statement: &str, index: usize) -> (Vec<Acceptance>, Vec<Proble
                 });
             }
         }
+    }
+    if misplaced {
+        problems.push(Problem::Misplaced { statement: index });
     }
     (found, problems)
 }
@@ -867,10 +953,37 @@ mod tests {
                 statement: 0
             }]
         );
-        let (_, problems) = acceptances_in("/* squawk-ignore */ DROP", 0);
+        let (_, problems) = acceptances_in("-- squawk-ignore -- why\nDROP", 0);
         assert_eq!(problems, vec![Problem::NoRule { statement: 0 }]);
         let (_, problems) = acceptances_in("-- squawk-ignore-file -- all fine\nDROP", 1);
         assert_eq!(problems, vec![Problem::WholeFile { statement: 1 }]);
+    }
+
+    #[test]
+    fn only_a_leading_line_comment_accepts() {
+        let (found, problems) = acceptances_in(
+            "\n-- the index backs the new lookup\n-- squawk-ignore ban-drop-column -- never read\nALTER TABLE t DROP COLUMN c",
+            2,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(problems.is_empty(), "{problems:?}");
+        for statement in [
+            "/* squawk-ignore ban-drop-column -- never read */ ALTER TABLE t DROP COLUMN c",
+            "ALTER TABLE t DROP COLUMN c -- squawk-ignore ban-drop-column -- never read",
+            "ALTER TABLE t\n-- squawk-ignore ban-drop-column -- never read\nDROP COLUMN c",
+            "UPDATE t SET c = 'squawk-ignore ban-drop-column -- a value'",
+            "UPDATE t SET c = '\n-- squawk-ignore ban-drop-column -- a value\n'",
+            "-- note: squawk-ignore ban-drop-column -- never read\nALTER TABLE t DROP COLUMN c",
+            "-- squawk-ignoreban-drop-column -- never read\nALTER TABLE t DROP COLUMN c",
+        ] {
+            let (found, problems) = acceptances_in(statement, 1);
+            assert!(found.is_empty(), "{statement}: {found:?}");
+            assert_eq!(
+                problems,
+                vec![Problem::Misplaced { statement: 1 }],
+                "{statement}"
+            );
+        }
     }
 
     #[test]
@@ -883,6 +996,15 @@ mod tests {
         assert_eq!(starts, vec![1, 2, 4]);
         assert!(!sql.contains(IGNORE_MARK));
         assert_eq!(sql.lines().nth(3), Some("CREATE INDEX i ON a (id);"));
+
+        // Nothing squawk reads tells it to ignore a rule, not even text in a literal.
+        let (sql, starts) = squawk_file(&[
+            "SELECT 'squawk-ignore-file' -- squawk-ignore x -- y".into(),
+            "SELECT 2".into(),
+        ]);
+        assert!(!sql.contains(IGNORE_MARK), "{sql}");
+        assert_eq!(starts, vec![1, 3]);
+        assert_eq!(sql.lines().nth(2), Some(";"));
     }
 
     #[test]
@@ -891,12 +1013,22 @@ mod tests {
     }
 
     #[test]
+    fn the_released_migrations_are_the_first_the_migrator_applies() {
+        released_apply_first().unwrap();
+    }
+
+    #[test]
     fn the_baseline_cannot_cover_new_migrations() {
         let error = Baseline::parse(
             "[rules]\nban-drop-column = \"x\"\n[migrations.m20991231_000001_later]\nwhy = \"x\"\nfindings = { ban-drop-column = 1 }\n",
         )
         .unwrap_err();
-        assert!(error.to_string().contains("newer than"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("not one of the migrations released"),
+            "{error}"
+        );
         let error = Baseline::parse(
             "[migrations.m20261122_000001_platform_create_database_metadata]\nwhy = \"x\"\nfindings = { ban-drop-column = 1 }\n",
         )

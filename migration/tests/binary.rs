@@ -47,6 +47,36 @@ fn help_lists_the_sea_orm_cli_commands_and_the_safety_rules() {
 }
 
 #[test]
+fn lint_help_describes_every_option() {
+    let out = migration(&["lint", "--help"], &[]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let options = help.split("Options:").nth(1).expect("an options list");
+    // clap's own notes, such as `[default: text]`, are not a description.
+    let is_description = |text: &str| {
+        let text = text.trim();
+        !text.is_empty() && !text.starts_with('[') && !text.starts_with('-')
+    };
+    let lines: Vec<&str> = options.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let option = line.trim();
+        if !option.starts_with('-') {
+            continue;
+        }
+        // The description follows the option on its line, or (when the help is too wide)
+        // on the next one.
+        let same_line = option
+            .split_once("  ")
+            .is_some_and(|(_, rest)| is_description(rest));
+        let next_line = lines.get(i + 1).is_some_and(|next| is_description(next));
+        assert!(
+            same_line || next_line,
+            "{option} has no description:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn up_then_status_json_then_fresh_refused_in_production() {
     let path = scratch_sqlite("prod");
     let url = format!("sqlite://{}?mode=rwc", path.display());

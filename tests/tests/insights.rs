@@ -13,6 +13,7 @@ use tests::{Backend, TestDb, inspect};
 tests::backend_tests!(
     Empty: insights_on_a_seeded_database_reports_every_section_and_changes_nothing,
     insights_sections_a_user_may_not_read_are_unavailable_not_fatal,
+    insights_reads_slow_statements_as_a_plain_login,
 );
 
 const SECTIONS: &[&str] = &[
@@ -235,6 +236,61 @@ async fn insights_sections_a_user_may_not_read_are_unavailable_not_fatal(t: Test
                 .as_str()
                 .is_some_and(|r| r.contains("may not read")),
             "{name} names the missing privilege: {part}"
+        );
+    }
+}
+
+/// PostgreSQL: pg_stat_statements is readable by any login once the extension exists,
+/// though only a superuser (or pg_read_all_settings) may read which libraries the
+/// server preloaded.
+async fn insights_reads_slow_statements_as_a_plain_login(t: TestDb) {
+    if t.backend != Backend::Postgres {
+        return;
+    }
+    t.owner
+        .execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await
+        .expect("creates the extension");
+    let database = t.target().database();
+    let login = format!("ins_{}", &database[database.len() - 10..]);
+    for sql in [
+        format!(r#"CREATE ROLE "{login}" LOGIN"#),
+        format!(r#"GRANT CONNECT ON DATABASE "{database}" TO "{login}""#),
+        format!(r#"GRANT USAGE ON SCHEMA public TO "{login}""#),
+    ] {
+        t.owner
+            .execute_unprepared(&sql)
+            .await
+            .expect("creates the login");
+    }
+    let mut url = url::Url::parse(&t.url).expect("valid");
+    url.set_username(&login).expect("takes a user");
+    let target = DbTarget::from_url(url.as_str()).expect("valid");
+
+    let (result, out, _) = run(target, insights(InsightsFormat::Json)).await;
+    for sql in [
+        format!(r#"DROP OWNED BY "{login}""#),
+        format!(r#"DROP ROLE "{login}""#),
+    ] {
+        t.owner
+            .execute_unprepared(&sql)
+            .await
+            .expect("drops the login");
+    }
+    result.expect("insights runs as a plain login");
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let slow = section(&report, "slow_statements");
+    if postgres_setting(&t, "shared_preload_libraries")
+        .await
+        .contains("pg_stat_statements")
+    {
+        assert_eq!(slow["available"], true, "{slow}");
+    } else {
+        assert!(
+            slow["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("not loaded") && r.contains("shared_preload_libraries")),
+            "says the server has not loaded it: {slow}"
         );
     }
 }

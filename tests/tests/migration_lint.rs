@@ -256,3 +256,55 @@ async fn an_accepted_statement_runs_on_every_backend(t: TestDb) {
 }
 
 tests::backend_tests!(Migrated: an_accepted_statement_runs_on_every_backend);
+
+#[test]
+fn the_baseline_refuses_a_migration_that_was_not_released() {
+    // The first sorts before the last released migration, as one added late may.
+    for name in [
+        "m20261123_000022_tenancy_index_teams_late",
+        "m20261122_000001_platform_create_database_metadata_again",
+        "m20991231_000001_identity_index_users_created_at",
+    ] {
+        let error = Baseline::parse(&format!(
+            "[rules]\n{CONCURRENT_INDEX} = \"small table\"\n\
+             [migrations.{name}]\nwhy = \"small table\"\n\
+             findings = {{ {CONCURRENT_INDEX} = 1 }}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(&error, LintError::BaselineInvalid(_)) && error.to_string().contains(name),
+            "{name}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_marker_anywhere_but_the_leading_comment_accepts_nothing() {
+    let Some(squawk) = squawk() else { return };
+    for sql in [
+        // In a string literal.
+        "CREATE INDEX ix_users_created_at ON users (created_at) \
+         WHERE email <> 'squawk-ignore require-concurrent-index-creation -- just a value'",
+        // In a string literal, on a line of its own.
+        "CREATE INDEX ix_users_created_at ON users (created_at) WHERE email <> '\n\
+         -- squawk-ignore require-concurrent-index-creation -- just a value\n'",
+        // In a comment after the SQL.
+        "CREATE INDEX ix_users_created_at ON users (created_at)\n\
+         -- squawk-ignore require-concurrent-index-creation -- after the statement",
+        // In a block comment.
+        "/* squawk-ignore require-concurrent-index-creation -- in a block */\n\
+         CREATE INDEX ix_users_created_at ON users (created_at)",
+    ] {
+        let report = lint_one(&squawk, HowToIndex::RawSql(sql)).await.unwrap();
+        let lint = &report.migrations[0];
+        assert!(!report.passed(), "{sql}: {lint:?}");
+        assert!(lint.acceptances.is_empty(), "{sql}: {lint:?}");
+        let failing: Vec<_> = lint.failing_findings().collect();
+        assert_eq!(failing.len(), 1, "{sql}: {lint:?}");
+        assert_eq!(failing[0].rule, CONCURRENT_INDEX);
+        assert!(
+            lint.problems.contains(&Problem::Misplaced { statement: 0 }),
+            "{sql}: {lint:?}"
+        );
+    }
+}

@@ -663,11 +663,6 @@ struct ExtensionSchema {
     schema_name: String,
 }
 
-#[derive(FromQueryResult)]
-struct Setting {
-    value: Option<String>,
-}
-
 async fn postgres_slow_statements(db: &DatabaseConnection, limit: u32) -> Section<SlowStatement> {
     let installed = read_only::<ExtensionSchema>(
         db,
@@ -688,28 +683,10 @@ async fn postgres_slow_statements(db: &DatabaseConnection, limit: u32) -> Sectio
             }
         },
     };
-    // Created but not preloaded, the view raises an error; say how to fix it instead.
-    let loaded = read_only::<Setting>(
-        db,
-        "SELECT current_setting('shared_preload_libraries') AS value",
-    )
-    .await
-    .ok()
-    .and_then(|rows| rows.into_iter().next())
-    .and_then(|row| row.value)
-    .is_some_and(|libraries| {
-        libraries
-            .split(',')
-            .any(|library| library.trim().trim_matches('"') == "pg_stat_statements")
-    });
-    if !loaded {
-        return Section::unavailable(format!(
-            "the pg_stat_statements extension exists but the server has not loaded it; to \
-             enable it, {ENABLE_PG_STAT_STATEMENTS}"
-        ));
-    }
+    // The view itself says whether the server loaded the library: the setting that
+    // lists preloaded libraries is hidden from roles without pg_read_all_settings.
     let view = format!("\"{}\".pg_stat_statements", schema.replace('"', "\"\""));
-    section(
+    let statements = read_only(
         db,
         &format!(
             "SELECT calls, total_exec_time::float8 AS total_ms, mean_exec_time::float8 AS mean_ms,
@@ -720,7 +697,28 @@ async fn postgres_slow_statements(db: &DatabaseConnection, limit: u32) -> Sectio
              LIMIT {limit}"
         ),
     )
-    .await
+    .await;
+    match statements {
+        Err(error) if is_not_preloaded(&error) => Section::unavailable(format!(
+            "the pg_stat_statements extension exists but the server has not loaded its \
+             library (it is not in shared_preload_libraries); to enable it, \
+             {ENABLE_PG_STAT_STATEMENTS}"
+        )),
+        result => Section::from_result(result),
+    }
+}
+
+/// pg_stat_statements' own error when its view is read but the server did not preload
+/// the library: object_not_in_prerequisite_state (55000), naming the setting.
+fn is_not_preloaded(error: &DbErr) -> bool {
+    let (DbErr::Query(RuntimeErr::SqlxError(e)) | DbErr::Exec(RuntimeErr::SqlxError(e))) = error
+    else {
+        return false;
+    };
+    let sqlx::Error::Database(db) = e.as_ref() else {
+        return false;
+    };
+    db.code().as_deref() == Some("55000") && db.message().contains("shared_preload_libraries")
 }
 
 #[derive(FromQueryResult)]

@@ -172,6 +172,7 @@ pub enum Command {
         /// Check every migration; no database needed.
         #[arg(long)]
         all: bool,
+        /// `text` for people, `json` (every finding, with how it is accepted) for scripts.
         #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
         format: StatusFormat,
     },
