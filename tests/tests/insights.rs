@@ -294,3 +294,45 @@ async fn insights_reads_slow_statements_as_a_plain_login(t: TestDb) {
         );
     }
 }
+
+/// On SQLite the command opens the file as it is: a rollback-journal database keeps its
+/// journal mode and bytes, and a missing file is an error, not a new empty database.
+#[tokio::test]
+async fn insights_on_sqlite_leaves_the_file_as_it_was() {
+    let dir = std::env::temp_dir().join(format!("insights-ro-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let file = dir.join("plain.sqlite");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    // Made with SQLx's defaults: rollback journal, no WAL.
+    let plain = sea_orm::Database::connect(url.as_str())
+        .await
+        .expect("creates");
+    plain
+        .execute_unprepared("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        .await
+        .expect("a table");
+    plain.close().await.ok();
+    let before = std::fs::read(&file).expect("reads");
+
+    let target = DbTarget::from_url(&url).expect("a target");
+    let (result, out, _) = run(target, insights(InsightsFormat::Json)).await;
+    result.expect("insights runs");
+    serde_json::from_str::<Value>(&out).expect("JSON");
+    assert_eq!(
+        std::fs::read(&file).expect("reads"),
+        before,
+        "not a byte changed"
+    );
+    assert!(
+        !dir.join("plain.sqlite-wal").exists(),
+        "no write-ahead log was started"
+    );
+
+    let missing = dir.join("missing.sqlite");
+    let target =
+        DbTarget::from_url(&format!("sqlite://{}?mode=rwc", missing.display())).expect("a target");
+    let (result, _, _) = run(target, insights(InsightsFormat::Json)).await;
+    assert!(result.is_err(), "a missing file is an error");
+    assert!(!missing.exists(), "and is not created");
+    let _ = std::fs::remove_dir_all(&dir);
+}

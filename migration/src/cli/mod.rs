@@ -512,7 +512,26 @@ pub async fn connect(
 ) -> Result<DatabaseConnection, CliError> {
     let mut settings = PoolSettings::tool("migration");
     settings.schema = Some(schema.unwrap_or("public").to_owned());
-    connection::connect(target, &settings)
+    connect_with(target, &settings).await
+}
+
+/// [`connect`] for commands that only read: a session that cannot write, and on SQLite
+/// a file opened as it is (no journal-mode change, no new file).
+pub async fn connect_read_only(
+    target: &DbTarget,
+    schema: Option<&str>,
+) -> Result<DatabaseConnection, CliError> {
+    let mut settings = PoolSettings::tool("migration");
+    settings.schema = Some(schema.unwrap_or("public").to_owned());
+    settings.read_only = true;
+    connect_with(target, &settings).await
+}
+
+async fn connect_with(
+    target: &DbTarget,
+    settings: &PoolSettings,
+) -> Result<DatabaseConnection, CliError> {
+    connection::connect(target, settings)
         .await
         .map_err(|error| match error {
             ConnectError::Connect { target, source } => CliError::Connect { target, source },
@@ -531,7 +550,11 @@ pub async fn execute(
         // The database may not exist yet: these connect to the server instead.
         return database::run(inv, *action, prompt, out, err).await;
     }
-    let db = connect(&inv.target, inv.schema.as_deref()).await?;
+    let db = if matches!(inv.command, Command::Insights { .. }) {
+        connect_read_only(&inv.target, inv.schema.as_deref()).await?
+    } else {
+        connect(&inv.target, inv.schema.as_deref()).await?
+    };
     let result = execute_on(&db, inv, prompt, out, err).await;
     db.close().await.ok();
     result

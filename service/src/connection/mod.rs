@@ -129,6 +129,15 @@ pub fn connect_options(
                 });
             }
         }
+        DbBackend::Sqlite if settings.read_only => {
+            // Opening may not change the file: no journal mode, no new file.
+            options.map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .read_only(true)
+                    .create_if_missing(false)
+                    .busy_timeout(Duration::from_secs(10))
+            });
+        }
         DbBackend::Sqlite => {
             // WAL and a busy timeout: a second writer waits instead of failing at once.
             options.map_sqlx_sqlite_opts(|sqlite| {

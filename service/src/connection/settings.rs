@@ -41,6 +41,10 @@ pub struct PoolSettings {
     /// no statement cache and no startup parameters beyond `application_name`, which
     /// PgBouncer 1.18 refuses. See README, "PgBouncer".
     pub pgbouncer: bool,
+    /// Sessions that cannot write: PostgreSQL's `default_transaction_read_only`; SQLite
+    /// opened read-only, without creating a missing file or changing its journal mode.
+    /// For tools that only read (`insights`).
+    pub read_only: bool,
 }
 
 impl PoolSettings {
@@ -57,6 +61,7 @@ impl PoolSettings {
             idle_in_transaction_timeout: Some(Duration::from_secs(60)),
             schema: None,
             pgbouncer: false,
+            read_only: false,
         }
     }
 
@@ -203,6 +208,7 @@ impl PoolSettings {
                     "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
                 ),
                 (self.schema.is_some(), "DATABASE_SCHEMA"),
+                (self.read_only, "a read-only session"),
             ];
             if let Some((_, var)) = refused.into_iter().find(|(set, _)| *set) {
                 return Err(TargetError::NotThroughPgBouncer { var });
@@ -226,6 +232,9 @@ impl PoolSettings {
         }
         if let Some(schemas) = &self.schema {
             settings.push(("search_path", quoted_search_path(schemas)));
+        }
+        if self.read_only {
+            settings.push(("default_transaction_read_only", "on".to_owned()));
         }
         settings
     }
