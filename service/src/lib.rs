@@ -12,7 +12,9 @@
 pub mod access;
 pub mod audit;
 pub mod connection;
+pub mod crypto;
 pub mod deps;
+pub mod environment;
 pub mod error;
 pub mod identity;
 pub mod input;
