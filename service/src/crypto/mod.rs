@@ -26,6 +26,10 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
+/// Every column that holds sealed values: what `keys reencrypt` walks. A migration that
+/// adds one adds it here.
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[];
+
 /// The layout written by [`KeyRing::seal`]; readers refuse any other.
 pub const FORMAT_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
