@@ -744,9 +744,7 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
         ),
         (
             "api_keys",
-            entity::identity::api_keys::Entity::find()
-                .count(db)
-                .await?,
+            entity::identity::api_keys::Entity::find().count(db).await?,
         ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
     ])

@@ -71,7 +71,10 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
     }
     writeln!(out, "{invitations}\n")?;
 
-    writeln!(out, "API keys (shown once; the database keeps their SHA-256)")?;
+    writeln!(
+        out,
+        "API keys (shown once; the database keeps their SHA-256)"
+    )?;
     let mut api_keys = text_table(["tenant", "name", "scopes", "key"]);
     for k in &report.access.api_keys {
         api_keys.add_row(vec![

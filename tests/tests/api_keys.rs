@@ -55,7 +55,11 @@ async fn create(t: &TestDb, w: &World, name: &str) -> IssuedApiKey {
     .expect("created")
 }
 
-async fn authenticate(t: &TestDb, w: &World, key: &str) -> Result<service::identity::AuthenticatedApiKey, ServiceError> {
+async fn authenticate(
+    t: &TestDb,
+    w: &World,
+    key: &str,
+) -> Result<service::identity::AuthenticatedApiKey, ServiceError> {
     authenticate_api_key(&t.db, &w.deps, key, &meta()).await
 }
 
@@ -83,9 +87,15 @@ async fn api_keys_are_shown_once_and_stored_as_hash_and_prefix(t: TestDb) {
     assert_eq!(issued.key.prefix, row.prefix);
     let row_text = format!(
         "{} {} {} {}",
-        row.name, row.prefix, row.scopes, row.key_hash.expose()
+        row.name,
+        row.prefix,
+        row.scopes,
+        row.key_hash.expose()
     );
-    assert!(!row_text.contains(&key[8..]), "the key is nowhere in its row");
+    assert!(
+        !row_text.contains(&key[8..]),
+        "the key is nowhere in its row"
+    );
 
     let events = audit_logs::Entity::find()
         .filter(audit_logs::Column::EventType.eq("api_key_created"))
@@ -95,15 +105,22 @@ async fn api_keys_are_shown_once_and_stored_as_hash_and_prefix(t: TestDb) {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].tenant_id, Some(w.acme.id));
     assert_eq!(events[0].actor_user_id, Some(w.alice));
-    let all = audit_logs::Entity::find().all(&t.owner).await.expect("audit");
+    let all = audit_logs::Entity::find()
+        .all(&t.owner)
+        .await
+        .expect("audit");
     assert!(
-        all.iter().all(|e| !e.details.to_string().contains(&key[8..])),
+        all.iter()
+            .all(|e| !e.details.to_string().contains(&key[8..])),
         "the key is in no audit row"
     );
 
     let listed = list_api_keys(&t.db, &w.owner).await.expect("lists");
     assert_eq!(listed, vec![issued.key.clone()]);
-    assert!(!format!("{listed:?}").contains(row.key_hash.expose()), "no hash listed");
+    assert!(
+        !format!("{listed:?}").contains(row.key_hash.expose()),
+        "no hash listed"
+    );
 }
 
 async fn api_keys_authenticate_and_a_mistyped_key_is_refused_without_a_query(t: TestDb) {
@@ -130,7 +147,10 @@ async fn api_keys_authenticate_and_a_mistyped_key_is_refused_without_a_query(t: 
         (&key[..key.len() - 1], ApiKeyFormatError::Encoding),
         ("sk_test_short", ApiKeyFormatError::Shape),
         ("rt_0123", ApiKeyFormatError::Shape),
-        (&key.replacen("sk_test_", "sk_prod_", 1), ApiKeyFormatError::UnknownEnvironment),
+        (
+            &key.replacen("sk_test_", "sk_prod_", 1),
+            ApiKeyFormatError::UnknownEnvironment,
+        ),
         (&"x".repeat(500), ApiKeyFormatError::TooLong),
     ] {
         let result = authenticate_api_key(&nowhere, &w.deps, presented, &meta()).await;
@@ -142,12 +162,18 @@ async fn api_keys_authenticate_and_a_mistyped_key_is_refused_without_a_query(t: 
     // The same key presented to a live deployment.
     assert!(matches!(
         parse_api_key(&key, ApiKeyEnvironment::Live),
-        Err(ApiKeyFormatError::WrongEnvironment { found: "test", expected: "live" })
+        Err(ApiKeyFormatError::WrongEnvironment {
+            found: "test",
+            expected: "live"
+        })
     ));
     // A well-formed key: only now is the database asked.
     let other = create(&t, &w, "throwaway").await;
     let result = authenticate_api_key(&nowhere, &w.deps, other.secret.expose(), &meta()).await;
-    assert!(matches!(result, Err(ServiceError::Db(_))), "this one needs the database: {result:?}");
+    assert!(
+        matches!(result, Err(ServiceError::Db(_))),
+        "this one needs the database: {result:?}"
+    );
 }
 
 async fn api_keys_revoked_and_expired_are_refused(t: TestDb) {
@@ -157,9 +183,15 @@ async fn api_keys_revoked_and_expired_are_refused(t: TestDb) {
         .await
         .expect("revoked");
     let result = authenticate(&t, &w, revoked.secret.expose()).await;
-    assert!(matches!(result, Err(ServiceError::ApiKeyRevoked)), "{result:?}");
+    assert!(
+        matches!(result, Err(ServiceError::ApiKeyRevoked)),
+        "{result:?}"
+    );
     let again = revoke_api_key(&t.db, &w.deps, &w.owner, revoked.key.id, &meta()).await;
-    assert!(matches!(again, Err(ServiceError::Conflict { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(ServiceError::Conflict { .. })),
+        "{again:?}"
+    );
 
     let expiring = create_api_key(
         &t.db,
@@ -180,7 +212,13 @@ async fn api_keys_revoked_and_expired_are_refused(t: TestDb) {
     w.clock.advance(Duration::hours(1));
     let result = authenticate(&t, &w, expiring.secret.expose()).await;
     assert!(
-        matches!(result, Err(ServiceError::Expired { what: "API key", .. })),
+        matches!(
+            result,
+            Err(ServiceError::Expired {
+                what: "API key",
+                ..
+            })
+        ),
         "{result:?}"
     );
 
@@ -190,15 +228,25 @@ async fn api_keys_revoked_and_expired_are_refused(t: TestDb) {
         .count(&t.owner)
         .await
         .expect("audit");
-    assert_eq!(rejected, 2, "each refusal of a known key is in the tenant's trail");
+    assert_eq!(
+        rejected, 2,
+        "each refusal of a known key is in the tenant's trail"
+    );
 }
 
 async fn api_keys_rotation_keeps_the_old_key_until_the_grace_period_ends(t: TestDb) {
     let w = acme(&t).await;
     let old = create(&t, &w, "CI deploy").await;
-    let new = rotate_api_key(&t.db, &w.deps, &w.owner, old.key.id, Duration::hours(1), &meta())
-        .await
-        .expect("rotated");
+    let new = rotate_api_key(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        old.key.id,
+        Duration::hours(1),
+        &meta(),
+    )
+    .await
+    .expect("rotated");
     assert_ne!(new.secret.expose(), old.secret.expose());
     assert_eq!(new.key.scopes, old.key.scopes);
     assert_eq!(new.key.name, old.key.name);
@@ -209,19 +257,49 @@ async fn api_keys_rotation_keeps_the_old_key_until_the_grace_period_ends(t: Test
     authenticate(&t, &w, old.secret.expose())
         .await
         .expect("the old key works during the grace period");
-    authenticate(&t, &w, new.secret.expose()).await.expect("the new key works");
-    let twice = rotate_api_key(&t.db, &w.deps, &w.owner, old.key.id, Duration::hours(1), &meta()).await;
-    assert!(matches!(twice, Err(ServiceError::Conflict { .. })), "{twice:?}");
+    authenticate(&t, &w, new.secret.expose())
+        .await
+        .expect("the new key works");
+    let twice = rotate_api_key(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        old.key.id,
+        Duration::hours(1),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(twice, Err(ServiceError::Conflict { .. })),
+        "{twice:?}"
+    );
 
     w.clock.advance(Duration::minutes(1));
     let result = authenticate(&t, &w, old.secret.expose()).await;
-    assert!(matches!(result, Err(ServiceError::ApiKeyReplaced { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ServiceError::ApiKeyReplaced { .. })),
+        "{result:?}"
+    );
     authenticate(&t, &w, new.secret.expose())
         .await
         .expect("the new key still works");
 
-    let too_long = rotate_api_key(&t.db, &w.deps, &w.owner, new.key.id, Duration::days(30), &meta()).await;
-    assert!(matches!(too_long, Err(ServiceError::Validation { field: "grace", .. })), "{too_long:?}");
+    let too_long = rotate_api_key(
+        &t.db,
+        &w.deps,
+        &w.owner,
+        new.key.id,
+        Duration::days(30),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(
+            too_long,
+            Err(ServiceError::Validation { field: "grace", .. })
+        ),
+        "{too_long:?}"
+    );
 }
 
 async fn api_keys_last_used_at_is_written_at_most_once_a_minute(t: TestDb) {
@@ -234,10 +312,18 @@ async fn api_keys_last_used_at_is_written_at_most_once_a_minute(t: TestDb) {
     assert_eq!(stored(&t, &issued).await.last_used_at, Some(first));
     w.clock.advance(Duration::seconds(59));
     authenticate(&t, &w, key).await.expect("works");
-    assert_eq!(stored(&t, &issued).await.last_used_at, Some(first), "not within the minute");
+    assert_eq!(
+        stored(&t, &issued).await.last_used_at,
+        Some(first),
+        "not within the minute"
+    );
     w.clock.advance(Duration::seconds(2));
     authenticate(&t, &w, key).await.expect("works");
-    assert_eq!(stored(&t, &issued).await.last_used_at, Some(w.deps.now()), "after it");
+    assert_eq!(
+        stored(&t, &issued).await.last_used_at,
+        Some(w.deps.now()),
+        "after it"
+    );
 }
 
 async fn api_keys_scopes_are_checked_and_a_refusal_writes_nothing(t: TestDb) {
@@ -247,7 +333,10 @@ async fn api_keys_scopes_are_checked_and_a_refusal_writes_nothing(t: TestDb) {
         async move {
             (
                 api_keys::Entity::find().count(&owner).await.expect("count"),
-                audit_logs::Entity::find().count(&owner).await.expect("count"),
+                audit_logs::Entity::find()
+                    .count(&owner)
+                    .await
+                    .expect("count"),
             )
         }
     };
@@ -272,7 +361,13 @@ async fn api_keys_scopes_are_checked_and_a_refusal_writes_nothing(t: TestDb) {
         )
         .await;
         assert!(
-            matches!(result, Err(ServiceError::Validation { field: "scopes", .. })),
+            matches!(
+                result,
+                Err(ServiceError::Validation {
+                    field: "scopes",
+                    ..
+                })
+            ),
             "{scopes:?}: {result:?}"
         );
     }
@@ -288,7 +383,16 @@ async fn api_keys_scopes_are_checked_and_a_refusal_writes_nothing(t: TestDb) {
         &meta(),
     )
     .await;
-    assert!(matches!(past, Err(ServiceError::Validation { field: "expires_at", .. })), "{past:?}");
+    assert!(
+        matches!(
+            past,
+            Err(ServiceError::Validation {
+                field: "expires_at",
+                ..
+            })
+        ),
+        "{past:?}"
+    );
     assert_eq!(rows(&t).await, before, "nothing written");
 
     // Wildcards over catalogued names are scopes too.
@@ -315,23 +419,46 @@ async fn api_keys_of_a_tenant_are_out_of_reach_of_other_tenants_and_plain_member
     let globex = fixtures::tenant(&t.db, &w.deps, "globex", &carol).await;
 
     let outsider = TenantCtx::for_member(&t.db, w.acme.id, carol.id).await;
-    assert!(matches!(outsider, Err(ServiceError::Forbidden { .. })), "{outsider:?}");
+    assert!(
+        matches!(outsider, Err(ServiceError::Forbidden { .. })),
+        "{outsider:?}"
+    );
     let own = TenantCtx::for_member(&t.db, globex.id, carol.id)
         .await
         .expect("her own tenant");
     assert!(list_api_keys(&t.db, &own).await.expect("lists").is_empty());
     let result = revoke_api_key(&t.db, &w.deps, &own, issued.key.id, &meta()).await;
-    assert!(matches!(result, Err(ServiceError::NotFound { .. })), "{result:?}");
-    let result = rotate_api_key(&t.db, &w.deps, &own, issued.key.id, Duration::hours(1), &meta()).await;
-    assert!(matches!(result, Err(ServiceError::NotFound { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ServiceError::NotFound { .. })),
+        "{result:?}"
+    );
+    let result = rotate_api_key(
+        &t.db,
+        &w.deps,
+        &own,
+        issued.key.id,
+        Duration::hours(1),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ServiceError::NotFound { .. })),
+        "{result:?}"
+    );
 
     let bob = TenantCtx::for_member(&t.db, w.acme.id, w.bob)
         .await
         .expect("a member");
     let result = list_api_keys(&t.db, &bob).await;
-    assert!(matches!(result, Err(ServiceError::Forbidden { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ServiceError::Forbidden { .. })),
+        "{result:?}"
+    );
     let result = revoke_api_key(&t.db, &w.deps, &bob, issued.key.id, &meta()).await;
-    assert!(matches!(result, Err(ServiceError::Forbidden { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(ServiceError::Forbidden { .. })),
+        "{result:?}"
+    );
 
     assert_eq!(stored(&t, &issued).await.revoked_at, None, "untouched");
     authenticate(&t, &w, issued.secret.expose())

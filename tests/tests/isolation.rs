@@ -111,7 +111,8 @@ fn refused(result: &Result<ExecResult, DbErr>, table: &str) -> bool {
         Err(e) => {
             let text = e.to_string();
             text.contains("row-level security")
-                || (matches!(table, "audit_logs" | "api_keys") && text.contains("permission denied"))
+                || (matches!(table, "audit_logs" | "api_keys")
+                    && text.contains("permission denied"))
         }
         Ok(_) => false,
     }

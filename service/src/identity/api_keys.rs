@@ -23,15 +23,16 @@ use crate::request::RequestMeta;
 use crate::tenancy::{TenantCtx, set_row_security_context};
 use crate::{Result, begin_write};
 use chrono::{DateTime, Duration, Utc};
-use entity::audit::audit_logs::AuditOutcome;
 use entity::access::permissions;
+use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::api_keys;
 use entity::tenancy::tenants;
 use entity::{ApiKeyId, TenantId, TokenHash, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DerivePartialModel,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
 };
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -152,11 +153,7 @@ pub fn parse_api_key(
 }
 
 fn visible_prefix(environment: ApiKeyEnvironment, body: &str) -> String {
-    format!(
-        "sk_{}_{}",
-        environment.as_str(),
-        &body[..PREFIX_BODY_LEN]
-    )
+    format!("sk_{}_{}", environment.as_str(), &body[..PREFIX_BODY_LEN])
 }
 
 /// The first 6 base62 digits of the SHA-256 of `text`.
@@ -259,7 +256,10 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 
     fn try_from(row: ApiKeyRow) -> Result<Self> {
         let scopes = serde_json::from_value(row.scopes).map_err(|e| {
-            DbErr::Type(format!("api_keys.scopes of {} is not a list of names: {e}", row.id))
+            DbErr::Type(format!(
+                "api_keys.scopes of {} is not a list of names: {e}",
+                row.id
+            ))
         })?;
         Ok(Self {
             id: row.id,
@@ -309,7 +309,10 @@ pub struct AuthenticatedApiKey {
 /// The shape checks of scopes: deduplicated and sorted, so equal sets store equally.
 fn parse_scopes(raw: &[String]) -> Result<Vec<String>> {
     if raw.is_empty() {
-        return Err(ServiceError::validation("scopes", "name at least one scope"));
+        return Err(ServiceError::validation(
+            "scopes",
+            "name at least one scope",
+        ));
     }
     if raw.len() > MAX_SCOPES {
         return Err(ServiceError::validation(
@@ -402,7 +405,10 @@ async fn insert_key<C: ConnectionTrait>(
     })
     .exec_without_returning(db)
     .await
-    .map_err(conflict_on_unique("API key", "the generated key exists already"))?;
+    .map_err(conflict_on_unique(
+        "API key",
+        "the generated key exists already",
+    ))?;
     let key = find_key(db, ctx.tenant_id(), id).await?;
     Ok(IssuedApiKey { key, secret })
 }

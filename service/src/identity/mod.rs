@@ -10,8 +10,8 @@ mod users;
 
 pub use api_keys::{
     ApiKey, ApiKeyFormatError, ApiKeyKind, ApiKeySecret, AuthenticatedApiKey, IssuedApiKey,
-    NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys,
-    parse_api_key, revoke_api_key, rotate_api_key,
+    NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys, parse_api_key,
+    revoke_api_key, rotate_api_key,
 };
 pub use password::hash as hash_password;
 pub use sessions::{
