@@ -75,4 +75,6 @@ uuid_id!(
     TeamId,
     /// `invitations.id`
     InvitationId,
+    /// `api_keys.id`
+    ApiKeyId,
 );

@@ -43,6 +43,8 @@ mod m20261122_000020_platform_postgres_row_security;
 mod m20261123_000021_identity_create_sign_in_throttles;
 mod m20261123_000022_platform_postgres_walls;
 mod m20261123_000023_tenancy_check_tenant_slug;
+mod m20261123_000024_identity_create_api_keys;
+mod m20261123_000025_audit_add_api_key_event_types;
 
 pub struct Migrator;
 
@@ -73,6 +75,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000021_identity_create_sign_in_throttles::Migration),
             Box::new(m20261123_000022_platform_postgres_walls::Migration),
             Box::new(m20261123_000023_tenancy_check_tenant_slug::Migration),
+            Box::new(m20261123_000024_identity_create_api_keys::Migration),
+            Box::new(m20261123_000025_audit_add_api_key_event_types::Migration),
         ]
     }
 }

@@ -742,6 +742,10 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
                 .count(db)
                 .await?,
         ),
+        (
+            "api_keys",
+            entity::identity::api_keys::Entity::find().count(db).await?,
+        ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
     ])
 }

@@ -37,6 +37,7 @@ impl ProfileName {
                 assignments: DEMO_ASSIGNMENTS,
                 policies: DEMO_POLICIES,
                 invitations: DEMO_INVITATIONS,
+                api_keys: DEMO_API_KEYS,
             },
             // The other tables are shared: rows of tenants or users outside the
             // profile are skipped by the loader.
@@ -61,6 +62,7 @@ pub struct Profile {
     pub assignments: &'static [AssignmentFixture],
     pub policies: &'static [PolicyFixture],
     pub invitations: &'static [InvitationFixture],
+    pub api_keys: &'static [ApiKeyFixture],
 }
 
 /// A role: a system role when `tenant` is `None`.
@@ -110,6 +112,13 @@ pub struct InvitationFixture {
     pub email: &'static str,
     pub role: &'static str,
     pub team: Option<&'static str>,
+}
+
+/// An API key, created by the tenant's owner; it never expires.
+pub struct ApiKeyFixture {
+    pub tenant: &'static str,
+    pub name: &'static str,
+    pub scopes: &'static [&'static str],
 }
 
 pub struct TenantFixture {
@@ -606,5 +615,26 @@ const DEMO_INVITATIONS: &[InvitationFixture] = &[
         email: "nurse.lee@healthystellar.com",
         role: "nurse",
         team: Some("Neurology"),
+    },
+];
+
+/// Tech Startup's key is the one to try API authentication with; Acme and Healthy
+/// Stellar have one each so that every tenant table holds rows of the two tenants
+/// the isolation suite sets against each other.
+const DEMO_API_KEYS: &[ApiKeyFixture] = &[
+    ApiKeyFixture {
+        tenant: "techstartup",
+        name: "CI deploy",
+        scopes: &["agents:read", "agents:run"],
+    },
+    ApiKeyFixture {
+        tenant: "acme",
+        name: "Reporting export",
+        scopes: &["organization:read"],
+    },
+    ApiKeyFixture {
+        tenant: "healthy-stellar",
+        name: "Records sync",
+        scopes: &["records:read"],
     },
 ];

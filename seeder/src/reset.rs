@@ -9,8 +9,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 
 /// The tables the reset empties, children first. The audit catalogue, migration
 /// bookkeeping and environment marker are kept.
-pub const RESET_TABLES: [&str; 16] = [
+pub const RESET_TABLES: [&str; 17] = [
     "audit_logs",
+    "api_keys",
     "role_assignments",
     "policies",
     "invitations",

@@ -1,5 +1,5 @@
-//! What the seeder prints after a run: the tenants, the demo logins and the access
-//! fixtures, as tables whose columns line up whatever the script of a name.
+//! What the seeder prints after a run: the tenants, the demo logins, the access
+//! fixtures and the API keys, as tables whose columns line up whatever the script of a name.
 
 use crate::SeedReport;
 use crate::profile::SHARED_PASSWORD;
@@ -70,6 +70,21 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
         ]);
     }
     writeln!(out, "{invitations}\n")?;
+
+    writeln!(
+        out,
+        "API keys (shown once; the database keeps their SHA-256)"
+    )?;
+    let mut api_keys = text_table(["tenant", "name", "scopes", "key"]);
+    for k in &report.access.api_keys {
+        api_keys.add_row(vec![
+            k.tenant.to_owned(),
+            k.name.to_owned(),
+            k.scopes.join(" "),
+            k.key.clone(),
+        ]);
+    }
+    writeln!(out, "{api_keys}\n")?;
 
     if let Some(scale) = &report.scale {
         writeln!(

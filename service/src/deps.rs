@@ -163,6 +163,28 @@ pub struct ServiceConfig {
     pub session_lifetime: Duration,
     /// How long an unused refresh token stays valid (never past its session's end).
     pub refresh_token_lifetime: Duration,
+    /// Which API keys this deployment issues and accepts (`sk_live_...` or
+    /// `sk_test_...`): a test key is refused in production and the other way round.
+    pub api_key_environment: ApiKeyEnvironment,
+    /// The longest an old API key may keep working after its rotation.
+    pub api_key_max_rotation_grace: Duration,
+}
+
+/// The environment an API key belongs to, written into the key itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ApiKeyEnvironment {
+    Live,
+    #[default]
+    Test,
+}
+
+impl ApiKeyEnvironment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyEnvironment::Live => "live",
+            ApiKeyEnvironment::Test => "test",
+        }
+    }
 }
 
 impl Default for ServiceConfig {
@@ -184,6 +206,8 @@ impl Default for ServiceConfig {
             sign_in_forget_after: Duration::hours(24),
             session_lifetime: Duration::days(30),
             refresh_token_lifetime: Duration::days(14),
+            api_key_environment: ApiKeyEnvironment::Test,
+            api_key_max_rotation_grace: Duration::days(7),
         }
     }
 }

@@ -43,6 +43,15 @@ pub enum ServiceError {
     TokenReused,
     #[error("session has been revoked")]
     SessionRevoked,
+    /// A presented API key is not one this service could have issued (a typo, a
+    /// truncated copy, another environment's key); refused before any query.
+    #[error("malformed API key: {0}")]
+    MalformedApiKey(#[from] crate::identity::ApiKeyFormatError),
+    #[error("API key has been revoked")]
+    ApiKeyRevoked,
+    /// The key was rotated and its grace period is over: use its successor.
+    #[error("API key was replaced; it stopped working at {at}")]
+    ApiKeyReplaced { at: DateTime<Utc> },
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

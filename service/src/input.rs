@@ -339,3 +339,17 @@ impl PolicyName {
         &self.0
     }
 }
+
+/// An API key's name, for people telling keys apart (e.g. "CI deploy").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyName(String);
+
+impl ApiKeyName {
+    pub fn parse(raw: &str) -> Result<Self, ServiceError> {
+        plain_text("name", raw, 100).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}

@@ -23,7 +23,10 @@ mod sql;
 pub mod tenancy;
 mod transaction;
 
-pub use deps::{Clock, Deps, IdSource, ManualClock, RandomSource, ServiceConfig, ThrottlePolicy};
+pub use deps::{
+    ApiKeyEnvironment, Clock, Deps, IdSource, ManualClock, RandomSource, ServiceConfig,
+    ThrottlePolicy,
+};
 pub use error::ServiceError;
 pub use request::RequestMeta;
 pub use transaction::begin_write;

@@ -15,7 +15,9 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::{audit_event_types, audit_logs};
-use entity::identity::{refresh_tokens, sessions, sign_in_throttles, user_profiles, users};
+use entity::identity::{
+    api_keys, refresh_tokens, sessions, sign_in_throttles, user_profiles, users,
+};
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::sea_query::{ForeignKeyAction, StringLen, TableName, TableRef};
 use sea_orm::{
@@ -250,6 +252,7 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<user_profiles::Entity>(backend),
         entity_shape::<sessions::Entity>(backend),
         entity_shape::<refresh_tokens::Entity>(backend),
+        entity_shape::<api_keys::Entity>(backend),
         entity_shape::<sign_in_throttles::Entity>(backend),
         entity_shape::<permissions::Entity>(backend),
         entity_shape::<roles::Entity>(backend),

@@ -25,6 +25,9 @@ enum Class {
     Identity,
     /// Sign-in counters, before anyone is known.
     Throttle,
+    /// A tenant's credentials: its own rows only, the hash unreadable, only usage,
+    /// revocation and rotation changeable, nothing deleted.
+    TenantCredentials,
     /// The platform's own bookkeeping: out of reach.
     Platform,
 }
@@ -39,6 +42,7 @@ fn class_of(table: &str) -> Option<Class> {
         "permissions" | "audit_event_types" => Class::Catalogue,
         "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
         "sign_in_throttles" => Class::Throttle,
+        "api_keys" => Class::TenantCredentials,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
             Class::Platform
         }
@@ -306,13 +310,54 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             assert!(denied(&result), "{sql}: {result:?}");
         }
 
+        // API keys: the fixtures give every tenant here one; none of another tenant's
+        // is visible or changeable, no hash is readable, nothing is deleted, and a
+        // key's scopes cannot be widened.
+        let startup = tenant(&report, "techstartup");
+        for id in [own, other, startup] {
+            assert!(count(db, &format!("SELECT count(*) FROM api_keys WHERE tenant_id = '{id}'")).await > 0, "fixture keys");
+        }
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM api_keys").await,
+            count(db, &format!("SELECT count(*) FROM api_keys WHERE tenant_id = '{own}'")).await,
+            "api_keys: the current tenant's, nobody else's"
+        );
+        for sql in [
+            "SELECT key_hash FROM api_keys".to_owned(),
+            "DELETE FROM api_keys".to_owned(),
+            "UPDATE api_keys SET key_hash = repeat('b', 64)".to_owned(),
+            r#"UPDATE api_keys SET scopes = '["*:*"]'"#.to_owned(),
+            format!("UPDATE api_keys SET tenant_id = '{other}'"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(denied(&result), "api_keys: {sql}: {result:?}");
+        }
+        let revoke_others = format!("UPDATE api_keys SET revoked_at = now() WHERE tenant_id <> '{own}'");
+        let result = as_runtime(db, Some(own), Some(me), &revoke_others).await;
+        assert!(changed_nothing(&result), "api_keys: {revoke_others}: {result:?}");
+        let result = as_runtime(db, None, None, "UPDATE api_keys SET revoked_at = now()").await;
+        assert!(changed_nothing(&result), "api_keys without a tenant: {result:?}");
+        let result = as_runtime(db, Some(own), Some(me), &format!(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), '{other}', 'rogue', 'sk_test_rogue', repeat('a', 64), '[\"*:*\"]')"
+        )).await;
+        assert!(rls_refused(&result), "api_keys: a key for another tenant: {result:?}");
+        let result = as_runtime(db, Some(own), Some(me), "SELECT * FROM app_api_key_lookup(repeat('0', 64))").await;
+        assert!(result.is_ok(), "the API key lookup is callable: {result:?}");
+        let columns = count(db, "SELECT count(*) FROM information_schema.parameters p JOIN information_schema.routines r ON r.specific_name = p.specific_name
+                                   WHERE r.routine_name = 'app_api_key_lookup' AND p.parameter_mode = 'OUT' AND p.parameter_name LIKE '%hash%'").await;
+        assert_eq!(columns, 0, "the API key lookup returns no hash");
+
         // No temporary table can shadow a real one on a pooled connection.
         let result = as_runtime(db, Some(own), Some(me), "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
         assert!(denied(&result), "temporary tables: {result:?}");
 
         // The other database roles read everything but the secrets.
         for role in ["read_only", "compliance_officer", "data_processor"] {
-            for sql in ["SELECT password_hash FROM users", "SELECT token_hash FROM refresh_tokens"] {
+            for sql in [
+                "SELECT password_hash FROM users",
+                "SELECT token_hash FROM refresh_tokens",
+                "SELECT key_hash FROM api_keys",
+            ] {
                 let txn = db.begin().await.expect("begins");
                 txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");
                 let result = txn.execute_unprepared(sql).await;

@@ -1,5 +1,5 @@
 //! The access-control part of a profile: roles, teams, assignments, deny policies
-//! and invitations, loaded through `service` like everything else.
+//! invitations and API keys, loaded through `service` like everything else.
 
 use crate::profile::Profile;
 use crate::{SeedError, fixture_error};
@@ -11,6 +11,7 @@ use service::access::{
     assign_role, create_deny_policy, create_role, create_system_role, grant_permission,
     grant_system_permission,
 };
+use service::identity::{NewApiKey, create_api_key};
 use service::input::{Email, RoleName, TeamName};
 use service::tenancy::{NewInvitation, TenantCtx, add_team_member, create_team, invite};
 use service::{Deps, ManualClock, RequestMeta};
@@ -23,6 +24,7 @@ pub struct AccessReport {
     /// Each team as `Parent / Child` paths, per tenant.
     pub teams: Vec<(&'static str, String)>,
     pub invitations: Vec<InvitationLine>,
+    pub api_keys: Vec<ApiKeyLine>,
     /// email -> "role" or "role@team" or "role (07:00-19:00)"
     pub assignments: BTreeMap<&'static str, Vec<String>>,
 }
@@ -43,6 +45,16 @@ pub struct InvitationLine {
     pub role: &'static str,
     /// Deterministic for a given `--seed`: usable in a local accept flow.
     pub token: String,
+}
+
+#[derive(Debug)]
+pub struct ApiKeyLine {
+    pub tenant: &'static str,
+    pub name: &'static str,
+    pub scopes: Vec<String>,
+    /// The key in the clear, deterministic for a given `--seed`: these are demo
+    /// credentials, printed so they can be tried at once.
+    pub key: String,
 }
 
 /// The tenants the profile created: slug -> (id, owner).
@@ -261,6 +273,28 @@ where
             email: fixture.email,
             role: fixture.role,
             token: token.expose().to_owned(),
+        });
+        tick();
+    }
+
+    for fixture in profile
+        .api_keys
+        .iter()
+        .filter(|k| tenants.contains_key(k.tenant))
+    {
+        let input = NewApiKey {
+            name: fixture.name.to_owned(),
+            scopes: fixture.scopes.iter().map(|s| (*s).to_owned()).collect(),
+            expires_at: None,
+        };
+        let issued = create_api_key(db, deps, &contexts[fixture.tenant], input, &meta)
+            .await
+            .map_err(fixture_error(format!("API key {}", fixture.name)))?;
+        report.api_keys.push(ApiKeyLine {
+            tenant: fixture.tenant,
+            name: fixture.name,
+            scopes: issued.key.scopes,
+            key: issued.secret.expose().to_owned(),
         });
         tick();
     }

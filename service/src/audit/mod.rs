@@ -48,10 +48,14 @@ pub enum AuditEvent {
     InvitationCreated,
     InvitationAccepted,
     InvitationRevoked,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    ApiKeyRotated,
+    ApiKeyRejected,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 28] = [
+    pub const ALL: [AuditEvent; 32] = [
         AuditEvent::UserCreated,
         AuditEvent::Login,
         AuditEvent::LoginFailed,
@@ -80,6 +84,10 @@ impl AuditEvent {
         AuditEvent::InvitationCreated,
         AuditEvent::InvitationAccepted,
         AuditEvent::InvitationRevoked,
+        AuditEvent::ApiKeyCreated,
+        AuditEvent::ApiKeyRevoked,
+        AuditEvent::ApiKeyRotated,
+        AuditEvent::ApiKeyRejected,
     ];
 
     pub fn code(self) -> &'static str {
@@ -112,6 +120,10 @@ impl AuditEvent {
             AuditEvent::InvitationCreated => "invitation_created",
             AuditEvent::InvitationAccepted => "invitation_accepted",
             AuditEvent::InvitationRevoked => "invitation_revoked",
+            AuditEvent::ApiKeyCreated => "api_key_created",
+            AuditEvent::ApiKeyRevoked => "api_key_revoked",
+            AuditEvent::ApiKeyRotated => "api_key_rotated",
+            AuditEvent::ApiKeyRejected => "api_key_rejected",
         }
     }
 }

@@ -1,11 +1,18 @@
-//! Identity: registration, sign-in, sessions and refresh-token rotation.
+//! Identity: registration, sign-in, sessions and refresh-token rotation, and the API
+//! keys machine clients authenticate with.
 
+mod api_keys;
 mod password;
 mod sessions;
 mod throttle;
 mod tokens;
 mod users;
 
+pub use api_keys::{
+    ApiKey, ApiKeyFormatError, ApiKeyKind, ApiKeySecret, AuthenticatedApiKey, IssuedApiKey,
+    NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys, parse_api_key,
+    revoke_api_key, rotate_api_key,
+};
 pub use password::hash as hash_password;
 pub use sessions::{
     IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions,
