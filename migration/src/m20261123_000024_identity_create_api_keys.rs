@@ -66,6 +66,27 @@ CREATE POLICY wall_select ON api_keys FOR SELECT USING (tenant_id = app_current_
 CREATE POLICY wall_insert ON api_keys FOR INSERT WITH CHECK (tenant_id = app_current_tenant());
 CREATE POLICY wall_update ON api_keys FOR UPDATE USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
 
+-- Revocation and rotation are one-way, whoever updates: the runtime role needs UPDATE on
+-- these columns to revoke and rotate, and must not be able to undo either.
+CREATE FUNCTION app_api_keys_one_way() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog
+    AS $$
+BEGIN
+  IF OLD.revoked_at IS NOT NULL AND NEW.revoked_at IS DISTINCT FROM OLD.revoked_at THEN
+    RAISE EXCEPTION 'API key % is revoked and stays revoked', OLD.id USING ERRCODE = 'check_violation';
+  END IF;
+  IF OLD.replaced_by IS NOT NULL AND (NEW.replaced_by IS DISTINCT FROM OLD.replaced_by
+                                      OR NEW.grace_ends_at IS NULL
+                                      OR NEW.grace_ends_at > OLD.grace_ends_at) THEN
+    RAISE EXCEPTION 'API key % was rotated: its successor stays and its grace period can only end sooner', OLD.id
+      USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER api_keys_one_way BEFORE UPDATE ON api_keys
+    FOR EACH ROW EXECUTE FUNCTION app_api_keys_one_way();
+
 -- The lookup below runs as the owner, whom the forced row-level security binds too.
 DO $owner$ BEGIN
   EXECUTE format('CREATE POLICY wall_owner_select ON api_keys FOR SELECT TO %I USING (true)', current_user);
@@ -214,7 +235,11 @@ impl MigrationTrait for Migration {
         if manager.get_database_backend() == DbBackend::Postgres {
             manager
                 .get_connection()
-                .execute_unprepared("DROP FUNCTION IF EXISTS app_api_key_lookup(text);")
+                .execute_unprepared(
+                    "DROP FUNCTION IF EXISTS app_api_key_lookup(text);
+                     DROP TRIGGER IF EXISTS api_keys_one_way ON api_keys;
+                     DROP FUNCTION IF EXISTS app_api_keys_one_way();",
+                )
                 .await?;
         }
         manager

@@ -337,6 +337,18 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         assert!(changed_nothing(&result), "api_keys: {revoke_others}: {result:?}");
         let result = as_runtime(db, None, None, "UPDATE api_keys SET revoked_at = now()").await;
         assert!(changed_nothing(&result), "api_keys without a tenant: {result:?}");
+        // Revocation is one-way even in the key's own tenant.
+        let result = as_runtime(
+            db,
+            Some(own),
+            Some(me),
+            "UPDATE api_keys SET revoked_at = now(); UPDATE api_keys SET revoked_at = NULL",
+        )
+        .await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("stays revoked")),
+            "api_keys: un-revoking: {result:?}"
+        );
         let result = as_runtime(db, Some(own), Some(me), &format!(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), '{other}', 'rogue', 'sk_test_rogue', repeat('a', 64), '[\"*:*\"]')"
         )).await;
