@@ -1,0 +1,242 @@
+//! Identity benchmarks. Prints figures; asserts only that the work was done.
+//!
+//! 1. Sign-ins per second with 1, 2 and 8 concurrent clients at the OWASP argon2id
+//!    parameters (19 MiB, 2 passes, 1 lane), against the ideal of the same run: cores
+//!    divided by the time of one hash. Meanwhile a cheap query runs every 5 ms; its
+//!    p99 shows whether hashing (on Tokio's blocking pool) stalls the runtime.
+//! 2. API-key authentication (`authenticate_api_key`, as the runtime role) against a
+//!    hand-written lookup of the same row through sqlx, same run: PostgreSQL.
+//!
+//! Run: `cargo bench -p tests --bench identity`.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use service::identity::{NewApiKey, authenticate, authenticate_api_key, create_api_key};
+use service::input::{Email, Password};
+use service::tenancy::TenantCtx;
+use service::{Deps, RequestMeta, ServiceConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tests::fixtures;
+use tests::{Backend, Start, TestDb, run_case};
+
+const SIGN_IN_SECONDS: f64 = 4.0;
+
+fn main() {
+    // SAFETY: set before any thread starts; fail instead of skipping a missing server.
+    unsafe { std::env::set_var("REQUIRE_BACKENDS", "postgres") };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        run_case(
+            Backend::Postgres,
+            "bench_sign_ins",
+            Start::Migrated,
+            |t| async move {
+                sign_ins(&t).await;
+            },
+        )
+        .await;
+        run_case(
+            Backend::Postgres,
+            "bench_api_keys",
+            Start::Migrated,
+            |t| async move {
+                api_keys(&t).await;
+            },
+        )
+        .await;
+    });
+}
+
+fn owasp() -> ServiceConfig {
+    ServiceConfig {
+        argon2_memory_kib: 19_456,
+        argon2_iterations: 2,
+        argon2_parallelism: 1,
+        ..ServiceConfig::default()
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn sign_ins(t: &TestDb) {
+    let (deps, _) = fixtures::deps_with(owasp());
+    let password = Password::new(fixtures::PASSWORD).expect("valid");
+    let mut emails = Vec::new();
+    for n in 0..8 {
+        let user = fixtures::user(&t.db, &deps, &format!("signer{n}")).await;
+        emails.push(Email::parse(&user.email).expect("valid"));
+    }
+    // The ideal: one hash at a time, times the cores.
+    let hashes = 8;
+    let started = Instant::now();
+    for _ in 0..hashes {
+        service::identity::hash_password(&deps, &password)
+            .await
+            .expect("hashes");
+    }
+    let one_hash = started.elapsed().as_secs_f64() / hashes as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "sign-in on postgres at OWASP argon2id (19 MiB, 2 passes): one hash {:.1} ms, {cores} cores",
+        one_hash * 1e3
+    );
+    for clients in [1usize, 2, 8] {
+        let ideal = (clients.min(cores)) as f64 / one_hash;
+        let stop = Arc::new(AtomicBool::new(false));
+        // A cheap query every 5 ms meanwhile.
+        let probe = {
+            let db = t.db.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut micros = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    db.execute_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT 1".to_owned(),
+                    ))
+                    .await
+                    .expect("probe");
+                    micros.push(start.elapsed().as_secs_f64() * 1e6);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                micros
+            })
+        };
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for client in 0..clients {
+            let (db, deps, email, password) = (
+                t.db.clone(),
+                deps.clone(),
+                emails[client].clone(),
+                password.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut done = 0u32;
+                // A client address per client: the throttle's per-address budget is
+                // not what is measured.
+                let meta = RequestMeta::new(
+                    Some(
+                        format!("10.0.0.{}", client + 1)
+                            .parse()
+                            .expect("an address"),
+                    ),
+                    None,
+                );
+                while started.elapsed().as_secs_f64() < SIGN_IN_SECONDS {
+                    authenticate(&db, &deps, &email, &password, &meta)
+                        .await
+                        .expect("signs in");
+                    done += 1;
+                }
+                done
+            }));
+        }
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.expect("client");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let mut probe = probe.await.expect("probe");
+        probe.sort_by(f64::total_cmp);
+        let rate = f64::from(total) / elapsed;
+        println!(
+            "  {clients} client(s): {rate:>6.1} sign-ins/s, ideal {ideal:>6.1}: {:.2}x   (target: at least 0.8x); \
+             cheap query meanwhile p50 {:.0} µs, p99 {:.0} µs",
+            rate / ideal,
+            percentile(&probe, 0.5),
+            percentile(&probe, 0.99)
+        );
+    }
+}
+
+async fn api_keys(t: &TestDb) {
+    let (deps, _) = fixtures::deps_with(ServiceConfig {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        ..ServiceConfig::default()
+    });
+    let deps: Deps = deps;
+    let owner = fixtures::user(&t.db, &deps, "keyowner").await;
+    let tenant = fixtures::tenant(&t.db, &deps, "keys", &owner).await;
+    let ctx = TenantCtx::for_member(&t.db, tenant.id, owner.id)
+        .await
+        .expect("owner");
+    let issued = create_api_key(
+        &t.db,
+        &deps,
+        &ctx,
+        NewApiKey {
+            name: "bench".to_owned(),
+            scopes: vec!["*:*".to_owned()],
+            expires_at: None,
+        },
+        &RequestMeta::system(),
+    )
+    .await
+    .expect("a key");
+    let key = issued.secret.expose().to_owned();
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    };
+    let pool = t.owner.get_postgres_connection_pool().clone();
+    let meta = RequestMeta::system();
+    let raw = |hash: String| {
+        let pool = pool.clone();
+        async move {
+            let row: (uuid::Uuid, uuid::Uuid, Option<chrono::DateTime<chrono::Utc>>) = sea_orm::sqlx::query_as(
+                "SELECT k.id, k.tenant_id, k.revoked_at FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                  WHERE k.key_hash = $1 AND t.is_active",
+            )
+            .bind(hash)
+            .fetch_one(&pool)
+            .await
+            .expect("the row");
+            row
+        }
+    };
+    for _ in 0..200 {
+        authenticate_api_key(&t.db, &deps, &key, &meta)
+            .await
+            .expect("authenticates");
+        raw(hash.clone()).await;
+    }
+    let rounds = 2000;
+    let (mut ours, mut hand) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let start = Instant::now();
+        authenticate_api_key(&t.db, &deps, &key, &meta)
+            .await
+            .expect("authenticates");
+        ours.push(start.elapsed().as_secs_f64() * 1e6);
+        let start = Instant::now();
+        raw(hash.clone()).await;
+        hand.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    ours.sort_by(f64::total_cmp);
+    hand.sort_by(f64::total_cmp);
+    println!("API-key authentication on postgres ({rounds} each, interleaved):");
+    println!(
+        "  authenticate_api_key (runtime role)  p50 {:>7.1} µs   p99 {:>7.1} µs",
+        percentile(&ours, 0.5),
+        percentile(&ours, 0.99)
+    );
+    println!(
+        "  hand-written lookup through sqlx     p50 {:>7.1} µs   p99 {:>7.1} µs",
+        percentile(&hand, 0.5),
+        percentile(&hand, 0.99)
+    );
+    println!(
+        "  ratio (p50): {:.2}x   (target: within 1.2x)",
+        percentile(&ours, 0.5) / percentile(&hand, 0.5)
+    );
+}
