@@ -128,7 +128,9 @@ BEGIN
     GRANT SELECT ({readable}) ON api_keys TO compliance_officer;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'data_processor') THEN
-    REVOKE SELECT ON api_keys FROM data_processor;
+    -- Its default privileges include writes: a processor of personal data has no
+    -- business writing credentials, whose hash or scopes it could otherwise replace.
+    REVOKE ALL ON api_keys FROM data_processor;
     GRANT SELECT ({readable}) ON api_keys TO data_processor;
   END IF;
 END

@@ -187,3 +187,70 @@ fn env_file_of_the_environment_is_loaded_before_the_shared_one() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `keys status` names the ring's ids, never material; the development key only where
+/// APP_ENV says local or test; production without keys refuses.
+#[test]
+fn keys_status_names_the_ring_and_refuses_without_keys() {
+    let db = scratch_sqlite("keys-status");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let out = migration(
+        &["keys", "status"],
+        &[("APP_ENV", "test"), ("DATABASE_URL", &url)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("current key   dev"), "{stdout}");
+
+    let key = "k2026:ERERERERERERERERERERERERERERERERERERERERERE=";
+    let out = migration(
+        &["keys", "status"],
+        &[
+            ("APP_ENV", "test"),
+            ("DATABASE_URL", &url),
+            ("FIELD_ENCRYPTION_KEYS", key),
+        ],
+    );
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && printed.contains("current key   k2026"),
+        "{printed}"
+    );
+    assert!(
+        !printed.contains("ERERERER"),
+        "no key material printed: {printed}"
+    );
+
+    let out = migration(
+        &["keys", "status"],
+        &[("APP_ENV", "production"), ("DATABASE_URL", &url)],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FIELD_ENCRYPTION_KEYS"));
+    let out = migration(&["keys", "status"], &[("DATABASE_URL", &url)]);
+    assert!(
+        !out.status.success(),
+        "no APP_ENV: the development key is not used"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no APP_ENV"));
+
+    let out = migration(
+        &["keys", "reencrypt"],
+        &[("APP_ENV", "test"), ("DATABASE_URL", &url)],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to do"));
+    let _ = std::fs::remove_file(&db);
+}

@@ -26,6 +26,10 @@ fn ring(env: AppEnv, vars: &[(&str, String)]) -> Result<KeyRing, KeyRingError> {
     KeyRing::from_lookup(env, &move |name| map.get(name).cloned())
 }
 
+fn ring_err(env: AppEnv, vars: &[(&str, String)]) -> Option<KeyRingError> {
+    ring(env, vars).err()
+}
+
 fn keys(entries: &[(&str, [u8; 32])]) -> String {
     entries
         .iter()
@@ -176,8 +180,14 @@ fn a_rotated_out_key_still_opens_until_reencryption_and_a_removed_one_is_named()
 #[test]
 fn the_key_ring_refuses_to_start_without_real_keys_outside_local_and_test() {
     for env in [AppEnv::Local, AppEnv::Test] {
-        let ring = ring(env, &[]).expect("the development key");
+        let ring = ring(env, &[("APP_ENV", env.as_str().to_owned())]).expect("the development key");
         assert_eq!(ring.current().id(), service::crypto::DEVELOPMENT_KEY_ID);
+        // `local` is also what an unset APP_ENV means: then the public key is refused.
+        assert_eq!(
+            ring_err(env, &[]),
+            Some(KeyRingError::EnvironmentNotNamed),
+            "{env}"
+        );
     }
     for env in [AppEnv::Development, AppEnv::Staging, AppEnv::Production] {
         assert_eq!(
@@ -404,43 +414,4 @@ async fn reencrypt_moves_stored_values_to_the_current_key_and_reports_moved_ones
         .await
         .expect("runs");
     assert_eq!((again.scanned, again.rewritten), (25, 0));
-}
-
-/// The operator's commands: `keys status` names the ring without material, refuses an
-/// environment without keys; `keys reencrypt` walks the registered columns.
-#[tokio::test]
-async fn keys_commands_show_the_ring_and_refuse_production_without_keys() {
-    use migration::cli::{CliError, Command, Invocation, KeysAction, NoTerminal, execute};
-    tests::run_case(Backend::Sqlite, "keys_commands", tests::Start::Migrated, |t| async move {
-        let run = |env: AppEnv, action: KeysAction, confirm: Option<&str>| {
-            let target = t.target();
-            let confirm = confirm.map(str::to_owned);
-            async move {
-                let invocation = Invocation {
-                    env,
-                    target,
-                    schema: None,
-                    command: Command::Keys { action },
-                    confirm,
-                    lock_timeout: std::time::Duration::from_secs(10),
-                    table_locks: migration::cli::TableLocks::DEFAULT,
-                };
-                let (mut out, mut err) = (Vec::new(), Vec::new());
-                let result = execute(&invocation, &mut NoTerminal, &mut out, &mut err).await;
-                (result, String::from_utf8(out).expect("utf-8"))
-            }
-        };
-        let (result, out) = run(AppEnv::Test, KeysAction::Status, None).await;
-        result.expect("status");
-        assert!(out.contains("current key   dev"), "{out}");
-        let (result, out) = run(AppEnv::Test, KeysAction::Reencrypt { batch: 100 }, None).await;
-        result.expect("reencrypt");
-        assert!(out.contains("nothing to do"), "{out}");
-        let (result, _) = run(AppEnv::Production, KeysAction::Status, None).await;
-        assert!(
-            matches!(&result, Err(CliError::Config(why)) if why.contains("FIELD_ENCRYPTION_KEYS")),
-            "{result:?}"
-        );
-    })
-    .await;
 }

@@ -369,6 +369,10 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                 "SELECT password_hash FROM users",
                 "SELECT token_hash FROM refresh_tokens",
                 "SELECT key_hash FROM api_keys",
+                // Nor write credentials, even with a tenant context they set themselves.
+                r#"UPDATE api_keys SET scopes = '["*:*"]'"#,
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 'sk_test_x', repeat('a', 64), '[]')",
+                "DELETE FROM api_keys",
             ] {
                 let txn = db.begin().await.expect("begins");
                 txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");

@@ -63,6 +63,12 @@ pub enum KeyRingError {
          the built-in development key is for local and test only"
     )]
     Missing(AppEnv),
+    #[error(
+        "no FIELD_ENCRYPTION_KEYS and no APP_ENV: the development key is used only when \
+         APP_ENV names local or test, so a deployment that forgot APP_ENV never seals real \
+         data with it"
+    )]
+    EnvironmentNotNamed,
     #[error("APP_ENV={0} may not use the development key: it is public")]
     DevelopmentKeyOutsideDevelopment(AppEnv),
     /// Says which entry and why; never the key material.
@@ -89,17 +95,23 @@ impl KeyRing {
     /// `FIELD_ENCRYPTION_KEYS` is `id:base64,id:base64,...`: ids of 1 to 32 letters,
     /// digits, `-` or `_`; each key 32 bytes, standard base64. With one key it is current;
     /// with several, `FIELD_ENCRYPTION_CURRENT_KEY` names the one that seals. Unset, the
-    /// development key serves `local` and `test`, and every other environment refuses.
+    /// development key serves `local` and `test` when `APP_ENV` (or `MIGRATION_ENV`) names
+    /// them explicitly, and every other case refuses. `env` is the environment the caller
+    /// resolved (usually from the same variables).
     pub fn from_lookup(
         env: AppEnv,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, KeyRingError> {
         let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let Some(list) = var("FIELD_ENCRYPTION_KEYS") else {
-            return if env.is_disposable() {
-                Ok(Self::development())
-            } else {
-                Err(KeyRingError::Missing(env))
+        // Every key of the ring, in base64: cleared when dropped.
+        let Some(list) = var("FIELD_ENCRYPTION_KEYS").map(Zeroizing::new) else {
+            // `local` is also what an unset APP_ENV means; a deployment that forgot
+            // APP_ENV must not seal production data with the public key.
+            let named = var("APP_ENV").or_else(|| var("MIGRATION_ENV")).is_some();
+            return match (env.is_disposable(), named) {
+                (true, true) => Ok(Self::development()),
+                (true, false) => Err(KeyRingError::EnvironmentNotNamed),
+                (false, _) => Err(KeyRingError::Missing(env)),
             };
         };
         let mut keys: Vec<FieldKey> = Vec::new();
@@ -126,16 +138,17 @@ impl KeyRing {
                     .decode(encoded.trim())
                     .map_err(|_| bad("the key is not standard base64"))?,
             );
-            let material: [u8; 32] = decoded
-                .as_slice()
-                .try_into()
-                .map_err(|_| bad("the key must be exactly 32 bytes"))?;
+            if decoded.len() != 32 {
+                return Err(bad("the key must be exactly 32 bytes"));
+            }
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyRingError::DuplicateId(id.to_owned()));
             }
+            let mut material = Zeroizing::new([0u8; 32]);
+            material.copy_from_slice(&decoded);
             let key = FieldKey {
                 id: id.to_owned(),
-                material: Zeroizing::new(material),
+                material,
             };
             if !env.is_disposable()
                 && (key.id == DEVELOPMENT_KEY_ID

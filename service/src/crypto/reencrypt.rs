@@ -1,6 +1,7 @@
 //! Moving stored values to the current key, after a key is added and made current.
 //!
-//! An operator's batch job, run as the schema owner (it reads every tenant's rows):
+//! An operator's batch job, run as the schema owner with BYPASSRLS (it must read every
+//! tenant's rows; it refuses a role that row-level security applies to):
 //! rows are read in primary-key order, a batch per transaction, and each stale value is
 //! rewritten only if it is still the value that was read, so a concurrent write wins.
 //! The old key stays in the ring until a run reports nothing left under it.
@@ -35,7 +36,9 @@ pub struct ReencryptReport {
 /// per transaction; `progress` is told after each batch.
 ///
 /// # Errors
-/// `Db`. Values that do not open are reported, not errors.
+/// `Db`, also when row-level security applies to the connected role on PostgreSQL:
+/// it would see some rows only, report the rest as done, and the old key could be
+/// removed with values still under it. Values that do not open are reported, not errors.
 pub async fn reencrypt<C>(
     db: &C,
     ring: &KeyRing,
@@ -51,6 +54,29 @@ where
         Alias::new(column.id_column),
         Alias::new(column.column),
     );
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let walled = db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "SELECT row_security_active(to_regclass($1)), current_user::text",
+                [column.table.into()],
+            ))
+            .await?
+            .map(|row| {
+                Ok::<_, DbErr>((
+                    row.try_get_by_index::<Option<bool>>(0)?.unwrap_or(false),
+                    row.try_get_by_index::<String>(1)?,
+                ))
+            })
+            .transpose()?;
+        if let Some((true, role)) = walled {
+            return Err(DbErr::Custom(format!(
+                "row-level security applies to {role} on {}: re-encryption must see every \
+                 row; run it as the schema owner with BYPASSRLS (or a superuser)",
+                column.table
+            )));
+        }
+    }
     let mut report = ReencryptReport::default();
     let mut after: Option<Uuid> = None;
     loop {

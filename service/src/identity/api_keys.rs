@@ -2,8 +2,8 @@
 //!
 //! A key reads `sk_<env>_<body>_<check>`: `env` is `live` or `test`
 //! ([`ServiceConfig::api_key_environment`](crate::ServiceConfig)), `body` is 32 bytes
-//! of randomness in base62 (43 characters), `check` the first 6 base62 characters of
-//! the SHA-256 of everything before it. The checksum lets [`parse_api_key`] refuse a
+//! of randomness in base62 (43 characters), `check` the SHA-256 of everything before
+//! it, its first 8 bytes as a big-endian number written as its lowest 6 base62 digits. The checksum lets [`parse_api_key`] refuse a
 //! mistyped or truncated key before any query. Only the SHA-256 of the whole key and
 //! its visible prefix (`sk_test_` and 8 characters of the body) are stored; the key
 //! itself is returned once, as an [`ApiKeySecret`].
@@ -156,7 +156,8 @@ fn visible_prefix(environment: ApiKeyEnvironment, body: &str) -> String {
     format!("sk_{}_{}", environment.as_str(), &body[..PREFIX_BODY_LEN])
 }
 
-/// The first 6 base62 digits of the SHA-256 of `text`.
+/// The SHA-256 of `text`: its first 8 bytes as a big-endian number, written as its
+/// lowest 6 base62 digits (the number modulo 62^6), zero-padded.
 fn checksum(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
     base62(&digest[..8], CHECK_LEN)
