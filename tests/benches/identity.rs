@@ -111,13 +111,9 @@ async fn sign_ins(t: &TestDb) {
         };
         let started = Instant::now();
         let mut tasks = Vec::new();
-        for client in 0..clients {
-            let (db, deps, email, password) = (
-                t.db.clone(),
-                deps.clone(),
-                emails[client].clone(),
-                password.clone(),
-            );
+        for (client, email) in emails.iter().take(clients).enumerate() {
+            let (db, deps, email, password) =
+                (t.db.clone(), deps.clone(), email.clone(), password.clone());
             tasks.push(tokio::spawn(async move {
                 let mut done = 0u32;
                 // A client address per client: the throttle's per-address budget is
