@@ -174,3 +174,17 @@ pub fn composite_foreign_key<C: IntoIden, R: IntoIden>(
         .on_delete(on_delete)
         .take()
 }
+
+/// Bytes of at most `len` (sealed values). PostgreSQL: `bytea` (unbounded; the
+/// service writes the bound). MariaDB: `VARBINARY(len)`. SQLite: a blob.
+pub fn binary(col: impl IntoIden, len: u32) -> ColumnDef {
+    ColumnDef::new(col).var_binary(len).not_null().take()
+}
+
+pub fn small_integer(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).small_integer().not_null().take()
+}
+
+pub fn big_integer_null(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).big_integer().null().take()
+}

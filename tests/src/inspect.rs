@@ -4,7 +4,9 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::audit_logs;
-use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::identity::{
+    mfa_backup_codes, mfa_factors, refresh_tokens, sessions, user_profiles, users,
+};
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryOrder,
@@ -190,11 +192,56 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
             "invitations",
             dump::<invitations::Entity>(db, invitations::Column::Id).await,
         ),
+        ("mfa_factors", dump_mfa_factors(db).await),
+        (
+            "mfa_backup_codes",
+            dump::<mfa_backup_codes::Entity>(db, mfa_backup_codes::Column::Id).await,
+        ),
         (
             "audit_logs",
             dump::<audit_logs::Entity>(db, audit_logs::Column::Id).await,
         ),
     ]
+}
+
+/// `mfa_factors` with each sealed secret replaced by what it opens to (hex): sealing
+/// draws a fresh nonce every time, so equal data has different sealed bytes.
+async fn dump_mfa_factors(db: &DatabaseConnection) -> Vec<Value> {
+    let keys = service::crypto::KeyRing::development();
+    mfa_factors::Entity::find()
+        .order_by_asc(mfa_factors::Column::Id)
+        .all(db)
+        .await
+        .expect("dumping a table succeeds")
+        .into_iter()
+        .map(|factor| {
+            let row = factor.id.to_string();
+            let opened = keys
+                .open(
+                    service::crypto::FieldSlot {
+                        table: "mfa_factors",
+                        column: "secret",
+                        row: &row,
+                    },
+                    factor.secret.expose(),
+                )
+                .expect("a seeded secret opens with the development key");
+            serde_json::json!({
+                "id": factor.id,
+                "user_id": factor.user_id,
+                "kind": factor.kind,
+                "name": factor.name,
+                "secret_opened": hex::encode(&*opened),
+                "algorithm": factor.algorithm,
+                "digits": factor.digits,
+                "period": factor.period,
+                "confirmed_at": factor.confirmed_at,
+                "last_used_step": factor.last_used_step,
+                "created_at": factor.created_at,
+                "updated_at": factor.updated_at,
+            })
+        })
+        .collect()
 }
 
 async fn dump2<E: EntityTrait>(
@@ -288,6 +335,17 @@ pub async fn row_counts(db: &DatabaseConnection) -> Vec<(&'static str, u64)> {
         (
             "invitations",
             invitations::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "mfa_factors",
+            mfa_factors::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "mfa_backup_codes",
+            mfa_backup_codes::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
         ),
         (
             "audit_logs",

@@ -12,6 +12,7 @@ use sea_orm::{
 use service::access::{Scope, has_permission};
 use service::connection;
 use service::tenancy::{TenantCtx, list_members, list_user_tenants};
+use service::crypto::KeyRing;
 use service::{Deps, ManualClock, ServiceConfig};
 use std::sync::Arc;
 use tests::runtime::{as_runtime, count, count_as_runtime, runtime_txn, seed, tenant, user};
@@ -245,7 +246,7 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
         Start::Empty,
         |t| async move {
             let report = seed(&t).await;
-            let deps = Deps::new(ServiceConfig::default());
+            let deps = Deps::new(ServiceConfig::default(), KeyRing::development());
             let mut checked = 0;
             for u in &report.users {
                 for tenant_line in &report.tenants {

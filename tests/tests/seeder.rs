@@ -10,6 +10,7 @@ use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
 use service::deps::LabelledIds;
 use service::identity::authenticate;
 use service::input::{Email, Password};
+use service::crypto::KeyRing;
 use service::{Deps, RequestMeta, ServiceConfig};
 use std::sync::{Arc, Mutex};
 use tests::{Backend, Start, TestDb, inspect, run_case};
@@ -204,7 +205,7 @@ async fn seeder_fixture_ids_and_logins_are_stable(t: TestDb) {
     );
     assert_eq!(alice.role, "owner");
 
-    let deps = Deps::new(ServiceConfig::default());
+    let deps = Deps::new(ServiceConfig::default(), KeyRing::development());
     for email in [
         "alice@acme.com",
         "dr.smith@healthystellar.com",
