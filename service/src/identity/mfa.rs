@@ -35,8 +35,8 @@ use entity::identity::mfa_backup_codes;
 use entity::identity::mfa_factors::{self, MfaKind, TotpAlgorithm};
 use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
 use hmac::{Hmac, Mac};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use sea_orm::ActiveValue::Set;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait,
@@ -51,6 +51,12 @@ use zeroize::Zeroizing;
 pub const BACKUP_CODE_COUNT: usize = 10;
 /// Random bytes per backup code: 80 bits, 16 base32 characters.
 const BACKUP_CODE_BYTES: usize = 10;
+/// What the `otpauth://` URI escapes: everything but RFC 3986's unreserved characters.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 /// Steps accepted either side of the current one, for clock drift and typing time.
 const WINDOW: i64 = 1;
 
@@ -452,8 +458,10 @@ where
         algorithm: Set(params.algorithm),
         digits: Set(i16::from(params.digits)),
         period: Set(i16::from(params.period)),
-        confirmed_at: Set(None),
-        last_used_step: Set(None),
+        // Left out of the INSERT: new factors start unconfirmed and unused, and the
+        // runtime role may not insert these columns.
+        confirmed_at: NotSet,
+        last_used_step: NotSet,
         created_at: Set(now),
         updated_at: Set(now),
     })
@@ -477,8 +485,8 @@ where
     txn.commit().await?;
 
     let secret_base32 = Zeroizing::new(BASE32_NOPAD.encode(&secret));
-    let issuer = utf8_percent_encode(&deps.config.totp_issuer, NON_ALPHANUMERIC).to_string();
-    let label = utf8_percent_encode(&account.email, NON_ALPHANUMERIC);
+    let issuer = utf8_percent_encode(&deps.config.totp_issuer, URI_COMPONENT).to_string();
+    let label = utf8_percent_encode(&account.email, URI_COMPONENT);
     let otpauth_uri = Zeroizing::new(format!(
         "otpauth://totp/{issuer}:{label}?secret={}&issuer={issuer}&algorithm={}&digits={}&period={}",
         secret_base32.as_str(),
@@ -666,7 +674,7 @@ where
             )),
             user_id: Set(user),
             code_hash: Set(entity::TokenHash::new(backup_code_hash(&normal))),
-            used_at: Set(None),
+            used_at: NotSet,
             created_at: Set(now),
         });
         let grouped: Vec<&str> = (0..normal.len())
