@@ -21,10 +21,10 @@
 //! `last_used_step`, `confirmed_at` and `used_at` one-way, whoever updates. The roles
 //! that read every table read these without `secret` and `code_hash`.
 
-use crate::lint::accept_lint;
+use crate::lint::{accept_lint, acceptance_comment};
 use crate::schema_helpers::*;
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -159,7 +159,7 @@ impl MigrationTrait for Migration {
             .col(small_integer(MfaFactors::Digits))
             .col(small_integer(MfaFactors::Period))
             .col(timestamp_null(backend, MfaFactors::ConfirmedAt))
-            .col(big_integer_null(MfaFactors::LastUsedStep))
+            .col(big_integer_null(backend, MfaFactors::LastUsedStep))
             .col(timestamp_default_now(backend, MfaFactors::CreatedAt))
             .col(timestamp_default_now(backend, MfaFactors::UpdatedAt))
             .check(check_in("ck_mfa_factors_kind", MfaFactors::Kind, &["totp"]))
@@ -194,13 +194,21 @@ impl MigrationTrait for Migration {
                 ForeignKeyAction::Cascade,
             ))
             .to_owned();
-        accept_lint(
-            manager,
-            "prefer-text-field",
-            "varchar(n) is the input limit, enforced by the database",
-            &factors,
-        )
-        .await?;
+        // Two findings on one statement: both acceptances go in front of it.
+        let mut statement = backend.build(&factors);
+        statement.sql = format!(
+            "{}\n{}\n{}",
+            acceptance_comment(
+                "prefer-text-field",
+                "varchar(n) is the input limit, enforced by the database",
+            )?,
+            acceptance_comment(
+                "prefer-bigint-over-smallint",
+                "digits and period are checked to 6-8 and 15-120; they are not counters",
+            )?,
+            statement.sql
+        );
+        manager.get_connection().execute_raw(statement).await?;
         // One factor of each kind per user; also the index of "this user's factors".
         manager
             .create_index(unique_index(

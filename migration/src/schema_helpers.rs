@@ -185,6 +185,13 @@ pub fn small_integer(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).small_integer().not_null().take()
 }
 
-pub fn big_integer_null(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col).big_integer().null().take()
+/// A nullable 64-bit integer. SQLite is told `bigint` (sea-query writes `integer`, the
+/// same storage), so its catalogue names the width the entity declares.
+pub fn big_integer_null(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = ColumnDef::new(col);
+    match backend {
+        DbBackend::Sqlite => def.custom(Alias::new("bigint")),
+        _ => def.big_integer(),
+    };
+    def.null().take()
 }

@@ -40,7 +40,9 @@ use sea_orm::{
     SqlErr, TransactionTrait,
 };
 use service::connection::{self, ConnectError, DbTarget, PoolSettings, TargetError};
+use service::crypto::KeyRing;
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
+use std::sync::Arc;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -81,6 +83,11 @@ pub struct SeedOptions {
     pub confirm: Option<String>,
     /// How long to wait for another seeder (or migrator) holding the database.
     pub lock_timeout: std::time::Duration,
+    /// The key ring sealed fixtures (TOTP secrets) are sealed with. `None` reads
+    /// `FIELD_ENCRYPTION_KEYS` from the process (`KeyRing::from_env`): the development
+    /// key in `local` and `test`, the environment's own keys elsewhere, so the
+    /// application there can open what the seeder sealed.
+    pub field_keys: Option<Arc<KeyRing>>,
 }
 
 impl Default for SeedOptions {
@@ -94,6 +101,7 @@ impl Default for SeedOptions {
             scale_writer: None,
             confirm: None,
             lock_timeout: std::time::Duration::from_secs(120),
+            field_keys: None,
         }
     }
 }
@@ -537,10 +545,13 @@ async fn seed_locked(
 ) -> Result<Loaded, SeedError> {
     // Read before anything is written: outside local and test, sealed fixtures need the
     // environment's own keys, and a missing key ring refuses the run here.
-    let keys = service::crypto::KeyRing::from_env(env).map_err(|e| SeedError::Refused {
-        signal: "FIELD_ENCRYPTION_KEYS".to_owned(),
-        reason: e.to_string(),
-    })?;
+    let keys = match &options.field_keys {
+        Some(keys) => keys.clone(),
+        None => Arc::new(KeyRing::from_env(env).map_err(|e| SeedError::Refused {
+            signal: "FIELD_ENCRYPTION_KEYS".to_owned(),
+            reason: e.to_string(),
+        })?),
+    };
     let migrations_applied = if env.is_disposable() {
         let settings = RunSettings {
             lock_timeout: options.lock_timeout,
@@ -638,7 +649,7 @@ async fn load<C>(
     db: &C,
     options: &SeedOptions,
     profile: &Profile,
-    keys: service::crypto::KeyRing,
+    keys: Arc<KeyRing>,
 ) -> Result<
     (
         Vec<TenantLine>,

@@ -307,8 +307,8 @@ impl Deps {
     }
 
     /// The same, with another key ring (the seeder outside `local` and `test`).
-    pub fn with_keys(mut self, keys: KeyRing) -> Self {
-        self.keys = Arc::new(keys);
+    pub fn with_keys(mut self, keys: Arc<KeyRing>) -> Self {
+        self.keys = keys;
         self
     }
 
