@@ -42,10 +42,10 @@ use sea_orm::{
 use service::connection::{self, ConnectError, DbTarget, PoolSettings, TargetError};
 use service::crypto::KeyRing;
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
-use std::sync::Arc;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 

@@ -89,7 +89,7 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
     for f in &report.second_factors {
         writeln!(
             out,
-            "Second factor of {} (TOTP, SHA-1, 6 digits, 30 s; development secret, add it to an authenticator app)",
+            "Second factor of {} (TOTP; demo credentials, the same for the same --seed: add the secret or the URI to an authenticator app)",
             f.email
         )?;
         writeln!(out, "  secret        {}", f.secret_base32)?;

@@ -73,9 +73,10 @@ pub fn field_keys() -> Arc<service::crypto::KeyRing> {
         "tests:{}",
         base64::engine::general_purpose::STANDARD.encode(material)
     );
-    let ring = service::crypto::KeyRing::from_lookup(service::environment::AppEnv::Staging, &|name| {
-        (name == "FIELD_ENCRYPTION_KEYS").then(|| entry.clone())
-    })
-    .expect("a valid key ring");
+    let ring =
+        service::crypto::KeyRing::from_lookup(service::environment::AppEnv::Staging, &|name| {
+            (name == "FIELD_ENCRYPTION_KEYS").then(|| entry.clone())
+        })
+        .expect("a valid key ring");
     Arc::new(ring)
 }

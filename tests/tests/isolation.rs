@@ -11,8 +11,8 @@ use sea_orm::{
 };
 use service::access::{Scope, has_permission};
 use service::connection;
-use service::tenancy::{TenantCtx, list_members, list_user_tenants};
 use service::crypto::KeyRing;
+use service::tenancy::{TenantCtx, list_members, list_user_tenants};
 use service::{Deps, ManualClock, ServiceConfig};
 use std::sync::Arc;
 use tests::runtime::{as_runtime, count, count_as_runtime, runtime_txn, seed, tenant, user};

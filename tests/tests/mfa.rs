@@ -14,8 +14,8 @@ use sea_orm::{
 };
 use service::crypto::{CryptoError, FieldSlot, KeyRing};
 use service::identity::{
-    BACKUP_CODE_COUNT, MfaProof, TotpEnrolment, TotpParams, confirm_totp, disable_totp,
-    enrol_totp, generate_backup_codes, totp, totp_factor, use_backup_code, verify_totp,
+    BACKUP_CODE_COUNT, MfaProof, TotpEnrolment, TotpParams, confirm_totp, disable_totp, enrol_totp,
+    generate_backup_codes, totp, totp_factor, use_backup_code, verify_totp,
 };
 use service::{Deps, ManualClock, ServiceError};
 use std::sync::Arc;
@@ -40,8 +40,7 @@ tests::backend_tests!(Migrated:
 fn mfa_totp_matches_the_rfc_6238_test_vectors() {
     let sha1 = b"12345678901234567890".as_slice();
     let sha256 = b"12345678901234567890123456789012".as_slice();
-    let sha512 =
-        b"1234567890123456789012345678901234567890123456789012345678901234".as_slice();
+    let sha512 = b"1234567890123456789012345678901234567890123456789012345678901234".as_slice();
     let vectors: [(u64, &str, &str, &str); 6] = [
         (59, "94287082", "46119246", "90693936"),
         (1_111_111_109, "07081804", "68084774", "25091201"),
@@ -56,9 +55,21 @@ fn mfa_totp_matches_the_rfc_6238_test_vectors() {
         period: 30,
     };
     for (time, want_sha1, want_sha256, want_sha512) in vectors {
-        assert_eq!(totp(sha1, params(TotpAlgorithm::Sha1), time), want_sha1, "SHA-1 at {time}");
-        assert_eq!(totp(sha256, params(TotpAlgorithm::Sha256), time), want_sha256, "SHA-256 at {time}");
-        assert_eq!(totp(sha512, params(TotpAlgorithm::Sha512), time), want_sha512, "SHA-512 at {time}");
+        assert_eq!(
+            totp(sha1, params(TotpAlgorithm::Sha1), time),
+            want_sha1,
+            "SHA-1 at {time}"
+        );
+        assert_eq!(
+            totp(sha256, params(TotpAlgorithm::Sha256), time),
+            want_sha256,
+            "SHA-256 at {time}"
+        );
+        assert_eq!(
+            totp(sha512, params(TotpAlgorithm::Sha512), time),
+            want_sha512,
+            "SHA-512 at {time}"
+        );
     }
     // Six digits are the last six of the same number.
     assert_eq!(totp(sha1, TotpParams::default(), 59), "287082");
@@ -69,10 +80,7 @@ fn now(deps: &Deps) -> u64 {
 }
 
 /// A user with a confirmed factor; the clock moved one step past the confirmation.
-async fn confirmed(
-    t: &TestDb,
-    name: &str,
-) -> (Deps, Arc<ManualClock>, UserId, TotpEnrolment) {
+async fn confirmed(t: &TestDb, name: &str) -> (Deps, Arc<ManualClock>, UserId, TotpEnrolment) {
     let (deps, clock) = fixtures::deps();
     let (user, enrolment) = confirmed_with(t, &deps, &clock, name).await;
     (deps, clock, user, enrolment)
@@ -91,9 +99,15 @@ async fn confirmed_with(
     let enrolment = enrol_totp(&t.db, &deps, user.id, "Phone", &meta())
         .await
         .expect("enrols");
-    confirm_totp(&t.db, &deps, user.id, &enrolment.code_at(now(&deps)), &meta())
-        .await
-        .expect("confirms with the current code");
+    confirm_totp(
+        &t.db,
+        &deps,
+        user.id,
+        &enrolment.code_at(now(&deps)),
+        &meta(),
+    )
+    .await
+    .expect("confirms with the current code");
     clock.advance(Duration::seconds(30));
     (user.id, enrolment)
 }
@@ -133,21 +147,36 @@ async fn mfa_enrol_confirm_verify(t: TestDb) {
         "{uri}"
     );
     assert!(uri.contains(&format!("secret={}&", enrolment.secret_base32())));
-    assert!(uri.ends_with("&issuer=saas-db&algorithm=SHA1&digits=6&period=30"), "{uri}");
+    assert!(
+        uri.ends_with("&issuer=saas-db&algorithm=SHA1&digits=6&period=30"),
+        "{uri}"
+    );
     assert_eq!(enrolment.secret_base32().len(), 32, "160 bits in base32");
 
-    let pending = totp_factor(&t.db, user.id).await.expect("reads").expect("a factor");
+    let pending = totp_factor(&t.db, user.id)
+        .await
+        .expect("reads")
+        .expect("a factor");
     assert_eq!(pending.name, "Phone");
     assert!(pending.confirmed_at.is_none());
     let before = wrong(&enrolment.code_at(now(&deps)));
     assert!(
-        matches!(verify_totp(&t.db, &deps, user.id, &before, &meta()).await, Err(ServiceError::NotFound { .. })),
+        matches!(
+            verify_totp(&t.db, &deps, user.id, &before, &meta()).await,
+            Err(ServiceError::NotFound { .. })
+        ),
         "an unconfirmed factor verifies nothing"
     );
 
-    let factor = confirm_totp(&t.db, &deps, user.id, &enrolment.code_at(now(&deps)), &meta())
-        .await
-        .expect("confirms");
+    let factor = confirm_totp(
+        &t.db,
+        &deps,
+        user.id,
+        &enrolment.code_at(now(&deps)),
+        &meta(),
+    )
+    .await
+    .expect("confirms");
     assert!(factor.confirmed_at.is_some());
     assert_eq!(factor.last_used_step, Some(deps.now().timestamp() / 30));
 
@@ -159,9 +188,15 @@ async fn mfa_enrol_confirm_verify(t: TestDb) {
     // Typed with the space apps show.
     clock.advance(Duration::seconds(30));
     let code = enrolment.code_at(now(&deps));
-    verify_totp(&t.db, &deps, user.id, &format!("{} {}", &code[..3], &code[3..]), &meta())
-        .await
-        .expect("spaces are ignored");
+    verify_totp(
+        &t.db,
+        &deps,
+        user.id,
+        &format!("{} {}", &code[..3], &code[3..]),
+        &meta(),
+    )
+    .await
+    .expect("spaces are ignored");
     // One step of drift either way is accepted.
     clock.advance(Duration::seconds(90));
     let late = enrolment.code_at(now(&deps) - 30);
@@ -205,7 +240,10 @@ async fn mfa_wrong_code_is_refused_and_recorded_and_malformed_input_writes_nothi
     let before = inspect::row_counts(&t.owner).await;
     for bad in ["", "12345", "123456789", "12a456", "１２３４５６"] {
         assert!(
-            matches!(verify_totp(&t.db, &deps, user, bad, &meta()).await, Err(ServiceError::Validation { field: "code", .. })),
+            matches!(
+                verify_totp(&t.db, &deps, user, bad, &meta()).await,
+                Err(ServiceError::Validation { field: "code", .. })
+            ),
             "{bad:?}"
         );
         assert!(matches!(
@@ -224,7 +262,11 @@ async fn mfa_wrong_code_is_refused_and_recorded_and_malformed_input_writes_nothi
             Err(ServiceError::Validation { field: "name", .. })
         ));
     }
-    assert_eq!(inspect::row_counts(&t.owner).await, before, "bad input writes nothing");
+    assert_eq!(
+        inspect::row_counts(&t.owner).await,
+        before,
+        "bad input writes nothing"
+    );
     verify_totp(&t.db, &deps, user, &code, &meta())
         .await
         .expect("the right code still works");
@@ -258,7 +300,10 @@ async fn mfa_a_used_step_is_refused_when_replayed(t: TestDb) {
         .filter(|e| e.event_type == "mfa_verification_failed")
         .map(|e| e.details["reason"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(sorted(replays), ["already_used", "already_used", "wrong_code"]);
+    assert_eq!(
+        sorted(replays),
+        ["already_used", "already_used", "wrong_code"]
+    );
     verify_totp(&t.db, &deps, user, &enrolment.code_at(now(&deps)), &meta())
         .await
         .expect("the new step's code works");
@@ -321,7 +366,10 @@ async fn mfa_two_concurrent_verifications_of_one_code_exactly_one_passes(t: Test
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        assert!(both_waited, "both verifications read the factor and queued at the update");
+        assert!(
+            both_waited,
+            "both verifications read the factor and queued at the update"
+        );
         holder.rollback().await.expect("lets go");
     }
     let results: Vec<_> = futures::future::join_all(attempts)
@@ -346,7 +394,10 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
     let (deps, clock) = fixtures::deps();
     let nobody = fixtures::user(&t.db, &deps, "mia").await;
     assert!(
-        matches!(generate_backup_codes(&t.db, &deps, nobody.id, &meta()).await, Err(ServiceError::Conflict { .. })),
+        matches!(
+            generate_backup_codes(&t.db, &deps, nobody.id, &meta()).await,
+            Err(ServiceError::Conflict { .. })
+        ),
         "no codes without a confirmed factor"
     );
 
@@ -368,13 +419,19 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
         .expect("reads");
     assert_eq!(rows.len(), BACKUP_CODE_COUNT, "one row per code");
     for row in &rows {
-        assert!(!list.iter().any(|c| row.code_hash.expose().contains(c.as_str())));
+        assert!(
+            !list
+                .iter()
+                .any(|c| row.code_hash.expose().contains(c.as_str()))
+        );
     }
 
     // Any case, without hyphens: as a person may type it.
     let typed = list[0].replace('-', "").to_uppercase();
     assert_eq!(
-        use_backup_code(&t.db, &deps, user, &typed, &meta()).await.expect("first use"),
+        use_backup_code(&t.db, &deps, user, &typed, &meta())
+            .await
+            .expect("first use"),
         (BACKUP_CODE_COUNT - 1) as u64
     );
     assert!(matches!(
@@ -399,10 +456,13 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
     let replaced = generate_backup_codes(&t.db, &deps, user, &meta())
         .await
         .expect("replaces");
-    assert!(matches!(
-        use_backup_code(&t.db, &deps, user, &list[1], &meta()).await,
-        Err(ServiceError::InvalidMfaCode)
-    ), "the old set is gone");
+    assert!(
+        matches!(
+            use_backup_code(&t.db, &deps, user, &list[1], &meta()).await,
+            Err(ServiceError::InvalidMfaCode)
+        ),
+        "the old set is gone"
+    );
     let fresh = replaced.expose().next().expect("a code").to_owned();
     use_backup_code(&t.db, &deps, user, &fresh, &meta())
         .await
@@ -416,7 +476,10 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
         .filter(|e| e.event_type == "mfa_verification_failed")
         .map(|e| e.details["reason"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(sorted(reasons), ["already_used", "wrong_code", "wrong_code", "wrong_code"]);
+    assert_eq!(
+        sorted(reasons),
+        ["already_used", "wrong_code", "wrong_code", "wrong_code"]
+    );
 }
 
 async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
@@ -430,10 +493,20 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
         Err(ServiceError::InvalidMfaCode)
     ));
     assert!(matches!(
-        disable_totp(&t.db, &deps, user, MfaProof::BackupCode("aaaa-aaaa-aaaa-aaaa"), &meta()).await,
+        disable_totp(
+            &t.db,
+            &deps,
+            user,
+            MfaProof::BackupCode("aaaa-aaaa-aaaa-aaaa"),
+            &meta()
+        )
+        .await,
         Err(ServiceError::InvalidMfaCode)
     ));
-    assert!(totp_factor(&t.db, user).await.expect("reads").is_some(), "still there");
+    assert!(
+        totp_factor(&t.db, user).await.expect("reads").is_some(),
+        "still there"
+    );
     disable_totp(&t.db, &deps, user, MfaProof::Totp(&code), &meta())
         .await
         .expect("a current code disables");
@@ -476,7 +549,14 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
         .await
         .expect("enrols");
     assert!(matches!(
-        confirm_totp(&t.db, &deps, user.id, &wrong(&first.code_at(now(&deps))), &meta()).await,
+        confirm_totp(
+            &t.db,
+            &deps,
+            user.id,
+            &wrong(&first.code_at(now(&deps))),
+            &meta()
+        )
+        .await,
         Err(ServiceError::InvalidMfaCode)
     ));
     let second = enrol_totp(&t.db, &deps, user.id, "Tablet", &meta())
@@ -489,10 +569,13 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
         .await
         .expect("counts");
     assert_eq!(factors, 1, "the unconfirmed enrolment was replaced");
-    assert!(matches!(
-        confirm_totp(&t.db, &deps, user.id, &first.code_at(now(&deps)), &meta()).await,
-        Err(ServiceError::InvalidMfaCode)
-    ), "the first secret is gone");
+    assert!(
+        matches!(
+            confirm_totp(&t.db, &deps, user.id, &first.code_at(now(&deps)), &meta()).await,
+            Err(ServiceError::InvalidMfaCode)
+        ),
+        "the first secret is gone"
+    );
     confirm_totp(&t.db, &deps, user.id, &second.code_at(now(&deps)), &meta())
         .await
         .expect("confirms");
@@ -507,7 +590,11 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
     let trail = events(&t, user.id).await;
     assert_eq!(count_of(&trail, "mfa_enrolled"), 2);
     assert_eq!(count_of(&trail, "mfa_confirmed"), 1);
-    assert_eq!(count_of(&trail, "mfa_verification_failed"), 0, "set-up typos are not recorded");
+    assert_eq!(
+        count_of(&trail, "mfa_verification_failed"),
+        0,
+        "set-up typos are not recorded"
+    );
 }
 
 async fn mfa_secret_is_stored_sealed_for_its_row(t: TestDb) {
@@ -524,15 +611,20 @@ async fn mfa_secret_is_stored_sealed_for_its_row(t: TestDb) {
         .decode(enrolment.secret_base32().as_bytes())
         .expect("base32");
     assert_eq!(secret.len(), 20);
-    let contains = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    let contains =
+        |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
     assert!(!contains(raw, &secret), "the raw secret is not stored");
-    assert!(!contains(raw, enrolment.secret_base32().as_bytes()), "nor its base32");
-    assert!(!contains(raw, enrolment.secret_base32().to_lowercase().as_bytes()));
+    assert!(
+        !contains(raw, enrolment.secret_base32().as_bytes()),
+        "nor its base32"
+    );
+    assert!(!contains(
+        raw,
+        enrolment.secret_base32().to_lowercase().as_bytes()
+    ));
 
     let keys = KeyRing::development();
-    let slot = |row: &str, column: &'static str| {
-        (row.to_owned(), column)
-    };
+    let slot = |row: &str, column: &'static str| (row.to_owned(), column);
     let open = |(row, column): (String, &'static str)| {
         keys.open(
             FieldSlot {
@@ -573,7 +665,9 @@ async fn mfa_no_secret_or_code_in_debug_output_or_audit_details(t: TestDb) {
     let (deps, clock, user, enrolment) = confirmed(&t, "tia").await;
     let mut codes_used = vec![enrolment.code_at(now(&deps) - 30)];
     let code = enrolment.code_at(now(&deps));
-    verify_totp(&t.db, &deps, user, &code, &meta()).await.expect("verifies");
+    verify_totp(&t.db, &deps, user, &code, &meta())
+        .await
+        .expect("verifies");
     codes_used.push(code.clone());
     let _ = verify_totp(&t.db, &deps, user, &code, &meta()).await;
     let backup = generate_backup_codes(&t.db, &deps, user, &meta())
@@ -585,7 +679,10 @@ async fn mfa_no_secret_or_code_in_debug_output_or_audit_details(t: TestDb) {
         .expect("uses");
     let _ = use_backup_code(&t.db, &deps, user, &backup_list[0], &meta()).await;
     clock.advance(Duration::seconds(30));
-    let factor = totp_factor(&t.db, user).await.expect("reads").expect("a factor");
+    let factor = totp_factor(&t.db, user)
+        .await
+        .expect("reads")
+        .expect("a factor");
     let model = mfa_factors::Entity::find_by_id(factor.id)
         .one(&t.owner)
         .await
@@ -605,15 +702,17 @@ async fn mfa_no_secret_or_code_in_debug_output_or_audit_details(t: TestDb) {
     let details: Vec<String> = events(&t, user)
         .await
         .iter()
-        .map(|e| format!("{} {}", e.details, e.resource_type.clone().unwrap_or_default()))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e.details,
+                e.resource_type.clone().unwrap_or_default()
+            )
+        })
         .collect();
     assert!(details.len() >= 6, "{details:?}");
     let secret = enrolment.secret_base32().to_owned();
-    let raw_hex = hex::encode(
-        BASE32_NOPAD
-            .decode(secret.as_bytes())
-            .expect("base32"),
-    );
+    let raw_hex = hex::encode(BASE32_NOPAD.decode(secret.as_bytes()).expect("base32"));
     let mut forbidden = vec![secret.clone(), secret.to_lowercase(), raw_hex];
     forbidden.extend(codes_used);
     for code in &backup_list {
@@ -622,7 +721,10 @@ async fn mfa_no_secret_or_code_in_debug_output_or_audit_details(t: TestDb) {
     }
     for text in details.iter().chain(std::iter::once(&debug)) {
         for needle in &forbidden {
-            assert!(!text.contains(needle.as_str()), "{needle:?} appears in {text}");
+            assert!(
+                !text.contains(needle.as_str()),
+                "{needle:?} appears in {text}"
+            );
         }
     }
     assert!(debug.contains("[redacted]"), "{debug}");

@@ -7,10 +7,10 @@ use sea_orm::{ConnectionTrait, Statement};
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
 use seeder::scale::ScaleWriter;
 use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
+use service::crypto::KeyRing;
 use service::deps::LabelledIds;
 use service::identity::{TotpParams, authenticate, totp, use_backup_code, verify_totp};
 use service::input::{Email, Password};
-use service::crypto::KeyRing;
 use service::{Deps, RequestMeta, ServiceConfig};
 use std::sync::{Arc, Mutex};
 use tests::{Backend, Start, TestDb, inspect, run_case};
@@ -225,9 +225,15 @@ async fn seeder_fixture_ids_and_logins_are_stable(t: TestDb) {
         .decode(factor.secret_base32.as_bytes())
         .expect("base32");
     let now = u64::try_from(deps.now().timestamp()).expect("after 1970");
-    verify_totp(&t.db, &deps, alice.id, &totp(&secret, TotpParams::default(), now), &meta)
-        .await
-        .expect("the printed secret gives valid codes");
+    verify_totp(
+        &t.db,
+        &deps,
+        alice.id,
+        &totp(&secret, TotpParams::default(), now),
+        &meta,
+    )
+    .await
+    .expect("the printed secret gives valid codes");
     for email in [
         "alice@acme.com",
         "dr.smith@healthystellar.com",

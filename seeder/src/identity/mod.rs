@@ -6,7 +6,8 @@ use crate::{SeedError, fixture_error};
 use entity::UserId;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::identity::{
-    Account, NewUser, confirm_totp, create_session, enrol_totp, generate_backup_codes, register_user,
+    Account, NewUser, confirm_totp, create_session, enrol_totp, generate_backup_codes,
+    register_user,
 };
 use service::input::{Language, Timezone};
 use service::{Deps, RequestMeta};

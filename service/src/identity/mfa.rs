@@ -387,11 +387,15 @@ async fn refuse(
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::MfaVerificationFailed, AuditOutcome::Failure, meta)
-            .actor(user)
-            .resource("user", user)
-            .risk(30)
-            .details(json!({ "method": method, "reason": refusal.as_str() })),
+        AuditEntry::new(
+            AuditEvent::MfaVerificationFailed,
+            AuditOutcome::Failure,
+            meta,
+        )
+        .actor(user)
+        .resource("user", user)
+        .risk(30)
+        .details(json!({ "method": method, "reason": refusal.as_str() })),
     )
     .await?;
     txn.commit().await?;
@@ -648,10 +652,10 @@ where
 {
     let txn = begin_for_user(db, user).await?;
     find_active_user(&txn, user).await?;
-    if !find_factor(&txn, user)
+    let confirmed = find_factor(&txn, user)
         .await?
-        .is_some_and(|f| f.confirmed_at.is_some())
-    {
+        .is_some_and(|f| f.confirmed_at.is_some());
+    if !confirmed {
         return Err(ServiceError::Conflict {
             entity: "backup codes",
             reason: "enrol and confirm a TOTP factor first",
@@ -689,10 +693,14 @@ where
     record(
         &txn,
         deps,
-        AuditEntry::new(AuditEvent::BackupCodesGenerated, AuditOutcome::Success, meta)
-            .actor(user)
-            .resource("user", user)
-            .details(json!({ "count": BACKUP_CODE_COUNT, "replaced": replaced })),
+        AuditEntry::new(
+            AuditEvent::BackupCodesGenerated,
+            AuditOutcome::Success,
+            meta,
+        )
+        .actor(user)
+        .resource("user", user)
+        .details(json!({ "count": BACKUP_CODE_COUNT, "replaced": replaced })),
     )
     .await?;
     txn.commit().await?;
