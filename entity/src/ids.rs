@@ -61,6 +61,10 @@ uuid_id!(
     SessionId,
     /// `refresh_tokens.id`
     RefreshTokenId,
+    /// `mfa_factors.id`
+    MfaFactorId,
+    /// `mfa_backup_codes.id`
+    MfaBackupCodeId,
     /// `audit_logs.id`
     AuditLogId,
     /// `permissions.id`

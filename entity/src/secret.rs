@@ -35,3 +35,26 @@ redacted_string!(
     /// The hex SHA-256 of a high-entropy token; the token itself is never stored.
     TokenHash,
 );
+
+/// A value sealed by the service's field encryption (key id, nonce, ciphertext, tag).
+/// Useless without the key ring, but its `Debug` is redacted all the same, so a logged
+/// model shows no key ids or lengths either.
+#[derive(Clone, PartialEq, Eq, DeriveValueType)]
+pub struct SealedBytes(Vec<u8>);
+
+impl SealedBytes {
+    pub fn new(value: Vec<u8>) -> Self {
+        Self(value)
+    }
+
+    /// The stored bytes, to open with the key ring.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SealedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedBytes([redacted])")
+    }
+}

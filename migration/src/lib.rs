@@ -45,6 +45,8 @@ mod m20261123_000022_platform_postgres_walls;
 mod m20261123_000023_tenancy_check_tenant_slug;
 mod m20261123_000024_identity_create_api_keys;
 mod m20261123_000025_audit_add_api_key_event_types;
+mod m20261123_000026_identity_create_mfa;
+mod m20261123_000027_audit_add_mfa_event_types;
 
 pub struct Migrator;
 
@@ -77,6 +79,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000023_tenancy_check_tenant_slug::Migration),
             Box::new(m20261123_000024_identity_create_api_keys::Migration),
             Box::new(m20261123_000025_audit_add_api_key_event_types::Migration),
+            Box::new(m20261123_000026_identity_create_mfa::Migration),
+            Box::new(m20261123_000027_audit_add_mfa_event_types::Migration),
         ]
     }
 }

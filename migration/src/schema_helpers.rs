@@ -174,3 +174,24 @@ pub fn composite_foreign_key<C: IntoIden, R: IntoIden>(
         .on_delete(on_delete)
         .take()
 }
+
+/// Bytes of at most `len` (sealed values). PostgreSQL: `bytea` (unbounded; the
+/// service writes the bound). MariaDB: `VARBINARY(len)`. SQLite: a blob.
+pub fn binary(col: impl IntoIden, len: u32) -> ColumnDef {
+    ColumnDef::new(col).var_binary(len).not_null().take()
+}
+
+pub fn small_integer(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).small_integer().not_null().take()
+}
+
+/// A nullable 64-bit integer. SQLite is told `bigint` (sea-query writes `integer`, the
+/// same storage), so its catalogue names the width the entity declares.
+pub fn big_integer_null(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = ColumnDef::new(col);
+    match backend {
+        DbBackend::Sqlite => def.custom(Alias::new("bigint")),
+        _ => def.big_integer(),
+    };
+    def.null().take()
+}

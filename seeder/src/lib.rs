@@ -21,6 +21,7 @@ pub mod scale;
 pub mod summary;
 mod tenancy;
 
+pub use identity::SecondFactorLine;
 pub use reset::RESET_TABLES;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -39,10 +40,12 @@ use sea_orm::{
     SqlErr, TransactionTrait,
 };
 use service::connection::{self, ConnectError, DbTarget, PoolSettings, TargetError};
+use service::crypto::KeyRing;
 use service::{Deps, RequestMeta, ServiceConfig, ServiceError};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -80,6 +83,11 @@ pub struct SeedOptions {
     pub confirm: Option<String>,
     /// How long to wait for another seeder (or migrator) holding the database.
     pub lock_timeout: std::time::Duration,
+    /// The key ring sealed fixtures (TOTP secrets) are sealed with. `None` reads
+    /// `FIELD_ENCRYPTION_KEYS` from the process (`KeyRing::from_env`): the development
+    /// key in `local` and `test`, the environment's own keys elsewhere, so the
+    /// application there can open what the seeder sealed.
+    pub field_keys: Option<Arc<KeyRing>>,
 }
 
 impl Default for SeedOptions {
@@ -93,6 +101,7 @@ impl Default for SeedOptions {
             scale_writer: None,
             confirm: None,
             lock_timeout: std::time::Duration::from_secs(120),
+            field_keys: None,
         }
     }
 }
@@ -240,6 +249,8 @@ pub struct SeedReport {
     pub tenants: Vec<TenantLine>,
     pub users: Vec<UserLine>,
     pub access: access::AccessReport,
+    /// Second factors of the demo users (Alice's), with their secrets and backup codes.
+    pub second_factors: Vec<identity::SecondFactorLine>,
     pub row_counts: Vec<(&'static str, u64)>,
     pub scale: Option<scale::ScaleReport>,
     /// Whoever held the database when this run started, if it had to wait.
@@ -466,7 +477,7 @@ async fn run_on(
     let result = seed_locked(db, options, env, target, log).await;
     let released = lock.release().await;
     let result = result.and_then(|done| released.map(|()| done));
-    let (migrations_applied, tenants, users, access, scale) = result?;
+    let (migrations_applied, tenants, users, (access, second_factors), scale) = result?;
 
     Ok(SeedReport {
         environment: env,
@@ -477,6 +488,7 @@ async fn run_on(
         tenants,
         users,
         access,
+        second_factors,
         row_counts: row_counts(db).await?,
         scale,
         waited_for,
@@ -519,7 +531,7 @@ type Loaded = (
     usize,
     Vec<TenantLine>,
     Vec<UserLine>,
-    access::AccessReport,
+    (access::AccessReport, Vec<identity::SecondFactorLine>),
     Option<scale::ScaleReport>,
 );
 
@@ -531,6 +543,15 @@ async fn seed_locked(
     target: &DbTarget,
     log: &mut (dyn Write + Send),
 ) -> Result<Loaded, SeedError> {
+    // Read before anything is written: outside local and test, sealed fixtures need the
+    // environment's own keys, and a missing key ring refuses the run here.
+    let keys = match &options.field_keys {
+        Some(keys) => keys.clone(),
+        None => Arc::new(KeyRing::from_env(env).map_err(|e| SeedError::Refused {
+            signal: "FIELD_ENCRYPTION_KEYS".to_owned(),
+            reason: e.to_string(),
+        })?),
+    };
     let migrations_applied = if env.is_disposable() {
         let settings = RunSettings {
             lock_timeout: options.lock_timeout,
@@ -558,7 +579,7 @@ async fn seed_locked(
         } else {
             reset::refuse_if_seeded(&txn, &profile).await?;
         }
-        let loaded = load(&txn, options, &profile).await?;
+        let loaded = load(&txn, options, &profile, keys).await?;
         txn.commit().await?;
         Ok(loaded)
     }
@@ -628,7 +649,15 @@ async fn load<C>(
     db: &C,
     options: &SeedOptions,
     profile: &Profile,
-) -> Result<(Vec<TenantLine>, Vec<UserLine>, access::AccessReport), SeedError>
+    keys: Arc<KeyRing>,
+) -> Result<
+    (
+        Vec<TenantLine>,
+        Vec<UserLine>,
+        (access::AccessReport, Vec<identity::SecondFactorLine>),
+    ),
+    SeedError,
+>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -638,6 +667,7 @@ where
         profile_namespace(options.profile),
         options.seed,
     );
+    let deps = deps.with_keys(keys);
     let meta = RequestMeta::system();
     let step = Duration::seconds(1);
     let mut tenant_ids: HashMap<&str, TenantId> = HashMap::new();
@@ -705,7 +735,14 @@ where
         .collect();
     let users: HashMap<&str, UserId> = user_lines.iter().map(|u| (u.email, u.id)).collect();
     let access = access::load_access(db, &deps, &clock, profile, &tenants, &users).await?;
-    Ok((tenant_lines, user_lines, access))
+    // Last, so the randomness drawn for everything above is what it was before.
+    let mut second_factors = Vec::new();
+    if let Some(alice) = user_lines.iter().find(|u| u.email == "alice@acme.com") {
+        second_factors
+            .push(identity::second_factor(db, &deps, alice.id, alice.email, &meta).await?);
+        clock.advance(step);
+    }
+    Ok((tenant_lines, user_lines, (access, second_factors)))
 }
 
 async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>, DbErr> {
@@ -745,6 +782,12 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
         (
             "api_keys",
             entity::identity::api_keys::Entity::find().count(db).await?,
+        ),
+        (
+            "mfa_factors",
+            entity::identity::mfa_factors::Entity::find()
+                .count(db)
+                .await?,
         ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
     ])

@@ -116,6 +116,7 @@ async fn seed(cli: Cli) -> Result<SeedReport, SeedError> {
         scale_writer: None,
         confirm: cli.confirm,
         lock_timeout: std::time::Duration::from_secs(cli.lock_timeout),
+        field_keys: None,
     };
     seeder::seed_with(
         &EnvSignals::from_process(),

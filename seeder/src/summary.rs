@@ -86,6 +86,21 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
     }
     writeln!(out, "{api_keys}\n")?;
 
+    for f in &report.second_factors {
+        writeln!(
+            out,
+            "Second factor of {} (TOTP; demo credentials, the same for the same --seed: add the secret or the URI to an authenticator app)",
+            f.email
+        )?;
+        writeln!(out, "  secret        {}", f.secret_base32)?;
+        writeln!(out, "  otpauth URI   {}", f.otpauth_uri)?;
+        writeln!(
+            out,
+            "  backup codes  {} (single use)\n",
+            f.backup_codes.join(" ")
+        )?;
+    }
+
     if let Some(scale) = &report.scale {
         writeln!(
             out,

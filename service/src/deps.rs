@@ -1,9 +1,13 @@
-//! What every operation runs with: a clock, an id source, randomness and settings.
+//! What every operation runs with: a clock, an id source, randomness, the field
+//! encryption key ring and settings.
 //!
-//! Production uses [`Deps::new`]. Tests and the seeder swap in a [`ManualClock`],
-//! [`LabelledIds`] and [`SeededRandom`] so that expiry is tested without sleeping
-//! and fixtures come out byte-identical.
+//! Production uses [`Deps::new`], with the key ring passed in (`KeyRing::from_env`), so
+//! no deployment falls back to the development key by omission. Tests and the seeder
+//! swap in a [`ManualClock`], [`LabelledIds`] and [`SeededRandom`] so that expiry is
+//! tested without sleeping and fixtures come out byte-identical.
 
+use crate::crypto::KeyRing;
+use crate::identity::TotpParams;
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -168,6 +172,10 @@ pub struct ServiceConfig {
     pub api_key_environment: ApiKeyEnvironment,
     /// The longest an old API key may keep working after its rotation.
     pub api_key_max_rotation_grace: Duration,
+    /// Algorithm, digits and period of new TOTP factors (existing ones keep theirs).
+    pub totp: TotpParams,
+    /// The issuer authenticator apps show next to a TOTP factor.
+    pub totp_issuer: String,
 }
 
 /// The environment an API key belongs to, written into the key itself.
@@ -208,6 +216,8 @@ impl Default for ServiceConfig {
             refresh_token_lifetime: Duration::days(14),
             api_key_environment: ApiKeyEnvironment::Test,
             api_key_max_rotation_grace: Duration::days(7),
+            totp: TotpParams::default(),
+            totp_issuer: "saas-db".to_owned(),
         }
     }
 }
@@ -248,25 +258,30 @@ pub struct Deps {
     pub ids: Arc<dyn IdSource>,
     pub random: Arc<dyn RandomSource>,
     pub config: Arc<ServiceConfig>,
+    /// Seals and opens encrypted columns (TOTP secrets).
+    pub keys: Arc<KeyRing>,
     /// The hash verified against when an email is unknown, so that answer takes as
     /// long as a wrong password (built on first use).
     pub(crate) decoy_hash: Arc<OnceLock<String>>,
 }
 
 impl Deps {
-    /// Production: system clock, UUID v7 ids, the OS random generator.
-    pub fn new(config: ServiceConfig) -> Self {
+    /// Production: system clock, UUID v7 ids, the OS random generator, and the key ring
+    /// the caller read (`KeyRing::from_env(AppEnv::from_env()?)`).
+    pub fn new(config: ServiceConfig, keys: KeyRing) -> Self {
         Self {
             clock: Arc::new(SystemClock),
             ids: Arc::new(TimeOrderedIds),
             random: Arc::new(OsRandom),
             config: Arc::new(config),
+            keys: Arc::new(keys),
             decoy_hash: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Deterministic: a manual clock at `start`, labelled ids in `namespace`, and
-    /// randomness from `seed`. Returns the clock too, so tests can move it.
+    /// Deterministic: a manual clock at `start`, labelled ids in `namespace`,
+    /// randomness from `seed` and the development key ring (see [`Deps::with_keys`]).
+    /// Returns the clock too, so tests can move it.
     pub fn deterministic(
         config: ServiceConfig,
         start: DateTime<Utc>,
@@ -279,6 +294,7 @@ impl Deps {
             ids: Arc::new(LabelledIds::new(namespace)),
             random: Arc::new(SeededRandom::new(seed)),
             config: Arc::new(config),
+            keys: Arc::new(KeyRing::development()),
             decoy_hash: Arc::new(OnceLock::new()),
         };
         (deps, clock)
@@ -287,6 +303,12 @@ impl Deps {
     /// The same, with another clock (e.g. a [`ManualClock`] set to the database's time).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same, with another key ring (the seeder outside `local` and `test`).
+    pub fn with_keys(mut self, keys: Arc<KeyRing>) -> Self {
+        self.keys = keys;
         self
     }
 
@@ -309,6 +331,7 @@ impl std::fmt::Debug for Deps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deps")
             .field("config", &self.config)
+            .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }

@@ -52,6 +52,10 @@ pub enum ServiceError {
     /// The key was rotated and its grace period is over: use its successor.
     #[error("API key was replaced; it stopped working at {at}")]
     ApiKeyReplaced { at: DateTime<Utc> },
+    /// A well-formed second-factor code (TOTP or backup code) that is wrong, already
+    /// used, or for a step already used; deliberately does not say which.
+    #[error("the code is incorrect or was already used")]
+    InvalidMfaCode,
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

@@ -62,3 +62,21 @@ pub fn email(s: &str) -> Email {
 pub fn password(s: &str) -> Password {
     Password::for_verification(s).expect("valid password")
 }
+
+/// A key ring for seeding outside `local` and `test`, where the development key is
+/// refused: a fixed key, so [`crate::inspect::data`] can open what it sealed.
+pub fn field_keys() -> Arc<service::crypto::KeyRing> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let material = Sha256::digest(b"tests: a field key for environments other than local and test");
+    let entry = format!(
+        "tests:{}",
+        base64::engine::general_purpose::STANDARD.encode(material)
+    );
+    let ring =
+        service::crypto::KeyRing::from_lookup(service::environment::AppEnv::Staging, &|name| {
+            (name == "FIELD_ENCRYPTION_KEYS").then(|| entry.clone())
+        })
+        .expect("a valid key ring");
+    Arc::new(ring)
+}

@@ -4,7 +4,9 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::audit_logs;
-use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::identity::{
+    mfa_backup_codes, mfa_factors, refresh_tokens, sessions, user_profiles, users,
+};
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryOrder,
@@ -190,11 +192,59 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
             "invitations",
             dump::<invitations::Entity>(db, invitations::Column::Id).await,
         ),
+        ("mfa_factors", dump_mfa_factors(db).await),
+        (
+            "mfa_backup_codes",
+            dump::<mfa_backup_codes::Entity>(db, mfa_backup_codes::Column::Id).await,
+        ),
         (
             "audit_logs",
             dump::<audit_logs::Entity>(db, audit_logs::Column::Id).await,
         ),
     ]
+}
+
+/// `mfa_factors` with each sealed secret replaced by what it opens to (hex): sealing
+/// draws a fresh nonce every time, so equal data has different sealed bytes. Opened
+/// with the development key or the tests' other one ([`crate::fixtures::field_keys`]).
+async fn dump_mfa_factors(db: &DatabaseConnection) -> Vec<Value> {
+    let (development, other) = (
+        service::crypto::KeyRing::development(),
+        crate::fixtures::field_keys(),
+    );
+    mfa_factors::Entity::find()
+        .order_by_asc(mfa_factors::Column::Id)
+        .all(db)
+        .await
+        .expect("dumping a table succeeds")
+        .into_iter()
+        .map(|factor| {
+            let row = factor.id.to_string();
+            let slot = service::crypto::FieldSlot {
+                table: "mfa_factors",
+                column: "secret",
+                row: &row,
+            };
+            let opened = development
+                .open(slot, factor.secret.expose())
+                .or_else(|_| other.open(slot, factor.secret.expose()))
+                .expect("a test secret opens with one of the tests' keys");
+            serde_json::json!({
+                "id": factor.id,
+                "user_id": factor.user_id,
+                "kind": factor.kind,
+                "name": factor.name,
+                "secret_opened": hex::encode(&*opened),
+                "algorithm": factor.algorithm,
+                "digits": factor.digits,
+                "period": factor.period,
+                "confirmed_at": factor.confirmed_at,
+                "last_used_step": factor.last_used_step,
+                "created_at": factor.created_at,
+                "updated_at": factor.updated_at,
+            })
+        })
+        .collect()
 }
 
 async fn dump2<E: EntityTrait>(
@@ -288,6 +338,17 @@ pub async fn row_counts(db: &DatabaseConnection) -> Vec<(&'static str, u64)> {
         (
             "invitations",
             invitations::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "mfa_factors",
+            mfa_factors::Entity::find().count(db).await.expect("count"),
+        ),
+        (
+            "mfa_backup_codes",
+            mfa_backup_codes::Entity::find()
+                .count(db)
+                .await
+                .expect("count"),
         ),
         (
             "audit_logs",

@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use service::access::{Scope, has_permission};
 use service::connection;
+use service::crypto::KeyRing;
 use service::tenancy::{TenantCtx, list_members, list_user_tenants};
 use service::{Deps, ManualClock, ServiceConfig};
 use std::sync::Arc;
@@ -245,7 +246,7 @@ async fn isolation_sql_function_agrees_with_the_service_check() {
         Start::Empty,
         |t| async move {
             let report = seed(&t).await;
-            let deps = Deps::new(ServiceConfig::default());
+            let deps = Deps::new(ServiceConfig::default(), KeyRing::development());
             let mut checked = 0;
             for u in &report.users {
                 for tenant_line in &report.tenants {

@@ -16,7 +16,8 @@ use entity::access::{
 };
 use entity::audit::{audit_event_types, audit_logs};
 use entity::identity::{
-    api_keys, refresh_tokens, sessions, sign_in_throttles, user_profiles, users,
+    api_keys, mfa_backup_codes, mfa_factors, refresh_tokens, sessions, sign_in_throttles,
+    user_profiles, users,
 };
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::sea_query::{ForeignKeyAction, StringLen, TableName, TableRef};
@@ -140,6 +141,7 @@ fn entity_column_kind(column_type: &ColumnType) -> ColumnKind {
         ColumnType::Boolean => ColumnKind::new("boolean", None),
         ColumnType::TimestampWithTimeZone => ColumnKind::new("timestamp", None),
         ColumnType::Json | ColumnType::JsonBinary => ColumnKind::new("json", None),
+        ColumnType::VarBinary(_) => ColumnKind::new("bytes", None),
         other => ColumnKind::new(&format!("unmapped entity type {other:?}"), None),
     }
 }
@@ -173,6 +175,9 @@ fn database_column_kind(backend: DbBackend, declared: &str) -> ColumnKind {
         (DbBackend::Postgres, "jsonb" | "json", _)
         | (DbBackend::MySql, "longtext" | "json", _)
         | (DbBackend::Sqlite, "jsonb_text" | "json_text", _) => "json",
+        (DbBackend::Postgres, "bytea", _)
+        | (DbBackend::MySql, "varbinary", _)
+        | (DbBackend::Sqlite, "varbinary_blob", _) => "bytes",
         _ => return ColumnKind::new(&format!("unmapped database type {declared}"), length),
     };
     let length = if family == "text" { length } else { None };
@@ -253,6 +258,8 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<sessions::Entity>(backend),
         entity_shape::<refresh_tokens::Entity>(backend),
         entity_shape::<api_keys::Entity>(backend),
+        entity_shape::<mfa_factors::Entity>(backend),
+        entity_shape::<mfa_backup_codes::Entity>(backend),
         entity_shape::<sign_in_throttles::Entity>(backend),
         entity_shape::<permissions::Entity>(backend),
         entity_shape::<roles::Entity>(backend),

@@ -7,8 +7,9 @@ use sea_orm::{ConnectionTrait, Statement};
 use seeder::profile::{ProfileName, SHARED_PASSWORD};
 use seeder::scale::ScaleWriter;
 use seeder::{EnvSignals, SeedError, SeedOptions, profile_namespace, seed};
+use service::crypto::KeyRing;
 use service::deps::LabelledIds;
-use service::identity::authenticate;
+use service::identity::{TotpParams, authenticate, totp, use_backup_code, verify_totp};
 use service::input::{Email, Password};
 use service::{Deps, RequestMeta, ServiceConfig};
 use std::sync::{Arc, Mutex};
@@ -34,9 +35,11 @@ tests::backend_tests!(
     seeder_summary_tables_line_up_with_japanese_names,
 );
 
+/// Outside local and test the seeder needs keys of the environment's own: these.
 fn options(t: &TestDb) -> SeedOptions {
     SeedOptions {
         database_url: Some(t.url.clone()),
+        field_keys: Some(tests::fixtures::field_keys()),
         ..SeedOptions::default()
     }
 }
@@ -204,7 +207,33 @@ async fn seeder_fixture_ids_and_logins_are_stable(t: TestDb) {
     );
     assert_eq!(alice.role, "owner");
 
-    let deps = Deps::new(ServiceConfig::default());
+    let deps = Deps::new(ServiceConfig::default(), KeyRing::development())
+        .with_keys(tests::fixtures::field_keys());
+    // Alice's printed second factor works: a backup code once, the secret's code now.
+    let factor = report
+        .second_factors
+        .iter()
+        .find(|f| f.email == "alice@acme.com")
+        .expect("Alice has a second factor");
+    assert_eq!(factor.backup_codes.len(), 10);
+    assert!(factor.otpauth_uri.contains(&factor.secret_base32));
+    let meta = RequestMeta::system();
+    use_backup_code(&t.db, &deps, alice.id, &factor.backup_codes[0], &meta)
+        .await
+        .expect("a printed backup code works");
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(factor.secret_base32.as_bytes())
+        .expect("base32");
+    let now = u64::try_from(deps.now().timestamp()).expect("after 1970");
+    verify_totp(
+        &t.db,
+        &deps,
+        alice.id,
+        &totp(&secret, TotpParams::default(), now),
+        &meta,
+    )
+    .await
+    .expect("the printed secret gives valid codes");
     for email in [
         "alice@acme.com",
         "dr.smith@healthystellar.com",

@@ -28,6 +28,9 @@ enum Class {
     /// A tenant's credentials: its own rows only, the hash unreadable, only usage,
     /// revocation and rotation changeable, nothing deleted.
     TenantCredentials,
+    /// A user's second factor: the acting user's own rows only; the sealed secret and
+    /// the code hashes readable there (verification needs them), replay state one-way.
+    UserCredentials,
     /// The platform's own bookkeeping: out of reach.
     Platform,
 }
@@ -41,6 +44,7 @@ fn class_of(table: &str) -> Option<Class> {
         "role_inheritance" | "role_permissions" => Class::RoleGraph,
         "permissions" | "audit_event_types" => Class::Catalogue,
         "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
+        "mfa_factors" | "mfa_backup_codes" => Class::UserCredentials,
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
@@ -359,6 +363,61 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                                    WHERE r.routine_name = 'app_api_key_lookup' AND p.parameter_mode = 'OUT' AND p.parameter_name LIKE '%hash%'").await;
         assert_eq!(columns, 0, "the API key lookup returns no hash");
 
+        // Second factors: the acting user's own rows, nobody else's; replay state and
+        // used codes one-way even for their owner.
+        let alices_factors = count(db, &format!("SELECT count(*) FROM mfa_factors WHERE user_id = '{alice}'")).await;
+        let alices_codes = count(db, &format!("SELECT count(*) FROM mfa_backup_codes WHERE user_id = '{alice}'")).await;
+        assert!(alices_factors == 1 && alices_codes > 0, "the fixtures give Alice a factor and backup codes");
+        for table in ["mfa_factors", "mfa_backup_codes"] {
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                0,
+                "{table}: another user's rows are invisible"
+            );
+            assert_eq!(
+                count_as_runtime(db, Some(other), Some(alice), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE user_id = '{alice}'")).await,
+                "{table}: the acting user's own rows"
+            );
+            assert_eq!(
+                count_as_runtime(db, None, None, &format!("SELECT count(*) FROM {table}")).await,
+                0,
+                "{table}: nobody acting sees nothing"
+            );
+        }
+        for sql in [
+            "UPDATE mfa_factors SET last_used_step = 0, confirmed_at = NULL",
+            "DELETE FROM mfa_factors",
+            "UPDATE mfa_backup_codes SET used_at = NULL",
+            "DELETE FROM mfa_backup_codes",
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(changed_nothing(&result), "{sql}: {result:?}");
+        }
+        for sql in [
+            "UPDATE mfa_factors SET secret = '\\x00'".to_owned(),
+            format!("UPDATE mfa_factors SET user_id = '{me}'"),
+            "UPDATE mfa_backup_codes SET code_hash = repeat('a', 64)".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        for (sql, message) in [
+            ("UPDATE mfa_factors SET last_used_step = 0", "only grows"),
+            ("UPDATE mfa_factors SET confirmed_at = NULL", "stays confirmed"),
+            ("UPDATE mfa_backup_codes SET used_at = now(); UPDATE mfa_backup_codes SET used_at = NULL", "stays used"),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), sql).await;
+            assert!(matches!(&result, Err(e) if e.to_string().contains(message)), "{sql}: {result:?}");
+        }
+        for (sql, what) in [
+            (format!("INSERT INTO mfa_factors (id, user_id, kind, name, secret, algorithm, digits, period) VALUES (gen_random_uuid(), '{alice}', 'totp', 'rogue', '\\x00', 'SHA1', 6, 30)"), "a factor for someone else"),
+            (format!("INSERT INTO mfa_backup_codes (id, user_id, code_hash) VALUES (gen_random_uuid(), '{alice}', repeat('a', 64))"), "a backup code for someone else"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+
         // No temporary table can shadow a real one on a pooled connection.
         let result = as_runtime(db, Some(own), Some(me), "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
         assert!(denied(&result), "temporary tables: {result:?}");
@@ -369,10 +428,14 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                 "SELECT password_hash FROM users",
                 "SELECT token_hash FROM refresh_tokens",
                 "SELECT key_hash FROM api_keys",
+                "SELECT secret FROM mfa_factors",
+                "SELECT code_hash FROM mfa_backup_codes",
                 // Nor write credentials, even with a tenant context they set themselves.
                 r#"UPDATE api_keys SET scopes = '["*:*"]'"#,
                 "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 'sk_test_x', repeat('a', 64), '[]')",
                 "DELETE FROM api_keys",
+                "UPDATE mfa_factors SET last_used_step = 0",
+                "DELETE FROM mfa_backup_codes",
             ] {
                 let txn = db.begin().await.expect("begins");
                 txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");

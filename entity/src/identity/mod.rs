@@ -1,6 +1,9 @@
-//! Global identities and how they sign in, and the keys machine clients sign in with.
+//! Global identities and how they sign in (password, second factor), and the keys
+//! machine clients sign in with.
 
 pub mod api_keys;
+pub mod mfa_backup_codes;
+pub mod mfa_factors;
 pub mod refresh_tokens;
 pub mod sessions;
 pub mod sign_in_throttles;

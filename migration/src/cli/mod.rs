@@ -659,6 +659,12 @@ async fn execute_on(
         action: KeysAction::Reencrypt { batch },
     } = &inv.command
     {
+        if !pending.is_empty() {
+            return Err(CliError::Config(
+                "apply the pending migrations first: re-encryption walks the tables they create"
+                    .into(),
+            ));
+        }
         // Compare-and-set per row: safe beside the application, no migration lock.
         return keys::run_reencrypt(db, inv, *batch, out).await;
     }

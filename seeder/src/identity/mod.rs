@@ -5,7 +5,10 @@ use crate::profile::{SHARED_PASSWORD, UserFixture};
 use crate::{SeedError, fixture_error};
 use entity::UserId;
 use sea_orm::{ConnectionTrait, TransactionTrait};
-use service::identity::{Account, NewUser, create_session, register_user};
+use service::identity::{
+    Account, NewUser, confirm_totp, create_session, enrol_totp, generate_backup_codes,
+    register_user,
+};
 use service::input::{Language, Timezone};
 use service::{Deps, RequestMeta};
 
@@ -63,4 +66,46 @@ where
         .await
         .map_err(fixture_error(email))?;
     Ok(())
+}
+
+/// A confirmed TOTP factor and its backup codes, in the clear: demo credentials,
+/// deterministic for a given `--seed`, printed so a developer can add the factor to an
+/// authenticator app.
+#[derive(Debug)]
+pub struct SecondFactorLine {
+    pub email: &'static str,
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+    pub backup_codes: Vec<String>,
+}
+
+/// Enrols a TOTP factor for the user, confirms it with the code of the fixture clock's
+/// time, and generates the backup codes.
+pub(crate) async fn second_factor<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    email: &'static str,
+    meta: &RequestMeta,
+) -> Result<SecondFactorLine, SeedError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let on_err = fixture_error(email);
+    let enrolment = enrol_totp(db, deps, user, "Authenticator (seeded)", meta)
+        .await
+        .map_err(&on_err)?;
+    let now = u64::try_from(deps.now().timestamp()).unwrap_or_default();
+    confirm_totp(db, deps, user, &enrolment.code_at(now), meta)
+        .await
+        .map_err(&on_err)?;
+    let codes = generate_backup_codes(db, deps, user, meta)
+        .await
+        .map_err(&on_err)?;
+    Ok(SecondFactorLine {
+        email,
+        secret_base32: enrolment.secret_base32().to_owned(),
+        otpauth_uri: enrolment.otpauth_uri().to_owned(),
+        backup_codes: codes.expose().map(str::to_owned).collect(),
+    })
 }

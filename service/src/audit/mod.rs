@@ -52,10 +52,17 @@ pub enum AuditEvent {
     ApiKeyRevoked,
     ApiKeyRotated,
     ApiKeyRejected,
+    MfaEnrolled,
+    MfaConfirmed,
+    MfaVerified,
+    MfaVerificationFailed,
+    MfaDisabled,
+    BackupCodesGenerated,
+    BackupCodeUsed,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 32] = [
+    pub const ALL: [AuditEvent; 39] = [
         AuditEvent::UserCreated,
         AuditEvent::Login,
         AuditEvent::LoginFailed,
@@ -88,6 +95,13 @@ impl AuditEvent {
         AuditEvent::ApiKeyRevoked,
         AuditEvent::ApiKeyRotated,
         AuditEvent::ApiKeyRejected,
+        AuditEvent::MfaEnrolled,
+        AuditEvent::MfaConfirmed,
+        AuditEvent::MfaVerified,
+        AuditEvent::MfaVerificationFailed,
+        AuditEvent::MfaDisabled,
+        AuditEvent::BackupCodesGenerated,
+        AuditEvent::BackupCodeUsed,
     ];
 
     pub fn code(self) -> &'static str {
@@ -124,6 +138,13 @@ impl AuditEvent {
             AuditEvent::ApiKeyRevoked => "api_key_revoked",
             AuditEvent::ApiKeyRotated => "api_key_rotated",
             AuditEvent::ApiKeyRejected => "api_key_rejected",
+            AuditEvent::MfaEnrolled => "mfa_enrolled",
+            AuditEvent::MfaConfirmed => "mfa_confirmed",
+            AuditEvent::MfaVerified => "mfa_verified",
+            AuditEvent::MfaVerificationFailed => "mfa_verification_failed",
+            AuditEvent::MfaDisabled => "mfa_disabled",
+            AuditEvent::BackupCodesGenerated => "backup_codes_generated",
+            AuditEvent::BackupCodeUsed => "backup_code_used",
         }
     }
 }

@@ -28,7 +28,11 @@ use zeroize::Zeroizing;
 
 /// Every column that holds sealed values: what `keys reencrypt` walks. A migration that
 /// adds one adds it here.
-pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[];
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
+    table: "mfa_factors",
+    id_column: "id",
+    column: "secret",
+}];
 
 /// The layout written by [`KeyRing::seal`]; readers refuse any other.
 pub const FORMAT_VERSION: u8 = 1;

@@ -1,7 +1,8 @@
-//! Identity: registration, sign-in, sessions and refresh-token rotation, and the API
-//! keys machine clients authenticate with.
+//! Identity: registration, sign-in, sessions and refresh-token rotation, a second
+//! factor (TOTP and backup codes), and the API keys machine clients authenticate with.
 
 mod api_keys;
+mod mfa;
 mod password;
 mod sessions;
 mod throttle;
@@ -12,6 +13,11 @@ pub use api_keys::{
     ApiKey, ApiKeyFormatError, ApiKeyKind, ApiKeySecret, AuthenticatedApiKey, IssuedApiKey,
     NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys, parse_api_key,
     revoke_api_key, rotate_api_key,
+};
+pub use mfa::{
+    BACKUP_CODE_COUNT, BackupCodes, MfaFactor, MfaProof, TotpEnrolment, TotpParams, confirm_totp,
+    disable_totp, enrol_totp, generate_backup_codes, totp, totp_factor, use_backup_code,
+    verify_totp,
 };
 pub use password::hash as hash_password;
 pub use sessions::{

@@ -1,0 +1,867 @@
+//! A user's second factor: TOTP (RFC 6238) and single-use backup codes. Storage and
+//! verification only; sign-in does not ask for the factor yet.
+//!
+//! The application calls, in order: [`enrol_totp`] (shows the `otpauth://` URI once,
+//! as a QR code), [`confirm_totp`] with the first code the app shows, then
+//! [`generate_backup_codes`] (shown once). Later, [`verify_totp`] or
+//! [`use_backup_code`] for each second-factor check, and [`disable_totp`] with a
+//! current code or a backup code.
+//!
+//! Replay: a factor stores the newest time step a code was accepted for
+//! (`last_used_step`), and a code is accepted only for a later step, by a conditional
+//! `UPDATE ... WHERE last_used_step IS NULL OR last_used_step < :step` whose affected
+//! row count decides; of two concurrent submissions of one code exactly one passes on
+//! every backend (PostgreSQL and MariaDB re-check the condition on the locked row,
+//! SQLite serialises writers). Backup codes are claimed the same way (`used_at`).
+//!
+//! Records: every accepted code is audited with its operation. A refused code on
+//! [`verify_totp`], [`use_backup_code`] and [`disable_totp`] records
+//! `mfa_verification_failed` on a transaction of its own, committed before the error
+//! returns (those take a connection, not a transaction, like `authenticate`); no code
+//! or secret is ever in an audit row.
+
+use super::tokens::sha256_hex;
+use super::users::{begin_for_user, find_active_user};
+use crate::Result;
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::crypto::FieldSlot;
+use crate::deps::Deps;
+use crate::error::ServiceError;
+use crate::request::RequestMeta;
+use chrono::{DateTime, Utc};
+use data_encoding::BASE32_NOPAD;
+use entity::audit::audit_logs::AuditOutcome;
+use entity::identity::mfa_backup_codes;
+use entity::identity::mfa_factors::{self, MfaKind, TotpAlgorithm};
+use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
+use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait,
+    PaginatorTrait, QueryFilter, QuerySelect, TransactionSession, TransactionTrait,
+};
+use serde_json::json;
+use std::fmt;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// How many backup codes a set has.
+pub const BACKUP_CODE_COUNT: usize = 10;
+/// Random bytes per backup code: 80 bits, 16 base32 characters.
+const BACKUP_CODE_BYTES: usize = 10;
+/// What the `otpauth://` URI escapes: everything but RFC 3986's unreserved characters.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// Steps accepted either side of the current one, for clock drift and typing time.
+const WINDOW: i64 = 1;
+
+/// The parameters new TOTP factors get. Authenticator apps support SHA-1, 6 digits and
+/// 30 seconds everywhere; some ignore other values and show wrong codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TotpParams {
+    pub algorithm: TotpAlgorithm,
+    /// 6 to 8.
+    pub digits: u8,
+    /// Seconds per step, 15 to 120.
+    pub period: u8,
+}
+
+impl Default for TotpParams {
+    fn default() -> Self {
+        Self {
+            algorithm: TotpAlgorithm::Sha1,
+            digits: 6,
+            period: 30,
+        }
+    }
+}
+
+/// The RFC 6238 code of `secret` at Unix time `unix_seconds`.
+pub fn totp(secret: &[u8], params: TotpParams, unix_seconds: u64) -> String {
+    hotp(
+        secret,
+        params.algorithm,
+        params.digits,
+        unix_seconds / u64::from(params.period.max(1)),
+    )
+}
+
+/// RFC 4226 HOTP: HMAC of the big-endian counter, dynamically truncated to `digits`.
+fn hotp(secret: &[u8], algorithm: TotpAlgorithm, digits: u8, counter: u64) -> String {
+    let message = counter.to_be_bytes();
+    // HMAC takes keys of any length, so `new_from_slice` cannot fail here.
+    let digest: Vec<u8> = match algorithm {
+        TotpAlgorithm::Sha1 => mac::<Hmac<sha1::Sha1>>(secret, &message),
+        TotpAlgorithm::Sha256 => mac::<Hmac<sha2::Sha256>>(secret, &message),
+        TotpAlgorithm::Sha512 => mac::<Hmac<sha2::Sha512>>(secret, &message),
+    };
+    let offset = usize::from(digest[digest.len() - 1] & 0x0f);
+    let binary = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    let digits = u32::from(digits.clamp(6, 8));
+    format!(
+        "{:0width$}",
+        binary % 10u32.pow(digits),
+        width = digits as usize
+    )
+}
+
+fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+        .expect("HMAC accepts keys of every length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Secret length per algorithm: the hash's output size, as RFC 4226 and 6238 advise.
+fn secret_len(algorithm: TotpAlgorithm) -> usize {
+    match algorithm {
+        TotpAlgorithm::Sha1 => 20,
+        TotpAlgorithm::Sha256 => 32,
+        TotpAlgorithm::Sha512 => 64,
+    }
+}
+
+/// A factor as the application sees it: every column but the sealed secret.
+#[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "mfa_factors::Entity")]
+pub struct MfaFactor {
+    pub id: MfaFactorId,
+    pub user_id: UserId,
+    pub kind: MfaKind,
+    pub name: String,
+    pub algorithm: TotpAlgorithm,
+    pub digits: i16,
+    pub period: i16,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub last_used_step: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new TOTP factor's secret, in the clear once: show the URI as a QR code (and the
+/// base32 secret for typing), then drop it. `Debug` shows the factor id only.
+pub struct TotpEnrolment {
+    pub factor_id: MfaFactorId,
+    pub params: TotpParams,
+    secret: Zeroizing<Vec<u8>>,
+    secret_base32: Zeroizing<String>,
+    otpauth_uri: Zeroizing<String>,
+}
+
+impl TotpEnrolment {
+    /// The code an authenticator app shows at `unix_seconds`: for set-up screens that
+    /// check the app, for the seeder and for tests.
+    pub fn code_at(&self, unix_seconds: u64) -> String {
+        totp(&self.secret, self.params, unix_seconds)
+    }
+
+    /// `otpauth://totp/<issuer>:<email>?secret=...`, for a QR code.
+    pub fn otpauth_uri(&self) -> &str {
+        &self.otpauth_uri
+    }
+
+    /// The secret in base32, for apps that cannot scan.
+    pub fn secret_base32(&self) -> &str {
+        &self.secret_base32
+    }
+}
+
+impl fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpEnrolment")
+            .field("factor_id", &self.factor_id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A fresh set of backup codes, in the clear once (`xxxx-xxxx-xxxx-xxxx`). `Debug`
+/// shows how many there are, nothing else.
+pub struct BackupCodes(Vec<Zeroizing<String>>);
+
+impl BackupCodes {
+    pub fn expose(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|c| c.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for BackupCodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BackupCodes({} codes, [redacted])", self.0.len())
+    }
+}
+
+/// What proves the user holds the factor, for [`disable_totp`]. `Debug` is redacted.
+#[derive(Clone, Copy)]
+pub enum MfaProof<'a> {
+    Totp(&'a str),
+    BackupCode(&'a str),
+}
+
+impl fmt::Debug for MfaProof<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MfaProof::Totp(_) => f.write_str("Totp([redacted])"),
+            MfaProof::BackupCode(_) => f.write_str("BackupCode([redacted])"),
+        }
+    }
+}
+
+/// A TOTP code as typed: digits, spaces allowed (apps show `123 456`).
+fn parse_totp_code(code: &str) -> Result<Zeroizing<String>> {
+    let digits: Zeroizing<String> = Zeroizing::new(code.chars().filter(|c| *c != ' ').collect());
+    if !(6..=8).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ServiceError::validation("code", "expected 6 to 8 digits"));
+    }
+    Ok(digits)
+}
+
+/// A backup code as typed: 16 base32 characters, any case, hyphens and spaces allowed.
+/// Returns the hash it is stored under.
+fn parse_backup_code(code: &str) -> Result<String> {
+    let normal: Zeroizing<String> = Zeroizing::new(
+        code.chars()
+            .filter(|c| *c != '-' && *c != ' ')
+            .map(|c| c.to_ascii_lowercase())
+            .collect(),
+    );
+    if normal.len() != BACKUP_CODE_BYTES * 8 / 5
+        || !normal
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    {
+        return Err(ServiceError::validation(
+            "backup code",
+            "expected 16 letters and digits, as printed",
+        ));
+    }
+    Ok(backup_code_hash(&normal))
+}
+
+/// SHA-256, not argon2: a code is 80 random bits, so its hash cannot be searched, and
+/// verification stays a single indexed lookup.
+fn backup_code_hash(normal: &str) -> String {
+    sha256_hex(normal)
+}
+
+fn parse_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ServiceError::validation(
+            "name",
+            "1 to 100 characters, no control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn slot_row(id: MfaFactorId) -> String {
+    id.to_string()
+}
+
+fn open_secret(deps: &Deps, factor: &mfa_factors::Model) -> Result<Zeroizing<Vec<u8>>> {
+    let row = slot_row(factor.id);
+    deps.keys
+        .open(
+            FieldSlot {
+                table: "mfa_factors",
+                column: "secret",
+                row: &row,
+            },
+            factor.secret.expose(),
+        )
+        .map_err(|_| ServiceError::Crypto("the TOTP secret does not open with the key ring"))
+}
+
+async fn find_factor<C: ConnectionTrait>(
+    db: &C,
+    user: UserId,
+) -> Result<Option<mfa_factors::Model>> {
+    Ok(mfa_factors::Entity::find()
+        .filter(mfa_factors::Column::UserId.eq(user))
+        .filter(mfa_factors::Column::Kind.eq(MfaKind::Totp))
+        .one(db)
+        .await?)
+}
+
+/// Why a code was refused, for the audit row only (the caller hears `InvalidMfaCode`).
+#[derive(Clone, Copy)]
+enum Refusal {
+    WrongCode,
+    Replayed,
+}
+
+impl Refusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::WrongCode => "wrong_code",
+            Refusal::Replayed => "already_used",
+        }
+    }
+}
+
+/// Which step of the window `code` belongs to, if any, and whether it is newer than
+/// the factor's last used step. Compares in constant time.
+fn match_step(
+    deps: &Deps,
+    factor: &mfa_factors::Model,
+    code: &str,
+) -> Result<std::result::Result<i64, Refusal>> {
+    let secret = open_secret(deps, factor)?;
+    let period = i64::from(factor.period.max(1));
+    let current = deps.now().timestamp().div_euclid(period);
+    let digits = u8::try_from(factor.digits).unwrap_or(6);
+    let mut matched = None;
+    for step in current - WINDOW..=current + WINDOW {
+        let Ok(counter) = u64::try_from(step) else {
+            continue;
+        };
+        let expected = Zeroizing::new(hotp(&secret, factor.algorithm, digits, counter));
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+            matched = Some(step);
+        }
+    }
+    Ok(match matched {
+        None => Err(Refusal::WrongCode),
+        Some(step) if factor.last_used_step.is_some_and(|last| step <= last) => {
+            Err(Refusal::Replayed)
+        }
+        Some(step) => Ok(step),
+    })
+}
+
+/// Claims `step` for the factor: only one transaction can move `last_used_step` past it.
+async fn claim_step<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    factor: MfaFactorId,
+    step: i64,
+    confirm: bool,
+) -> Result<bool> {
+    let now = deps.now();
+    let mut update = mfa_factors::Entity::update_many()
+        .col_expr(mfa_factors::Column::LastUsedStep, Expr::value(step))
+        .col_expr(mfa_factors::Column::UpdatedAt, Expr::value(now))
+        .filter(mfa_factors::Column::Id.eq(factor))
+        .filter(
+            Condition::any()
+                .add(mfa_factors::Column::LastUsedStep.is_null())
+                .add(mfa_factors::Column::LastUsedStep.lt(step)),
+        );
+    if confirm {
+        update = update
+            .col_expr(mfa_factors::Column::ConfirmedAt, Expr::value(now))
+            .filter(mfa_factors::Column::ConfirmedAt.is_null());
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Records a refused code on a transaction of its own and returns the caller's error.
+async fn refuse(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    user: UserId,
+    method: &'static str,
+    refusal: Refusal,
+    meta: &RequestMeta,
+) -> Result<ServiceError> {
+    let txn = begin_for_user(db, user).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(
+            AuditEvent::MfaVerificationFailed,
+            AuditOutcome::Failure,
+            meta,
+        )
+        .actor(user)
+        .resource("user", user)
+        .risk(30)
+        .details(json!({ "method": method, "reason": refusal.as_str() })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(ServiceError::InvalidMfaCode)
+}
+
+/// Starts a TOTP enrolment: a new secret from `deps.random`, sealed for its row with
+/// `deps.keys`, under the parameters of `deps.config.totp`. An unconfirmed earlier
+/// enrolment is replaced (its QR code was lost). Records `mfa_enrolled`.
+///
+/// # Errors
+/// `Validation` for a bad name (before any query); `Conflict` if the user has a
+/// confirmed TOTP factor (disable it first); `NotFound`, `AccountDisabled`; `Crypto`;
+/// `Db`.
+pub async fn enrol_totp<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    name: &str,
+    meta: &RequestMeta,
+) -> Result<TotpEnrolment>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let name = parse_name(name)?;
+    let params = deps.config.totp;
+    let txn = begin_for_user(db, user).await?;
+    let account = find_active_user(&txn, user).await?;
+    let replaced = match find_factor(&txn, user).await? {
+        Some(f) if f.confirmed_at.is_some() => {
+            return Err(ServiceError::Conflict {
+                entity: "TOTP factor",
+                reason: "the user has a confirmed TOTP factor; disable it first",
+            });
+        }
+        Some(f) => {
+            mfa_factors::Entity::delete_by_id(f.id).exec(&txn).await?;
+            true
+        }
+        None => false,
+    };
+    let now = deps.now();
+    let id = MfaFactorId(deps.new_id("mfa_factors", &user.to_string()));
+    let mut secret = Zeroizing::new(vec![0u8; secret_len(params.algorithm)]);
+    deps.random.fill(&mut secret);
+    let row = slot_row(id);
+    let sealed = deps
+        .keys
+        .seal(
+            FieldSlot {
+                table: "mfa_factors",
+                column: "secret",
+                row: &row,
+            },
+            &secret,
+        )
+        .map_err(|_| ServiceError::Crypto("sealing the TOTP secret failed"))?;
+    mfa_factors::Entity::insert(mfa_factors::ActiveModel {
+        id: Set(id),
+        user_id: Set(user),
+        kind: Set(MfaKind::Totp),
+        name: Set(name),
+        secret: Set(SealedBytes::new(sealed)),
+        algorithm: Set(params.algorithm),
+        digits: Set(i16::from(params.digits)),
+        period: Set(i16::from(params.period)),
+        // Left out of the INSERT: new factors start unconfirmed and unused, and the
+        // runtime role may not insert these columns.
+        confirmed_at: NotSet,
+        last_used_step: NotSet,
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MfaEnrolled, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("mfa_factor", id)
+            .details(json!({
+                "kind": "totp",
+                "algorithm": algorithm_name(params.algorithm),
+                "digits": params.digits,
+                "period": params.period,
+                "replaced_unconfirmed": replaced,
+            })),
+    )
+    .await?;
+    txn.commit().await?;
+
+    let secret_base32 = Zeroizing::new(BASE32_NOPAD.encode(&secret));
+    let issuer = utf8_percent_encode(&deps.config.totp_issuer, URI_COMPONENT).to_string();
+    let label = utf8_percent_encode(&account.email, URI_COMPONENT);
+    let otpauth_uri = Zeroizing::new(format!(
+        "otpauth://totp/{issuer}:{label}?secret={}&issuer={issuer}&algorithm={}&digits={}&period={}",
+        secret_base32.as_str(),
+        algorithm_name(params.algorithm),
+        params.digits,
+        params.period,
+    ));
+    Ok(TotpEnrolment {
+        factor_id: id,
+        params,
+        secret,
+        secret_base32,
+        otpauth_uri,
+    })
+}
+
+fn algorithm_name(algorithm: TotpAlgorithm) -> &'static str {
+    match algorithm {
+        TotpAlgorithm::Sha1 => "SHA1",
+        TotpAlgorithm::Sha256 => "SHA256",
+        TotpAlgorithm::Sha512 => "SHA512",
+    }
+}
+
+/// Confirms an enrolment with the first code the app shows; from then on the factor
+/// counts. Records `mfa_confirmed`. A wrong code writes nothing: the factor protects
+/// nothing yet, and whoever can call this already acts as the user.
+///
+/// # Errors
+/// `Validation` for a code that is not 6 to 8 digits (before any query); `NotFound`
+/// without an enrolment; `Conflict` if already confirmed; `InvalidMfaCode`;
+/// `AccountDisabled`; `Crypto`; `Db`.
+pub async fn confirm_totp<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<MfaFactor>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let code = parse_totp_code(code)?;
+    let txn = begin_for_user(db, user).await?;
+    find_active_user(&txn, user).await?;
+    let factor = find_factor(&txn, user)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("TOTP factor of user", user))?;
+    if factor.confirmed_at.is_some() {
+        return Err(ServiceError::Conflict {
+            entity: "TOTP factor",
+            reason: "already confirmed",
+        });
+    }
+    let Ok(step) = match_step(deps, &factor, &code)? else {
+        return Err(ServiceError::InvalidMfaCode);
+    };
+    if !claim_step(&txn, deps, factor.id, step, true).await? {
+        return Err(ServiceError::InvalidMfaCode);
+    }
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MfaConfirmed, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("mfa_factor", factor.id),
+    )
+    .await?;
+    let confirmed = view(&txn, factor.id).await?;
+    txn.commit().await?;
+    Ok(confirmed)
+}
+
+async fn view<C: ConnectionTrait>(db: &C, id: MfaFactorId) -> Result<MfaFactor> {
+    mfa_factors::Entity::find_by_id(id)
+        .into_partial_model::<MfaFactor>()
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("TOTP factor", id))
+}
+
+/// The user's TOTP factor, confirmed or not, without its secret.
+///
+/// # Errors
+/// `Db` only.
+pub async fn totp_factor<C>(db: &C, user: UserId) -> Result<Option<MfaFactor>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, user).await?;
+    let factor = mfa_factors::Entity::find()
+        .filter(mfa_factors::Column::UserId.eq(user))
+        .filter(mfa_factors::Column::Kind.eq(MfaKind::Totp))
+        .into_partial_model::<MfaFactor>()
+        .one(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(factor)
+}
+
+/// Checks a TOTP code of the user's confirmed factor: the current step or one either
+/// side, each step accepted once. Records `mfa_verified`; a refused code records
+/// `mfa_verification_failed` on a transaction of its own (so this takes a connection).
+///
+/// # Errors
+/// `Validation` for a code that is not 6 to 8 digits (before any query); `NotFound`
+/// without a confirmed factor; `InvalidMfaCode` for a wrong or used code;
+/// `AccountDisabled`; `Crypto`; `Db`.
+pub async fn verify_totp(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    user: UserId,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<()> {
+    let code = parse_totp_code(code)?;
+    let txn = begin_for_user(db, user).await?;
+    find_active_user(&txn, user).await?;
+    let factor = find_factor(&txn, user)
+        .await?
+        .filter(|f| f.confirmed_at.is_some())
+        .ok_or_else(|| ServiceError::not_found("confirmed TOTP factor of user", user))?;
+    let refusal = match match_step(deps, &factor, &code)? {
+        Ok(step) if claim_step(&txn, deps, factor.id, step, false).await? => None,
+        // Another submission claimed this step (or a later one) first.
+        Ok(_) => Some(Refusal::Replayed),
+        Err(refusal) => Some(refusal),
+    };
+    if let Some(refusal) = refusal {
+        txn.rollback().await?;
+        return Err(refuse(db, deps, user, "totp", refusal, meta).await?);
+    }
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MfaVerified, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("mfa_factor", factor.id)
+            .details(json!({ "method": "totp" })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Replaces the user's backup codes with [`BACKUP_CODE_COUNT`] new ones, stored as
+/// their SHA-256. Needs a confirmed TOTP factor. Records `backup_codes_generated`.
+///
+/// # Errors
+/// `Conflict` without a confirmed factor; `NotFound`, `AccountDisabled`; `Db`.
+pub async fn generate_backup_codes<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    meta: &RequestMeta,
+) -> Result<BackupCodes>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, user).await?;
+    find_active_user(&txn, user).await?;
+    let confirmed = find_factor(&txn, user)
+        .await?
+        .is_some_and(|f| f.confirmed_at.is_some());
+    if !confirmed {
+        return Err(ServiceError::Conflict {
+            entity: "backup codes",
+            reason: "enrol and confirm a TOTP factor first",
+        });
+    }
+    let replaced = mfa_backup_codes::Entity::delete_many()
+        .filter(mfa_backup_codes::Column::UserId.eq(user))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    let now = deps.now();
+    let mut codes = Vec::with_capacity(BACKUP_CODE_COUNT);
+    let mut rows = Vec::with_capacity(BACKUP_CODE_COUNT);
+    for _ in 0..BACKUP_CODE_COUNT {
+        let bytes = Zeroizing::new(deps.random_bytes::<BACKUP_CODE_BYTES>());
+        let normal = Zeroizing::new(BASE32_NOPAD.encode(&*bytes).to_ascii_lowercase());
+        rows.push(mfa_backup_codes::ActiveModel {
+            id: Set(MfaBackupCodeId(
+                deps.new_id("mfa_backup_codes", &user.to_string()),
+            )),
+            user_id: Set(user),
+            code_hash: Set(entity::TokenHash::new(backup_code_hash(&normal))),
+            used_at: NotSet,
+            created_at: Set(now),
+        });
+        let grouped: Vec<&str> = (0..normal.len())
+            .step_by(4)
+            .map(|i| &normal[i..i + 4])
+            .collect();
+        codes.push(Zeroizing::new(grouped.join("-")));
+    }
+    mfa_backup_codes::Entity::insert_many(rows)
+        .exec_without_returning(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(
+            AuditEvent::BackupCodesGenerated,
+            AuditOutcome::Success,
+            meta,
+        )
+        .actor(user)
+        .resource("user", user)
+        .details(json!({ "count": BACKUP_CODE_COUNT, "replaced": replaced })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(BackupCodes(codes))
+}
+
+/// Claims an unused backup code of the user, by hash: only one transaction can set its
+/// `used_at`.
+async fn claim_backup_code<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    code_hash: &str,
+) -> Result<std::result::Result<MfaBackupCodeId, Refusal>> {
+    let found = mfa_backup_codes::Entity::find()
+        .select_only()
+        .column(mfa_backup_codes::Column::Id)
+        .column(mfa_backup_codes::Column::UsedAt)
+        .filter(mfa_backup_codes::Column::UserId.eq(user))
+        .filter(mfa_backup_codes::Column::CodeHash.eq(code_hash))
+        .into_tuple::<(MfaBackupCodeId, Option<DateTime<Utc>>)>()
+        .one(db)
+        .await?;
+    let id = match found {
+        None => return Ok(Err(Refusal::WrongCode)),
+        Some((_, Some(_))) => return Ok(Err(Refusal::Replayed)),
+        Some((id, None)) => id,
+    };
+    let claimed = mfa_backup_codes::Entity::update_many()
+        .col_expr(mfa_backup_codes::Column::UsedAt, Expr::value(deps.now()))
+        .filter(mfa_backup_codes::Column::Id.eq(id))
+        .filter(mfa_backup_codes::Column::UsedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(if claimed.rows_affected == 1 {
+        Ok(id)
+    } else {
+        Err(Refusal::Replayed)
+    })
+}
+
+/// Uses one backup code in place of a TOTP code. Records `backup_code_used`; a refused
+/// code records `mfa_verification_failed` on a transaction of its own. Returns how many
+/// unused codes are left.
+///
+/// # Errors
+/// `Validation` for a code not shaped like one (before any query); `InvalidMfaCode`
+/// for an unknown or used code; `AccountDisabled`; `Db`.
+pub async fn use_backup_code(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    user: UserId,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<u64> {
+    let code_hash = parse_backup_code(code)?;
+    let txn = begin_for_user(db, user).await?;
+    find_active_user(&txn, user).await?;
+    let id = match claim_backup_code(&txn, deps, user, &code_hash).await? {
+        Ok(id) => id,
+        Err(refusal) => {
+            txn.rollback().await?;
+            return Err(refuse(db, deps, user, "backup_code", refusal, meta).await?);
+        }
+    };
+    let remaining = mfa_backup_codes::Entity::find()
+        .filter(mfa_backup_codes::Column::UserId.eq(user))
+        .filter(mfa_backup_codes::Column::UsedAt.is_null())
+        .count(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::BackupCodeUsed, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("mfa_backup_code", id)
+            .details(json!({ "remaining": remaining })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(remaining)
+}
+
+/// Removes the user's TOTP factor and backup codes, proven by a current TOTP code or a
+/// backup code (a stolen session alone cannot turn the factor off). Records
+/// `mfa_disabled`; a refused proof records `mfa_verification_failed` on a transaction
+/// of its own.
+///
+/// # Errors
+/// `Validation` for a malformed code (before any query); `NotFound` without a factor;
+/// `InvalidMfaCode`; `AccountDisabled`; `Crypto`; `Db`.
+pub async fn disable_totp(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    user: UserId,
+    proof: MfaProof<'_>,
+    meta: &RequestMeta,
+) -> Result<()> {
+    enum Parsed {
+        Totp(Zeroizing<String>),
+        BackupCode(String),
+    }
+    let parsed = match proof {
+        MfaProof::Totp(code) => Parsed::Totp(parse_totp_code(code)?),
+        MfaProof::BackupCode(code) => Parsed::BackupCode(parse_backup_code(code)?),
+    };
+    let txn = begin_for_user(db, user).await?;
+    find_active_user(&txn, user).await?;
+    let factor = find_factor(&txn, user)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("TOTP factor of user", user))?;
+    let (method, outcome) = match &parsed {
+        Parsed::Totp(code) => (
+            "totp",
+            match match_step(deps, &factor, code)? {
+                Ok(step) if claim_step(&txn, deps, factor.id, step, false).await? => Ok(()),
+                Ok(_) => Err(Refusal::Replayed),
+                Err(refusal) => Err(refusal),
+            },
+        ),
+        Parsed::BackupCode(hash) => (
+            "backup_code",
+            claim_backup_code(&txn, deps, user, hash).await?.map(|_| ()),
+        ),
+    };
+    if let Err(refusal) = outcome {
+        txn.rollback().await?;
+        return Err(refuse(db, deps, user, method, refusal, meta).await?);
+    }
+    let codes_deleted = mfa_backup_codes::Entity::delete_many()
+        .filter(mfa_backup_codes::Column::UserId.eq(user))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    mfa_factors::Entity::delete_by_id(factor.id)
+        .exec(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MfaDisabled, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("mfa_factor", factor.id)
+            .details(json!({ "method": method, "backup_codes_deleted": codes_deleted })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_parsed_before_any_query() {
+        assert!(parse_totp_code("123 456").is_ok());
+        assert!(parse_totp_code("12345").is_err());
+        assert!(parse_totp_code("12345a").is_err());
+        assert!(parse_backup_code("ABCD-efgh-2345-67ab").is_ok());
+        assert!(parse_backup_code("abcd-efgh-2345-6781").is_err());
+        assert!(parse_name(" ").is_err());
+    }
+}
