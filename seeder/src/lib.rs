@@ -84,7 +84,7 @@ pub struct SeedOptions {
     /// How long to wait for another seeder (or migrator) holding the database.
     pub lock_timeout: std::time::Duration,
     /// The key ring sealed fixtures (TOTP secrets) are sealed with. `None` reads
-    /// `FIELD_ENCRYPTION_KEYS` from the process (`KeyRing::from_env`): the development
+    /// `FIELD_ENCRYPTION_KEYS` from the process (`KeyRing::for_tool`): the development
     /// key in `local` and `test`, the environment's own keys elsewhere, so the
     /// application there can open what the seeder sealed.
     pub field_keys: Option<Arc<KeyRing>>,
@@ -547,7 +547,7 @@ async fn seed_locked(
     // environment's own keys, and a missing key ring refuses the run here.
     let keys = match &options.field_keys {
         Some(keys) => keys.clone(),
-        None => Arc::new(KeyRing::from_env(env).map_err(|e| SeedError::Refused {
+        None => Arc::new(KeyRing::for_tool(env).map_err(|e| SeedError::Refused {
             signal: "FIELD_ENCRYPTION_KEYS".to_owned(),
             reason: e.to_string(),
         })?),

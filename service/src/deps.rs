@@ -267,7 +267,7 @@ pub struct Deps {
 
 impl Deps {
     /// Production: system clock, UUID v7 ids, the OS random generator, and the key ring
-    /// the caller read (`KeyRing::from_env(AppEnv::from_env()?)`).
+    /// the caller read (`KeyRing::from_env(AppEnv::from_process_env()?)`).
     pub fn new(config: ServiceConfig, keys: KeyRing) -> Self {
         Self {
             clock: Arc::new(SystemClock),

@@ -87,9 +87,19 @@ pub enum KeyRingError {
 
 impl KeyRing {
     /// Reads `FIELD_ENCRYPTION_KEYS` and `FIELD_ENCRYPTION_CURRENT_KEY` from the process
-    /// environment; see [`KeyRing::from_lookup`].
+    /// environment; see [`KeyRing::from_lookup`]. For applications.
     pub fn from_env(env: AppEnv) -> Result<Self, KeyRingError> {
         Self::from_lookup(env, &|name| std::env::var(name).ok())
+    }
+
+    /// [`KeyRing::from_env`] for a tool that resolved `env` itself and showed it to the
+    /// operator (the seeder): `local`, also when it is only the default of an unset
+    /// `APP_ENV`, gets the development key, so the seeder works with no configuration.
+    pub fn for_tool(env: AppEnv) -> Result<Self, KeyRingError> {
+        Self::from_lookup(env, &|name| match name {
+            "APP_ENV" => Some(env.as_str().to_owned()),
+            _ => std::env::var(name).ok(),
+        })
     }
 
     /// `FIELD_ENCRYPTION_KEYS` is `id:base64,id:base64,...`: ids of 1 to 32 letters,
