@@ -469,24 +469,55 @@ async fn connection_every_database_socket_has_tcp_nodelay() {
             let db = connection::connect(&target, &tests::pool(3))
                 .await
                 .expect("connects");
-            futures::future::try_join_all((0..3).map(|_| db.begin()))
+            let held = futures::future::try_join_all((0..3).map(|_| db.begin()))
                 .await
                 .expect("three connections");
-            let sockets = connection::database_sockets(&host, port);
-            assert!(sockets.len() >= 3, "found the pool's sockets: {sockets:?}");
+            // This pool's sockets, by the client port the server sees: other tests of
+            // this process may be connecting meanwhile (before their hook has run).
+            let port_sql = match t.backend {
+                Backend::MySql => {
+                    "SELECT CAST(SUBSTRING_INDEX(host, ':', -1) AS SIGNED) FROM information_schema.processlist WHERE id = CONNECTION_ID()"
+                }
+                _ => "SELECT inet_client_port()::bigint",
+            };
+            let mut ours = Vec::new();
+            for txn in &held {
+                let port: i64 = txn
+                    .query_one_raw(Statement::from_string(t.db_backend(), port_sql.to_owned()))
+                    .await
+                    .expect("reads the client port")
+                    .expect("a row")
+                    .try_get_by_index(0)
+                    .expect("a port");
+                ours.push(u16::try_from(port).expect("a port"));
+            }
+            let sockets: Vec<_> = connection::database_sockets(&host, port)
+                .into_iter()
+                .filter(|s| ours.contains(&s.local.port()))
+                .collect();
+            assert_eq!(sockets.len(), 3, "found the pool's sockets: {sockets:?} for {ours:?}");
             assert!(
-                sockets.iter().all(|nodelay| *nodelay),
-                "every socket to {host}:{port} has TCP_NODELAY: {sockets:?}"
+                sockets.iter().all(|s| s.nodelay),
+                "every socket of the pool has TCP_NODELAY: {sockets:?}"
             );
-            // The check can fail: a socket opened without the option is seen as such.
-            let plain = tokio::net::TcpStream::connect((host.as_str(), port))
+            // The check can fail: a socket without the option is seen as such. (On a port
+            // of its own: a pool of another test connecting meanwhile sets the option on
+            // every socket to the database server, a plain one included.)
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listens");
+            let elsewhere = listener.local_addr().expect("bound").port();
+            let plain = tokio::net::TcpStream::connect(("127.0.0.1", elsewhere))
                 .await
                 .expect("a plain socket");
             assert!(
-                connection::database_sockets(&host, port).contains(&false),
+                connection::database_sockets("127.0.0.1", elsewhere)
+                    .iter()
+                    .any(|s| !s.nodelay),
                 "a socket without TCP_NODELAY is found"
             );
             drop(plain);
+            for txn in held {
+                txn.rollback().await.expect("rolls back");
+            }
             db.close().await.ok();
         })
         .await;

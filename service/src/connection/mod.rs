@@ -16,7 +16,7 @@ mod nodelay;
 mod settings;
 mod target;
 
-pub use nodelay::database_sockets;
+pub use nodelay::{DatabaseSocket, database_sockets};
 pub use settings::PoolSettings;
 pub use target::{DbTarget, TargetError};
 

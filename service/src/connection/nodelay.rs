@@ -59,16 +59,29 @@ impl Server {
     }
 }
 
-/// Whether a socket connected to the server has `TCP_NODELAY` (tests use it).
-pub fn database_sockets(host: &str, port: u16) -> Vec<bool> {
+/// A socket of this process connected to the database server, and whether it has
+/// `TCP_NODELAY` (tests use it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatabaseSocket {
+    pub local: SocketAddr,
+    pub nodelay: bool,
+}
+
+/// The sockets of this process connected to `host:port` (an IP address; any address
+/// when `host` is a name).
+pub fn database_sockets(host: &str, port: u16) -> Vec<DatabaseSocket> {
     let ip: Option<IpAddr> = host.parse().ok();
     let mut sockets = Vec::new();
     for_each_tcp_socket(|socket| {
         if let Some(peer) = socket.peer_addr().ok().and_then(|a| a.as_socket())
             && peer.port() == port
             && ip.is_none_or(|ip| same_ip(ip, peer.ip()))
+            && let Some(local) = socket.local_addr().ok().and_then(|a| a.as_socket())
         {
-            sockets.push(socket.tcp_nodelay().unwrap_or(false));
+            sockets.push(DatabaseSocket {
+                local,
+                nodelay: socket.tcp_nodelay().unwrap_or(false),
+            });
         }
     });
     sockets
