@@ -24,7 +24,7 @@ tests::backend_tests!(
     Migrated: teams_tree_queries_and_moves_keep_it_acyclic,
     teams_remove_member_takes_them_out_and_refuses_strangers,
     invitations_one_pending_per_email_accept_and_revoke,
-    seed_002_scenario_tenants_see_only_their_own,
+    agent_saas_tenants_see_only_their_own,
 );
 
 async fn teams_tree_queries_and_moves_keep_it_acyclic(t: TestDb) {
@@ -252,7 +252,7 @@ async fn invitations_one_pending_per_email_accept_and_revoke(t: TestDb) {
     .expect("an expired invitation does not block a new one");
 }
 
-async fn seed_002_scenario_tenants_see_only_their_own(t: TestDb) {
+async fn agent_saas_tenants_see_only_their_own(t: TestDb) {
     use service::tenancy::list_user_tenants;
     let report = seeder::run(
         &seeder::SeedOptions {
