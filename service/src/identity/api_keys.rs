@@ -663,17 +663,14 @@ pub async fn authenticate_api_key(
     meta: &RequestMeta,
 ) -> Result<AuthenticatedApiKey> {
     let parsed = parse_api_key(presented, deps.config.api_key_environment)?;
-    // In a transaction, like every statement of the service (PgBouncer).
-    let lookup = db.begin().await?;
-    let found = find_presented_key(&lookup, &parsed.hash).await?;
-    lookup.commit().await?;
-    let Some((key_id, tenant_id)) = found else {
+    // One transaction for the lookup and the checks: every statement of the service
+    // runs in one (PgBouncer), and each round trip counts on a path every request takes.
+    let txn = begin_write(db).await?;
+    let Some((key_id, tenant_id)) = find_presented_key(&txn, &parsed.hash).await? else {
+        txn.rollback().await?;
         return Err(ServiceError::InvalidToken);
     };
-
-    let txn = begin_write(db).await?;
     set_row_security_context(&txn, Some(tenant_id), None).await?;
-    // Gone since the lookup: as if never issued.
     let key = find_key(&txn, tenant_id, key_id)
         .await
         .map_err(|e| match e {
@@ -707,9 +704,17 @@ pub async fn authenticate_api_key(
             reason: "the key's tenant is deactivated",
         });
     }
-    // At most one write a minute per key; concurrent requests race harmlessly (the
-    // condition lets one of them through).
+    // At most one write a minute per key, and no statement at all while the stamp is
+    // fresh; concurrent requests race harmlessly (the condition lets one through).
     let stale_before = now - LAST_USED_RESOLUTION;
+    if key.last_used_at.is_some_and(|at| at >= stale_before) {
+        txn.commit().await?;
+        return Ok(AuthenticatedApiKey {
+            key_id: key.id,
+            tenant_id,
+            scopes: key.scopes,
+        });
+    }
     api_keys::Entity::update_many()
         .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
         .filter(api_keys::Column::Id.eq(key.id))
