@@ -195,3 +195,52 @@ pub fn big_integer_null(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
     };
     def.null().take()
 }
+
+/// Adds audit event types to the catalogue: `(event_type, category, description)`.
+pub async fn add_audit_event_types(
+    manager: &SchemaManager<'_>,
+    events: &[(&str, &str, &str)],
+) -> Result<(), DbErr> {
+    let mut insert = Query::insert();
+    insert.into_table(Alias::new("audit_event_types")).columns([
+        Alias::new("event_type"),
+        Alias::new("category"),
+        Alias::new("description"),
+    ]);
+    for (event_type, category, description) in events {
+        insert.values_panic([
+            (*event_type).into(),
+            (*category).into(),
+            (*description).into(),
+        ]);
+    }
+    manager.exec_stmt(insert).await
+}
+
+/// The `down` of [`add_audit_event_types`]: removes those of `events` no audit row
+/// uses; the others stay, with the rows that name them (a rollback never deletes
+/// audit history).
+pub async fn remove_unused_audit_event_types(
+    manager: &SchemaManager<'_>,
+    events: &[(&str, &str, &str)],
+) -> Result<(), DbErr> {
+    let (types, logs) = (Alias::new("audit_event_types"), Alias::new("audit_logs"));
+    let codes: Vec<&str> = events.iter().map(|(code, _, _)| *code).collect();
+    let used = Query::select()
+        .expr(Expr::val(1))
+        .from(logs.clone())
+        .and_where(
+            Expr::col((logs, Alias::new("event_type")))
+                .equals((types.clone(), Alias::new("event_type"))),
+        )
+        .to_owned();
+    manager
+        .exec_stmt(
+            Query::delete()
+                .from_table(types)
+                .and_where(Expr::col(Alias::new("event_type")).is_in(codes))
+                .and_where(Expr::exists(used).not())
+                .to_owned(),
+        )
+        .await
+}

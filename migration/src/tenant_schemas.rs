@@ -108,7 +108,7 @@ fn checked_location(tenant: &IsolatedTenant) -> Result<&str, DbErr> {
 }
 
 /// `name` quoted as an identifier by the server.
-async fn quote_ident(db: &DatabaseConnection, name: &str) -> Result<String, DbErr> {
+pub(crate) async fn quote_ident(db: &DatabaseConnection, name: &str) -> Result<String, DbErr> {
     db.query_one_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT quote_ident($1)",

@@ -257,15 +257,7 @@ async fn server_has_database(server: &DatabaseConnection, name: &str) -> Result<
 /// (doubled inside) on MariaDB. Never pasted as SQL.
 async fn quoted(server: &DatabaseConnection, name: &str) -> Result<String, CliError> {
     match server.get_database_backend() {
-        DbBackend::Postgres => Ok(server
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT quote_ident($1)",
-                [name.into()],
-            ))
-            .await?
-            .ok_or_else(|| CliError::Config("quote_ident returned no row".into()))?
-            .try_get_by_index(0)?),
+        DbBackend::Postgres => Ok(crate::tenant_schemas::quote_ident(server, name).await?),
         _ => Ok(format!("`{}`", name.replace('`', "``"))),
     }
 }

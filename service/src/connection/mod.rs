@@ -103,30 +103,12 @@ pub fn connect_options(
                 pg
             });
             if let Some(server) = server {
-                options.map_sqlx_postgres_pool_opts(move |pool| {
-                    let server = server.clone();
-                    pool.after_connect(move |_, _| {
-                        let server = server.clone();
-                        Box::pin(async move {
-                            server.enable_nodelay().await;
-                            Ok(())
-                        })
-                    })
-                });
+                options.map_sqlx_postgres_pool_opts(move |pool| server.clone().hook_into(pool));
             }
         }
         DbBackend::MySql => {
             if let Some(server) = server {
-                options.map_sqlx_mysql_pool_opts(move |pool| {
-                    let server = server.clone();
-                    pool.after_connect(move |_, _| {
-                        let server = server.clone();
-                        Box::pin(async move {
-                            server.enable_nodelay().await;
-                            Ok(())
-                        })
-                    })
-                });
+                options.map_sqlx_mysql_pool_opts(move |pool| server.clone().hook_into(pool));
             }
         }
         DbBackend::Sqlite if settings.read_only => {

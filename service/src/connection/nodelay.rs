@@ -9,7 +9,7 @@
 //! set the option on them. Setting it again on a socket that has it is harmless, and
 //! every socket to the database server is a driver socket that wants it.
 //!
-//! Remove this module (and its call in `connect_options`) once the workspace builds
+//! Remove this module (and its two `hook_into` calls in `connect_options`) once the workspace builds
 //! against an SQLx release that sets `TCP_NODELAY` itself: the test
 //! `connection_every_database_socket_has_tcp_nodelay` keeps passing without it then.
 
@@ -35,6 +35,20 @@ impl Server {
             Ok(found) => found.map(|addr| addr.ip()).collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// `pool` with the hook that sets `TCP_NODELAY` after each new connection.
+    pub(crate) fn hook_into<DB: sea_orm::sqlx::Database>(
+        self,
+        pool: sea_orm::sqlx::pool::PoolOptions<DB>,
+    ) -> sea_orm::sqlx::pool::PoolOptions<DB> {
+        pool.after_connect(move |_, _| {
+            let server = self.clone();
+            Box::pin(async move {
+                server.enable_nodelay().await;
+                Ok(())
+            })
+        })
     }
 
     /// Sets `TCP_NODELAY` on every socket of this process connected to the server;
