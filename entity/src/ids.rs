@@ -63,6 +63,10 @@ uuid_id!(
     RefreshTokenId,
     /// `mfa_factors.id`
     MfaFactorId,
+    /// `mfa_challenges.id`
+    MfaChallengeId,
+    /// `session_anomaly_reports.id`
+    SessionAnomalyReportId,
     /// `mfa_backup_codes.id`
     MfaBackupCodeId,
     /// `audit_logs.id`

@@ -176,6 +176,57 @@ pub struct ServiceConfig {
     pub totp: TotpParams,
     /// The issuer authenticator apps show next to a TOTP factor.
     pub totp_issuer: String,
+    /// A rotated refresh token presented again within this long, from its session's
+    /// device, gets the same successor instead of revoking the session (browser tabs
+    /// refreshing together). Zero turns the allowance off.
+    pub refresh_reuse_interval: Duration,
+    /// How long the second step of a sign-in may take.
+    pub mfa_challenge_lifetime: Duration,
+    /// Wrong codes one challenge accepts before it is spent (each also counts toward
+    /// the sign-in throttle).
+    pub mfa_challenge_max_failures: i32,
+    /// How recently the user must have proved who they are (signed in or stepped up)
+    /// for a sensitive operation: changing the password, the second factor or API
+    /// keys, closing the account.
+    pub reauthentication_window: Duration,
+    /// Scores of anomaly detection, and what they lead to.
+    pub anomaly: AnomalyPolicy,
+}
+
+/// Anomaly detection at sign-in and refresh: what each finding scores (0 to 100) and
+/// the summed score from which a sign-in needs a second factor (or is refused without
+/// one).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnomalyPolicy {
+    /// A device fingerprint none of the user's earlier sessions had.
+    pub new_device_score: i32,
+    /// Travel between consecutive locations faster than this is impossible.
+    pub impossible_travel_kmh: f64,
+    /// Shorter hops are ignored: coarse locations of one place jitter by tens of km.
+    pub impossible_travel_min_km: f64,
+    pub impossible_travel_score: i32,
+    /// This many failed sign-ins of the account within `failed_burst_window`...
+    pub failed_burst_count: u64,
+    pub failed_burst_window: Duration,
+    /// ...score this much.
+    pub failed_burst_score: i32,
+    /// From this summed score a sign-in needs the second factor, or is refused.
+    pub step_up_score: i32,
+}
+
+impl Default for AnomalyPolicy {
+    fn default() -> Self {
+        Self {
+            new_device_score: 30,
+            impossible_travel_kmh: 900.0,
+            impossible_travel_min_km: 100.0,
+            impossible_travel_score: 70,
+            failed_burst_count: 5,
+            failed_burst_window: Duration::minutes(15),
+            failed_burst_score: 40,
+            step_up_score: 70,
+        }
+    }
 }
 
 /// The environment an API key belongs to, written into the key itself.
@@ -218,6 +269,11 @@ impl Default for ServiceConfig {
             api_key_max_rotation_grace: Duration::days(7),
             totp: TotpParams::default(),
             totp_issuer: "saas-db".to_owned(),
+            refresh_reuse_interval: Duration::seconds(10),
+            mfa_challenge_lifetime: Duration::minutes(5),
+            mfa_challenge_max_failures: 5,
+            reauthentication_window: Duration::minutes(15),
+            anomaly: AnomalyPolicy::default(),
         }
     }
 }

@@ -56,11 +56,38 @@ pub enum ServiceError {
     /// used, or for a step already used; deliberately does not say which.
     #[error("the code is incorrect or was already used")]
     InvalidMfaCode,
+    /// A sensitive operation needs a stronger or fresher authentication of this
+    /// session: ask the user for what `needs` names, call
+    /// `identity::reauthenticate`, and retry.
+    #[error("step-up required: {needs}")]
+    StepUpRequired { needs: StepUp },
+    /// Anomaly detection scored the sign-in too risky, and the user has no second
+    /// factor to prove it is them.
+    #[error("sign-in refused: it looks risky (score {risk_score}) and the account has no second factor")]
+    RiskySignInRefused { risk_score: i32 },
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// What a session must do before a sensitive operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepUp {
+    /// The user has a second factor and this session was opened without it (aal1).
+    SecondFactor,
+    /// The last proof of identity is older than the re-authentication window.
+    Reauthentication,
+}
+
+impl std::fmt::Display for StepUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StepUp::SecondFactor => "verify the second factor in this session (aal2)",
+            StepUp::Reauthentication => "re-enter the password (the last sign-in is too old)",
+        })
+    }
 }
 
 impl ServiceError {

@@ -3,8 +3,10 @@
 
 pub mod api_keys;
 pub mod mfa_backup_codes;
+pub mod mfa_challenges;
 pub mod mfa_factors;
 pub mod refresh_tokens;
+pub mod session_anomaly_reports;
 pub mod sessions;
 pub mod sign_in_throttles;
 pub mod user_profiles;

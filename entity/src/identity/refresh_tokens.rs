@@ -2,7 +2,7 @@
 //! is stored; a token is used at most once.
 
 use crate::ids::{RefreshTokenId, SessionId};
-use crate::secret::TokenHash;
+use crate::secret::{SealedBytes, TokenHash};
 use sea_orm::entity::prelude::*;
 
 #[sea_orm::model]
@@ -21,6 +21,10 @@ pub struct Model {
     /// Set when the token is exchanged for its successor.
     pub used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// This token in clear, sealed for `refresh_tokens.reissue_sealed.<id>`, while it
+    /// is unused: its parent presented again within the reuse interval gets it back.
+    #[sea_orm(column_type = "VarBinary(StringLen::N(255))")]
+    pub reissue_sealed: Option<SealedBytes>,
     #[sea_orm(belongs_to, from = "session_id", to = "id", on_delete = "Cascade")]
     pub session: BelongsTo<super::sessions::Entity>,
 }

@@ -59,10 +59,17 @@ pub enum AuditEvent {
     MfaDisabled,
     BackupCodesGenerated,
     BackupCodeUsed,
+    MfaChallengeIssued,
+    Reauthenticated,
+    StepUpRequired,
+    SessionAnomalyDetected,
+    PasswordChanged,
+    OtherSessionsRevoked,
+    UserDeactivated,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 39] = [
+    pub const ALL: [AuditEvent; 46] = [
         AuditEvent::UserCreated,
         AuditEvent::Login,
         AuditEvent::LoginFailed,
@@ -102,6 +109,13 @@ impl AuditEvent {
         AuditEvent::MfaDisabled,
         AuditEvent::BackupCodesGenerated,
         AuditEvent::BackupCodeUsed,
+        AuditEvent::MfaChallengeIssued,
+        AuditEvent::Reauthenticated,
+        AuditEvent::StepUpRequired,
+        AuditEvent::SessionAnomalyDetected,
+        AuditEvent::PasswordChanged,
+        AuditEvent::OtherSessionsRevoked,
+        AuditEvent::UserDeactivated,
     ];
 
     pub fn code(self) -> &'static str {
@@ -145,6 +159,13 @@ impl AuditEvent {
             AuditEvent::MfaDisabled => "mfa_disabled",
             AuditEvent::BackupCodesGenerated => "backup_codes_generated",
             AuditEvent::BackupCodeUsed => "backup_code_used",
+            AuditEvent::MfaChallengeIssued => "mfa_challenge_issued",
+            AuditEvent::Reauthenticated => "reauthenticated",
+            AuditEvent::StepUpRequired => "step_up_required",
+            AuditEvent::SessionAnomalyDetected => "session_anomaly_detected",
+            AuditEvent::PasswordChanged => "password_changed",
+            AuditEvent::OtherSessionsRevoked => "other_sessions_revoked",
+            AuditEvent::UserDeactivated => "user_deactivated",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! A user's second factor: TOTP (RFC 6238) and single-use backup codes. Storage and
-//! verification only; sign-in does not ask for the factor yet.
+//! A user's second factor: TOTP (RFC 6238) and single-use backup codes. Once a factor
+//! is confirmed, sign-in takes two steps (see `sign_in`): the password, then a code.
 //!
 //! The application calls, in order: [`enrol_totp`] (shows the `otpauth://` URI once,
 //! as a QR code), [`confirm_totp`] with the first code the app shows, then
@@ -21,6 +21,7 @@
 //! or secret is ever in an audit row.
 
 use super::tokens::sha256_hex;
+use super::assurance::{SessionAuth, begin_sensitive, revoke_other_sessions};
 use super::users::{begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -33,6 +34,7 @@ use data_encoding::BASE32_NOPAD;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::mfa_backup_codes;
 use entity::identity::mfa_factors::{self, MfaKind, TotpAlgorithm};
+use entity::identity::sessions::{self, AssuranceLevel};
 use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -225,6 +227,61 @@ impl fmt::Debug for MfaProof<'_> {
     }
 }
 
+/// A second-factor proof whose shape was checked, before any query.
+pub(crate) enum ParsedProof {
+    Totp(Zeroizing<String>),
+    /// The hash the code is stored under.
+    BackupCode(String),
+}
+
+impl ParsedProof {
+    /// # Errors
+    /// `Validation` for a code not shaped like a TOTP code or a backup code.
+    pub(crate) fn parse(proof: MfaProof<'_>) -> Result<Self> {
+        Ok(match proof {
+            MfaProof::Totp(code) => Self::Totp(parse_totp_code(code)?),
+            MfaProof::BackupCode(code) => Self::BackupCode(parse_backup_code(code)?),
+        })
+    }
+
+    /// How the user proved it, as sessions and audit rows name it.
+    pub(crate) fn method(&self) -> &'static str {
+        match self {
+            Self::Totp(_) => "totp",
+            Self::BackupCode(_) => "backup_code",
+        }
+    }
+}
+
+/// Checks a proof against the user's factor and spends it inside `db`'s transaction:
+/// the TOTP step is claimed, or the backup code marked used. Nothing is recorded here.
+pub(crate) async fn spend_proof<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    factor: &mfa_factors::Model,
+    proof: &ParsedProof,
+) -> Result<std::result::Result<(), Refusal>> {
+    Ok(match proof {
+        ParsedProof::Totp(code) => match match_step(deps, factor, code)? {
+            Ok(step) if claim_step(db, deps, factor.id, step, false).await? => Ok(()),
+            Ok(_) => Err(Refusal::Replayed),
+            Err(refusal) => Err(refusal),
+        },
+        ParsedProof::BackupCode(hash) => claim_backup_code(db, deps, user, hash).await?.map(|_| ()),
+    })
+}
+
+/// The user's confirmed TOTP factor, if any: what makes sign-in take two steps.
+pub(crate) async fn confirmed_factor<C: ConnectionTrait>(
+    db: &C,
+    user: UserId,
+) -> Result<Option<mfa_factors::Model>> {
+    Ok(find_factor(db, user)
+        .await?
+        .filter(|f| f.confirmed_at.is_some()))
+}
+
 /// A TOTP code as typed: digits, spaces allowed (apps show `123 456`).
 fn parse_totp_code(code: &str) -> Result<Zeroizing<String>> {
     let digits: Zeroizing<String> = Zeroizing::new(code.chars().filter(|c| *c != ' ').collect());
@@ -304,7 +361,7 @@ async fn find_factor<C: ConnectionTrait>(
 
 /// Why a code was refused, for the audit row only (the caller hears `InvalidMfaCode`).
 #[derive(Clone, Copy)]
-enum Refusal {
+pub(crate) enum Refusal {
     WrongCode,
     Replayed,
 }
@@ -375,7 +432,7 @@ async fn claim_step<C: ConnectionTrait>(
 }
 
 /// Records a refused code on a transaction of its own and returns the caller's error.
-async fn refuse(
+pub(crate) async fn refuse(
     db: &DatabaseConnection,
     deps: &Deps,
     user: UserId,
@@ -413,7 +470,7 @@ async fn refuse(
 pub async fn enrol_totp<C>(
     db: &C,
     deps: &Deps,
-    user: UserId,
+    session: &SessionAuth,
     name: &str,
     meta: &RequestMeta,
 ) -> Result<TotpEnrolment>
@@ -422,7 +479,8 @@ where
 {
     let name = parse_name(name)?;
     let params = deps.config.totp;
-    let txn = begin_for_user(db, user).await?;
+    let user = session.user_id();
+    let txn = begin_sensitive(db, deps, session, "enrol_totp", meta).await?;
     let account = find_active_user(&txn, user).await?;
     let replaced = match find_factor(&txn, user).await? {
         Some(f) if f.confirmed_at.is_some() => {
@@ -526,7 +584,7 @@ fn algorithm_name(algorithm: TotpAlgorithm) -> &'static str {
 pub async fn confirm_totp<C>(
     db: &C,
     deps: &Deps,
-    user: UserId,
+    session: &SessionAuth,
     code: &str,
     meta: &RequestMeta,
 ) -> Result<MfaFactor>
@@ -534,7 +592,8 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let code = parse_totp_code(code)?;
-    let txn = begin_for_user(db, user).await?;
+    let user = session.user_id();
+    let txn = begin_sensitive(db, deps, session, "confirm_totp", meta).await?;
     find_active_user(&txn, user).await?;
     let factor = find_factor(&txn, user)
         .await?
@@ -559,6 +618,18 @@ where
             .resource("mfa_factor", factor.id),
     )
     .await?;
+    // The user just proved the factor in this session: it is now aal2, and every
+    // other session, opened without the factor, ends.
+    let now = deps.now();
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::Aal, Expr::value(AssuranceLevel::Aal2))
+        .col_expr(sessions::Column::AuthMethods, Expr::value("password,totp"))
+        .col_expr(sessions::Column::AuthenticatedAt, Expr::value(now))
+        .filter(sessions::Column::Id.eq(session.session_id()))
+        .exec(&txn)
+        .await?;
+    revoke_other_sessions(&txn, deps, user, Some(session.session_id()), "mfa_enabled", meta)
+        .await?;
     let confirmed = view(&txn, factor.id).await?;
     txn.commit().await?;
     Ok(confirmed)
@@ -644,13 +715,14 @@ pub async fn verify_totp(
 pub async fn generate_backup_codes<C>(
     db: &C,
     deps: &Deps,
-    user: UserId,
+    session: &SessionAuth,
     meta: &RequestMeta,
 ) -> Result<BackupCodes>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin_for_user(db, user).await?;
+    let user = session.user_id();
+    let txn = begin_sensitive(db, deps, session, "generate_backup_codes", meta).await?;
     find_active_user(&txn, user).await?;
     let confirmed = find_factor(&txn, user)
         .await?
@@ -795,37 +867,19 @@ pub async fn use_backup_code(
 pub async fn disable_totp(
     db: &DatabaseConnection,
     deps: &Deps,
-    user: UserId,
+    session: &SessionAuth,
     proof: MfaProof<'_>,
     meta: &RequestMeta,
 ) -> Result<()> {
-    enum Parsed {
-        Totp(Zeroizing<String>),
-        BackupCode(String),
-    }
-    let parsed = match proof {
-        MfaProof::Totp(code) => Parsed::Totp(parse_totp_code(code)?),
-        MfaProof::BackupCode(code) => Parsed::BackupCode(parse_backup_code(code)?),
-    };
-    let txn = begin_for_user(db, user).await?;
+    let parsed = ParsedProof::parse(proof)?;
+    let user = session.user_id();
+    let txn = begin_sensitive(db, deps, session, "disable_totp", meta).await?;
     find_active_user(&txn, user).await?;
     let factor = find_factor(&txn, user)
         .await?
         .ok_or_else(|| ServiceError::not_found("TOTP factor of user", user))?;
-    let (method, outcome) = match &parsed {
-        Parsed::Totp(code) => (
-            "totp",
-            match match_step(deps, &factor, code)? {
-                Ok(step) if claim_step(&txn, deps, factor.id, step, false).await? => Ok(()),
-                Ok(_) => Err(Refusal::Replayed),
-                Err(refusal) => Err(refusal),
-            },
-        ),
-        Parsed::BackupCode(hash) => (
-            "backup_code",
-            claim_backup_code(&txn, deps, user, hash).await?.map(|_| ()),
-        ),
-    };
+    let method = parsed.method();
+    let outcome = spend_proof(&txn, deps, user, &factor, &parsed).await?;
     if let Err(refusal) = outcome {
         txn.rollback().await?;
         return Err(refuse(db, deps, user, method, refusal, meta).await?);
@@ -847,6 +901,9 @@ pub async fn disable_totp(
             .details(json!({ "method": method, "backup_codes_deleted": codes_deleted })),
     )
     .await?;
+    // The session stays at the level it had: it did verify a factor once.
+    revoke_other_sessions(&txn, deps, user, Some(session.session_id()), "mfa_disabled", meta)
+        .await?;
     txn.commit().await?;
     Ok(())
 }

@@ -1,10 +1,14 @@
-//! Identity: registration, sign-in, sessions and refresh-token rotation, a second
-//! factor (TOTP and backup codes), and the API keys machine clients authenticate with.
+//! Identity: registration, sign-in in one or two steps, sessions and refresh-token
+//! rotation, assurance levels and step-up, anomaly detection, a second factor (TOTP and
+//! backup codes), and the API keys machine clients authenticate with.
 
+mod anomalies;
 mod api_keys;
+mod assurance;
 mod mfa;
 mod password;
 mod sessions;
+mod sign_in;
 mod throttle;
 mod tokens;
 mod users;
@@ -20,10 +24,14 @@ pub use mfa::{
     verify_totp,
 };
 pub use password::hash as hash_password;
+pub use assurance::{
+    SessionAuth, change_password, deactivate_account, reauthenticate, validate_session,
+};
 pub use sessions::{
-    IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions,
+    IssuedSession, create_session, list_sessions, refresh_session, revoke_all_sessions,
     revoke_session,
 };
+pub use sign_in::{ChallengeToken, MfaChallenge, SignIn, complete_sign_in, login};
 pub(crate) use tokens::hash_token;
 pub use tokens::{ClearToken, RefreshToken, TokenKind};
 pub use users::{Account, NewUser, authenticate, find_user_by_email, register_user};

@@ -2,24 +2,30 @@
 //!
 //! A session is one signed-in device. Each refresh exchanges the presented token for
 //! a new one. The exchange is a conditional `UPDATE ... WHERE used_at IS NULL`, so of
-//! two concurrent refreshes with one token exactly one wins on every backend. A token
-//! presented after it was used, including by the loser of such a race, is treated as
-//! stolen: the whole session is revoked. Clients must therefore serialise their own
-//! refreshes.
+//! two concurrent refreshes with one token exactly one wins on every backend.
+//!
+//! Browser tabs refresh together. A token presented again within
+//! [`ServiceConfig::refresh_reuse_interval`](crate::ServiceConfig) of its use (10 s by
+//! default), from the session's device, gets the same successor back, as long as that
+//! successor is unused: each successor is kept sealed in its row
+//! (`reissue_sealed`, field encryption bound to the row) until it is used. Presented
+//! later, or after the successor moved on, the token is treated as stolen and the whole
+//! session is revoked.
 
+use super::anomalies::{self, Finding, LastSeen};
 use super::tokens::{RefreshToken, hash_token, looks_like_refresh_token};
-use super::users::{Account, authenticate, begin_for_user, find_active_user};
+use super::users::{begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::crypto::FieldSlot;
 use crate::deps::Deps;
 use crate::error::ServiceError;
-use crate::input::{Email, Password};
 use crate::request::RequestMeta;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use entity::audit::audit_logs::AuditOutcome;
-use entity::identity::sessions::{self, RevokedReason};
+use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
 use entity::identity::{refresh_tokens, users};
-use entity::{RefreshTokenId, SessionId, UserId};
+use entity::{RefreshTokenId, SealedBytes, SessionId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -38,25 +44,27 @@ pub struct IssuedSession {
     pub refresh_expires_at: DateTime<Utc>,
 }
 
-/// Authenticates and opens a session in one call. Like [`authenticate`] it takes a
-/// connection, not a transaction.
-///
-/// # Errors
-/// Those of [`authenticate`] and [`create_session`].
-pub async fn login(
-    db: &DatabaseConnection,
-    deps: &Deps,
-    email: &Email,
-    password: &Password,
-    meta: &RequestMeta,
-) -> Result<(Account, IssuedSession)> {
-    let user = authenticate(db, deps, email, password, meta).await?;
-    let issued = create_session(db, deps, user.id, meta).await?;
-    Ok((user, issued))
+/// How a session's user proved who they are.
+#[derive(Clone, Debug)]
+pub(crate) struct Authenticated {
+    pub(crate) aal: AssuranceLevel,
+    /// In the order used: `password`, then `totp` or `backup_code`.
+    pub(crate) methods: Vec<&'static str>,
+}
+
+impl Authenticated {
+    pub(crate) fn password_only() -> Self {
+        Self {
+            aal: AssuranceLevel::Aal1,
+            methods: vec!["password"],
+        }
+    }
 }
 
 /// Opens a session for an (already authenticated) user and issues its first refresh
-/// token. Records `session_created`.
+/// token, at assurance level `aal1` (password only). Records `session_created`.
+/// Applications sign users in with [`login`](crate::identity::login), which decides
+/// the level and runs anomaly detection; this is for tools and tests.
 ///
 /// # Errors
 /// `NotFound` for an unknown user; `AccountDisabled`; `Db`.
@@ -71,7 +79,25 @@ where
 {
     let txn = begin_for_user(db, user_id).await?;
     find_active_user(&txn, user_id).await?;
+    let issued = open_session(&txn, deps, user_id, &Authenticated::password_only(), &[], meta).await?;
+    txn.commit().await?;
+    Ok(issued)
+}
+
+/// Opens a session in `db`'s transaction (acting as `user_id`, who is active), with
+/// the device and location of `meta`; writes the sign-in's anomaly findings against
+/// it. Records `session_created`.
+pub(crate) async fn open_session<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    auth: &Authenticated,
+    findings: &[Finding],
+    meta: &RequestMeta,
+) -> Result<IssuedSession> {
     let now = deps.now();
+    let location = meta.location();
+    let coordinates = location.and_then(|l| l.coordinates());
     let session = sessions::ActiveModel {
         id: Set(SessionId(deps.new_id("sessions", &user_id.to_string()))),
         user_id: Set(user_id),
@@ -82,19 +108,28 @@ where
         expires_at: Set(now + deps.config.session_lifetime),
         revoked_at: Set(None),
         revoked_reason: Set(None),
+        aal: Set(auth.aal),
+        auth_methods: Set(auth.methods.join(",")),
+        authenticated_at: Set(Some(now)),
+        device_hash: Set(meta.device_hash().map(str::to_owned)),
+        country: Set(location.and_then(|l| l.country()).map(str::to_owned)),
+        city: Set(location.and_then(|l| l.city()).map(str::to_owned)),
+        latitude: Set(coordinates.map(|c| c.0)),
+        longitude: Set(coordinates.map(|c| c.1)),
     }
-    .insert(&txn)
+    .insert(db)
     .await?;
-    let (refresh_token, refresh_expires_at) = issue_token(&txn, deps, &session, None).await?;
+    let (refresh_token, refresh_expires_at) = issue_token(db, deps, &session, None).await?;
     record(
-        &txn,
+        db,
         deps,
         AuditEntry::new(AuditEvent::SessionCreated, AuditOutcome::Success, meta)
             .actor(user_id)
-            .resource("session", session.id),
+            .resource("session", session.id)
+            .details(json!({ "aal": auth.aal.as_str(), "methods": auth.methods.join(",") })),
     )
     .await?;
-    txn.commit().await?;
+    anomalies::write_reports(db, deps, user_id, Some(session.id), findings, meta).await?;
     Ok(IssuedSession {
         session,
         refresh_token,
@@ -111,11 +146,23 @@ async fn issue_token<C: ConnectionTrait>(
     let now = deps.now();
     let token = RefreshToken::generate(deps);
     let expires_at = (now + deps.config.refresh_token_lifetime).min(session.expires_at);
+    let id = RefreshTokenId(deps.new_id("refresh_tokens", &session.id.to_string()));
+    // A successor is kept, sealed, for its parent's holder to get back within the
+    // reuse interval; a session's first token has no parent to come back with.
+    let reissue_sealed = if parent.is_some() && deps.config.refresh_reuse_interval > Duration::zero()
+    {
+        let row = id.to_string();
+        Some(SealedBytes::new(
+            deps.keys
+                .seal(reissue_slot(&row), token.expose().as_bytes())
+                .map_err(|_| ServiceError::Crypto("sealing a refresh token failed"))?,
+        ))
+    } else {
+        None
+    };
     // Without RETURNING: the runtime role cannot read token hashes back.
     refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
-        id: Set(RefreshTokenId(
-            deps.new_id("refresh_tokens", &session.id.to_string()),
-        )),
+        id: Set(id),
         session_id: Set(session.id),
         token_hash: Set(token.hash()),
         parent_id: Set(parent),
@@ -123,10 +170,19 @@ async fn issue_token<C: ConnectionTrait>(
         expires_at: Set(expires_at),
         used_at: Set(None),
         revoked_at: Set(None),
+        reissue_sealed: Set(reissue_sealed),
     })
     .exec_without_returning(db)
     .await?;
     Ok((token, expires_at))
+}
+
+fn reissue_slot(row: &str) -> FieldSlot<'_> {
+    FieldSlot {
+        table: "refresh_tokens",
+        column: "reissue_sealed",
+        row,
+    }
 }
 
 /// A refresh token's state, without its hash.
@@ -175,15 +231,17 @@ async fn find_presented_token<C: ConnectionTrait>(
         .await?)
 }
 
-/// Exchanges a refresh token for a new one. Records `session_refreshed`; on reuse,
-/// revokes the session and records `refresh_token_reused`, on a transaction of its
-/// own that commits before the error returns (so no caller can roll it back: this
-/// takes a connection, not a transaction).
+/// Exchanges a refresh token for a new one. Records `session_refreshed`, updates the
+/// session's location from `meta` and reports impossible travel from its last one.
+/// Within the reuse interval a used token gets its unused successor back (see the
+/// module's documentation). Otherwise reuse revokes the session and records
+/// `refresh_token_reused`, on a transaction of its own that commits before the error
+/// returns (so no caller can roll it back: this takes a connection, not a transaction).
 ///
 /// # Errors
 /// `InvalidToken` for a token never issued; `TokenReused` for one already exchanged
 /// (the session is now revoked); `SessionRevoked`; `Expired` for an expired token or
-/// session; `AccountDisabled`; `Db`.
+/// session; `AccountDisabled`; `Crypto`; `Db`.
 pub async fn refresh_session(
     db: &DatabaseConnection,
     deps: &Deps,
@@ -219,10 +277,13 @@ pub async fn refresh_session(
     if session.revoked_at.is_some() {
         return Err(ServiceError::SessionRevoked);
     }
-    if token.used_at.is_some() || token.revoked_at.is_some() {
+    if token.revoked_at.is_some() {
         revoke_for_reuse(&txn, deps, &session, token.id, meta).await?;
         txn.commit().await?;
         return Err(ServiceError::TokenReused);
+    }
+    if let Some(used_at) = token.used_at {
+        return reissue_or_revoke(txn, deps, session, token.id, used_at, meta).await;
     }
     if session.expires_at <= now {
         return Err(ServiceError::Expired {
@@ -241,23 +302,58 @@ pub async fn refresh_session(
     // The race is decided here: only one transaction can flip used_at from NULL.
     let claimed = refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+        .col_expr(
+            refresh_tokens::Column::ReissueSealed,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
         .filter(refresh_tokens::Column::Id.eq(token.id))
         .filter(refresh_tokens::Column::UsedAt.is_null())
         .filter(refresh_tokens::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
     if claimed.rows_affected != 1 {
-        revoke_for_reuse(&txn, deps, &session, token.id, meta).await?;
-        txn.commit().await?;
-        return Err(ServiceError::TokenReused);
+        // A concurrent refresh with this token won (and committed: the update waited
+        // for its row lock). Read what it did, past this transaction's snapshot.
+        let mut reread = refresh_tokens::Entity::find_by_id(token.id);
+        if txn.get_database_backend() != DbBackend::Sqlite {
+            reread = reread.lock_shared();
+        }
+        let used_at = reread
+            .into_partial_model::<TokenState>()
+            .one(&txn)
+            .await?
+            .and_then(|t| t.used_at)
+            .unwrap_or(now);
+        return reissue_or_revoke(txn, deps, session, token.id, used_at, meta).await;
     }
 
     let (refresh_token, refresh_expires_at) =
         issue_token(&txn, deps, &session, Some(token.id)).await?;
+    let findings: Vec<Finding> = match (session.latitude, session.longitude) {
+        (Some(lat), Some(lng)) => anomalies::travel_finding(
+            deps,
+            LastSeen {
+                coordinates: (lat, lng),
+                at: session.last_used_at,
+            },
+            meta,
+        )
+        .into_iter()
+        .collect(),
+        _ => Vec::new(),
+    };
     let mut active: sessions::ActiveModel = session.into();
     active.last_used_at = Set(now);
     if let Some(ip) = meta.ip_string() {
         active.ip_address = Set(Some(ip));
+    }
+    if let Some(location) = meta.location() {
+        active.country = Set(location.country().map(str::to_owned));
+        active.city = Set(location.city().map(str::to_owned));
+        if let Some((lat, lng)) = location.coordinates() {
+            active.latitude = Set(Some(lat));
+            active.longitude = Set(Some(lng));
+        }
     }
     let session = active.update(&txn).await?;
     record(
@@ -268,12 +364,100 @@ pub async fn refresh_session(
             .resource("session", session.id),
     )
     .await?;
+    anomalies::write_reports(&txn, deps, session.user_id, Some(session.id), &findings, meta)
+        .await?;
     txn.commit().await?;
     Ok(IssuedSession {
         session,
         refresh_token,
         refresh_expires_at,
     })
+}
+
+/// A used token came back: within the reuse interval, from the session's device, its
+/// unused successor is returned again; otherwise the session is revoked.
+async fn reissue_or_revoke<T: ConnectionTrait + TransactionSession>(
+    txn: T,
+    deps: &Deps,
+    session: sessions::Model,
+    token_id: RefreshTokenId,
+    used_at: DateTime<Utc>,
+    meta: &RequestMeta,
+) -> Result<IssuedSession> {
+    if let Some(issued) = reissue(&txn, deps, &session, token_id, used_at, meta).await? {
+        txn.commit().await?;
+        return Ok(issued);
+    }
+    revoke_for_reuse(&txn, deps, &session, token_id, meta).await?;
+    txn.commit().await?;
+    Err(ServiceError::TokenReused)
+}
+
+/// The successor of `token_id` in clear, if its parent may still get it back.
+async fn reissue<C: ConnectionTrait>(
+    txn: &C,
+    deps: &Deps,
+    session: &sessions::Model,
+    token_id: RefreshTokenId,
+    used_at: DateTime<Utc>,
+    meta: &RequestMeta,
+) -> Result<Option<IssuedSession>> {
+    let now = deps.now();
+    let interval = deps.config.refresh_reuse_interval;
+    if interval <= Duration::zero() || now - used_at > interval || session.expires_at <= now {
+        return Ok(None);
+    }
+    // Another device presenting the token is what theft looks like.
+    if let (Some(known), Some(presented)) = (session.device_hash.as_deref(), meta.device_hash())
+        && known != presented
+    {
+        return Ok(None);
+    }
+    let mut find = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::ParentId.eq(token_id))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .filter(refresh_tokens::Column::ExpiresAt.gt(now));
+    if txn.get_database_backend() != DbBackend::Sqlite {
+        find = find.lock_shared();
+    }
+    let Some(successor) = find.into_partial_model::<Successor>().one(txn).await? else {
+        return Ok(None);
+    };
+    let Some(sealed) = successor.reissue_sealed else {
+        return Ok(None);
+    };
+    let row = successor.id.to_string();
+    // A value that no longer opens (its key left the ring) cannot be handed out again.
+    let Ok(clear) = deps.keys.open(reissue_slot(&row), sealed.expose()) else {
+        return Ok(None);
+    };
+    let Ok(text) = String::from_utf8(clear.to_vec()) else {
+        return Ok(None);
+    };
+    record(
+        txn,
+        deps,
+        AuditEntry::new(AuditEvent::SessionRefreshed, AuditOutcome::Success, meta)
+            .actor(session.user_id)
+            .resource("session", session.id)
+            .details(json!({ "reissued": true, "refresh_token_id": successor.id })),
+    )
+    .await?;
+    Ok(Some(IssuedSession {
+        session: session.clone(),
+        refresh_token: RefreshToken::new(text),
+        refresh_expires_at: successor.expires_at,
+    }))
+}
+
+/// A successor token as the reuse interval reads it (no hash).
+#[derive(Clone, Debug, DerivePartialModel)]
+#[sea_orm(entity = "refresh_tokens::Entity")]
+struct Successor {
+    id: RefreshTokenId,
+    expires_at: DateTime<Utc>,
+    reissue_sealed: Option<SealedBytes>,
 }
 
 async fn revoke_for_reuse<C: ConnectionTrait>(
@@ -299,7 +483,7 @@ async fn revoke_for_reuse<C: ConnectionTrait>(
 
 /// Marks sessions and all their unrevoked tokens revoked; returns how many sessions
 /// changed. Already revoked sessions keep their original time and reason.
-async fn revoke_sessions<C: ConnectionTrait>(
+pub(crate) async fn revoke_sessions<C: ConnectionTrait>(
     db: &C,
     deps: &Deps,
     ids: &[SessionId],
@@ -318,6 +502,10 @@ async fn revoke_sessions<C: ConnectionTrait>(
         .await?;
     refresh_tokens::Entity::update_many()
         .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .col_expr(
+            refresh_tokens::Column::ReissueSealed,
+            Expr::value(Option::<Vec<u8>>::None),
+        )
         .filter(refresh_tokens::Column::SessionId.is_in(ids.iter().copied()))
         .filter(refresh_tokens::Column::RevokedAt.is_null())
         .exec(db)

@@ -186,14 +186,20 @@ async fn locked_row<C: ConnectionTrait>(
 }
 
 /// A verified success: the account-and-address key starts over, and the address
-/// key gets back the failure this attempt was counted as.
+/// key gets back the failures the sign-in's `attempts` were counted as (two for a
+/// sign-in in two steps).
 pub(crate) async fn settle_success<C: ConnectionTrait>(
     db: &C,
     deps: &Deps,
     claim: &Claim,
+    attempts: i32,
 ) -> Result<()> {
     let now = deps.now();
-    for key in &claim.keys {
+    for key in claim
+        .keys
+        .iter()
+        .flat_map(|key| std::iter::repeat_n(key, usize::try_from(attempts).unwrap_or(1).max(1)))
+    {
         let update = sign_in_throttles::Entity::update_many()
             .col_expr(sign_in_throttles::Column::UpdatedAt, Expr::value(now))
             .filter(sign_in_throttles::Column::Scope.eq(key.scope))

@@ -253,12 +253,24 @@ async fn sign_in_credentials<C: ConnectionTrait>(
         .await?)
 }
 
+/// A password that matched: whose, the throttle slot it claimed (given back only
+/// when the whole sign-in succeeds) and, if its hash is outdated, the new hash.
+pub(crate) struct PasswordChecked {
+    pub(crate) user_id: UserId,
+    pub(crate) claim: Claim,
+    pub(crate) rehash: Option<PasswordHash>,
+}
+
 /// Checks an email and password, behind sign-in throttling (see
 /// [`ServiceConfig::sign_in_per_account_address`](crate::ServiceConfig)): every attempt
 /// claims a slot before the password is checked, and a blocked key refuses without
 /// checking. Success stamps `last_login_at`, upgrades an outdated hash and records
 /// `login`. Failure records `login_failed` (and `account_locked` when it starts a
 /// block).
+///
+/// This is the first factor only: to sign a user in, call
+/// [`login`](crate::identity::login), which asks for the second factor when the user
+/// has one and opens the session.
 ///
 /// Takes a connection, not a transaction: the throttle counters and the failure
 /// records commit on transactions of their own, so no caller's rollback undoes them.
@@ -275,6 +287,30 @@ pub async fn authenticate(
     password: &Password,
     meta: &RequestMeta,
 ) -> Result<Account> {
+    let checked = check_password(db, deps, email, password, meta).await?;
+    let txn = begin_for_user(db, checked.user_id).await?;
+    let account = match active_account(&txn, deps, checked.user_id, meta).await? {
+        Ok(account) => account,
+        Err(refused) => {
+            txn.commit().await?;
+            return Err(refused);
+        }
+    };
+    throttle::settle_success(&txn, deps, &checked.claim, 1).await?;
+    let account = stamp_sign_in(&txn, deps, account, checked.rehash, &["password"], meta).await?;
+    txn.commit().await?;
+    Ok(account)
+}
+
+/// The throttled password check of every sign-in: claims a slot, verifies (or runs a
+/// decoy verification), and on failure records it on a transaction of its own.
+pub(crate) async fn check_password(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    email: &Email,
+    password: &Password,
+    meta: &RequestMeta,
+) -> Result<PasswordChecked> {
     let claim = throttle::claim(db, deps, email, meta).await?;
     // Like every statement of the service, in a transaction: behind PgBouncer's
     // transaction pooling a statement outside one may be parsed on one server
@@ -300,62 +336,74 @@ pub async fn authenticate(
             } else {
                 None
             };
-            return sign_in(db, deps, user_id, rehash, &claim, meta).await;
+            return Ok(PasswordChecked {
+                user_id,
+                claim,
+                rehash,
+            });
         }
     };
     record_failure(db, deps, user_id, reason, &claim, meta).await?;
     Err(ServiceError::InvalidCredentials)
 }
 
-/// The right password: give the throttle slot back, stamp the sign-in, record it.
-async fn sign_in(
-    db: &DatabaseConnection,
+/// The account of a verified credential, if it is active. An inactive one records
+/// `login_failed` in `db`'s transaction (commit it) and yields `AccountDisabled`.
+pub(crate) async fn active_account<C: ConnectionTrait>(
+    db: &C,
     deps: &Deps,
     user_id: UserId,
-    rehash: Option<PasswordHash>,
-    claim: &Claim,
     meta: &RequestMeta,
-) -> Result<Account> {
-    let txn = begin_for_user(db, user_id).await?;
+) -> Result<std::result::Result<Account, ServiceError>> {
     let user = users::Entity::find_by_id(user_id)
         .into_partial_model::<Account>()
-        .one(&txn)
+        .one(db)
         .await?
         .ok_or_else(|| ServiceError::not_found("user", user_id))?;
-    if !user.is_active {
-        record(
-            &txn,
-            deps,
-            AuditEntry::new(AuditEvent::LoginFailed, AuditOutcome::Denied, meta)
-                .actor(user.id)
-                .resource("user", user.id)
-                .details(json!({ "reason": "inactive" })),
-        )
-        .await?;
-        txn.commit().await?;
-        return Err(ServiceError::AccountDisabled);
+    if user.is_active {
+        return Ok(Ok(user));
     }
-    throttle::settle_success(&txn, deps, claim).await?;
+    record(
+        db,
+        deps,
+        AuditEntry::new(AuditEvent::LoginFailed, AuditOutcome::Denied, meta)
+            .actor(user.id)
+            .resource("user", user.id)
+            .details(json!({ "reason": "inactive" })),
+    )
+    .await?;
+    Ok(Err(ServiceError::AccountDisabled))
+}
+
+/// A completed sign-in: stamps `last_login_at` (and stores an upgraded hash), records
+/// `login` with the methods used.
+pub(crate) async fn stamp_sign_in<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user: Account,
+    rehash: Option<PasswordHash>,
+    methods: &[&str],
+    meta: &RequestMeta,
+) -> Result<Account> {
     let now = deps.now();
     let rehashed = rehash.is_some();
     let mut update = users::Entity::update_many()
         .col_expr(users::Column::LastLoginAt, Expr::value(now))
         .col_expr(users::Column::UpdatedAt, Expr::value(now))
-        .filter(users::Column::Id.eq(user_id));
+        .filter(users::Column::Id.eq(user.id));
     if let Some(hash) = rehash {
         update = update.col_expr(users::Column::PasswordHash, Expr::value(hash));
     }
-    update.exec(&txn).await?;
+    update.exec(db).await?;
     record(
-        &txn,
+        db,
         deps,
         AuditEntry::new(AuditEvent::Login, AuditOutcome::Success, meta)
-            .actor(user_id)
-            .resource("user", user_id)
-            .details(json!({ "method": "password", "rehashed": rehashed })),
+            .actor(user.id)
+            .resource("user", user.id)
+            .details(json!({ "method": methods.join(","), "rehashed": rehashed })),
     )
     .await?;
-    txn.commit().await?;
     Ok(Account {
         last_login_at: Some(now),
         updated_at: now,
@@ -365,7 +413,7 @@ async fn sign_in(
 
 /// Records a failed attempt on its own transaction: `login_failed`, and
 /// `account_locked` if this failure started a block.
-async fn record_failure(
+pub(crate) async fn record_failure(
     db: &DatabaseConnection,
     deps: &Deps,
     user_id: Option<UserId>,

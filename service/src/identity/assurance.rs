@@ -1,0 +1,413 @@
+//! Assurance levels and step-up: how strongly, and how recently, a session's user
+//! proved who they are, and the sensitive operations that ask for more.
+//!
+//! A request presents its session: [`validate_session`] checks it and returns a
+//! [`SessionAuth`]. Sensitive operations (changing the password or the second factor,
+//! managing API keys, closing the account) take that `SessionAuth` and, inside their
+//! own transaction, require:
+//! - `aal2` when the user has a second factor (a session opened with the password
+//!   alone must verify the factor first), and
+//! - a proof of identity within
+//!   [`ServiceConfig::reauthentication_window`](crate::ServiceConfig).
+//!
+//! Otherwise they fail with `StepUpRequired`, recording `step_up_required`; the
+//! application asks the user for what the error names and calls [`reauthenticate`].
+//! On PostgreSQL the level is set per transaction (`app.current_aal`, read by
+//! `app_current_aal()`), so a row-level security policy can require `aal2` too.
+//!
+//! Changing the password or the second factor and closing the account end the user's
+//! other sessions (the current one stays, except on closing).
+
+use super::mfa::{self, MfaProof, ParsedProof};
+use super::password;
+use super::sessions::revoke_sessions;
+use super::throttle;
+use super::users::{Account, begin_for_user, check_password, find_active_user};
+use crate::Result;
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::deps::Deps;
+use crate::error::{ServiceError, StepUp};
+use crate::input::{Email, Password};
+use crate::request::RequestMeta;
+use chrono::{DateTime, Utc};
+use entity::audit::audit_logs::AuditOutcome;
+use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
+use entity::identity::users;
+use entity::{SessionId, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TransactionSession, TransactionTrait,
+};
+use serde_json::json;
+
+/// A live session, as validated for one request. Only [`validate_session`] and
+/// [`reauthenticate`] make one; sensitive operations check it again in their own
+/// transaction, so a session revoked meanwhile is refused there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionAuth {
+    session_id: SessionId,
+    user_id: UserId,
+    aal: AssuranceLevel,
+    auth_methods: String,
+    authenticated_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    has_second_factor: bool,
+}
+
+impl SessionAuth {
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    pub fn aal(&self) -> AssuranceLevel {
+        self.aal
+    }
+
+    /// Comma-separated, in the order used (`password,totp`).
+    pub fn auth_methods(&self) -> &str {
+        &self.auth_methods
+    }
+
+    /// When the user last proved who they are in this session.
+    pub fn authenticated_at(&self) -> DateTime<Utc> {
+        self.authenticated_at
+    }
+
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
+    /// Whether the user had a confirmed second factor when the session was validated.
+    pub fn has_second_factor(&self) -> bool {
+        self.has_second_factor
+    }
+
+    /// What this session lacks for a sensitive operation at `now`, if anything.
+    pub fn step_up_needed(&self, deps: &Deps) -> Option<StepUp> {
+        if self.has_second_factor && self.aal < AssuranceLevel::Aal2 {
+            Some(StepUp::SecondFactor)
+        } else if deps.now() - self.authenticated_at > deps.config.reauthentication_window {
+            Some(StepUp::Reauthentication)
+        } else {
+            None
+        }
+    }
+}
+
+/// Reads session `session_id` of `user_id` and checks it is live, in `db`'s
+/// transaction (acting as the user).
+async fn load<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    session_id: SessionId,
+) -> Result<SessionAuth> {
+    let session = sessions::Entity::find_by_id(session_id)
+        .filter(sessions::Column::UserId.eq(user_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("session", session_id))?;
+    if session.revoked_at.is_some() {
+        return Err(ServiceError::SessionRevoked);
+    }
+    if session.expires_at <= deps.now() {
+        return Err(ServiceError::Expired {
+            what: "session",
+            at: session.expires_at,
+        });
+    }
+    find_active_user(db, user_id).await?;
+    let has_second_factor = mfa::confirmed_factor(db, user_id).await?.is_some();
+    Ok(SessionAuth {
+        session_id,
+        user_id,
+        aal: session.aal,
+        auth_methods: session.auth_methods,
+        authenticated_at: session.authenticated_at.unwrap_or(session.created_at),
+        expires_at: session.expires_at,
+        has_second_factor,
+    })
+}
+
+/// Sets the acting session's assurance level for this transaction (PostgreSQL only;
+/// like the acting user, for row-level security policies).
+pub(crate) async fn set_assurance_context<C: ConnectionTrait>(
+    db: &C,
+    aal: AssuranceLevel,
+) -> Result<()> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.current_aal', $1, true)",
+        [aal.as_str().into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Checks a session a request presents: it belongs to `user_id`, is neither revoked
+/// nor expired, and its user is active.
+///
+/// # Errors
+/// `NotFound` for an unknown session or someone else's (the same answer);
+/// `SessionRevoked`; `Expired`; `AccountDisabled`; `Db`.
+pub async fn validate_session<C>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    session_id: SessionId,
+) -> Result<SessionAuth>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, user_id).await?;
+    let auth = load(&txn, deps, user_id, session_id).await?;
+    txn.commit().await?;
+    Ok(auth)
+}
+
+/// Opens the transaction of a sensitive operation: acting as the session's user, at
+/// its assurance level, after checking (in this transaction) that the session is live,
+/// at `aal2` if the user has a second factor, and authenticated within the window.
+/// A refusal records `step_up_required` on a transaction of its own.
+pub(crate) async fn begin_sensitive<C>(
+    db: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    operation: &'static str,
+    meta: &RequestMeta,
+) -> Result<C::Transaction>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, session.user_id).await?;
+    let current = load(&txn, deps, session.user_id, session.session_id).await?;
+    set_assurance_context(&txn, current.aal).await?;
+    let Some(needs) = current.step_up_needed(deps) else {
+        return Ok(txn);
+    };
+    txn.rollback().await?;
+    let refusal = begin_for_user(db, session.user_id).await?;
+    record(
+        &refusal,
+        deps,
+        AuditEntry::new(AuditEvent::StepUpRequired, AuditOutcome::Denied, meta)
+            .actor(session.user_id)
+            .resource("session", session.session_id)
+            .risk(20)
+            .details(json!({
+                "operation": operation,
+                "needs": match needs {
+                    StepUp::SecondFactor => "second_factor",
+                    StepUp::Reauthentication => "reauthentication",
+                },
+                "aal": current.aal.as_str(),
+            })),
+    )
+    .await?;
+    refusal.commit().await?;
+    Err(ServiceError::StepUpRequired { needs })
+}
+
+/// Ends the user's sessions but `keep` after a security change, recording
+/// `other_sessions_revoked` with the cause; in `db`'s transaction. Their
+/// `revoked_reason` is `logout_all`; the audit row says why.
+pub(crate) async fn revoke_other_sessions<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user_id: UserId,
+    keep: Option<SessionId>,
+    cause: &'static str,
+    meta: &RequestMeta,
+) -> Result<u64> {
+    let mut find = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .filter(sessions::Column::UserId.eq(user_id))
+        .filter(sessions::Column::RevokedAt.is_null());
+    if let Some(keep) = keep {
+        find = find.filter(sessions::Column::Id.ne(keep));
+    }
+    let others: Vec<SessionId> = find.into_tuple().all(db).await?;
+    let revoked = revoke_sessions(db, deps, &others, RevokedReason::LogoutAll).await?;
+    record(
+        db,
+        deps,
+        AuditEntry::new(AuditEvent::OtherSessionsRevoked, AuditOutcome::Success, meta)
+            .actor(user_id)
+            .resource("user", user_id)
+            .details(json!({ "cause": cause, "sessions_revoked": revoked, "kept": keep })),
+    )
+    .await?;
+    Ok(revoked)
+}
+
+/// Step-up: the user proves who they are again within a session, with the password
+/// and, if they have a second factor, a code. The session then counts as
+/// authenticated now, at `aal2` when a factor was verified. Records
+/// `reauthenticated`. Throttled and audited like a sign-in.
+///
+/// # Errors
+/// `StepUpRequired { needs: SecondFactor }` when the user has a factor and no proof
+/// was given (before the password is checked); `Validation` for a malformed code;
+/// `InvalidCredentials`; `InvalidMfaCode`; those of [`validate_session`]; `Db`.
+pub async fn reauthenticate(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    session: &SessionAuth,
+    password: &Password,
+    proof: Option<MfaProof<'_>>,
+    meta: &RequestMeta,
+) -> Result<SessionAuth> {
+    let proof = proof.map(ParsedProof::parse).transpose()?;
+    let current = validate_session(db, deps, session.user_id, session.session_id).await?;
+    if current.has_second_factor && proof.is_none() {
+        return Err(ServiceError::StepUpRequired {
+            needs: StepUp::SecondFactor,
+        });
+    }
+    let account = account_of(db, session.user_id).await?;
+    let email = Email::parse(&account.email)?;
+    let checked = check_password(db, deps, &email, password, meta).await?;
+    if checked.user_id != session.user_id {
+        return Err(ServiceError::InvalidCredentials);
+    }
+    let txn = begin_for_user(db, session.user_id).await?;
+    let mut methods = vec!["password"];
+    let mut aal = AssuranceLevel::Aal1;
+    if let Some(proof) = &proof
+        && let Some(factor) = mfa::confirmed_factor(&txn, session.user_id).await?
+    {
+        if let Err(refusal) = mfa::spend_proof(&txn, deps, session.user_id, &factor, proof).await?
+        {
+            txn.rollback().await?;
+            return Err(mfa::refuse(db, deps, session.user_id, proof.method(), refusal, meta).await?);
+        }
+        methods.push(proof.method());
+        aal = AssuranceLevel::Aal2;
+    }
+    throttle::settle_success(&txn, deps, &checked.claim, 1).await?;
+    let now = deps.now();
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::AuthenticatedAt, Expr::value(now))
+        .col_expr(sessions::Column::Aal, Expr::value(aal))
+        .col_expr(sessions::Column::AuthMethods, Expr::value(methods.join(",")))
+        .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
+        .filter(sessions::Column::Id.eq(session.session_id))
+        .filter(sessions::Column::UserId.eq(session.user_id))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::Reauthenticated, AuditOutcome::Success, meta)
+            .actor(session.user_id)
+            .resource("session", session.session_id)
+            .details(json!({ "aal": aal.as_str(), "methods": methods.join(",") })),
+    )
+    .await?;
+    let refreshed = load(&txn, deps, session.user_id, session.session_id).await?;
+    txn.commit().await?;
+    Ok(refreshed)
+}
+
+async fn account_of(db: &DatabaseConnection, user_id: UserId) -> Result<Account> {
+    let txn = begin_for_user(db, user_id).await?;
+    let account = find_active_user(&txn, user_id).await?;
+    txn.commit().await?;
+    Ok(account)
+}
+
+/// Changes the user's password: a sensitive operation (see the module), the new
+/// password checked like a sign-up's. Ends the user's other sessions. Records
+/// `password_changed` and `other_sessions_revoked`.
+///
+/// # Errors
+/// `StepUpRequired`; `Validation` for a password the policy refuses; `Crypto`; those
+/// of [`validate_session`]; `Db`.
+pub async fn change_password<C>(
+    db: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    new_password: &Password,
+    meta: &RequestMeta,
+) -> Result<u64>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    // Hash before the transaction: it takes tens of milliseconds.
+    let hash = password::hash(deps, new_password).await?;
+    let txn = begin_sensitive(db, deps, session, "change_password", meta).await?;
+    let now = deps.now();
+    users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(hash))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(session.user_id))
+        .exec(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::PasswordChanged, AuditOutcome::Success, meta)
+            .actor(session.user_id)
+            .resource("user", session.user_id),
+    )
+    .await?;
+    let revoked = revoke_other_sessions(
+        &txn,
+        deps,
+        session.user_id,
+        Some(session.session_id),
+        "password_changed",
+        meta,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(revoked)
+}
+
+/// Closes the user's own account: a sensitive operation. The user can no longer sign
+/// in, and every session ends, this one included. Records `user_deactivated` and
+/// `other_sessions_revoked`.
+///
+/// # Errors
+/// `StepUpRequired`; those of [`validate_session`]; `Db`.
+pub async fn deactivate_account<C>(
+    db: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    meta: &RequestMeta,
+) -> Result<u64>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_sensitive(db, deps, session, "deactivate_account", meta).await?;
+    let now = deps.now();
+    users::Entity::update_many()
+        .col_expr(users::Column::IsActive, Expr::value(false))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(session.user_id))
+        .exec(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::UserDeactivated, AuditOutcome::Success, meta)
+            .actor(session.user_id)
+            .resource("user", session.user_id),
+    )
+    .await?;
+    let revoked =
+        revoke_other_sessions(&txn, deps, session.user_id, None, "account_deactivated", meta)
+            .await?;
+    txn.commit().await?;
+    Ok(revoked)
+}
