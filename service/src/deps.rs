@@ -7,7 +7,7 @@
 //! tested without sleeping and fixtures come out byte-identical.
 
 use crate::crypto::KeyRing;
-use crate::identity::TotpParams;
+use crate::identity::{PasswordPolicy, TotpParams};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -176,6 +176,8 @@ pub struct ServiceConfig {
     pub totp: TotpParams,
     /// The issuer authenticator apps show next to a TOTP factor.
     pub totp_issuer: String,
+    /// What a new password must be beyond its length (see `check_new_password`).
+    pub password_policy: PasswordPolicy,
 }
 
 /// The environment an API key belongs to, written into the key itself.
@@ -218,6 +220,7 @@ impl Default for ServiceConfig {
             api_key_max_rotation_grace: Duration::days(7),
             totp: TotpParams::default(),
             totp_issuer: "saas-db".to_owned(),
+            password_policy: PasswordPolicy::default(),
         }
     }
 }

@@ -56,6 +56,11 @@ pub enum ServiceError {
     /// used, or for a step already used; deliberately does not say which.
     #[error("the code is incorrect or was already used")]
     InvalidMfaCode,
+    /// A new password the password policy refuses; `reason` says why, for the user.
+    #[error("weak password: {reason}")]
+    WeakPassword {
+        reason: crate::identity::WeakPasswordReason,
+    },
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

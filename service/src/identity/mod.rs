@@ -4,6 +4,7 @@
 mod api_keys;
 mod mfa;
 mod password;
+mod password_policy;
 mod sessions;
 mod throttle;
 mod tokens;
@@ -20,6 +21,12 @@ pub use mfa::{
     verify_totp,
 };
 pub use password::hash as hash_password;
+#[cfg(feature = "breached-password-api")]
+pub use password_policy::PwnedPasswordsRange;
+pub use password_policy::{
+    BreachCheckError, BreachedPasswords, LocalBreachedList, MAX_STRENGTH_SCORE, PasswordPolicy,
+    WeakPasswordReason, check_new_password, count_in_range_response, password_sha1_hex,
+};
 pub use sessions::{
     IssuedSession, create_session, list_sessions, login, refresh_session, revoke_all_sessions,
     revoke_session,
