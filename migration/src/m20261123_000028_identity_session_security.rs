@@ -310,12 +310,19 @@ impl MigrationTrait for Migration {
             .col(uuid(SessionAnomalyReports::UserId))
             .col(uuid_null(SessionAnomalyReports::SessionId))
             .col(string(SessionAnomalyReports::Kind, 32))
-            .col(ColumnDef::new(SessionAnomalyReports::RiskScore).integer().not_null())
+            .col(
+                ColumnDef::new(SessionAnomalyReports::RiskScore)
+                    .integer()
+                    .not_null(),
+            )
             .col(json(SessionAnomalyReports::Details))
             .col(string_null(SessionAnomalyReports::IpAddress, 45))
             .col(string_null(SessionAnomalyReports::Country, 2))
             .col(string_null(SessionAnomalyReports::City, 100))
-            .col(timestamp_default_now(backend, SessionAnomalyReports::CreatedAt))
+            .col(timestamp_default_now(
+                backend,
+                SessionAnomalyReports::CreatedAt,
+            ))
             .check(check_in(
                 "ck_session_anomaly_reports_kind",
                 SessionAnomalyReports::Kind,

@@ -53,6 +53,15 @@ use uuid::Uuid;
 /// is the profile's namespace, and ids are v5 of `<table>/<key>#<n>` inside it.
 pub const FIXTURE_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c4e_5b7a_4c55_9a3e_2f1d_7c00_5eed);
 
+/// The service configuration fixtures are created under: the defaults, but the
+/// strength check of new passwords is off, because every fixture user shares one
+/// published demo password (the seeder refuses production databases).
+pub fn fixture_config() -> ServiceConfig {
+    let mut config = ServiceConfig::default();
+    config.password_policy.min_score = 0;
+    config
+}
+
 /// The fixed clock's start: fixtures are "created" at this instant.
 pub fn fixture_epoch() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0)
@@ -589,7 +598,7 @@ async fn seed_locked(
 
     let scale = if options.scale > 0 {
         let (deps, _) = Deps::deterministic(
-            ServiceConfig::default(),
+            fixture_config(),
             fixture_epoch(),
             profile_namespace(options.profile),
             options.seed,
@@ -662,7 +671,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let (deps, clock) = Deps::deterministic(
-        ServiceConfig::default(),
+        fixture_config(),
         fixture_epoch(),
         profile_namespace(options.profile),
         options.seed,
@@ -786,6 +795,12 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
         (
             "mfa_factors",
             entity::identity::mfa_factors::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "session_anomaly_reports",
+            entity::identity::session_anomaly_reports::Entity::find()
                 .count(db)
                 .await?,
         ),

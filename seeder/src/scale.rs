@@ -16,6 +16,7 @@ use crate::SeedError;
 use crate::profile::SHARED_PASSWORD;
 use chrono::{DateTime, Duration, Utc};
 use entity::audit::audit_logs::{self, AuditOutcome};
+use entity::identity::sessions::AssuranceLevel;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
@@ -369,6 +370,14 @@ impl Batch {
                     expires_at: Set(at + Duration::days(30)),
                     revoked_at: Set(None),
                     revoked_reason: Set(None),
+                    aal: Set(AssuranceLevel::Aal1),
+                    auth_methods: Set("password".to_owned()),
+                    authenticated_at: Set(Some(at)),
+                    device_hash: Set(None),
+                    country: Set(None),
+                    city: Set(None),
+                    latitude: Set(None),
+                    longitude: Set(None),
                 });
                 // A hash with no token behind it: synthetic sessions cannot be refreshed.
                 let mut digest = [0u8; 32];
@@ -387,6 +396,7 @@ impl Batch {
                     expires_at: Set(at + Duration::days(14)),
                     used_at: Set(None),
                     revoked_at: Set(None),
+                    reissue_sealed: Set(None),
                 });
             }
             for k in 0..EVENTS_PER_TENANT {

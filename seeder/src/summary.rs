@@ -96,8 +96,13 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
         writeln!(out, "  otpauth URI   {}", f.otpauth_uri)?;
         writeln!(
             out,
-            "  backup codes  {} (single use)\n",
+            "  backup codes  {} (single use)",
             f.backup_codes.join(" ")
+        )?;
+        writeln!(
+            out,
+            "  signing in takes two steps (password, then a code); {} anomaly report(s) on file (Tokyo, then Paris an hour later)\n",
+            f.anomaly_reports
         )?;
     }
 

@@ -7,7 +7,7 @@
 //! tested without sleeping and fixtures come out byte-identical.
 
 use crate::crypto::KeyRing;
-use crate::identity::TotpParams;
+use crate::identity::{BreachedPasswords, PasswordPolicy, TotpParams};
 use chrono::{DateTime, Duration, DurationRound, TimeDelta, Utc};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -176,6 +176,8 @@ pub struct ServiceConfig {
     pub totp: TotpParams,
     /// The issuer authenticator apps show next to a TOTP factor.
     pub totp_issuer: String,
+    /// What a new password must be beyond its length (see `check_new_password`).
+    pub password_policy: PasswordPolicy,
     /// A rotated refresh token presented again within this long, from its session's
     /// device, gets the same successor instead of revoking the session (browser tabs
     /// refreshing together). Zero turns the allowance off.
@@ -269,6 +271,7 @@ impl Default for ServiceConfig {
             api_key_max_rotation_grace: Duration::days(7),
             totp: TotpParams::default(),
             totp_issuer: "saas-db".to_owned(),
+            password_policy: PasswordPolicy::default(),
             refresh_reuse_interval: Duration::seconds(10),
             mfa_challenge_lifetime: Duration::minutes(5),
             mfa_challenge_max_failures: 5,
@@ -316,6 +319,8 @@ pub struct Deps {
     pub config: Arc<ServiceConfig>,
     /// Seals and opens encrypted columns (TOTP secrets).
     pub keys: Arc<KeyRing>,
+    /// Where new passwords are looked up when the policy's `check_breached` is on.
+    pub breached_passwords: Option<Arc<dyn BreachedPasswords>>,
     /// The hash verified against when an email is unknown, so that answer takes as
     /// long as a wrong password (built on first use).
     pub(crate) decoy_hash: Arc<OnceLock<String>>,
@@ -331,6 +336,7 @@ impl Deps {
             random: Arc::new(OsRandom),
             config: Arc::new(config),
             keys: Arc::new(keys),
+            breached_passwords: None,
             decoy_hash: Arc::new(OnceLock::new()),
         }
     }
@@ -351,6 +357,7 @@ impl Deps {
             random: Arc::new(SeededRandom::new(seed)),
             config: Arc::new(config),
             keys: Arc::new(KeyRing::development()),
+            breached_passwords: None,
             decoy_hash: Arc::new(OnceLock::new()),
         };
         (deps, clock)
@@ -365,6 +372,13 @@ impl Deps {
     /// The same, with another key ring (the seeder outside `local` and `test`).
     pub fn with_keys(mut self, keys: Arc<KeyRing>) -> Self {
         self.keys = keys;
+        self
+    }
+
+    /// The same, looking new passwords up in `source` (with the policy's
+    /// `check_breached` on).
+    pub fn with_breached_passwords(mut self, source: Arc<dyn BreachedPasswords>) -> Self {
+        self.breached_passwords = Some(source);
         self
     }
 

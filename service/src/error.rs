@@ -63,8 +63,15 @@ pub enum ServiceError {
     StepUpRequired { needs: StepUp },
     /// Anomaly detection scored the sign-in too risky, and the user has no second
     /// factor to prove it is them.
-    #[error("sign-in refused: it looks risky (score {risk_score}) and the account has no second factor")]
+    #[error(
+        "sign-in refused: it looks risky (score {risk_score}) and the account has no second factor"
+    )]
     RiskySignInRefused { risk_score: i32 },
+    /// A new password the password policy refuses; `reason` says why, for the user.
+    #[error("weak password: {reason}")]
+    WeakPassword {
+        reason: crate::identity::WeakPasswordReason,
+    },
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

@@ -130,8 +130,7 @@ impl RequestMeta {
     /// `Validation` for an empty or overlong fingerprint.
     pub fn with_device(mut self, fingerprint: &str) -> Result<Self, ServiceError> {
         let fingerprint = fingerprint.trim();
-        if fingerprint.is_empty() || fingerprint.chars().count() > MAX_DEVICE_FINGERPRINT_CHARS
-        {
+        if fingerprint.is_empty() || fingerprint.chars().count() > MAX_DEVICE_FINGERPRINT_CHARS {
             return Err(ServiceError::validation(
                 "device fingerprint",
                 "expected 1 to 1024 characters",
@@ -173,7 +172,12 @@ mod tests {
         let tokyo = Location::parse(Some("jp"), Some(" 東京 "), Some(35.68), Some(139.69)).unwrap();
         assert_eq!(tokyo.country(), Some("JP"));
         assert_eq!(tokyo.city(), Some("東京"));
-        assert_eq!(Location::parse(Some("XX"), None, None, None).unwrap().country(), None);
+        assert_eq!(
+            Location::parse(Some("XX"), None, None, None)
+                .unwrap()
+                .country(),
+            None
+        );
         assert!(Location::parse(Some("JPN"), None, None, None).is_err());
         assert!(Location::parse(None, None, Some(91.0), Some(0.0)).is_err());
         assert!(Location::parse(None, None, Some(f64::NAN), Some(0.0)).is_err());

@@ -1,9 +1,13 @@
 //! Named actors and a deterministic service environment for tests.
 
 use chrono::{DateTime, TimeZone, Utc};
+use entity::UserId;
 use entity::tenancy::tenants;
 use sea_orm::DatabaseConnection;
-use service::identity::{Account, NewUser, register_user};
+use service::identity::{
+    Account, IssuedSession, NewUser, SessionAuth, SignIn, create_session, login, register_user,
+    validate_session,
+};
 use service::input::{Email, Password};
 use service::tenancy::{NewTenant, create_tenant};
 use service::{Deps, ManualClock, RequestMeta, ServiceConfig};
@@ -79,4 +83,33 @@ pub fn field_keys() -> Arc<service::crypto::KeyRing> {
         })
         .expect("a valid key ring");
     Arc::new(ring)
+}
+
+/// Signs in a user without a second factor (one step) and returns the session.
+pub async fn login_one_step(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    email: &Email,
+    password: &Password,
+    meta: &RequestMeta,
+) -> Result<(Account, IssuedSession), service::ServiceError> {
+    match login(db, deps, email, password, meta).await? {
+        SignIn::Complete { account, session } => Ok((account, session)),
+        SignIn::SecondFactorRequired(challenge) => {
+            panic!(
+                "expected a one-step sign-in, got a challenge ({:?})",
+                challenge.reason
+            )
+        }
+    }
+}
+
+/// A validated session of `user`, opened now: what sensitive operations take.
+pub async fn session_of(db: &DatabaseConnection, deps: &Deps, user: UserId) -> SessionAuth {
+    let issued = create_session(db, deps, user, &meta())
+        .await
+        .expect("fixture session opens");
+    validate_session(db, deps, user, issued.session.id)
+        .await
+        .expect("fixture session is live")
 }

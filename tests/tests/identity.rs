@@ -10,7 +10,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use service::identity::{
-    NewUser, authenticate, create_session, list_sessions, login, refresh_session, register_user,
+    NewUser, authenticate, create_session, list_sessions, refresh_session, register_user,
     revoke_all_sessions, revoke_session,
 };
 use service::{ServiceConfig, ServiceError};
@@ -578,7 +578,7 @@ async fn list_sessions_shows_only_own_live_sessions(t: TestDb) {
     let (deps, clock) = fixtures::deps();
     let (_, issued) = {
         fixtures::user(&t.db, &deps, "max").await;
-        login(
+        fixtures::login_one_step(
             &t.db,
             &deps,
             &email("max@example.com"),

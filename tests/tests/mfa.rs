@@ -10,12 +10,14 @@ use entity::identity::mfa_factors::TotpAlgorithm;
 use entity::identity::{mfa_backup_codes, mfa_factors};
 use entity::{MfaFactorId, UserId};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    TransactionTrait,
 };
 use service::crypto::{CryptoError, FieldSlot, KeyRing};
 use service::identity::{
-    BACKUP_CODE_COUNT, MfaProof, TotpEnrolment, TotpParams, confirm_totp, disable_totp, enrol_totp,
-    generate_backup_codes, totp, totp_factor, use_backup_code, verify_totp,
+    BACKUP_CODE_COUNT, MfaProof, SessionAuth, TotpEnrolment, TotpParams, confirm_totp,
+    disable_totp, enrol_totp, generate_backup_codes, list_sessions, totp, totp_factor,
+    use_backup_code, validate_session, verify_totp,
 };
 use service::{Deps, ManualClock, ServiceError};
 use std::sync::Arc;
@@ -96,13 +98,19 @@ async fn confirmed_with(
 ) -> (UserId, TotpEnrolment) {
     let deps = deps.clone();
     let user = fixtures::user(&t.db, &deps, name).await;
-    let enrolment = enrol_totp(&t.db, &deps, user.id, "Phone", &meta())
-        .await
-        .expect("enrols");
+    let enrolment = enrol_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user.id).await,
+        "Phone",
+        &meta(),
+    )
+    .await
+    .expect("enrols");
     confirm_totp(
         &t.db,
         &deps,
-        user.id,
+        &session(&t.db, &deps, user.id).await,
         &enrolment.code_at(now(&deps)),
         &meta(),
     )
@@ -110,6 +118,19 @@ async fn confirmed_with(
     .expect("confirms with the current code");
     clock.advance(Duration::seconds(30));
     (user.id, enrolment)
+}
+
+/// The user's newest live session, validated (one is opened if there is none): the
+/// session the operations that change a factor run in. Confirming a factor makes it
+/// `aal2`.
+async fn session(db: &DatabaseConnection, deps: &Deps, user: UserId) -> SessionAuth {
+    let live = list_sessions(db, deps, user).await.expect("lists sessions");
+    match live.first() {
+        Some(newest) => validate_session(db, deps, user, newest.id)
+            .await
+            .expect("the newest session is live"),
+        None => fixtures::session_of(db, deps, user).await,
+    }
 }
 
 async fn events(t: &TestDb, user: UserId) -> Vec<audit_logs::Model> {
@@ -138,9 +159,15 @@ fn wrong(code: &str) -> String {
 async fn mfa_enrol_confirm_verify(t: TestDb) {
     let (deps, clock) = fixtures::deps();
     let user = fixtures::user(&t.db, &deps, "ivy").await;
-    let enrolment = enrol_totp(&t.db, &deps, user.id, "  Phone ", &meta())
-        .await
-        .expect("enrols");
+    let enrolment = enrol_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user.id).await,
+        "  Phone ",
+        &meta(),
+    )
+    .await
+    .expect("enrols");
     let uri = enrolment.otpauth_uri();
     assert!(
         uri.starts_with("otpauth://totp/saas-db:ivy%40example.com?secret="),
@@ -171,7 +198,7 @@ async fn mfa_enrol_confirm_verify(t: TestDb) {
     let factor = confirm_totp(
         &t.db,
         &deps,
-        user.id,
+        &session(&t.db, &deps, user.id).await,
         &enrolment.code_at(now(&deps)),
         &meta(),
     )
@@ -237,6 +264,7 @@ async fn mfa_wrong_code_is_refused_and_recorded_and_malformed_input_writes_nothi
     assert_eq!(failed[0].details["reason"], "wrong_code");
     assert_eq!(failed[0].details["method"], "totp");
 
+    let auth = session(&t.db, &deps, user).await;
     let before = inspect::row_counts(&t.owner).await;
     for bad in ["", "12345", "123456789", "12a456", "１２３４５６"] {
         assert!(
@@ -251,14 +279,14 @@ async fn mfa_wrong_code_is_refused_and_recorded_and_malformed_input_writes_nothi
             Err(ServiceError::Validation { .. })
         ));
         assert!(matches!(
-            disable_totp(&t.db, &deps, user, MfaProof::Totp(bad), &meta()).await,
+            disable_totp(&t.db, &deps, &auth, MfaProof::Totp(bad), &meta()).await,
             Err(ServiceError::Validation { .. })
         ));
     }
     for bad in ["", " ", &"x".repeat(101), "a\u{7}b"] {
         let (other_deps, _) = fixtures::deps();
         assert!(matches!(
-            enrol_totp(&t.db, &other_deps, user, bad, &meta()).await,
+            enrol_totp(&t.db, &other_deps, &auth, bad, &meta()).await,
             Err(ServiceError::Validation { field: "name", .. })
         ));
     }
@@ -395,14 +423,20 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
     let nobody = fixtures::user(&t.db, &deps, "mia").await;
     assert!(
         matches!(
-            generate_backup_codes(&t.db, &deps, nobody.id, &meta()).await,
+            generate_backup_codes(
+                &t.db,
+                &deps,
+                &session(&t.db, &deps, nobody.id).await,
+                &meta()
+            )
+            .await,
             Err(ServiceError::Conflict { .. })
         ),
         "no codes without a confirmed factor"
     );
 
     let (user, _) = confirmed_with(&t, &deps, &clock, "ned").await;
-    let codes = generate_backup_codes(&t.db, &deps, user, &meta())
+    let codes = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
         .await
         .expect("generates");
     let list: Vec<String> = codes.expose().map(str::to_owned).collect();
@@ -444,7 +478,7 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
     ));
     // Another user's code is not this user's.
     let (other, _) = confirmed_with(&t, &deps, &clock, "ola").await;
-    let others = generate_backup_codes(&t.db, &deps, other, &meta())
+    let others = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, other).await, &meta())
         .await
         .expect("generates");
     let others_first = others.expose().next().expect("a code").to_owned();
@@ -453,7 +487,7 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
         Err(ServiceError::InvalidMfaCode)
     ));
 
-    let replaced = generate_backup_codes(&t.db, &deps, user, &meta())
+    let replaced = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
         .await
         .expect("replaces");
     assert!(
@@ -484,19 +518,26 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
 
 async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
     let (deps, clock, user, enrolment) = confirmed(&t, "pia").await;
-    generate_backup_codes(&t.db, &deps, user, &meta())
+    generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
         .await
         .expect("generates");
     let code = enrolment.code_at(now(&deps));
     assert!(matches!(
-        disable_totp(&t.db, &deps, user, MfaProof::Totp(&wrong(&code)), &meta()).await,
+        disable_totp(
+            &t.db,
+            &deps,
+            &session(&t.db, &deps, user).await,
+            MfaProof::Totp(&wrong(&code)),
+            &meta()
+        )
+        .await,
         Err(ServiceError::InvalidMfaCode)
     ));
     assert!(matches!(
         disable_totp(
             &t.db,
             &deps,
-            user,
+            &session(&t.db, &deps, user).await,
             MfaProof::BackupCode("aaaa-aaaa-aaaa-aaaa"),
             &meta()
         )
@@ -507,9 +548,15 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
         totp_factor(&t.db, user).await.expect("reads").is_some(),
         "still there"
     );
-    disable_totp(&t.db, &deps, user, MfaProof::Totp(&code), &meta())
-        .await
-        .expect("a current code disables");
+    disable_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user).await,
+        MfaProof::Totp(&code),
+        &meta(),
+    )
+    .await
+    .expect("a current code disables");
     assert!(totp_factor(&t.db, user).await.expect("reads").is_none());
     let left = mfa_backup_codes::Entity::find()
         .filter(mfa_backup_codes::Column::UserId.eq(user))
@@ -519,23 +566,48 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
     assert_eq!(left, 0, "the backup codes go with the factor");
 
     // Again, then disabled with a backup code.
-    let enrolment = enrol_totp(&t.db, &deps, user, "Phone", &meta())
-        .await
-        .expect("enrols again");
+    let enrolment = enrol_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user).await,
+        "Phone",
+        &meta(),
+    )
+    .await
+    .expect("enrols again");
     clock.advance(Duration::seconds(30));
-    confirm_totp(&t.db, &deps, user, &enrolment.code_at(now(&deps)), &meta())
-        .await
-        .expect("confirms");
-    let codes = generate_backup_codes(&t.db, &deps, user, &meta())
+    confirm_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user).await,
+        &enrolment.code_at(now(&deps)),
+        &meta(),
+    )
+    .await
+    .expect("confirms");
+    let codes = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
         .await
         .expect("generates");
     let backup = codes.expose().next().expect("a code").to_owned();
-    disable_totp(&t.db, &deps, user, MfaProof::BackupCode(&backup), &meta())
-        .await
-        .expect("a backup code disables");
+    disable_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user).await,
+        MfaProof::BackupCode(&backup),
+        &meta(),
+    )
+    .await
+    .expect("a backup code disables");
     assert!(totp_factor(&t.db, user).await.expect("reads").is_none());
     assert!(matches!(
-        disable_totp(&t.db, &deps, user, MfaProof::BackupCode(&backup), &meta()).await,
+        disable_totp(
+            &t.db,
+            &deps,
+            &session(&t.db, &deps, user).await,
+            MfaProof::BackupCode(&backup),
+            &meta()
+        )
+        .await,
         Err(ServiceError::NotFound { .. })
     ));
     let trail = events(&t, user).await;
@@ -545,23 +617,35 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
 async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb) {
     let (deps, _) = fixtures::deps();
     let user = fixtures::user(&t.db, &deps, "quinn").await;
-    let first = enrol_totp(&t.db, &deps, user.id, "Phone", &meta())
-        .await
-        .expect("enrols");
+    let first = enrol_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user.id).await,
+        "Phone",
+        &meta(),
+    )
+    .await
+    .expect("enrols");
     assert!(matches!(
         confirm_totp(
             &t.db,
             &deps,
-            user.id,
+            &session(&t.db, &deps, user.id).await,
             &wrong(&first.code_at(now(&deps))),
             &meta()
         )
         .await,
         Err(ServiceError::InvalidMfaCode)
     ));
-    let second = enrol_totp(&t.db, &deps, user.id, "Tablet", &meta())
-        .await
-        .expect("enrols again");
+    let second = enrol_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user.id).await,
+        "Tablet",
+        &meta(),
+    )
+    .await
+    .expect("enrols again");
     assert_ne!(first.secret_base32(), second.secret_base32());
     let factors = mfa_factors::Entity::find()
         .filter(mfa_factors::Column::UserId.eq(user.id))
@@ -571,20 +655,47 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
     assert_eq!(factors, 1, "the unconfirmed enrolment was replaced");
     assert!(
         matches!(
-            confirm_totp(&t.db, &deps, user.id, &first.code_at(now(&deps)), &meta()).await,
+            confirm_totp(
+                &t.db,
+                &deps,
+                &session(&t.db, &deps, user.id).await,
+                &first.code_at(now(&deps)),
+                &meta()
+            )
+            .await,
             Err(ServiceError::InvalidMfaCode)
         ),
         "the first secret is gone"
     );
-    confirm_totp(&t.db, &deps, user.id, &second.code_at(now(&deps)), &meta())
-        .await
-        .expect("confirms");
+    confirm_totp(
+        &t.db,
+        &deps,
+        &session(&t.db, &deps, user.id).await,
+        &second.code_at(now(&deps)),
+        &meta(),
+    )
+    .await
+    .expect("confirms");
     assert!(matches!(
-        confirm_totp(&t.db, &deps, user.id, &second.code_at(now(&deps)), &meta()).await,
+        confirm_totp(
+            &t.db,
+            &deps,
+            &session(&t.db, &deps, user.id).await,
+            &second.code_at(now(&deps)),
+            &meta()
+        )
+        .await,
         Err(ServiceError::Conflict { .. })
     ));
     assert!(matches!(
-        enrol_totp(&t.db, &deps, user.id, "Another", &meta()).await,
+        enrol_totp(
+            &t.db,
+            &deps,
+            &session(&t.db, &deps, user.id).await,
+            "Another",
+            &meta()
+        )
+        .await,
         Err(ServiceError::Conflict { .. })
     ));
     let trail = events(&t, user.id).await;
@@ -670,7 +781,7 @@ async fn mfa_no_secret_or_code_in_debug_output_or_audit_details(t: TestDb) {
         .expect("verifies");
     codes_used.push(code.clone());
     let _ = verify_totp(&t.db, &deps, user, &code, &meta()).await;
-    let backup = generate_backup_codes(&t.db, &deps, user, &meta())
+    let backup = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
         .await
         .expect("generates");
     let backup_list: Vec<String> = backup.expose().map(str::to_owned).collect();

@@ -165,16 +165,22 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
             );
 
             // The service works unchanged: sign-in, and a write with its audit row.
-            let alice = fixtures::email("alice@acme.com");
-            let (account, issued) = service::identity::login(
+            let bob = fixtures::email("bob@acme.com");
+            let service::identity::SignIn::Complete {
+                account,
+                session: issued,
+            } = service::identity::login(
                 &pool,
                 &deps,
-                &alice,
+                &bob,
                 &fixtures::password(seeder::profile::SHARED_PASSWORD),
                 &fixtures::meta(),
             )
             .await
-            .expect("signs in through PgBouncer");
+            .expect("signs in through PgBouncer")
+            else {
+                panic!("bob has no second factor: one step signs him in");
+            };
             service::identity::refresh_session(
                 &pool,
                 &deps,
@@ -189,7 +195,7 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
                 service::tenancy::find_tenant_by_slug(&pool, &acme_slug)
                     .await
                     .expect("looks a tenant up through PgBouncer");
-                service::identity::find_user_by_email(&pool, &alice)
+                service::identity::find_user_by_email(&pool, &bob)
                     .await
                     .expect("looks a user up through PgBouncer");
             }

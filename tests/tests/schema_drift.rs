@@ -16,8 +16,8 @@ use entity::access::{
 };
 use entity::audit::{audit_event_types, audit_logs};
 use entity::identity::{
-    api_keys, mfa_backup_codes, mfa_factors, refresh_tokens, sessions, sign_in_throttles,
-    user_profiles, users,
+    api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, refresh_tokens,
+    session_anomaly_reports, sessions, sign_in_throttles, user_profiles, users,
 };
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::sea_query::{ForeignKeyAction, StringLen, TableName, TableRef};
@@ -138,6 +138,7 @@ fn entity_column_kind(column_type: &ColumnType) -> ColumnKind {
         ColumnType::SmallInteger => ColumnKind::new("int16", None),
         ColumnType::Integer => ColumnKind::new("int32", None),
         ColumnType::BigInteger => ColumnKind::new("int64", None),
+        ColumnType::Double => ColumnKind::new("float64", None),
         ColumnType::Boolean => ColumnKind::new("boolean", None),
         ColumnType::TimestampWithTimeZone => ColumnKind::new("timestamp", None),
         ColumnType::Json | ColumnType::JsonBinary => ColumnKind::new("json", None),
@@ -167,6 +168,7 @@ fn database_column_kind(backend: DbBackend, declared: &str) -> ColumnKind {
             "int32"
         }
         (_, "bigint", _) => "int64",
+        (DbBackend::Postgres, "double precision", _) | (_, "double" | "real", _) => "float64",
         (DbBackend::MySql, "tinyint", Some(1)) | (_, "boolean", _) => "boolean",
         (DbBackend::Postgres, "timestamp with time zone", _)
         | (DbBackend::MySql, "datetime" | "timestamp", _)
@@ -259,6 +261,8 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<refresh_tokens::Entity>(backend),
         entity_shape::<api_keys::Entity>(backend),
         entity_shape::<mfa_factors::Entity>(backend),
+        entity_shape::<mfa_challenges::Entity>(backend),
+        entity_shape::<session_anomaly_reports::Entity>(backend),
         entity_shape::<mfa_backup_codes::Entity>(backend),
         entity_shape::<sign_in_throttles::Entity>(backend),
         entity_shape::<permissions::Entity>(backend),

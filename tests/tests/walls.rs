@@ -31,6 +31,10 @@ enum Class {
     /// A user's second factor: the acting user's own rows only; the sealed secret and
     /// the code hashes readable there (verification needs them), replay state one-way.
     UserCredentials,
+    /// A user's sign-in state and security findings (MFA challenges, anomaly reports):
+    /// the acting user's own rows only, the challenge hash unreadable, challenges
+    /// one-way, reports append-only, nothing deleted.
+    UserSecurity,
     /// The platform's own bookkeeping: out of reach.
     Platform,
 }
@@ -45,6 +49,7 @@ fn class_of(table: &str) -> Option<Class> {
         "permissions" | "audit_event_types" => Class::Catalogue,
         "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
         "mfa_factors" | "mfa_backup_codes" => Class::UserCredentials,
+        "mfa_challenges" | "session_anomaly_reports" => Class::UserSecurity,
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
@@ -418,6 +423,68 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             assert!(rls_refused(&result), "{what}: {result:?}");
         }
 
+        // Sign-in challenges and anomaly reports: the acting user's own, the challenge
+        // hash unreadable, a completed challenge stays completed and failures only
+        // grow, reports cannot be changed or removed, nothing is deleted.
+        db.execute_unprepared(&format!(
+            "INSERT INTO mfa_challenges (id, user_id, token_hash, reason, failures, expires_at, completed_at)
+             VALUES (gen_random_uuid(), '{alice}', repeat('c', 64), 'factor', 2, now() + interval '5 minutes', now())"
+        ))
+        .await
+        .expect("a completed challenge of Alice's");
+        assert!(
+            count(db, &format!("SELECT count(*) FROM session_anomaly_reports WHERE user_id = '{alice}'")).await > 0,
+            "the fixtures give Alice an anomaly report"
+        );
+        for table in ["mfa_challenges", "session_anomaly_reports"] {
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE user_id = '{me}'")).await,
+                "{table}: another user's rows are invisible"
+            );
+            assert_eq!(
+                count_as_runtime(db, Some(other), Some(alice), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE user_id = '{alice}'")).await,
+                "{table}: the acting user's own rows"
+            );
+            assert_eq!(
+                count_as_runtime(db, None, None, &format!("SELECT count(*) FROM {table}")).await,
+                0,
+                "{table}: nobody acting sees nothing"
+            );
+        }
+        for sql in [
+            "SELECT token_hash FROM mfa_challenges".to_owned(),
+            "DELETE FROM mfa_challenges".to_owned(),
+            format!("UPDATE mfa_challenges SET user_id = '{me}'"),
+            "UPDATE mfa_challenges SET expires_at = now() + interval '1 year'".to_owned(),
+            "UPDATE session_anomaly_reports SET risk_score = 0".to_owned(),
+            "DELETE FROM session_anomaly_reports".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        for (sql, message) in [
+            ("UPDATE mfa_challenges SET completed_at = NULL", "stays completed"),
+            ("UPDATE mfa_challenges SET failures = 0", "only grow"),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), sql).await;
+            assert!(matches!(&result, Err(e) if e.to_string().contains(message)), "{sql}: {result:?}");
+        }
+        for (sql, what) in [
+            (format!("INSERT INTO mfa_challenges (id, user_id, token_hash, reason, expires_at) VALUES (gen_random_uuid(), '{alice}', repeat('d', 64), 'factor', now())"), "a challenge for someone else"),
+            (format!("INSERT INTO session_anomaly_reports (id, user_id, kind, risk_score, details) VALUES (gen_random_uuid(), '{alice}', 'new_device', 0, '{{}}')"), "a report about someone else"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+        // The sealed successor of a refresh token: the acting user's sessions' only.
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(reissue_sealed) FROM refresh_tokens").await,
+            0,
+            "refresh_tokens: no other user's sealed tokens"
+        );
+
         // No temporary table can shadow a real one on a pooled connection.
         let result = as_runtime(db, Some(own), Some(me), "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
         assert!(denied(&result), "temporary tables: {result:?}");
@@ -430,6 +497,10 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                 "SELECT key_hash FROM api_keys",
                 "SELECT secret FROM mfa_factors",
                 "SELECT code_hash FROM mfa_backup_codes",
+                "SELECT token_hash FROM mfa_challenges",
+                "SELECT reissue_sealed FROM refresh_tokens",
+                "DELETE FROM session_anomaly_reports",
+                "UPDATE mfa_challenges SET failures = 0",
                 // Nor write credentials, even with a tenant context they set themselves.
                 r#"UPDATE api_keys SET scopes = '["*:*"]'"#,
                 "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 'sk_test_x', repeat('a', 64), '[]')",

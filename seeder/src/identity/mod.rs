@@ -6,11 +6,13 @@ use crate::{SeedError, fixture_error};
 use entity::UserId;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::identity::{
-    Account, NewUser, confirm_totp, create_session, enrol_totp, generate_backup_codes,
-    register_user,
+    Account, NewUser, confirm_totp, create_session, detect_sign_in_anomalies, enrol_totp,
+    generate_backup_codes, register_user, validate_session,
 };
 use service::input::{Language, Timezone};
-use service::{Deps, RequestMeta};
+use service::request::Location;
+use service::{Deps, ManualClock, RequestMeta, ServiceError};
+use std::sync::Arc;
 
 /// Registers the fixture's user with the shared password.
 pub(crate) async fn register<C>(
@@ -77,10 +79,31 @@ pub struct SecondFactorLine {
     pub secret_base32: String,
     pub otpauth_uri: String,
     pub backup_codes: Vec<String>,
+    /// Anomaly reports written about the user (an impossible journey, Tokyo to Paris).
+    pub anomaly_reports: usize,
 }
 
-/// Enrols a TOTP factor for the user, confirms it with the code of the fixture clock's
-/// time, and generates the backup codes.
+/// Where the fixtures sign Alice in from: her laptop, in Tokyo, then in Paris.
+fn from_laptop(
+    meta: &RequestMeta,
+    country: &str,
+    city: &str,
+    (latitude, longitude): (f64, f64),
+) -> Result<RequestMeta, ServiceError> {
+    Ok(meta
+        .clone()
+        .with_device("seeded-laptop")?
+        .with_location(Location::parse(
+            Some(country),
+            Some(city),
+            Some(latitude),
+            Some(longitude),
+        )?))
+}
+
+/// Enrols a TOTP factor for the user in a session of theirs (the operations that change
+/// a second factor need one), confirms it with the code of the fixture clock's time,
+/// and generates the backup codes.
 pub(crate) async fn second_factor<C>(
     db: &C,
     deps: &Deps,
@@ -92,20 +115,40 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let on_err = fixture_error(email);
-    let enrolment = enrol_totp(db, deps, user, "Authenticator (seeded)", meta)
+    // Signed in from Tokyo on her laptop...
+    let laptop = from_laptop(meta, "JP", "東京", (35.6762, 139.6503)).map_err(&on_err)?;
+    let issued = create_session(db, deps, user, &laptop)
+        .await
+        .map_err(&on_err)?;
+    let session = validate_session(db, deps, user, issued.session.id)
+        .await
+        .map_err(&on_err)?;
+    let enrolment = enrol_totp(db, deps, &session, "Authenticator (seeded)", meta)
         .await
         .map_err(&on_err)?;
     let now = u64::try_from(deps.now().timestamp()).unwrap_or_default();
-    confirm_totp(db, deps, user, &enrolment.code_at(now), meta)
+    confirm_totp(db, deps, &session, &enrolment.code_at(now), meta)
         .await
         .map_err(&on_err)?;
-    let codes = generate_backup_codes(db, deps, user, meta)
+    let codes = generate_backup_codes(db, deps, &session, meta)
         .await
         .map_err(&on_err)?;
+    // ...and, an hour later, from Paris on the same laptop: impossible travel, reported.
+    let paris = from_laptop(meta, "FR", "Paris", (48.8566, 2.3522)).map_err(&on_err)?;
+    let later = deps.now() + chrono::Duration::hours(1);
+    let anomalies = detect_sign_in_anomalies(
+        db,
+        &deps.clone().with_clock(Arc::new(ManualClock::new(later))),
+        user,
+        &paris,
+    )
+    .await
+    .map_err(&on_err)?;
     Ok(SecondFactorLine {
         email,
         secret_base32: enrolment.secret_base32().to_owned(),
         otpauth_uri: enrolment.otpauth_uri().to_owned(),
         backup_codes: codes.expose().map(str::to_owned).collect(),
+        anomaly_reports: anomalies.len(),
     })
 }

@@ -201,6 +201,21 @@ fn push_value(out: &mut String, value: &Value) -> Result<(), &'static str> {
             sea_orm::sea_query::OptionEnum::Some(e) => push_text(out, &e.value)?,
             sea_orm::sea_query::OptionEnum::None(_) => out.push_str(NULL),
         },
+        Value::Double(v) => match v {
+            Some(x) if x.is_finite() => push_display(out, &Some(*x)),
+            Some(_) => return Err("it is not a finite number"),
+            None => out.push_str(NULL),
+        },
+        // bytea's hex input, its backslash escaped for COPY's text format.
+        Value::Bytes(v) => match v {
+            Some(bytes) => {
+                out.push_str("\\\\x");
+                for byte in bytes {
+                    let _ = write!(out, "{byte:02x}");
+                }
+            }
+            None => out.push_str(NULL),
+        },
         Value::Uuid(v) => push_display(out, v),
         Value::ChronoDateTimeUtc(v) => match v {
             Some(at) => push_timestamp(out, at)?,

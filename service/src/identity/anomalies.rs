@@ -8,6 +8,7 @@
 //! (kept as its hash) and a coarse location from its CDN's headers. Nothing is looked
 //! up elsewhere; without them, the device and travel checks find nothing.
 
+use super::users::begin_for_user;
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -20,16 +21,43 @@ use entity::{SessionAnomalyReportId, SessionId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    QuerySelect, Statement, TransactionSession, TransactionTrait,
 };
 use serde_json::{Value, json};
 
-/// One finding, before it is written.
+/// One finding of anomaly detection.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Finding {
-    pub(crate) kind: AnomalyKind,
-    pub(crate) risk_score: i32,
-    pub(crate) details: Value,
+pub struct Finding {
+    pub kind: AnomalyKind,
+    /// 0 to 100.
+    pub risk_score: i32,
+    /// What was compared (distances, speeds, counts); stored with the report.
+    pub details: Value,
+}
+
+/// Runs sign-in anomaly detection for `user` as `meta` describes the request, and
+/// writes what it finds (reports, naming no session, and audit events), in a
+/// transaction acting as the user. Call it before opening the session the sign-in
+/// leads to, which would otherwise count as the user's history. [`login`](crate::identity::login) does this itself;
+/// this is for sign-ins the application completes elsewhere (single sign-on, a
+/// federated provider), so they are compared with the user's sessions too.
+///
+/// # Errors
+/// `Db` only.
+pub async fn detect_sign_in_anomalies<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    meta: &RequestMeta,
+) -> Result<Vec<Finding>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, user).await?;
+    let findings = assess_sign_in(&txn, deps, user, meta).await?;
+    write_reports(&txn, deps, user, None, &findings, meta).await?;
+    txn.commit().await?;
+    Ok(findings)
 }
 
 /// The summed score of a sign-in's findings, at most 100.
@@ -206,9 +234,7 @@ pub(crate) async fn write_reports<C: ConnectionTrait>(
     meta: &RequestMeta,
 ) -> Result<()> {
     for finding in findings {
-        let id = SessionAnomalyReportId(
-            deps.new_id("session_anomaly_reports", &user.to_string()),
-        );
+        let id = SessionAnomalyReportId(deps.new_id("session_anomaly_reports", &user.to_string()));
         let location = meta.location();
         session_anomaly_reports::Entity::insert(session_anomaly_reports::ActiveModel {
             id: Set(id),

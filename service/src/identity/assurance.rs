@@ -20,6 +20,7 @@
 
 use super::mfa::{self, MfaProof, ParsedProof};
 use super::password;
+use super::password_policy::check_new_password;
 use super::sessions::revoke_sessions;
 use super::throttle;
 use super::users::{Account, begin_for_user, check_password, find_active_user};
@@ -27,12 +28,12 @@ use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, StepUp};
-use crate::input::{Email, Password};
+use crate::input::{DisplayName, Email, Password};
 use crate::request::RequestMeta;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
-use entity::identity::users;
+use entity::identity::{user_profiles, users};
 use entity::{SessionId, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -240,10 +241,14 @@ pub(crate) async fn revoke_other_sessions<C: ConnectionTrait>(
     record(
         db,
         deps,
-        AuditEntry::new(AuditEvent::OtherSessionsRevoked, AuditOutcome::Success, meta)
-            .actor(user_id)
-            .resource("user", user_id)
-            .details(json!({ "cause": cause, "sessions_revoked": revoked, "kept": keep })),
+        AuditEntry::new(
+            AuditEvent::OtherSessionsRevoked,
+            AuditOutcome::Success,
+            meta,
+        )
+        .actor(user_id)
+        .resource("user", user_id)
+        .details(json!({ "cause": cause, "sessions_revoked": revoked, "kept": keep })),
     )
     .await?;
     Ok(revoked)
@@ -285,10 +290,11 @@ pub async fn reauthenticate(
     if let Some(proof) = &proof
         && let Some(factor) = mfa::confirmed_factor(&txn, session.user_id).await?
     {
-        if let Err(refusal) = mfa::spend_proof(&txn, deps, session.user_id, &factor, proof).await?
-        {
+        if let Err(refusal) = mfa::spend_proof(&txn, deps, session.user_id, &factor, proof).await? {
             txn.rollback().await?;
-            return Err(mfa::refuse(db, deps, session.user_id, proof.method(), refusal, meta).await?);
+            return Err(
+                mfa::refuse(db, deps, session.user_id, proof.method(), refusal, meta).await?,
+            );
         }
         methods.push(proof.method());
         aal = AssuranceLevel::Aal2;
@@ -298,7 +304,10 @@ pub async fn reauthenticate(
     sessions::Entity::update_many()
         .col_expr(sessions::Column::AuthenticatedAt, Expr::value(now))
         .col_expr(sessions::Column::Aal, Expr::value(aal))
-        .col_expr(sessions::Column::AuthMethods, Expr::value(methods.join(",")))
+        .col_expr(
+            sessions::Column::AuthMethods,
+            Expr::value(methods.join(",")),
+        )
         .col_expr(sessions::Column::LastUsedAt, Expr::value(now))
         .filter(sessions::Column::Id.eq(session.session_id))
         .filter(sessions::Column::UserId.eq(session.user_id))
@@ -327,11 +336,11 @@ async fn account_of(db: &DatabaseConnection, user_id: UserId) -> Result<Account>
 }
 
 /// Changes the user's password: a sensitive operation (see the module), the new
-/// password checked like a sign-up's. Ends the user's other sessions. Records
+/// password checked by the password policy like a sign-up's. Ends the user's other sessions. Records
 /// `password_changed` and `other_sessions_revoked`.
 ///
 /// # Errors
-/// `StepUpRequired`; `Validation` for a password the policy refuses; `Crypto`; those
+/// `WeakPassword` (before anything is written); `StepUpRequired`; `Crypto`; those
 /// of [`validate_session`]; `Db`.
 pub async fn change_password<C>(
     db: &C,
@@ -343,6 +352,30 @@ pub async fn change_password<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
+    let (email, display_name) = {
+        let txn = begin_for_user(db, session.user_id).await?;
+        let account = find_active_user(&txn, session.user_id).await?;
+        let name: Option<String> = user_profiles::Entity::find()
+            .select_only()
+            .column(user_profiles::Column::DisplayName)
+            .filter(user_profiles::Column::UserId.eq(session.user_id))
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        (
+            Email::parse(&account.email)?,
+            name.and_then(|n| DisplayName::parse(&n).ok()),
+        )
+    };
+    check_new_password(
+        &deps.config.password_policy,
+        deps.breached_passwords.as_deref(),
+        new_password,
+        &email,
+        display_name.as_ref(),
+    )
+    .await?;
     // Hash before the transaction: it takes tens of milliseconds.
     let hash = password::hash(deps, new_password).await?;
     let txn = begin_sensitive(db, deps, session, "change_password", meta).await?;
@@ -405,9 +438,15 @@ where
             .resource("user", session.user_id),
     )
     .await?;
-    let revoked =
-        revoke_other_sessions(&txn, deps, session.user_id, None, "account_deactivated", meta)
-            .await?;
+    let revoked = revoke_other_sessions(
+        &txn,
+        deps,
+        session.user_id,
+        None,
+        "account_deactivated",
+        meta,
+    )
+    .await?;
     txn.commit().await?;
     Ok(revoked)
 }

@@ -20,8 +20,8 @@
 //! returns (those take a connection, not a transaction, like `authenticate`); no code
 //! or secret is ever in an audit row.
 
-use super::tokens::sha256_hex;
 use super::assurance::{SessionAuth, begin_sensitive, revoke_other_sessions};
+use super::tokens::sha256_hex;
 use super::users::{begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -628,8 +628,15 @@ where
         .filter(sessions::Column::Id.eq(session.session_id()))
         .exec(&txn)
         .await?;
-    revoke_other_sessions(&txn, deps, user, Some(session.session_id()), "mfa_enabled", meta)
-        .await?;
+    revoke_other_sessions(
+        &txn,
+        deps,
+        user,
+        Some(session.session_id()),
+        "mfa_enabled",
+        meta,
+    )
+    .await?;
     let confirmed = view(&txn, factor.id).await?;
     txn.commit().await?;
     Ok(confirmed)
@@ -902,8 +909,15 @@ pub async fn disable_totp(
     )
     .await?;
     // The session stays at the level it had: it did verify a factor once.
-    revoke_other_sessions(&txn, deps, user, Some(session.session_id()), "mfa_disabled", meta)
-        .await?;
+    revoke_other_sessions(
+        &txn,
+        deps,
+        user,
+        Some(session.session_id()),
+        "mfa_disabled",
+        meta,
+    )
+    .await?;
     txn.commit().await?;
     Ok(())
 }

@@ -7,16 +7,21 @@ mod api_keys;
 mod assurance;
 mod mfa;
 mod password;
+mod password_policy;
 mod sessions;
 mod sign_in;
 mod throttle;
 mod tokens;
 mod users;
 
+pub use anomalies::{Finding as AnomalyFinding, detect_sign_in_anomalies};
 pub use api_keys::{
     ApiKey, ApiKeyFormatError, ApiKeyKind, ApiKeySecret, AuthenticatedApiKey, IssuedApiKey,
     NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys, parse_api_key,
     revoke_api_key, rotate_api_key,
+};
+pub use assurance::{
+    SessionAuth, change_password, deactivate_account, reauthenticate, validate_session,
 };
 pub use mfa::{
     BACKUP_CODE_COUNT, BackupCodes, MfaFactor, MfaProof, TotpEnrolment, TotpParams, confirm_totp,
@@ -24,8 +29,11 @@ pub use mfa::{
     verify_totp,
 };
 pub use password::hash as hash_password;
-pub use assurance::{
-    SessionAuth, change_password, deactivate_account, reauthenticate, validate_session,
+#[cfg(feature = "breached-password-api")]
+pub use password_policy::PwnedPasswordsRange;
+pub use password_policy::{
+    BreachCheckError, BreachedPasswords, LocalBreachedList, MAX_STRENGTH_SCORE, PasswordPolicy,
+    WeakPasswordReason, check_new_password, count_in_range_response, password_sha1_hex,
 };
 pub use sessions::{
     IssuedSession, create_session, list_sessions, refresh_session, revoke_all_sessions,

@@ -79,7 +79,15 @@ where
 {
     let txn = begin_for_user(db, user_id).await?;
     find_active_user(&txn, user_id).await?;
-    let issued = open_session(&txn, deps, user_id, &Authenticated::password_only(), &[], meta).await?;
+    let issued = open_session(
+        &txn,
+        deps,
+        user_id,
+        &Authenticated::password_only(),
+        &[],
+        meta,
+    )
+    .await?;
     txn.commit().await?;
     Ok(issued)
 }
@@ -149,17 +157,17 @@ async fn issue_token<C: ConnectionTrait>(
     let id = RefreshTokenId(deps.new_id("refresh_tokens", &session.id.to_string()));
     // A successor is kept, sealed, for its parent's holder to get back within the
     // reuse interval; a session's first token has no parent to come back with.
-    let reissue_sealed = if parent.is_some() && deps.config.refresh_reuse_interval > Duration::zero()
-    {
-        let row = id.to_string();
-        Some(SealedBytes::new(
-            deps.keys
-                .seal(reissue_slot(&row), token.expose().as_bytes())
-                .map_err(|_| ServiceError::Crypto("sealing a refresh token failed"))?,
-        ))
-    } else {
-        None
-    };
+    let reissue_sealed =
+        if parent.is_some() && deps.config.refresh_reuse_interval > Duration::zero() {
+            let row = id.to_string();
+            Some(SealedBytes::new(
+                deps.keys
+                    .seal(reissue_slot(&row), token.expose().as_bytes())
+                    .map_err(|_| ServiceError::Crypto("sealing a refresh token failed"))?,
+            ))
+        } else {
+            None
+        };
     // Without RETURNING: the runtime role cannot read token hashes back.
     refresh_tokens::Entity::insert(refresh_tokens::ActiveModel {
         id: Set(id),
@@ -364,8 +372,15 @@ pub async fn refresh_session(
             .resource("session", session.id),
     )
     .await?;
-    anomalies::write_reports(&txn, deps, session.user_id, Some(session.id), &findings, meta)
-        .await?;
+    anomalies::write_reports(
+        &txn,
+        deps,
+        session.user_id,
+        Some(session.id),
+        &findings,
+        meta,
+    )
+    .await?;
     txn.commit().await?;
     Ok(IssuedSession {
         session,

@@ -163,7 +163,9 @@ pub async fn login(
                 .actor(user_id)
                 .resource("user", user_id)
                 .risk(i16::try_from(risk_score).unwrap_or(100))
-                .details(json!({ "reason": "risky_without_second_factor", "risk_score": risk_score })),
+                .details(
+                    json!({ "reason": "risky_without_second_factor", "risk_score": risk_score }),
+                ),
         )
         .await?;
         // The throttle keeps this attempt counted as a failure.
@@ -371,7 +373,10 @@ pub async fn complete_sign_in(
     let methods = ["password", proof.method()];
     let account = stamp_sign_in(&txn, deps, account, None, &methods, meta).await?;
     let (event, resource) = match proof {
-        ParsedProof::Totp(_) => (AuditEvent::MfaVerified, ("mfa_factor", factor.id.to_string())),
+        ParsedProof::Totp(_) => (
+            AuditEvent::MfaVerified,
+            ("mfa_factor", factor.id.to_string()),
+        ),
         ParsedProof::BackupCode(_) => (AuditEvent::BackupCodeUsed, ("user", user_id.to_string())),
     };
     record(
@@ -405,8 +410,14 @@ mod tests {
 
     #[test]
     fn challenge_tokens_are_shape_checked() {
-        assert!(looks_like_challenge_token(&format!("mfa_{}", "ab".repeat(32))));
-        assert!(!looks_like_challenge_token(&format!("rt_{}", "ab".repeat(32))));
+        assert!(looks_like_challenge_token(&format!(
+            "mfa_{}",
+            "ab".repeat(32)
+        )));
+        assert!(!looks_like_challenge_token(&format!(
+            "rt_{}",
+            "ab".repeat(32)
+        )));
         assert!(!looks_like_challenge_token("mfa_zz"));
     }
 }

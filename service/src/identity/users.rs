@@ -1,6 +1,7 @@
 //! Registration and password sign-in.
 
 use super::password::{self, Verification};
+use super::password_policy::check_new_password;
 use super::throttle::{self, Claim};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -87,6 +88,14 @@ pub async fn register_user<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
+    check_new_password(
+        &deps.config.password_policy,
+        deps.breached_passwords.as_deref(),
+        &input.password,
+        &input.email,
+        Some(&input.display_name),
+    )
+    .await?;
     // Hash before opening the transaction: it takes tens of milliseconds. Whether the
     // email is taken is the unique index's answer (the runtime role cannot see other
     // users to ask first).
