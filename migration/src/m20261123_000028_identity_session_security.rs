@@ -28,7 +28,7 @@
 //! acting user), for policies that require a second factor. The runtime role may now
 //! set `users.is_active`, so a user can close their own account.
 
-use crate::lint::accept_lint;
+use crate::lint::{accept_lint, acceptance_comment};
 use crate::schema_helpers::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -177,6 +177,22 @@ fn double_null(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).double().null().take()
 }
 
+/// Several findings on one statement: every acceptance goes in front of it.
+async fn accept_findings(
+    manager: &SchemaManager<'_>,
+    findings: &[(&str, &str)],
+    statement: &TableCreateStatement,
+) -> Result<(), DbErr> {
+    let mut built = manager.get_database_backend().build(statement);
+    let mut comments = Vec::with_capacity(findings.len());
+    for (rule, reason) in findings {
+        comments.push(acceptance_comment(rule, reason)?);
+    }
+    built.sql = format!("{}\n{}", comments.join("\n"), built.sql);
+    manager.get_connection().execute_raw(built).await?;
+    Ok(())
+}
+
 fn add_column(table: impl IntoIden, column: ColumnDef) -> TableAlterStatement {
     // One column per statement: SQLite alters one thing at a time.
     Table::alter().table(table).add_column(column).take()
@@ -187,34 +203,40 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
         let text_limit = "varchar(n) is the input limit, enforced by the database";
+        // (column, whether squawk sees a varchar in it)
         let session_columns = [
             // Constant defaults: PostgreSQL stores them in the catalogue, no rewrite.
-            ColumnDef::new(Sessions::Aal)
-                .string_len(8)
-                .not_null()
-                .default("aal1")
-                .check(Expr::col(Sessions::Aal).is_in(["aal1", "aal2"]))
-                .take(),
-            ColumnDef::new(Sessions::AuthMethods)
-                .string_len(64)
-                .not_null()
-                .default("password")
-                .take(),
-            timestamp_null(backend, Sessions::AuthenticatedAt),
-            string_null(Sessions::DeviceHash, 64),
-            string_null(Sessions::Country, 2),
-            string_null(Sessions::City, 100),
-            double_null(Sessions::Latitude),
-            double_null(Sessions::Longitude),
+            (
+                ColumnDef::new(Sessions::Aal)
+                    .string_len(8)
+                    .not_null()
+                    .default("aal1")
+                    .check(Expr::col(Sessions::Aal).is_in(["aal1", "aal2"]))
+                    .take(),
+                true,
+            ),
+            (
+                ColumnDef::new(Sessions::AuthMethods)
+                    .string_len(64)
+                    .not_null()
+                    .default("password")
+                    .take(),
+                true,
+            ),
+            (timestamp_null(backend, Sessions::AuthenticatedAt), false),
+            (string_null(Sessions::DeviceHash, 64), true),
+            (string_null(Sessions::Country, 2), true),
+            (string_null(Sessions::City, 100), true),
+            (double_null(Sessions::Latitude), false),
+            (double_null(Sessions::Longitude), false),
         ];
-        for column in session_columns {
-            accept_lint(
-                manager,
-                "prefer-text-field",
-                text_limit,
-                &add_column(Sessions::Table, column),
-            )
-            .await?;
+        for (column, varchar) in session_columns {
+            let statement = add_column(Sessions::Table, column);
+            if varchar {
+                accept_lint(manager, "prefer-text-field", text_limit, &statement).await?;
+            } else {
+                manager.alter_table(statement).await?;
+            }
         }
         manager
             .exec_stmt(
@@ -229,19 +251,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        accept_lint(
-            manager,
-            "prefer-text-field",
-            text_limit,
-            &add_column(
+        manager
+            .alter_table(add_column(
                 RefreshTokens::Table,
                 ColumnDef::new(RefreshTokens::ReissueSealed)
                     .var_binary(255)
                     .null()
                     .take(),
-            ),
-        )
-        .await?;
+            ))
+            .await?;
 
         let challenges = create_table(backend, MfaChallenges::Table)
             .col(uuid_pk(MfaChallenges::Id))
@@ -288,10 +306,18 @@ impl MigrationTrait for Migration {
                 ForeignKeyAction::Cascade,
             ))
             .to_owned();
-        accept_lint(
+        accept_findings(
             manager,
-            "prefer-text-field",
-            "varchar(n) is the input limit, enforced by the database; MariaDB needs a bounded length to index token_hash",
+            &[
+                (
+                    "prefer-text-field",
+                    "varchar(n) is the input limit, enforced by the database; MariaDB needs a bounded length to index token_hash",
+                ),
+                (
+                    "prefer-bigint-over-int",
+                    "risk_score is checked to 0-100 and failures stop counting at a handful",
+                ),
+            ],
             &challenges,
         )
         .await?;
@@ -349,7 +375,15 @@ impl MigrationTrait for Migration {
                 ForeignKeyAction::SetNull,
             ))
             .to_owned();
-        accept_lint(manager, "prefer-text-field", text_limit, &reports).await?;
+        accept_findings(
+            manager,
+            &[
+                ("prefer-text-field", text_limit),
+                ("prefer-bigint-over-int", "risk_score is checked to 0-100"),
+            ],
+            &reports,
+        )
+        .await?;
         // A user's reports, newest first; the burst count of recent ones.
         manager
             .create_index(index(

@@ -27,8 +27,9 @@ tests::backend_tests!(
     authenticate_outdated_hash_parameters_are_upgraded,
     create_session_stores_only_the_token_hash,
     refresh_session_rotates_the_token,
-    refresh_session_reused_token_revokes_the_session,
-    refresh_session_concurrent_refreshes_exactly_one_wins,
+    refresh_session_reused_token_after_the_reuse_interval_revokes_the_session,
+    refresh_session_reused_token_within_the_reuse_interval_gets_the_same_successor,
+    refresh_session_concurrent_refreshes_within_the_reuse_interval_share_one_successor,
     refresh_session_expired_token_or_session_is_rejected,
     refresh_session_malformed_or_unknown_token_is_invalid,
     revoke_session_of_another_user_is_not_found,
@@ -292,8 +293,8 @@ async fn refresh_session_rotates_the_token(t: TestDb) {
     );
 }
 
-async fn refresh_session_reused_token_revokes_the_session(t: TestDb) {
-    let (deps, _) = fixtures::deps();
+async fn refresh_session_reused_token_after_the_reuse_interval_revokes_the_session(t: TestDb) {
+    let (deps, clock) = fixtures::deps();
     let gina = fixtures::user(&t.db, &deps, "gina").await;
     let first = create_session(&t.db, &deps, gina.id, &meta())
         .await
@@ -302,6 +303,7 @@ async fn refresh_session_reused_token_revokes_the_session(t: TestDb) {
         .await
         .expect("refreshes");
 
+    clock.advance(deps.config.refresh_reuse_interval + Duration::seconds(1));
     let reuse = refresh_session(&t.db, &deps, first.refresh_token.expose(), &meta()).await;
     assert!(matches!(reuse, Err(ServiceError::TokenReused)), "{reuse:?}");
     let session = sessions::Entity::find_by_id(first.session.id)
@@ -332,7 +334,67 @@ async fn refresh_session_reused_token_revokes_the_session(t: TestDb) {
 /// it as unused and queue at the guarded `UPDATE`, and only when the database shows
 /// both waiting is the row let go. SQLite serialises writers (`BEGIN IMMEDIATE`), so
 /// there the second one reads the token as used.
-async fn refresh_session_concurrent_refreshes_exactly_one_wins(t: TestDb) {
+async fn refresh_session_reused_token_within_the_reuse_interval_gets_the_same_successor(t: TestDb) {
+    let (deps, clock) = fixtures::deps();
+    let tab = fixtures::user(&t.db, &deps, "tabby").await;
+    let first = create_session(&t.db, &deps, tab.id, &meta())
+        .await
+        .expect("opens");
+    let second = refresh_session(&t.db, &deps, first.refresh_token.expose(), &meta())
+        .await
+        .expect("refreshes");
+    clock.advance(deps.config.refresh_reuse_interval - Duration::seconds(1));
+    let again = refresh_session(&t.db, &deps, first.refresh_token.expose(), &meta())
+        .await
+        .expect("another tab, within the interval");
+    assert_eq!(
+        again.refresh_token, second.refresh_token,
+        "the same successor"
+    );
+    assert_eq!(again.refresh_expires_at, second.refresh_expires_at);
+    assert_eq!(
+        inspect::count_events(&t.owner, "refresh_token_reused").await,
+        0,
+        "no reuse recorded"
+    );
+    // The successor moves on: its parent no longer gets it back, and is reuse.
+    let third = refresh_session(&t.db, &deps, second.refresh_token.expose(), &meta())
+        .await
+        .expect("the successor refreshes");
+    let late = refresh_session(&t.db, &deps, first.refresh_token.expose(), &meta()).await;
+    assert!(matches!(late, Err(ServiceError::TokenReused)), "{late:?}");
+    let after = refresh_session(&t.db, &deps, third.refresh_token.expose(), &meta()).await;
+    assert!(
+        matches!(after, Err(ServiceError::SessionRevoked)),
+        "{after:?}"
+    );
+    // The sealed successors are gone once used or revoked.
+    let sealed = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::ReissueSealed.is_not_null())
+        .count(&t.owner)
+        .await
+        .expect("count");
+    assert_eq!(sealed, 0, "no sealed token outlives its use or its session");
+
+    // From another device than the session's, a used token is theft, interval or not.
+    let laptop = meta().with_device("laptop").expect("a fingerprint");
+    let phone = meta().with_device("phone").expect("a fingerprint");
+    let opened = create_session(&t.db, &deps, tab.id, &laptop)
+        .await
+        .expect("opens on the laptop");
+    refresh_session(&t.db, &deps, opened.refresh_token.expose(), &laptop)
+        .await
+        .expect("refreshes on the laptop");
+    let stolen = refresh_session(&t.db, &deps, opened.refresh_token.expose(), &phone).await;
+    assert!(
+        matches!(stolen, Err(ServiceError::TokenReused)),
+        "{stolen:?}"
+    );
+}
+
+async fn refresh_session_concurrent_refreshes_within_the_reuse_interval_share_one_successor(
+    t: TestDb,
+) {
     let (deps, _) = fixtures::deps();
     let hank = fixtures::user(&t.db, &deps, "hank").await;
     let issued = create_session(&t.db, &deps, hank.id, &meta())
@@ -411,15 +473,18 @@ async fn refresh_session_concurrent_refreshes_exactly_one_wins(t: TestDb) {
         .into_iter()
         .map(|joined| joined.expect("task finished"))
         .collect();
-    let winners = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(winners, 1, "exactly one refresh wins: {results:?}");
-    let loser = results
+    let issued: Vec<_> = results
         .iter()
-        .find_map(|r| r.as_ref().err())
-        .expect("one loses");
-    assert!(
-        matches!(loser, ServiceError::TokenReused),
-        "the loser is treated as a replay: {loser:?}"
+        .map(|r| r.as_ref().expect("both tabs refresh within the interval"))
+        .collect();
+    assert_eq!(
+        issued[0].refresh_token, issued[1].refresh_token,
+        "both get the one successor"
+    );
+    assert_eq!(
+        inspect::count_events(&t.owner, "refresh_token_reused").await,
+        0,
+        "no reuse recorded"
     );
     let successors = refresh_tokens::Entity::find()
         .filter(refresh_tokens::Column::ParentId.is_not_null())

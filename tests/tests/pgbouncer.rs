@@ -164,23 +164,44 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
                 "no server connection served two tenants: {tenants_by_server:?}"
             );
 
-            // The service works unchanged: sign-in, and a write with its audit row.
-            let bob = fixtures::email("bob@acme.com");
-            let service::identity::SignIn::Complete {
-                account,
-                session: issued,
-            } = service::identity::login(
+            // The service works unchanged: sign-in in two steps (Alice has a second
+            // factor), and a write with its audit row.
+            let alice = fixtures::email("alice@acme.com");
+            let service::identity::SignIn::SecondFactorRequired(challenge) =
+                service::identity::login(
+                    &pool,
+                    &deps,
+                    &alice,
+                    &fixtures::password(seeder::profile::SHARED_PASSWORD),
+                    &fixtures::meta(),
+                )
+                .await
+                .expect("the password step through PgBouncer")
+            else {
+                panic!("Alice has a second factor: two steps");
+            };
+            let factor = report
+                .second_factors
+                .iter()
+                .find(|f| f.email == "alice@acme.com")
+                .expect("the seeder printed Alice's factor");
+            let secret = data_encoding::BASE32_NOPAD
+                .decode(factor.secret_base32.as_bytes())
+                .expect("base32");
+            let code = service::identity::totp(
+                &secret,
+                service::identity::TotpParams::default(),
+                u64::try_from(deps.now().timestamp()).expect("after 1970"),
+            );
+            let (account, issued) = service::identity::complete_sign_in(
                 &pool,
                 &deps,
-                &bob,
-                &fixtures::password(seeder::profile::SHARED_PASSWORD),
+                challenge.token.expose(),
+                service::identity::MfaProof::Totp(&code),
                 &fixtures::meta(),
             )
             .await
-            .expect("signs in through PgBouncer")
-            else {
-                panic!("bob has no second factor: one step signs him in");
-            };
+            .expect("the second step through PgBouncer");
             service::identity::refresh_session(
                 &pool,
                 &deps,
@@ -195,7 +216,7 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
                 service::tenancy::find_tenant_by_slug(&pool, &acme_slug)
                     .await
                     .expect("looks a tenant up through PgBouncer");
-                service::identity::find_user_by_email(&pool, &bob)
+                service::identity::find_user_by_email(&pool, &alice)
                     .await
                     .expect("looks a user up through PgBouncer");
             }

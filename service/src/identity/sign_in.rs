@@ -36,7 +36,7 @@ use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::mfa_challenges::{self, ChallengeReason};
 use entity::identity::sessions::AssuranceLevel;
 use entity::{MfaChallengeId, UserId};
-use sea_orm::ActiveValue::Set;
+use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
@@ -84,6 +84,8 @@ pub struct MfaChallenge {
 }
 
 /// What the password step of a sign-in led to.
+// Returned once per sign-in and matched at once: boxing would only cost an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum SignIn {
     /// Signed in at `aal1`: no second factor was needed.
@@ -142,15 +144,12 @@ pub async fn login(
                 .exec(&txn)
                 .await?;
         }
-        let challenge = issue_challenge(
-            &txn,
-            deps,
-            user_id,
-            ChallengeReason::Factor,
-            &findings,
-            meta,
-        )
-        .await?;
+        let reason = if risk_score >= deps.config.anomaly.step_up_score {
+            ChallengeReason::Risk
+        } else {
+            ChallengeReason::Factor
+        };
+        let challenge = issue_challenge(&txn, deps, user_id, reason, &findings, meta).await?;
         txn.commit().await?;
         return Ok(SignIn::SecondFactorRequired(challenge));
     }
@@ -216,7 +215,8 @@ async fn issue_challenge<C: ConnectionTrait>(
         failures: Set(0),
         created_at: Set(now),
         expires_at: Set(challenge.expires_at),
-        completed_at: Set(None),
+        // The column's default: the runtime role may not insert a completed challenge.
+        completed_at: NotSet,
     })
     .exec_without_returning(db)
     .await?;
