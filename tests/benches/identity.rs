@@ -6,11 +6,15 @@
 //!    p99 shows whether hashing (on Tokio's blocking pool) stalls the runtime.
 //! 2. API-key authentication (`authenticate_api_key`, as the runtime role) against a
 //!    hand-written lookup of the same row through sqlx, same run: PostgreSQL.
+//! 3. Session validation (`validate_session`, as the runtime role) against a
+//!    hand-written lookup of the same row through sqlx, same run: PostgreSQL.
 //!
 //! Run: `cargo bench -p tests --bench identity`.
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use service::identity::{NewApiKey, authenticate, authenticate_api_key, create_api_key};
+use service::identity::{
+    NewApiKey, authenticate, authenticate_api_key, create_api_key, create_session, validate_session,
+};
 use service::input::{Email, Password};
 use service::tenancy::TenantCtx;
 use service::{Deps, RequestMeta, ServiceConfig};
@@ -45,6 +49,15 @@ fn main() {
             Start::Migrated,
             |t| async move {
                 api_keys(&t).await;
+            },
+        )
+        .await;
+        run_case(
+            Backend::Postgres,
+            "bench_sessions",
+            Start::Migrated,
+            |t| async move {
+                sessions(&t).await;
             },
         )
         .await;
@@ -223,6 +236,84 @@ async fn api_keys(t: &TestDb) {
     println!("API-key authentication on postgres ({rounds} each, interleaved):");
     println!(
         "  authenticate_api_key (runtime role)  p50 {:>7.1} µs   p99 {:>7.1} µs",
+        percentile(&ours, 0.5),
+        percentile(&ours, 0.99)
+    );
+    println!(
+        "  hand-written lookup through sqlx     p50 {:>7.1} µs   p99 {:>7.1} µs",
+        percentile(&hand, 0.5),
+        percentile(&hand, 0.99)
+    );
+    println!(
+        "  ratio (p50): {:.2}x   (target: within 1.2x)",
+        percentile(&ours, 0.5) / percentile(&hand, 0.5)
+    );
+}
+
+async fn sessions(t: &TestDb) {
+    let (deps, _) = fixtures::deps_with(ServiceConfig {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        ..ServiceConfig::default()
+    });
+    let user = fixtures::user(&t.db, &deps, "sessionholder").await;
+    let issued = create_session(&t.db, &deps, user.id, &RequestMeta::system())
+        .await
+        .expect("a session");
+    let session_id = issued.session.id;
+    let pool = t.owner.get_postgres_connection_pool().clone();
+    type Row = (
+        String,
+        String,
+        Option<chrono::DateTime<chrono::Utc>>,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        bool,
+        bool,
+    );
+    let raw = || {
+        let pool = pool.clone();
+        async move {
+            let row: Row = sea_orm::sqlx::query_as(
+                "SELECT s.aal, s.auth_methods, s.authenticated_at, s.created_at, s.expires_at,
+                        s.revoked_at, u.is_active,
+                        EXISTS (SELECT 1 FROM mfa_factors f
+                                 WHERE f.user_id = s.user_id AND f.confirmed_at IS NOT NULL)
+                   FROM sessions s JOIN users u ON u.id = s.user_id
+                  WHERE s.id = $1 AND s.user_id = $2",
+            )
+            .bind(session_id.0)
+            .bind(user.id.0)
+            .fetch_one(&pool)
+            .await
+            .expect("the row");
+            row
+        }
+    };
+    for _ in 0..200 {
+        validate_session(&t.db, &deps, user.id, session_id)
+            .await
+            .expect("validates");
+        raw().await;
+    }
+    let rounds = 2000;
+    let (mut ours, mut hand) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        let start = Instant::now();
+        validate_session(&t.db, &deps, user.id, session_id)
+            .await
+            .expect("validates");
+        ours.push(start.elapsed().as_secs_f64() * 1e6);
+        let start = Instant::now();
+        raw().await;
+        hand.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    ours.sort_by(f64::total_cmp);
+    hand.sort_by(f64::total_cmp);
+    println!("Session validation on postgres ({rounds} each, interleaved):");
+    println!(
+        "  validate_session (runtime role)      p50 {:>7.1} µs   p99 {:>7.1} µs",
         percentile(&ours, 0.5),
         percentile(&ours, 0.99)
     );

@@ -335,6 +335,18 @@ mod tests {
     fn nul_and_unrendered_types_are_errors_not_bad_rows() {
         let mut out = String::new();
         assert!(push_value(&mut out, &Value::String(Some("a\0b".into()))).is_err());
-        assert!(push_value(&mut out, &Value::Double(Some(1.5))).is_err());
+        assert!(push_value(&mut out, &Value::Float(Some(1.5))).is_err());
+        assert!(push_value(&mut out, &Value::Double(Some(f64::NAN))).is_err());
+    }
+
+    #[test]
+    fn doubles_and_bytes_render_as_copy_text() {
+        let mut out = String::new();
+        push_value(&mut out, &Value::Double(Some(35.6762))).expect("renders");
+        out.push('|');
+        push_value(&mut out, &Value::Bytes(Some(vec![0xde, 0xad]))).expect("renders");
+        out.push('|');
+        push_value(&mut out, &Value::Bytes(None)).expect("renders");
+        assert_eq!(out, "35.6762|\\\\xdead|\\N");
     }
 }

@@ -33,9 +33,9 @@ use crate::request::RequestMeta;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
-use entity::identity::{user_profiles, users};
+use entity::identity::{mfa_factors, user_profiles, users};
 use entity::{SessionId, UserId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Statement, TransactionSession, TransactionTrait,
@@ -101,36 +101,77 @@ impl SessionAuth {
 }
 
 /// Reads session `session_id` of `user_id` and checks it is live, in `db`'s
-/// transaction (acting as the user).
+/// transaction (acting as the user): one statement, with the user's state and whether
+/// they have a confirmed second factor.
 async fn load<C: ConnectionTrait>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
     session_id: SessionId,
 ) -> Result<SessionAuth> {
-    let session = sessions::Entity::find_by_id(session_id)
+    let confirmed_factor = Query::select()
+        .expr(Expr::val(1))
+        .from(mfa_factors::Entity)
+        .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::UserId)).eq(user_id))
+        .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::ConfirmedAt)).is_not_null())
+        .to_owned();
+    type Row = (
+        AssuranceLevel,
+        String,
+        Option<DateTime<Utc>>,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Option<DateTime<Utc>>,
+        bool,
+        bool,
+    );
+    let row: Option<Row> = sessions::Entity::find_by_id(session_id)
+        .select_only()
+        .column(sessions::Column::Aal)
+        .column(sessions::Column::AuthMethods)
+        .column(sessions::Column::AuthenticatedAt)
+        .column(sessions::Column::CreatedAt)
+        .column(sessions::Column::ExpiresAt)
+        .column(sessions::Column::RevokedAt)
+        .column(users::Column::IsActive)
+        .expr(Expr::exists(confirmed_factor))
+        .inner_join(users::Entity)
         .filter(sessions::Column::UserId.eq(user_id))
+        .into_tuple()
         .one(db)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("session", session_id))?;
-    if session.revoked_at.is_some() {
+        .await?;
+    let Some((
+        aal,
+        auth_methods,
+        authenticated_at,
+        created_at,
+        expires_at,
+        revoked_at,
+        active,
+        has_second_factor,
+    )) = row
+    else {
+        return Err(ServiceError::not_found("session", session_id));
+    };
+    if revoked_at.is_some() {
         return Err(ServiceError::SessionRevoked);
     }
-    if session.expires_at <= deps.now() {
+    if expires_at <= deps.now() {
         return Err(ServiceError::Expired {
             what: "session",
-            at: session.expires_at,
+            at: expires_at,
         });
     }
-    find_active_user(db, user_id).await?;
-    let has_second_factor = mfa::confirmed_factor(db, user_id).await?.is_some();
+    if !active {
+        return Err(ServiceError::AccountDisabled);
+    }
     Ok(SessionAuth {
         session_id,
         user_id,
-        aal: session.aal,
-        auth_methods: session.auth_methods,
-        authenticated_at: session.authenticated_at.unwrap_or(session.created_at),
-        expires_at: session.expires_at,
+        aal,
+        auth_methods,
+        authenticated_at: authenticated_at.unwrap_or(created_at),
+        expires_at,
         has_second_factor,
     })
 }
