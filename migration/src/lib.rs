@@ -47,6 +47,8 @@ mod m20261123_000024_identity_create_api_keys;
 mod m20261123_000025_audit_add_api_key_event_types;
 mod m20261123_000026_identity_create_mfa;
 mod m20261123_000027_audit_add_mfa_event_types;
+mod m20261123_000030_identity_create_passkeys;
+mod m20261123_000031_audit_add_passkey_event_types;
 
 pub struct Migrator;
 
@@ -81,6 +83,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000025_audit_add_api_key_event_types::Migration),
             Box::new(m20261123_000026_identity_create_mfa::Migration),
             Box::new(m20261123_000027_audit_add_mfa_event_types::Migration),
+            Box::new(m20261123_000030_identity_create_passkeys::Migration),
+            Box::new(m20261123_000031_audit_add_passkey_event_types::Migration),
         ]
     }
 }

@@ -9,9 +9,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 
 /// The tables the reset empties, children first. The audit catalogue, migration
 /// bookkeeping and environment marker are kept.
-pub const RESET_TABLES: [&str; 19] = [
+pub const RESET_TABLES: [&str; 20] = [
     "audit_logs",
     "api_keys",
+    "passkeys",
     "mfa_backup_codes",
     "mfa_factors",
     "role_assignments",

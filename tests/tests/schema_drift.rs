@@ -16,7 +16,7 @@ use entity::access::{
 };
 use entity::audit::{audit_event_types, audit_logs};
 use entity::identity::{
-    api_keys, mfa_backup_codes, mfa_factors, refresh_tokens, sessions, sign_in_throttles,
+    api_keys, mfa_backup_codes, mfa_factors, passkeys, refresh_tokens, sessions, sign_in_throttles,
     user_profiles, users,
 };
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
@@ -260,6 +260,7 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<api_keys::Entity>(backend),
         entity_shape::<mfa_factors::Entity>(backend),
         entity_shape::<mfa_backup_codes::Entity>(backend),
+        entity_shape::<passkeys::Entity>(backend),
         entity_shape::<sign_in_throttles::Entity>(backend),
         entity_shape::<permissions::Entity>(backend),
         entity_shape::<roles::Entity>(backend),

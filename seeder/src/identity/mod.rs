@@ -6,8 +6,8 @@ use crate::{SeedError, fixture_error};
 use entity::UserId;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::identity::{
-    Account, NewUser, confirm_totp, create_session, enrol_totp, generate_backup_codes,
-    register_user,
+    Account, NewPasskey, NewUser, confirm_totp, create_session, enrol_totp, es256_cose_key,
+    generate_backup_codes, register_passkey, register_user,
 };
 use service::input::{Language, Timezone};
 use service::{Deps, RequestMeta};
@@ -108,4 +108,45 @@ where
         otpauth_uri: enrolment.otpauth_uri().to_owned(),
         backup_codes: codes.expose().map(str::to_owned).collect(),
     })
+}
+
+/// A passkey, as a platform authenticator registers one: its P-256 key and credential
+/// id drawn from the fixture randomness, so the same `--seed` gives the same row, and a
+/// counter that has not started (as synced passkeys keep it).
+pub(crate) async fn passkey<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    email: &'static str,
+    meta: &RequestMeta,
+) -> Result<(), SeedError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let on_err = fixture_error(email);
+    // A scalar outside 1..n fails (odds of about 2^-32): draw again.
+    let key = loop {
+        let mut scalar = [0u8; 32];
+        deps.random.fill(&mut scalar);
+        if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&scalar) {
+            break key;
+        }
+    };
+    let mut credential_id = vec![0u8; 16];
+    deps.random.fill(&mut credential_id);
+    let point = key.verifying_key().to_encoded_point(false);
+    let new = NewPasskey {
+        credential_id,
+        public_key_cose: es256_cose_key(point.as_bytes()).map_err(&on_err)?,
+        sign_count: 0,
+        aaguid: uuid::Uuid::nil(),
+        transports: vec!["internal".to_owned(), "hybrid".to_owned()],
+        backup_eligible: true,
+        backup_state: true,
+        name: "Laptop (fixture)".to_owned(),
+    };
+    register_passkey(db, deps, user, new, meta)
+        .await
+        .map_err(&on_err)?;
+    Ok(())
 }

@@ -59,10 +59,16 @@ pub enum AuditEvent {
     MfaDisabled,
     BackupCodesGenerated,
     BackupCodeUsed,
+    PasskeyRegistered,
+    PasskeyRenamed,
+    PasskeyRemoved,
+    PasskeyUsed,
+    PasskeyAssertionFailed,
+    PasskeyCloneDetected,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 39] = [
+    pub const ALL: [AuditEvent; 45] = [
         AuditEvent::UserCreated,
         AuditEvent::Login,
         AuditEvent::LoginFailed,
@@ -102,6 +108,12 @@ impl AuditEvent {
         AuditEvent::MfaDisabled,
         AuditEvent::BackupCodesGenerated,
         AuditEvent::BackupCodeUsed,
+        AuditEvent::PasskeyRegistered,
+        AuditEvent::PasskeyRenamed,
+        AuditEvent::PasskeyRemoved,
+        AuditEvent::PasskeyUsed,
+        AuditEvent::PasskeyAssertionFailed,
+        AuditEvent::PasskeyCloneDetected,
     ];
 
     pub fn code(self) -> &'static str {
@@ -145,6 +157,12 @@ impl AuditEvent {
             AuditEvent::MfaDisabled => "mfa_disabled",
             AuditEvent::BackupCodesGenerated => "backup_codes_generated",
             AuditEvent::BackupCodeUsed => "backup_code_used",
+            AuditEvent::PasskeyRegistered => "passkey_registered",
+            AuditEvent::PasskeyRenamed => "passkey_renamed",
+            AuditEvent::PasskeyRemoved => "passkey_removed",
+            AuditEvent::PasskeyUsed => "passkey_used",
+            AuditEvent::PasskeyAssertionFailed => "passkey_assertion_failed",
+            AuditEvent::PasskeyCloneDetected => "passkey_clone_detected",
         }
     }
 }
