@@ -85,4 +85,6 @@ uuid_id!(
     InvitationId,
     /// `api_keys.id`
     ApiKeyId,
+    /// `passkeys.id`
+    PasskeyId,
 );

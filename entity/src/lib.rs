@@ -12,4 +12,4 @@ pub mod secret;
 pub mod tenancy;
 
 pub use ids::*;
-pub use secret::{PasswordHash, SealedBytes, TokenHash};
+pub use secret::{PasswordHash, PublicKeyBytes, SealedBytes, TokenHash};

@@ -58,3 +58,24 @@ impl std::fmt::Debug for SealedBytes {
         f.write_str("SealedBytes([redacted])")
     }
 }
+
+/// A public key as stored (a passkey's SEC1 point). Not secret, but it is key
+/// material: `Debug` shows its length only, so logs carry no keys to correlate.
+#[derive(Clone, PartialEq, Eq, DeriveValueType)]
+pub struct PublicKeyBytes(Vec<u8>);
+
+impl PublicKeyBytes {
+    pub fn new(value: Vec<u8>) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PublicKeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKeyBytes({} bytes, [redacted])", self.0.len())
+    }
+}

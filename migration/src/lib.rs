@@ -49,6 +49,8 @@ mod m20261123_000026_identity_create_mfa;
 mod m20261123_000027_audit_add_mfa_event_types;
 mod m20261123_000028_identity_session_security;
 mod m20261123_000029_audit_add_session_security_event_types;
+mod m20261123_000030_identity_create_passkeys;
+mod m20261123_000031_audit_add_passkey_event_types;
 
 pub struct Migrator;
 
@@ -85,6 +87,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000027_audit_add_mfa_event_types::Migration),
             Box::new(m20261123_000028_identity_session_security::Migration),
             Box::new(m20261123_000029_audit_add_session_security_event_types::Migration),
+            Box::new(m20261123_000030_identity_create_passkeys::Migration),
+            Box::new(m20261123_000031_audit_add_passkey_event_types::Migration),
         ]
     }
 }

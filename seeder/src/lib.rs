@@ -750,6 +750,8 @@ where
         second_factors
             .push(identity::second_factor(db, &deps, alice.id, alice.email, &meta).await?);
         clock.advance(step);
+        identity::passkey(db, &deps, alice.id, alice.email, &meta).await?;
+        clock.advance(step);
     }
     Ok((tenant_lines, user_lines, (access, second_factors)))
 }
@@ -803,6 +805,10 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
             entity::identity::session_anomaly_reports::Entity::find()
                 .count(db)
                 .await?,
+        ),
+        (
+            "passkeys",
+            entity::identity::passkeys::Entity::find().count(db).await?,
         ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
     ])

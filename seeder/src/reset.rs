@@ -9,11 +9,12 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 
 /// The tables the reset empties, children first. The audit catalogue, migration
 /// bookkeeping and environment marker are kept.
-pub const RESET_TABLES: [&str; 21] = [
+pub const RESET_TABLES: [&str; 22] = [
     "audit_logs",
     "api_keys",
     "session_anomaly_reports",
     "mfa_challenges",
+    "passkeys",
     "mfa_backup_codes",
     "mfa_factors",
     "role_assignments",

@@ -72,6 +72,11 @@ pub enum ServiceError {
     WeakPassword {
         reason: crate::identity::WeakPasswordReason,
     },
+    /// A passkey assertion that does not hold, or names a disabled or unknown passkey.
+    #[error("passkey assertion refused: {reason}")]
+    PasskeyRejected {
+        reason: crate::identity::PasskeyRejection,
+    },
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

@@ -16,7 +16,7 @@ use entity::access::{
 };
 use entity::audit::{audit_event_types, audit_logs};
 use entity::identity::{
-    api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, refresh_tokens,
+    api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, refresh_tokens,
     session_anomaly_reports, sessions, sign_in_throttles, user_profiles, users,
 };
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
@@ -264,6 +264,7 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<mfa_challenges::Entity>(backend),
         entity_shape::<session_anomaly_reports::Entity>(backend),
         entity_shape::<mfa_backup_codes::Entity>(backend),
+        entity_shape::<passkeys::Entity>(backend),
         entity_shape::<sign_in_throttles::Entity>(backend),
         entity_shape::<permissions::Entity>(backend),
         entity_shape::<roles::Entity>(backend),

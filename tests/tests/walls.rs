@@ -28,8 +28,10 @@ enum Class {
     /// A tenant's credentials: its own rows only, the hash unreadable, only usage,
     /// revocation and rotation changeable, nothing deleted.
     TenantCredentials,
-    /// A user's second factor: the acting user's own rows only; the sealed secret and
-    /// the code hashes readable there (verification needs them), replay state one-way.
+    /// A user's second factor and passkeys: the acting user's own rows only; the sealed
+    /// secret, the code hashes and the public keys readable there (verification needs
+    /// them), replay state (used steps and codes, signature counters, a disabled
+    /// passkey) one-way.
     UserCredentials,
     /// A user's sign-in state and security findings (MFA challenges, anomaly reports):
     /// the acting user's own rows only, the challenge hash unreadable, challenges
@@ -48,7 +50,7 @@ fn class_of(table: &str) -> Option<Class> {
         "role_inheritance" | "role_permissions" => Class::RoleGraph,
         "permissions" | "audit_event_types" => Class::Catalogue,
         "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
-        "mfa_factors" | "mfa_backup_codes" => Class::UserCredentials,
+        "mfa_factors" | "mfa_backup_codes" | "passkeys" => Class::UserCredentials,
         "mfa_challenges" | "session_anomaly_reports" => Class::UserSecurity,
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
@@ -484,6 +486,62 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             0,
             "refresh_tokens: no other user's sealed tokens"
         );
+        // Passkeys: the same wall. Nobody else's are visible or changeable; the key,
+        // the credential id, the owner and the backup eligibility are fixed once
+        // registered; the counter only grows and a disabled passkey stays disabled,
+        // even for its owner.
+        let alices_passkeys = count(db, &format!("SELECT count(*) FROM passkeys WHERE user_id = '{alice}'")).await;
+        assert_eq!(alices_passkeys, 1, "the fixtures give Alice a passkey");
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM passkeys").await,
+            count(db, &format!("SELECT count(*) FROM passkeys WHERE user_id = '{me}'")).await,
+            "passkeys: another user's rows are invisible"
+        );
+        assert_eq!(
+            count_as_runtime(db, Some(other), Some(alice), "SELECT count(*) FROM passkeys").await,
+            alices_passkeys,
+            "passkeys: the acting user's own rows"
+        );
+        assert_eq!(
+            count_as_runtime(db, None, None, "SELECT count(*) FROM passkeys").await,
+            0,
+            "passkeys: nobody acting sees nothing"
+        );
+        for sql in [
+            format!("UPDATE passkeys SET sign_count = 0, name = 'pwned' WHERE user_id = '{alice}'"),
+            format!("DELETE FROM passkeys WHERE user_id = '{alice}'"),
+            "DELETE FROM passkeys".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(changed_nothing(&result), "passkeys: {sql}: {result:?}");
+        }
+        for sql in [
+            "UPDATE passkeys SET public_key = '\\x04'".to_owned(),
+            "UPDATE passkeys SET credential_id = '\\x00000000000000000000000000000000'".to_owned(),
+            format!("UPDATE passkeys SET user_id = '{me}'"),
+            "UPDATE passkeys SET backup_eligible = true".to_owned(),
+            "UPDATE passkeys SET algorithm = -8".to_owned(),
+            format!("INSERT INTO passkeys (id, user_id, credential_id, public_key, algorithm, aaguid, transports, name, disabled_at) VALUES (gen_random_uuid(), '{alice}', '\\x00000000000000000000000000000001', '\\x04', -7, gen_random_uuid(), '', 'rogue', NULL)"),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), &sql).await;
+            assert!(denied(&result), "passkeys: {sql}: {result:?}");
+        }
+        for (sql, message) in [
+            ("UPDATE passkeys SET sign_count = 10; UPDATE passkeys SET sign_count = 9", "only grows"),
+            ("UPDATE passkeys SET disabled_at = now(), disabled_reason = 'cloned_authenticator'; UPDATE passkeys SET disabled_at = NULL, disabled_reason = NULL", "stays disabled"),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), sql).await;
+            assert!(matches!(&result, Err(e) if e.to_string().contains(message)), "{sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!(
+            "INSERT INTO passkeys (id, user_id, credential_id, public_key, algorithm, aaguid, transports, name) VALUES (gen_random_uuid(), '{alice}', '\\x00000000000000000000000000000002', '\\x04', -7, gen_random_uuid(), '', 'rogue')"
+        )).await;
+        assert!(rls_refused(&result), "a passkey for someone else: {result:?}");
+        let result = as_runtime(db, Some(own), Some(me), "SELECT * FROM app_passkey_lookup('\\x00')").await;
+        assert!(result.is_ok(), "the passkey lookup is callable: {result:?}");
+        let columns = count(db, "SELECT count(*) FROM information_schema.parameters p JOIN information_schema.routines r ON r.specific_name = p.specific_name
+                                   WHERE r.routine_name = 'app_passkey_lookup' AND p.parameter_mode = 'OUT'").await;
+        assert_eq!(columns, 2, "the passkey lookup returns the row and its user, nothing else");
 
         // No temporary table can shadow a real one on a pooled connection.
         let result = as_runtime(db, Some(own), Some(me), "CREATE TEMP TABLE audit_logs (LIKE public.audit_logs)").await;
@@ -507,6 +565,8 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                 "DELETE FROM api_keys",
                 "UPDATE mfa_factors SET last_used_step = 0",
                 "DELETE FROM mfa_backup_codes",
+                "UPDATE passkeys SET sign_count = 0",
+                "DELETE FROM passkeys",
             ] {
                 let txn = db.begin().await.expect("begins");
                 txn.execute_unprepared(&format!("SET LOCAL ROLE {role}")).await.expect("role");

@@ -6,8 +6,9 @@ use crate::{SeedError, fixture_error};
 use entity::UserId;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use service::identity::{
-    Account, NewUser, confirm_totp, create_session, detect_sign_in_anomalies, enrol_totp,
-    generate_backup_codes, register_user, validate_session,
+    Account, NewPasskey, NewUser, confirm_totp, create_session, detect_sign_in_anomalies,
+    enrol_totp, es256_cose_key, generate_backup_codes, list_sessions, register_passkey,
+    register_user, validate_session,
 };
 use service::input::{Language, Timezone};
 use service::request::Location;
@@ -151,4 +152,61 @@ where
         backup_codes: codes.expose().map(str::to_owned).collect(),
         anomaly_reports: anomalies.len(),
     })
+}
+
+/// A passkey, as a platform authenticator registers one: its P-256 key and credential
+/// id drawn from the fixture randomness, so the same `--seed` gives the same row, and a
+/// counter that has not started (as synced passkeys keep it).
+pub(crate) async fn passkey<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    email: &'static str,
+    meta: &RequestMeta,
+) -> Result<(), SeedError>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let on_err = fixture_error(email);
+    // A scalar outside 1..n fails (odds of about 2^-32): draw again.
+    let key = loop {
+        let mut scalar = [0u8; 32];
+        deps.random.fill(&mut scalar);
+        if let Ok(key) = p256::ecdsa::SigningKey::from_slice(&scalar) {
+            break key;
+        }
+    };
+    let mut credential_id = vec![0u8; 16];
+    deps.random.fill(&mut credential_id);
+    let point = key.verifying_key().to_encoded_point(false);
+    let new = NewPasskey {
+        credential_id,
+        public_key_cose: es256_cose_key(point.as_bytes()).map_err(&on_err)?,
+        sign_count: 0,
+        aaguid: uuid::Uuid::nil(),
+        transports: vec!["internal".to_owned(), "hybrid".to_owned()],
+        backup_eligible: true,
+        backup_state: true,
+        name: "Laptop (fixture)".to_owned(),
+    };
+    // In the session she turned her second factor on in (now aal2): registering a
+    // passkey is a sensitive operation.
+    let newest = list_sessions(db, deps, user)
+        .await
+        .map_err(&on_err)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            on_err(ServiceError::NotFound {
+                entity: "session of user",
+                id: user.to_string(),
+            })
+        })?;
+    let session = validate_session(db, deps, user, newest.id)
+        .await
+        .map_err(&on_err)?;
+    register_passkey(db, deps, &session, new, meta)
+        .await
+        .map_err(&on_err)?;
+    Ok(())
 }

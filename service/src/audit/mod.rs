@@ -66,10 +66,16 @@ pub enum AuditEvent {
     PasswordChanged,
     OtherSessionsRevoked,
     UserDeactivated,
+    PasskeyRegistered,
+    PasskeyRenamed,
+    PasskeyRemoved,
+    PasskeyUsed,
+    PasskeyAssertionFailed,
+    PasskeyCloneDetected,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 46] = [
+    pub const ALL: [AuditEvent; 52] = [
         AuditEvent::UserCreated,
         AuditEvent::Login,
         AuditEvent::LoginFailed,
@@ -116,6 +122,12 @@ impl AuditEvent {
         AuditEvent::PasswordChanged,
         AuditEvent::OtherSessionsRevoked,
         AuditEvent::UserDeactivated,
+        AuditEvent::PasskeyRegistered,
+        AuditEvent::PasskeyRenamed,
+        AuditEvent::PasskeyRemoved,
+        AuditEvent::PasskeyUsed,
+        AuditEvent::PasskeyAssertionFailed,
+        AuditEvent::PasskeyCloneDetected,
     ];
 
     pub fn code(self) -> &'static str {
@@ -166,6 +178,12 @@ impl AuditEvent {
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::OtherSessionsRevoked => "other_sessions_revoked",
             AuditEvent::UserDeactivated => "user_deactivated",
+            AuditEvent::PasskeyRegistered => "passkey_registered",
+            AuditEvent::PasskeyRenamed => "passkey_renamed",
+            AuditEvent::PasskeyRemoved => "passkey_removed",
+            AuditEvent::PasskeyUsed => "passkey_used",
+            AuditEvent::PasskeyAssertionFailed => "passkey_assertion_failed",
+            AuditEvent::PasskeyCloneDetected => "passkey_clone_detected",
         }
     }
 }

@@ -1,11 +1,13 @@
 //! Identity: registration, sign-in in one or two steps, sessions and refresh-token
 //! rotation, assurance levels and step-up, anomaly detection, a second factor (TOTP and
-//! backup codes), and the API keys machine clients authenticate with.
+//! backup codes), passkeys (WebAuthn), and the API keys machine clients authenticate
+//! with.
 
 mod anomalies;
 mod api_keys;
 mod assurance;
 mod mfa;
+mod passkeys;
 mod password;
 mod password_policy;
 mod sessions;
@@ -27,6 +29,11 @@ pub use mfa::{
     BACKUP_CODE_COUNT, BackupCodes, MfaFactor, MfaProof, TotpEnrolment, TotpParams, confirm_totp,
     disable_totp, enrol_totp, generate_backup_codes, totp, totp_factor, use_backup_code,
     verify_totp,
+};
+pub use passkeys::{
+    CheckedRegistration, ES256, ExpectedCeremony, NewPasskey, Passkey, PasskeyAssertion,
+    PasskeyRegistration, PasskeyRejection, VerifiedPasskey, check_registration, es256_cose_key,
+    list_passkeys, register_passkey, remove_passkey, rename_passkey, verify_passkey_assertion,
 };
 pub use password::hash as hash_password;
 #[cfg(feature = "breached-password-api")]

@@ -1,0 +1,1224 @@
+//! Passkeys: a user's WebAuthn credentials (ES256), the check of a registration
+//! response and of each assertion.
+//!
+//! The application calls, in order: [`check_registration`] with what the browser
+//! returned from `navigator.credentials.create()` and what the application expected,
+//! then [`register_passkey`] with the credential it returns (or with the public data of
+//! a registration the application checked itself); [`list_passkeys`],
+//! [`rename_passkey`] and [`remove_passkey`] for the user's settings; and for each
+//! sign-in, [`verify_passkey_assertion`] with what the browser returned and what the
+//! application expected (the single-use challenge it issued, its origin, its RP id).
+//! Attestation statements are skipped, not verified (`attestation: "none"`, what most
+//! sites ask for): the AAGUID is the client's word.
+//!
+//! An assertion is checked as WebAuthn Level 2 §7.2 says: clientDataJSON's type is
+//! `webauthn.get`, its challenge and origin are the expected ones, the authenticator
+//! data's RP id hash is SHA-256 of the RP id, the user-present flag is set, and the
+//! ES256 signature over `authenticatorData || SHA-256(clientDataJSON)` verifies with
+//! the stored key. Only then the counter: once the stored or the presented count is
+//! non-zero, the presented one must be greater. One that is not means two
+//! authenticators hold the key; the passkey is disabled for good and
+//! `passkey_clone_detected` recorded at risk 90. The signature comes first, so nobody
+//! without the key can disable a passkey with a low count. The update that stores the
+//! new count repeats the condition, so of two concurrent assertions with one count,
+//! one passes and the other reads as the regression it is.
+//!
+//! Replays: the challenge is what stops them, and keeping it single-use is the
+//! application's job: consume it (delete it where it is kept) before calling
+//! [`verify_passkey_assertion`]. Authenticators that keep no counter (most synced
+//! passkeys report zero every time) give no second line of defence, and one assertion
+//! presented twice under a still-valid challenge carries the same count, which reads as
+//! a clone and disables the passkey.
+//!
+//! Records: register, rename, remove and each accepted assertion are audited with
+//! their change. A refused assertion of a known credential records
+//! `passkey_assertion_failed` (and a detected clone disables the passkey) on a
+//! transaction of its own, committed before the error returns, so
+//! [`verify_passkey_assertion`] takes a connection, not a transaction. An unknown
+//! credential id is not recorded: anyone can make them up.
+
+use super::assurance::{SessionAuth, begin_sensitive};
+use super::users::{begin_for_user, find_active_user};
+use crate::Result;
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::deps::Deps;
+use crate::error::{ServiceError, conflict_on_unique};
+use crate::request::RequestMeta;
+use crate::tenancy::set_row_security_context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use entity::audit::audit_logs::AuditOutcome;
+use entity::identity::passkeys::{self, PasskeyDisabledReason};
+use entity::{PasskeyId, PublicKeyBytes, UserId};
+use p256::ecdsa::signature::Verifier;
+use p256::ecdsa::{Signature, VerifyingKey};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
+    QueryFilter, QueryOrder, Statement, TransactionSession, TransactionTrait,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+/// COSE algorithm -7: ECDSA over P-256 with SHA-256, the one every authenticator
+/// supports and the only one accepted here.
+pub const ES256: i32 = -7;
+/// WebAuthn's bounds on a credential id; authenticators make them of 16+ random bytes.
+const CREDENTIAL_ID_LEN: std::ops::RangeInclusive<usize> = 16..=1023;
+/// The longest name, in characters (the column's limit).
+const NAME_MAX_CHARS: usize = 64;
+/// The longest transports list as stored (`a,b,c`).
+const TRANSPORTS_MAX_LEN: usize = 128;
+/// rpIdHash (32), flags (1), signCount (4): the authenticator data of an assertion.
+const AUTH_DATA_MIN_LEN: usize = 37;
+/// Generous for authenticator data with extensions; refuses megabytes before hashing.
+const AUTH_DATA_MAX_LEN: usize = 4096;
+/// clientDataJSON is a small object; browsers add a few fields at most.
+const CLIENT_DATA_MAX_LEN: usize = 16 * 1024;
+/// A DER ECDSA P-256 signature is 8 to 72 bytes.
+const SIGNATURE_LEN: std::ops::RangeInclusive<usize> = 8..=72;
+
+const FLAG_USER_PRESENT: u8 = 0x01;
+const FLAG_USER_VERIFIED: u8 = 0x04;
+const FLAG_BACKUP_ELIGIBLE: u8 = 0x08;
+const FLAG_BACKUP_STATE: u8 = 0x10;
+const FLAG_ATTESTED_CREDENTIAL: u8 = 0x40;
+const FLAG_EXTENSIONS: u8 = 0x80;
+
+/// A passkey as the application sees it: no public key. `Debug` shows the credential
+/// id in base64url, an identifier the browser sends in the clear anyway.
+#[derive(Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "passkeys::Entity")]
+pub struct Passkey {
+    pub id: PasskeyId,
+    pub user_id: UserId,
+    pub credential_id: Vec<u8>,
+    pub algorithm: i32,
+    pub sign_count: i64,
+    pub aaguid: Uuid,
+    /// Comma-separated; see [`Passkey::transport_names`].
+    pub transports: String,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub disabled_at: Option<DateTime<Utc>>,
+    pub disabled_reason: Option<PasskeyDisabledReason>,
+}
+
+impl Passkey {
+    /// The transports, for `allowCredentials` (`["internal", "hybrid"]`).
+    pub fn transport_names(&self) -> impl Iterator<Item = &str> {
+        self.transports.split(',').filter(|t| !t.is_empty())
+    }
+
+    /// The credential id in base64url without padding, as WebAuthn's JSON writes it.
+    pub fn credential_id_base64url(&self) -> String {
+        URL_SAFE_NO_PAD.encode(&self.credential_id)
+    }
+}
+
+impl fmt::Debug for Passkey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Passkey")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("credential_id", &self.credential_id_base64url())
+            .field("algorithm", &self.algorithm)
+            .field("sign_count", &self.sign_count)
+            .field("aaguid", &self.aaguid)
+            .field("transports", &self.transports)
+            .field("backup_eligible", &self.backup_eligible)
+            .field("backup_state", &self.backup_state)
+            .field("name", &self.name)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("disabled_at", &self.disabled_at)
+            .field("disabled_reason", &self.disabled_reason)
+            .finish()
+    }
+}
+
+/// The public data of a credential a registration ceremony produced, as the
+/// application read it from `attestedCredentialData` and the response's transports.
+/// `Debug` leaves the key out.
+#[derive(Clone)]
+pub struct NewPasskey {
+    pub credential_id: Vec<u8>,
+    /// The credential's COSE_Key (RFC 9052 §7): an EC2 key on P-256 for ES256.
+    pub public_key_cose: Vec<u8>,
+    /// The signature counter of the registration's authenticator data.
+    pub sign_count: u32,
+    pub aaguid: Uuid,
+    /// `usb`, `nfc`, `ble`, `smart-card`, `hybrid`, `internal`, ...
+    pub transports: Vec<String>,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub name: String,
+}
+
+impl fmt::Debug for NewPasskey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPasskey")
+            .field(
+                "credential_id",
+                &URL_SAFE_NO_PAD.encode(&self.credential_id),
+            )
+            .field("public_key_cose", &"[redacted]")
+            .field("sign_count", &self.sign_count)
+            .field("aaguid", &self.aaguid)
+            .field("transports", &self.transports)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// What the browser returned from `navigator.credentials.get()`, decoded from
+/// base64url. `Debug` shows lengths only.
+#[derive(Clone, Copy)]
+pub struct PasskeyAssertion<'a> {
+    /// `rawId`.
+    pub credential_id: &'a [u8],
+    pub authenticator_data: &'a [u8],
+    pub client_data_json: &'a [u8],
+    /// DER-encoded ECDSA signature.
+    pub signature: &'a [u8],
+}
+
+impl fmt::Debug for PasskeyAssertion<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasskeyAssertion")
+            .field("credential_id", &URL_SAFE_NO_PAD.encode(self.credential_id))
+            .field("authenticator_data_len", &self.authenticator_data.len())
+            .field("client_data_json_len", &self.client_data_json.len())
+            .field("signature", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What the application expects of a ceremony (a registration or an assertion): the
+/// challenge it issued for it (single use is the application's to keep), its origin
+/// (`https://app.example.com`) and its RP id (`example.com`).
+#[derive(Clone, Copy, Debug)]
+pub struct ExpectedCeremony<'a> {
+    pub challenge: &'a [u8],
+    pub origin: &'a str,
+    pub rp_id: &'a str,
+}
+
+/// An accepted assertion: whose passkey, and what the authenticator said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedPasskey {
+    pub passkey_id: PasskeyId,
+    pub user_id: UserId,
+    pub sign_count: u32,
+    /// The authenticator verified the user (PIN, biometrics), not only their presence.
+    pub user_verified: bool,
+    pub backup_state: bool,
+}
+
+/// Why an assertion was refused. The application decides what its user hears; none of
+/// these says anything about another user's credentials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PasskeyRejection {
+    /// No passkey has this credential id.
+    UnknownCredential,
+    /// Disabled earlier (a detected clone); refused for good.
+    Disabled,
+    /// clientDataJSON is not JSON of `webauthn.get`.
+    WrongType,
+    ChallengeMismatch,
+    OriginMismatch,
+    /// Cross-origin iframes are not accepted.
+    CrossOrigin,
+    RpIdMismatch,
+    UserNotPresent,
+    /// The backup flags contradict each other or the registration.
+    BackupFlags,
+    UnsupportedAlgorithm,
+    BadSignature,
+    /// The signature counter did not increase: the passkey is now disabled.
+    ClonedAuthenticator,
+}
+
+impl PasskeyRejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PasskeyRejection::UnknownCredential => "unknown_credential",
+            PasskeyRejection::Disabled => "disabled",
+            PasskeyRejection::WrongType => "wrong_type",
+            PasskeyRejection::ChallengeMismatch => "challenge_mismatch",
+            PasskeyRejection::OriginMismatch => "origin_mismatch",
+            PasskeyRejection::CrossOrigin => "cross_origin",
+            PasskeyRejection::RpIdMismatch => "rp_id_mismatch",
+            PasskeyRejection::UserNotPresent => "user_not_present",
+            PasskeyRejection::BackupFlags => "backup_flags",
+            PasskeyRejection::UnsupportedAlgorithm => "unsupported_algorithm",
+            PasskeyRejection::BadSignature => "bad_signature",
+            PasskeyRejection::ClonedAuthenticator => "cloned_authenticator",
+        }
+    }
+}
+
+impl fmt::Display for PasskeyRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn parse_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > NAME_MAX_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(ServiceError::validation(
+            "name",
+            "1 to 64 characters, no control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_credential_id(id: &[u8]) -> Result<()> {
+    if !CREDENTIAL_ID_LEN.contains(&id.len()) {
+        return Err(ServiceError::validation(
+            "credential_id",
+            "16 to 1023 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Transports as stored: known-shaped tokens (lowercase letters and hyphens, as
+/// WebAuthn names them), without duplicates, comma-separated. Unknown names are kept:
+/// browsers add new ones and want them back in `allowCredentials`.
+fn parse_transports(transports: &[String]) -> Result<String> {
+    let mut seen: Vec<&str> = Vec::with_capacity(transports.len());
+    for t in transports {
+        let t = t.as_str();
+        let well_formed = !t.is_empty()
+            && t.len() <= 32
+            && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+        if !well_formed {
+            return Err(ServiceError::validation(
+                "transports",
+                "lowercase names such as \"usb\" or \"internal\"",
+            ));
+        }
+        if !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    let joined = seen.join(",");
+    if joined.len() > TRANSPORTS_MAX_LEN {
+        return Err(ServiceError::validation("transports", "too many"));
+    }
+    Ok(joined)
+}
+
+/// A CBOR item of the few kinds a COSE EC2 key holds.
+enum Cbor<'a> {
+    Int(i64),
+    Bytes(&'a [u8]),
+}
+
+/// Reads a CBOR head (RFC 8949 §3): major type and argument. Indefinite lengths are
+/// not used by COSE keys and refused.
+fn cbor_head(input: &mut &[u8]) -> Option<(u8, u64)> {
+    let (&first, rest) = input.split_first()?;
+    *input = rest;
+    let (major, info) = (first >> 5, first & 0x1f);
+    let width = match info {
+        0..=23 => return Some((major, u64::from(info))),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    if input.len() < width {
+        return None;
+    }
+    let (bytes, rest) = input.split_at(width);
+    *input = rest;
+    Some((
+        major,
+        bytes.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    ))
+}
+
+fn cbor_item<'a>(input: &mut &'a [u8]) -> Option<Cbor<'a>> {
+    match cbor_head(input)? {
+        (0, n) => i64::try_from(n).ok().map(Cbor::Int),
+        (1, n) => i64::try_from(n).ok().map(|n| Cbor::Int(-1 - n)),
+        (2, len) => {
+            let len = usize::try_from(len).ok()?;
+            if input.len() < len {
+                return None;
+            }
+            let (bytes, rest) = input.split_at(len);
+            *input = rest;
+            Some(Cbor::Bytes(bytes))
+        }
+        _ => None,
+    }
+}
+
+/// Skips one CBOR item of any kind (an attestation statement, an unknown COSE
+/// parameter), nested at most `depth` deep.
+fn cbor_skip(input: &mut &[u8], depth: u8) -> Option<()> {
+    let (major, n) = cbor_head(input)?;
+    match major {
+        0 | 1 | 7 => Some(()),
+        2 | 3 => {
+            let len = usize::try_from(n).ok()?;
+            if input.len() < len {
+                return None;
+            }
+            *input = &input[len..];
+            Some(())
+        }
+        4 | 5 => {
+            let items = if major == 5 { n.checked_mul(2)? } else { n };
+            // Each item takes a byte at least: a count beyond the input is a lie.
+            if depth == 0 || items > input.len() as u64 {
+                return None;
+            }
+            (0..items).try_for_each(|_| cbor_skip(input, depth - 1))
+        }
+        6 if depth > 0 => cbor_skip(input, depth - 1),
+        _ => None,
+    }
+}
+
+fn cbor_text<'a>(input: &mut &'a [u8]) -> Option<&'a str> {
+    let (major, len) = cbor_head(input)?;
+    let len = usize::try_from(len).ok()?;
+    if major != 3 || input.len() < len {
+        return None;
+    }
+    let (text, rest) = input.split_at(len);
+    *input = rest;
+    std::str::from_utf8(text).ok()
+}
+
+/// Reads an ES256 COSE key (kty 2 = EC2, alg -7, crv 1 = P-256, x and y of 32 bytes)
+/// from the front of `input` and returns its uncompressed SEC1 point, checked to be on
+/// the curve. Anything else is refused.
+fn read_es256_cose(input: &mut &[u8]) -> Option<Vec<u8>> {
+    let (major, entries) = cbor_head(input)?;
+    if major != 5 || entries > 16 {
+        return None;
+    }
+    let (mut kty, mut alg, mut crv, mut x, mut y) = (None, None, None, None, None);
+    for _ in 0..entries {
+        let Cbor::Int(label) = cbor_item(input)? else {
+            return None;
+        };
+        if !matches!(label, 1 | 3 | -1 | -2 | -3) {
+            // Other parameters (a key id, key operations) say nothing the check needs.
+            cbor_skip(input, 4)?;
+            continue;
+        }
+        let twice = match (label, cbor_item(input)?) {
+            (1, Cbor::Int(v)) => kty.replace(v).is_some(),
+            (3, Cbor::Int(v)) => alg.replace(v).is_some(),
+            (-1, Cbor::Int(v)) => crv.replace(v).is_some(),
+            (-2, Cbor::Bytes(v)) => x.replace(v).is_some(),
+            (-3, Cbor::Bytes(v)) => y.replace(v).is_some(),
+            _ => return None,
+        };
+        if twice {
+            return None;
+        }
+    }
+    if (kty, alg, crv) != (Some(2), Some(i64::from(ES256)), Some(1)) {
+        return None;
+    }
+    let (x, y) = (x?, y?);
+    if x.len() != 32 || y.len() != 32 {
+        return None;
+    }
+    let mut point = Vec::with_capacity(65);
+    point.push(0x04);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    VerifyingKey::from_sec1_bytes(&point).ok()?;
+    Some(point)
+}
+
+/// [`read_es256_cose`] of a whole value: nothing may follow the key.
+fn es256_point_from_cose(cose: &[u8]) -> Option<Vec<u8>> {
+    let mut input = cose;
+    let point = read_es256_cose(&mut input)?;
+    input.is_empty().then_some(point)
+}
+
+/// The COSE_Key of an ES256 public key given as an uncompressed SEC1 point: what an
+/// authenticator puts in `attestedCredentialData`. For software authenticators (the
+/// tests, the seeder).
+///
+/// # Errors
+/// `Validation` if `point` is not an uncompressed P-256 point.
+pub fn es256_cose_key(point: &[u8]) -> Result<Vec<u8>> {
+    if point.len() != 65 || point[0] != 0x04 || VerifyingKey::from_sec1_bytes(point).is_err() {
+        return Err(ServiceError::validation(
+            "public_key",
+            "an uncompressed P-256 point",
+        ));
+    }
+    let mut cose = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21, 0x58, 0x20];
+    cose.extend_from_slice(&point[1..33]);
+    cose.extend_from_slice(&[0x22, 0x58, 0x20]);
+    cose.extend_from_slice(&point[33..65]);
+    Ok(cose)
+}
+
+async fn view<C: ConnectionTrait>(db: &C, user: UserId, id: PasskeyId) -> Result<Passkey> {
+    passkeys::Entity::find_by_id(id)
+        .filter(passkeys::Column::UserId.eq(user))
+        .into_partial_model::<Passkey>()
+        .one(db)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("passkey", id))
+}
+
+/// Stores a credential a registration ceremony produced, in the user's session: a
+/// sensitive operation (a recent sign-in, at `aal2` when the user has a second factor;
+/// see `validate_session`). Records `passkey_registered`.
+///
+/// # Errors
+/// `StepUpRequired`; and
+/// `Validation` for a bad name, credential id, key (not an ES256 COSE key on P-256),
+/// transports, or a backed-up credential that is not backup eligible, all before any
+/// query; `Conflict` if the credential id is registered (to anyone); `NotFound`,
+/// `AccountDisabled`; `Db`.
+pub async fn register_passkey<C>(
+    db: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    new: NewPasskey,
+    meta: &RequestMeta,
+) -> Result<Passkey>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let name = parse_name(&new.name)?;
+    check_credential_id(&new.credential_id)?;
+    let point = es256_point_from_cose(&new.public_key_cose).ok_or_else(|| {
+        ServiceError::validation(
+            "public_key",
+            "an ES256 COSE key (EC2, P-256); other algorithms are not supported",
+        )
+    })?;
+    let transports = parse_transports(&new.transports)?;
+    if new.backup_state && !new.backup_eligible {
+        return Err(ServiceError::validation(
+            "backup_state",
+            "a credential that is not backup eligible cannot be backed up",
+        ));
+    }
+    let user = session.user_id();
+    let txn = begin_sensitive(db, deps, session, "register_passkey", meta).await?;
+    let id = PasskeyId(deps.new_id("passkeys", &user.to_string()));
+    passkeys::Entity::insert(passkeys::ActiveModel {
+        id: Set(id),
+        user_id: Set(user),
+        credential_id: Set(new.credential_id),
+        public_key: Set(PublicKeyBytes::new(point)),
+        algorithm: Set(ES256),
+        sign_count: Set(i64::from(new.sign_count)),
+        aaguid: Set(new.aaguid),
+        transports: Set(transports.clone()),
+        backup_eligible: Set(new.backup_eligible),
+        backup_state: Set(new.backup_state),
+        name: Set(name),
+        created_at: Set(deps.now()),
+        // Left out of the INSERT: a new passkey is unused and enabled, and the runtime
+        // role may not insert these columns.
+        last_used_at: NotSet,
+        disabled_at: NotSet,
+        disabled_reason: NotSet,
+    })
+    .exec_without_returning(&txn)
+    .await
+    .map_err(conflict_on_unique(
+        "passkey",
+        "this credential is already registered",
+    ))?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::PasskeyRegistered, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("passkey", id)
+            .details(json!({
+                "algorithm": ES256,
+                "aaguid": new.aaguid,
+                "transports": transports,
+                "backup_eligible": new.backup_eligible,
+            })),
+    )
+    .await?;
+    let registered = view(&txn, user, id).await?;
+    txn.commit().await?;
+    Ok(registered)
+}
+
+/// The user's passkeys, oldest first, without their keys.
+///
+/// # Errors
+/// `Db` only.
+pub async fn list_passkeys<C>(db: &C, user: UserId) -> Result<Vec<Passkey>>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_for_user(db, user).await?;
+    let list = passkeys::Entity::find()
+        .filter(passkeys::Column::UserId.eq(user))
+        .order_by_asc(passkeys::Column::CreatedAt)
+        .order_by_asc(passkeys::Column::Id)
+        .into_partial_model::<Passkey>()
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(list)
+}
+
+/// Renames one of the user's passkeys. Records `passkey_renamed`.
+///
+/// # Errors
+/// `Validation` for a bad name (before any query); `NotFound` for a passkey that is
+/// not the user's; `AccountDisabled`; `Db`.
+pub async fn rename_passkey<C>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    id: PasskeyId,
+    name: &str,
+    meta: &RequestMeta,
+) -> Result<Passkey>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let name = parse_name(name)?;
+    let txn = begin_for_user(db, user).await?;
+    find_active_user(&txn, user).await?;
+    let renamed = passkeys::Entity::update_many()
+        .col_expr(passkeys::Column::Name, Expr::value(name))
+        .filter(passkeys::Column::Id.eq(id))
+        .filter(passkeys::Column::UserId.eq(user))
+        .exec(&txn)
+        .await?;
+    if renamed.rows_affected == 0 {
+        return Err(ServiceError::not_found("passkey", id));
+    }
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::PasskeyRenamed, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("passkey", id),
+    )
+    .await?;
+    let passkey = view(&txn, user, id).await?;
+    txn.commit().await?;
+    Ok(passkey)
+}
+
+/// Removes one of the user's passkeys, disabled or not, in the user's session: a
+/// sensitive operation, like registering one. Records `passkey_removed`.
+///
+/// # Errors
+/// `StepUpRequired`; `NotFound` for a passkey that is not the user's; `AccountDisabled`;
+/// `Db`.
+pub async fn remove_passkey<C>(
+    db: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    id: PasskeyId,
+    meta: &RequestMeta,
+) -> Result<()>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let user = session.user_id();
+    let txn = begin_sensitive(db, deps, session, "remove_passkey", meta).await?;
+    let removed = passkeys::Entity::delete_many()
+        .filter(passkeys::Column::Id.eq(id))
+        .filter(passkeys::Column::UserId.eq(user))
+        .exec(&txn)
+        .await?;
+    if removed.rows_affected == 0 {
+        return Err(ServiceError::not_found("passkey", id));
+    }
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::PasskeyRemoved, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("passkey", id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The fields of clientDataJSON the check reads (WebAuthn §5.8.1).
+struct ClientData {
+    kind: String,
+    challenge: String,
+    origin: String,
+    cross_origin: bool,
+}
+
+fn parse_client_data(json: &[u8]) -> Result<ClientData> {
+    let malformed = || ServiceError::validation("client_data_json", "not WebAuthn client data");
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|_| malformed())?;
+    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(ClientData {
+        kind: text("type").ok_or_else(malformed)?,
+        challenge: text("challenge").ok_or_else(malformed)?,
+        origin: text("origin").ok_or_else(malformed)?,
+        cross_origin: value
+            .get("crossOrigin")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
+}
+
+/// Shape checks, before any query: lengths, and client data that parses.
+fn check_shapes(
+    assertion: &PasskeyAssertion<'_>,
+    expected: &ExpectedCeremony<'_>,
+) -> Result<ClientData> {
+    check_credential_id(assertion.credential_id)?;
+    if !(AUTH_DATA_MIN_LEN..=AUTH_DATA_MAX_LEN).contains(&assertion.authenticator_data.len()) {
+        return Err(ServiceError::validation(
+            "authenticator_data",
+            "37 to 4096 bytes",
+        ));
+    }
+    if !SIGNATURE_LEN.contains(&assertion.signature.len()) {
+        return Err(ServiceError::validation(
+            "signature",
+            "a DER ECDSA signature (8 to 72 bytes)",
+        ));
+    }
+    if assertion.client_data_json.len() > CLIENT_DATA_MAX_LEN {
+        return Err(ServiceError::validation(
+            "client_data_json",
+            "at most 16 KiB",
+        ));
+    }
+    check_expected(expected)?;
+    parse_client_data(assertion.client_data_json)
+}
+
+fn check_expected(expected: &ExpectedCeremony<'_>) -> Result<()> {
+    if expected.challenge.len() < 16 {
+        return Err(ServiceError::validation(
+            "expected challenge",
+            "at least 16 random bytes",
+        ));
+    }
+    if expected.origin.is_empty() || expected.rp_id.is_empty() {
+        return Err(ServiceError::validation(
+            "expected origin and RP id",
+            "both are required",
+        ));
+    }
+    Ok(())
+}
+
+/// Which passkey and user a credential id names. On PostgreSQL through
+/// `app_passkey_lookup`: no user is known yet to make the row visible.
+async fn find_credential<C: ConnectionTrait>(
+    db: &C,
+    credential_id: &[u8],
+) -> Result<Option<(PasskeyId, UserId)>> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT passkey_id, user_id FROM app_passkey_lookup($1)",
+                [credential_id.to_vec().into()],
+            ))
+            .await?;
+        return Ok(match row {
+            Some(row) => Some((
+                PasskeyId(row.try_get_by_index(0)?),
+                UserId(row.try_get_by_index(1)?),
+            )),
+            None => None,
+        });
+    }
+    Ok(passkeys::Entity::find()
+        .filter(passkeys::Column::CredentialId.eq(credential_id.to_vec()))
+        .one(db)
+        .await?
+        .map(|p| (p.id, p.user_id)))
+}
+
+/// The checks a registration and an assertion share: the client data's type, challenge
+/// and origin; the authenticator data's RP id hash, user presence and backup flags.
+/// `auth` has its 37 fixed bytes.
+fn check_ceremony(
+    kind: &str,
+    client: &ClientData,
+    auth: &[u8],
+    expected: &ExpectedCeremony<'_>,
+) -> std::result::Result<(), PasskeyRejection> {
+    if client.kind != kind {
+        return Err(PasskeyRejection::WrongType);
+    }
+    let challenge_ok = URL_SAFE_NO_PAD
+        .decode(client.challenge.as_bytes())
+        .is_ok_and(|c| bool::from(c.as_slice().ct_eq(expected.challenge)));
+    if !challenge_ok {
+        return Err(PasskeyRejection::ChallengeMismatch);
+    }
+    if client.origin != expected.origin {
+        return Err(PasskeyRejection::OriginMismatch);
+    }
+    if client.cross_origin {
+        return Err(PasskeyRejection::CrossOrigin);
+    }
+    let rp_id_hash = Sha256::digest(expected.rp_id.as_bytes());
+    if !bool::from(auth[..32].ct_eq(rp_id_hash.as_slice())) {
+        return Err(PasskeyRejection::RpIdMismatch);
+    }
+    let flags = auth[32];
+    if flags & FLAG_USER_PRESENT == 0 {
+        return Err(PasskeyRejection::UserNotPresent);
+    }
+    if flags & FLAG_BACKUP_STATE != 0 && flags & FLAG_BACKUP_ELIGIBLE == 0 {
+        return Err(PasskeyRejection::BackupFlags);
+    }
+    Ok(())
+}
+
+/// What the browser returned from `navigator.credentials.create()`, decoded from
+/// base64url. `Debug` shows lengths only.
+#[derive(Clone, Copy)]
+pub struct PasskeyRegistration<'a> {
+    pub attestation_object: &'a [u8],
+    pub client_data_json: &'a [u8],
+    /// `response.getTransports()`.
+    pub transports: &'a [String],
+}
+
+impl fmt::Debug for PasskeyRegistration<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasskeyRegistration")
+            .field("attestation_object_len", &self.attestation_object.len())
+            .field("client_data_json_len", &self.client_data_json.len())
+            .field("transports", &self.transports)
+            .finish()
+    }
+}
+
+/// A registration response that holds: the credential to store, and what the
+/// ceremony said about it.
+#[derive(Clone, Debug)]
+pub struct CheckedRegistration {
+    pub passkey: NewPasskey,
+    /// The authenticator verified the user (PIN, biometrics).
+    pub user_verified: bool,
+    /// The attestation statement's format (`none`, `packed`, ...); its content is not
+    /// verified.
+    pub attestation_format: String,
+}
+
+/// Checks a registration ceremony's response as WebAuthn Level 2 §7.1 says: the
+/// client data is of `webauthn.create` with the expected challenge and origin; the
+/// authenticator data has the RP id's hash, user presence, consistent backup flags and
+/// attested credential data with an ES256 key. The attestation statement is skipped,
+/// not verified (what `attestation: "none"` asks for): the authenticator's model is
+/// taken on the client's word. Pass the result's `passkey` to [`register_passkey`].
+/// No query runs and nothing is recorded.
+///
+/// # Errors
+/// `Validation` for input that is not a well-formed response (lengths, CBOR, JSON);
+/// `PasskeyRejected` for a ceremony that does not hold, `UnsupportedAlgorithm` for a
+/// key other than ES256.
+pub fn check_registration(
+    registration: PasskeyRegistration<'_>,
+    expected: ExpectedCeremony<'_>,
+    name: &str,
+) -> Result<CheckedRegistration> {
+    let malformed =
+        || ServiceError::validation("attestation_object", "not a WebAuthn attestation object");
+    check_expected(&expected)?;
+    if registration.attestation_object.len() > AUTH_DATA_MAX_LEN * 4
+        || registration.client_data_json.len() > CLIENT_DATA_MAX_LEN
+    {
+        return Err(ServiceError::validation(
+            "registration",
+            "larger than any authenticator makes",
+        ));
+    }
+    let client = parse_client_data(registration.client_data_json)?;
+    // The attestation object: a map of "fmt", "attStmt" and "authData" (§6.5.4).
+    let mut input = registration.attestation_object;
+    let (major, entries) = cbor_head(&mut input).ok_or_else(malformed)?;
+    if major != 5 || entries != 3 {
+        return Err(malformed());
+    }
+    let (mut format, mut auth) = (None, None);
+    for _ in 0..entries {
+        match cbor_text(&mut input).ok_or_else(malformed)? {
+            "fmt" => format = Some(cbor_text(&mut input).ok_or_else(malformed)?.to_owned()),
+            "authData" => match cbor_item(&mut input) {
+                Some(Cbor::Bytes(bytes)) => auth = Some(bytes),
+                _ => return Err(malformed()),
+            },
+            "attStmt" => cbor_skip(&mut input, 8).ok_or_else(malformed)?,
+            _ => return Err(malformed()),
+        }
+    }
+    let (Some(format), Some(auth)) = (format, auth) else {
+        return Err(malformed());
+    };
+    if !input.is_empty() || auth.len() < AUTH_DATA_MIN_LEN {
+        return Err(malformed());
+    }
+    check_ceremony("webauthn.create", &client, auth, &expected)
+        .map_err(|reason| ServiceError::PasskeyRejected { reason })?;
+    let flags = auth[32];
+    if flags & FLAG_ATTESTED_CREDENTIAL == 0 {
+        return Err(malformed());
+    }
+    let sign_count = u32::from_be_bytes([auth[33], auth[34], auth[35], auth[36]]);
+    // attestedCredentialData: aaguid (16), credentialIdLength (2), credentialId,
+    // credentialPublicKey (COSE); then extensions if the ED flag is set.
+    let rest = &auth[AUTH_DATA_MIN_LEN..];
+    if rest.len() < 18 {
+        return Err(malformed());
+    }
+    let aaguid = Uuid::from_slice(&rest[..16]).map_err(|_| malformed())?;
+    let id_len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
+    let rest = &rest[18..];
+    if rest.len() < id_len {
+        return Err(malformed());
+    }
+    let (credential_id, mut rest) = rest.split_at(id_len);
+    check_credential_id(credential_id)?;
+    let point = read_es256_cose(&mut rest).ok_or(ServiceError::PasskeyRejected {
+        reason: PasskeyRejection::UnsupportedAlgorithm,
+    })?;
+    if flags & FLAG_EXTENSIONS != 0 {
+        cbor_skip(&mut rest, 8).ok_or_else(malformed)?;
+    }
+    if !rest.is_empty() {
+        return Err(malformed());
+    }
+    Ok(CheckedRegistration {
+        passkey: NewPasskey {
+            credential_id: credential_id.to_vec(),
+            public_key_cose: es256_cose_key(&point)?,
+            sign_count,
+            aaguid,
+            transports: registration.transports.to_vec(),
+            backup_eligible: flags & FLAG_BACKUP_ELIGIBLE != 0,
+            backup_state: flags & FLAG_BACKUP_STATE != 0,
+            name: name.to_owned(),
+        },
+        user_verified: flags & FLAG_USER_VERIFIED != 0,
+        attestation_format: format,
+    })
+}
+
+/// The checks that need the stored passkey but change nothing, in WebAuthn's order;
+/// the counter is left to the caller.
+fn check_assertion(
+    passkey: &passkeys::Model,
+    assertion: &PasskeyAssertion<'_>,
+    client: &ClientData,
+    expected: &ExpectedCeremony<'_>,
+) -> std::result::Result<(), PasskeyRejection> {
+    if passkey.disabled_at.is_some() {
+        return Err(PasskeyRejection::Disabled);
+    }
+    if passkey.algorithm != ES256 {
+        return Err(PasskeyRejection::UnsupportedAlgorithm);
+    }
+    check_ceremony(
+        "webauthn.get",
+        client,
+        assertion.authenticator_data,
+        expected,
+    )?;
+    let auth = assertion.authenticator_data;
+    if (auth[32] & FLAG_BACKUP_ELIGIBLE != 0) != passkey.backup_eligible {
+        return Err(PasskeyRejection::BackupFlags);
+    }
+    let key = VerifyingKey::from_sec1_bytes(passkey.public_key.expose())
+        .map_err(|_| PasskeyRejection::UnsupportedAlgorithm)?;
+    let signature =
+        Signature::from_der(assertion.signature).map_err(|_| PasskeyRejection::BadSignature)?;
+    let mut signed = Vec::with_capacity(auth.len() + 32);
+    signed.extend_from_slice(auth);
+    signed.extend_from_slice(&Sha256::digest(assertion.client_data_json));
+    // ECDSA with SHA-256 over the message: the verifier hashes `signed` itself.
+    key.verify(&signed, &signature)
+        .map_err(|_| PasskeyRejection::BadSignature)
+}
+
+/// The counter rule: counting starts when either side is non-zero, and from then on
+/// each assertion's count must be greater than the last.
+fn counter_advances(stored: i64, presented: u32) -> bool {
+    let presented = i64::from(presented);
+    (stored == 0 && presented == 0) || presented > stored
+}
+
+/// Records a refused assertion of a known passkey on a transaction of its own; for a
+/// clone, disables the passkey in the same transaction. Returns the caller's error.
+async fn refuse(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    passkey: &passkeys::Model,
+    mut rejection: PasskeyRejection,
+    presented_count: u32,
+    meta: &RequestMeta,
+) -> Result<ServiceError> {
+    let txn = begin_for_user(db, passkey.user_id).await?;
+    if rejection == PasskeyRejection::ClonedAuthenticator {
+        let disabled = passkeys::Entity::update_many()
+            .col_expr(passkeys::Column::DisabledAt, Expr::value(deps.now()))
+            .col_expr(
+                passkeys::Column::DisabledReason,
+                Expr::value(PasskeyDisabledReason::ClonedAuthenticator),
+            )
+            .filter(passkeys::Column::Id.eq(passkey.id))
+            .filter(passkeys::Column::DisabledAt.is_null())
+            .exec(&txn)
+            .await?;
+        // A concurrent assertion disabled it first: that one recorded the clone.
+        if disabled.rows_affected == 0 {
+            rejection = PasskeyRejection::Disabled;
+        }
+    }
+    let entry = if rejection == PasskeyRejection::ClonedAuthenticator {
+        AuditEntry::new(AuditEvent::PasskeyCloneDetected, AuditOutcome::Denied, meta)
+            .risk(90)
+            .details(json!({
+                "stored_sign_count": passkey.sign_count,
+                "presented_sign_count": presented_count,
+                "disabled": true,
+            }))
+    } else {
+        AuditEntry::new(
+            AuditEvent::PasskeyAssertionFailed,
+            AuditOutcome::Failure,
+            meta,
+        )
+        .risk(30)
+        .details(json!({ "reason": rejection.as_str() }))
+    };
+    record(
+        &txn,
+        deps,
+        entry.actor(passkey.user_id).resource("passkey", passkey.id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(ServiceError::PasskeyRejected { reason: rejection })
+}
+
+/// Verifies a WebAuthn assertion (see the module's documentation for the checks) and,
+/// if it holds, stores the new counter, backup state and last use, and records
+/// `passkey_used`. A refused assertion of a known passkey records
+/// `passkey_assertion_failed`, and a counter that did not increase disables the
+/// passkey and records `passkey_clone_detected` (risk 90), on a transaction of its own
+/// committed before the error returns. Whether the user is signed in, and whether user
+/// verification was required, is the application's decision on the result.
+///
+/// # Errors
+/// `Validation` for malformed input (lengths, client data that is not JSON with type,
+/// challenge and origin; an expected challenge under 16 bytes), before any query and
+/// writing nothing; `PasskeyRejected` with the reason; `AccountDisabled` for a
+/// deactivated user; `Db`.
+pub async fn verify_passkey_assertion(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    assertion: PasskeyAssertion<'_>,
+    expected: ExpectedCeremony<'_>,
+    meta: &RequestMeta,
+) -> Result<VerifiedPasskey> {
+    let client = check_shapes(&assertion, &expected)?;
+    let auth = assertion.authenticator_data;
+    let presented_count = u32::from_be_bytes([auth[33], auth[34], auth[35], auth[36]]);
+    let flags = auth[32];
+
+    // One transaction for the lookup and the checks (every statement runs in one).
+    let txn = crate::begin_write(db).await?;
+    let Some((id, user)) = find_credential(&txn, assertion.credential_id).await? else {
+        txn.rollback().await?;
+        return Err(ServiceError::PasskeyRejected {
+            reason: PasskeyRejection::UnknownCredential,
+        });
+    };
+    set_row_security_context(&txn, None, Some(user)).await?;
+    find_active_user(&txn, user).await?;
+    let passkey = passkeys::Entity::find_by_id(id)
+        .filter(passkeys::Column::UserId.eq(user))
+        .one(&txn)
+        .await?
+        .ok_or(ServiceError::PasskeyRejected {
+            reason: PasskeyRejection::UnknownCredential,
+        })?;
+    let mut refusal = check_assertion(&passkey, &assertion, &client, &expected).err();
+    if refusal.is_none() && !counter_advances(passkey.sign_count, presented_count) {
+        refusal = Some(PasskeyRejection::ClonedAuthenticator);
+    }
+    let backup_state = flags & FLAG_BACKUP_STATE != 0;
+    if refusal.is_none() {
+        // The counter condition again, on the row: of two concurrent assertions with
+        // one count, one passes and the other is a regression.
+        let stored = passkeys::Entity::update_many()
+            .col_expr(
+                passkeys::Column::SignCount,
+                Expr::value(i64::from(presented_count)),
+            )
+            .col_expr(passkeys::Column::BackupState, Expr::value(backup_state))
+            .col_expr(passkeys::Column::LastUsedAt, Expr::value(deps.now()))
+            .filter(passkeys::Column::Id.eq(id))
+            .filter(passkeys::Column::DisabledAt.is_null())
+            .filter(if presented_count == 0 {
+                passkeys::Column::SignCount.eq(0)
+            } else {
+                passkeys::Column::SignCount.lt(i64::from(presented_count))
+            })
+            .exec(&txn)
+            .await?;
+        if stored.rows_affected == 0 {
+            refusal = Some(PasskeyRejection::ClonedAuthenticator);
+        }
+    }
+    if let Some(rejection) = refusal {
+        txn.rollback().await?;
+        return Err(refuse(db, deps, &passkey, rejection, presented_count, meta).await?);
+    }
+    let user_verified = flags & FLAG_USER_VERIFIED != 0;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::PasskeyUsed, AuditOutcome::Success, meta)
+            .actor(user)
+            .resource("passkey", id)
+            .details(json!({
+                "sign_count": presented_count,
+                "user_verified": user_verified,
+                "backup_state": backup_state,
+            })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(VerifiedPasskey {
+        passkey_id: id,
+        user_id: user,
+        sign_count: presented_count,
+        user_verified,
+        backup_state,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_is_checked_before_any_query() {
+        assert!(parse_name(" ").is_err());
+        assert!(parse_name(&"x".repeat(65)).is_err());
+        assert!(parse_name(&"é".repeat(64)).is_ok());
+        assert!(parse_name("a\u{7}b").is_err());
+        assert!(check_credential_id(&[0; 15]).is_err());
+        assert!(check_credential_id(&[0; 1024]).is_err());
+        assert!(parse_transports(&["USB".into()]).is_err());
+        assert_eq!(
+            parse_transports(&["internal".into(), "hybrid".into(), "internal".into()])
+                .expect("parses"),
+            "internal,hybrid"
+        );
+    }
+
+    #[test]
+    fn the_counter_rule() {
+        assert!(counter_advances(0, 0), "authenticators without a counter");
+        assert!(counter_advances(0, 1));
+        assert!(counter_advances(5, 6));
+        assert!(!counter_advances(5, 5), "equal and non-zero");
+        assert!(!counter_advances(5, 4));
+        assert!(!counter_advances(5, 0), "back to zero");
+    }
+
+    #[test]
+    fn cose_keys_round_trip_and_others_are_refused() {
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).expect("a valid scalar");
+        let point = key.verifying_key().to_encoded_point(false);
+        let cose = es256_cose_key(point.as_bytes()).expect("encodes");
+        assert_eq!(
+            es256_point_from_cose(&cose).as_deref(),
+            Some(point.as_bytes())
+        );
+        let mut other_alg = cose.clone();
+        other_alg[4] = 0x27; // -8, EdDSA
+        assert!(es256_point_from_cose(&other_alg).is_none());
+        let mut trailing = cose.clone();
+        trailing.push(0);
+        assert!(es256_point_from_cose(&trailing).is_none());
+        assert!(es256_point_from_cose(&cose[..cose.len() - 1]).is_none());
+        let mut off_curve = cose;
+        let last = off_curve.len() - 1;
+        off_curve[last] ^= 1;
+        assert!(es256_point_from_cose(&off_curve).is_none());
+    }
+
+    #[test]
+    fn no_cbor_input_panics() {
+        // A deterministic stream of bytes, biased towards CBOR heads that claim a lot.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        };
+        let expected = ExpectedCeremony {
+            challenge: &[1; 16],
+            origin: "https://a.test",
+            rp_id: "a.test",
+        };
+        let client = br#"{"type":"webauthn.create","challenge":"AQEBAQEBAQEBAQEBAQEBAQ","origin":"https://a.test"}"#;
+        for len in 0..400 {
+            let mut object: Vec<u8> = (0..len).map(|_| next()).collect();
+            if len > 0 {
+                object[0] = 0xa3;
+            }
+            let _ = es256_point_from_cose(&object);
+            let _ = check_registration(
+                PasskeyRegistration {
+                    attestation_object: &object,
+                    client_data_json: client,
+                    transports: &[],
+                },
+                expected,
+                "x",
+            );
+            let mut input = object.as_slice();
+            let _ = cbor_skip(&mut input, 8);
+        }
+        // Deep nesting stops at the depth limit instead of the stack's.
+        let nested = vec![0x81; 10_000];
+        assert!(cbor_skip(&mut nested.as_slice(), 8).is_none());
+    }
+}
