@@ -23,7 +23,10 @@
 //! `app_mfa_challenge_lookup` (nobody is acting yet when the second step arrives); the
 //! runtime role never reads `token_hash`, may mark a challenge completed or count a
 //! failure, and never deletes. Anomaly reports can be read and inserted, not changed.
-//! The reading roles read everything but the challenge hash and the sealed token.
+//! The reading roles read everything but the challenge hash and the sealed token, and
+//! lose the default writes they had on `sessions` and `refresh_tokens`. A trigger keeps
+//! a revoked session revoked, its end from moving later, and its owner and start fixed.
+//! An anomaly report can name only one of its user's own sessions.
 //! `app_current_aal()` returns the acting session's level (set per transaction like the
 //! acting user), for policies that require a second factor. The runtime role may now
 //! set `users.is_active`, so a user can close their own account.
@@ -108,7 +111,35 @@ CREATE POLICY wall_update ON mfa_challenges FOR UPDATE USING (user_id = app_curr
 
 ALTER TABLE session_anomaly_reports ENABLE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON session_anomaly_reports FOR SELECT USING (user_id = app_current_user());
-CREATE POLICY wall_insert ON session_anomaly_reports FOR INSERT WITH CHECK (user_id = app_current_user());
+-- A report names one of the acting user's own sessions, or none (the subquery sees the
+-- acting user's sessions only).
+CREATE POLICY wall_insert ON session_anomaly_reports FOR INSERT WITH CHECK (
+  user_id = app_current_user()
+  AND (session_id IS NULL OR EXISTS (SELECT 1 FROM sessions s WHERE s.id = session_id)));
+
+-- What no service operation ever does to a session, whoever runs the statement: bring a
+-- revoked session back, push its end further out, or change whose it is or when it
+-- began. (Raising its level and freshness is what step-up does, so those stay
+-- writable: see the README on what the walls do not stop.)
+CREATE FUNCTION app_sessions_one_way() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog
+    AS $$
+BEGIN
+  IF OLD.revoked_at IS NOT NULL AND (NEW.revoked_at IS DISTINCT FROM OLD.revoked_at
+                                     OR NEW.revoked_reason IS DISTINCT FROM OLD.revoked_reason) THEN
+    RAISE EXCEPTION 'session % is revoked and stays revoked', OLD.id USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.expires_at > OLD.expires_at THEN
+    RAISE EXCEPTION 'session %: expires_at never moves later', OLD.id USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.user_id IS DISTINCT FROM OLD.user_id OR NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+    RAISE EXCEPTION 'session %: user_id and created_at are fixed', OLD.id USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER sessions_one_way BEFORE UPDATE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION app_sessions_one_way();
 
 -- A completed challenge stays completed, and failures only grow: the role that runs
 -- the second step cannot reopen a challenge or forget wrong codes.
@@ -165,6 +196,9 @@ BEGIN
   FOREACH reader IN ARRAY ARRAY['read_only', 'compliance_officer', 'data_processor'] LOOP
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
       EXECUTE format('REVOKE ALL ON mfa_challenges, session_anomaly_reports FROM %I', reader);
+      -- Sessions and their tokens are the service's to write: the readers' default
+      -- writes there would reach the new columns (assurance level, sealed tokens).
+      EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON sessions, refresh_tokens FROM %I', reader);
       EXECUTE format('GRANT SELECT ({challenges_readable}) ON mfa_challenges TO %I', reader);
       EXECUTE format('GRANT SELECT ON session_anomaly_reports TO %I', reader);
     END IF;
@@ -430,6 +464,13 @@ impl MigrationTrait for Migration {
                     "DROP FUNCTION IF EXISTS app_mfa_challenge_lookup(text);
                      DROP FUNCTION IF EXISTS app_mfa_challenges_one_way();
                      DROP FUNCTION IF EXISTS app_current_aal();
+                     DROP TRIGGER IF EXISTS sessions_one_way ON sessions;
+                     DROP FUNCTION IF EXISTS app_sessions_one_way();
+                     DO $readers$ BEGIN
+                       IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'data_processor') THEN
+                         GRANT INSERT, UPDATE, DELETE ON sessions, refresh_tokens TO data_processor;
+                       END IF;
+                     END $readers$;
                      DO $walls$ BEGIN
                        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_service') THEN
                          REVOKE UPDATE (is_active) ON users FROM app_service;

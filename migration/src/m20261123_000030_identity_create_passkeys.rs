@@ -62,7 +62,9 @@ ALTER TABLE passkeys FORCE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON passkeys FOR SELECT USING (user_id = app_current_user());
 CREATE POLICY wall_insert ON passkeys FOR INSERT WITH CHECK (user_id = app_current_user());
 CREATE POLICY wall_update ON passkeys FOR UPDATE USING (user_id = app_current_user()) WITH CHECK (user_id = app_current_user());
-CREATE POLICY wall_delete ON passkeys FOR DELETE USING (user_id = app_current_user());
+-- A passkey disabled as a cloned authenticator stays on record: deleting it would let
+-- its credential be registered again with a fresh counter.
+CREATE POLICY wall_delete ON passkeys FOR DELETE USING (user_id = app_current_user() AND disabled_at IS NULL);
 
 -- The lookup below runs as the owner, whom the forced row-level security binds too.
 DO $owner$ BEGIN

@@ -906,16 +906,48 @@ async fn passkeys_a_counter_regression_disables_the_passkey_and_is_recorded_at_h
         PasskeyRejection::ClonedAuthenticator
     );
     assert!(stored(&t, second.id).await.disabled_at.is_some());
-    // The user can still remove a disabled passkey.
-    remove_passkey(
+    // A disabled passkey stays on record: removed, its credential could be registered
+    // again with a fresh counter.
+    let removal = remove_passkey(
         &t.db,
         &deps,
         &fixtures::session_of(&t.db, &deps, user.id).await,
         second.id,
         &meta(),
     )
-    .await
-    .expect("removes a disabled passkey");
+    .await;
+    assert!(
+        matches!(
+            removal,
+            Err(ServiceError::Conflict {
+                entity: "passkey",
+                ..
+            })
+        ),
+        "{removal:?}"
+    );
+    assert!(
+        stored(&t, second.id).await.disabled_at.is_some(),
+        "still there"
+    );
+    let again = register_passkey(
+        &t.db,
+        &deps,
+        &fixtures::session_of(&t.db, &deps, user.id).await,
+        key.registration("Key again"),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(
+            again,
+            Err(ServiceError::Conflict {
+                entity: "passkey",
+                ..
+            })
+        ),
+        "the cloned credential cannot come back: {again:?}"
+    );
 }
 
 /// Both read the stored count before either writes; the counter's condition is checked

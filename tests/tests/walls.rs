@@ -4,7 +4,9 @@
 //! members, the way an SQL injection there would try. A table without a class fails
 //! the test, so a new table states its wall the day it is added.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement, TransactionTrait,
+};
 use tests::runtime::{as_runtime, count, count_as_runtime, seed, tenant, user};
 use tests::{Backend, Start, run_case};
 
@@ -486,6 +488,24 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             0,
             "refresh_tokens: no other user's sealed tokens"
         );
+        // A session's own user, as the runtime role, cannot bring it back from revocation,
+        // push its end out, or move it; a report names only one's own session.
+        let alices_session = count(db, &format!("SELECT count(*) FROM sessions WHERE user_id = '{alice}'")).await;
+        assert!(alices_session > 0, "the fixtures give Alice sessions");
+        for (sql, message) in [
+            ("UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout'; UPDATE sessions SET revoked_at = NULL, revoked_reason = NULL", "stays revoked"),
+            ("UPDATE sessions SET expires_at = expires_at + interval '10 years'", "never moves later"),
+            ("UPDATE sessions SET created_at = created_at - interval '1 day'", "fixed"),
+        ] {
+            let result = as_runtime(db, Some(other), Some(alice), sql).await;
+            assert!(matches!(&result, Err(e) if e.to_string().contains(message)), "{sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!(
+            "INSERT INTO session_anomaly_reports (id, user_id, session_id, kind, risk_score, details)
+             SELECT gen_random_uuid(), '{me}', id, 'new_device', 0, '{{}}' FROM (SELECT '{alices}'::uuid AS id) s",
+            alices = session_of(db, alice).await,
+        )).await;
+        assert!(rls_refused(&result), "a report naming someone else's session: {result:?}");
         // Passkeys: the same wall. Nobody else's are visible or changeable; the key,
         // the credential id, the owner and the backup eligibility are fixed once
         // registered; the counter only grows and a disabled passkey stays disabled,
@@ -559,6 +579,8 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                 "SELECT reissue_sealed FROM refresh_tokens",
                 "DELETE FROM session_anomaly_reports",
                 "UPDATE mfa_challenges SET failures = 0",
+                "UPDATE sessions SET aal = 'aal2'",
+                "UPDATE refresh_tokens SET revoked_at = NULL",
                 // Nor write credentials, even with a tenant context they set themselves.
                 r#"UPDATE api_keys SET scopes = '["*:*"]'"#,
                 "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), gen_random_uuid(), 'x', 'sk_test_x', repeat('a', 64), '[]')",
@@ -577,4 +599,17 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         }
     })
     .await;
+}
+
+/// One of `user`'s sessions, read as the owner.
+async fn session_of(db: &DatabaseConnection, user: impl std::fmt::Display) -> String {
+    db.query_one_raw(Statement::from_string(
+        DbBackend::Postgres,
+        format!("SELECT id::text FROM sessions WHERE user_id = '{user}' LIMIT 1"),
+    ))
+    .await
+    .expect("query")
+    .expect("a session")
+    .try_get_by_index::<String>(0)
+    .expect("an id")
 }

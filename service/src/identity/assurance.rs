@@ -30,6 +30,7 @@ use crate::deps::Deps;
 use crate::error::{ServiceError, StepUp};
 use crate::input::{DisplayName, Email, Password};
 use crate::request::RequestMeta;
+use crate::tenancy::set_row_security_context;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
@@ -209,7 +210,9 @@ pub async fn validate_session<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin_for_user(db, user_id).await?;
+    // A read: a plain transaction, so on SQLite it does not queue behind writers.
+    let txn = db.begin().await?;
+    set_row_security_context(&txn, None, Some(user_id)).await?;
     let auth = load(&txn, deps, user_id, session_id).await?;
     txn.commit().await?;
     Ok(auth)

@@ -633,12 +633,13 @@ where
     Ok(passkey)
 }
 
-/// Removes one of the user's passkeys, disabled or not, in the user's session: a
-/// sensitive operation, like registering one. Records `passkey_removed`.
+/// Removes one of the user's passkeys, in the user's session: a sensitive operation,
+/// like registering one. Records `passkey_removed`.
 ///
 /// # Errors
-/// `StepUpRequired`; `NotFound` for a passkey that is not the user's; `AccountDisabled`;
-/// `Db`.
+/// `StepUpRequired`; `NotFound` for a passkey that is not the user's; `Conflict` for a
+/// passkey disabled as a cloned authenticator (it stays on record, so its credential
+/// cannot come back with a fresh counter); `AccountDisabled`; `Db`.
 pub async fn remove_passkey<C>(
     db: &C,
     deps: &Deps,
@@ -651,12 +652,24 @@ where
 {
     let user = session.user_id();
     let txn = begin_sensitive(db, deps, session, "remove_passkey", meta).await?;
+    // The row is read first: a disabled passkey is refused with its reason, not as
+    // missing.
+    let passkey = view(&txn, user, id).await?;
+    if passkey.disabled_at.is_some() {
+        return Err(ServiceError::Conflict {
+            entity: "passkey",
+            reason: "it was disabled as a cloned authenticator and stays on record, so its \
+                     credential cannot be registered again",
+        });
+    }
     let removed = passkeys::Entity::delete_many()
         .filter(passkeys::Column::Id.eq(id))
         .filter(passkeys::Column::UserId.eq(user))
+        .filter(passkeys::Column::DisabledAt.is_null())
         .exec(&txn)
         .await?;
     if removed.rows_affected == 0 {
+        // Disabled or removed meanwhile.
         return Err(ServiceError::not_found("passkey", id));
     }
     record(
