@@ -5,8 +5,8 @@ use entity::UserId;
 use entity::tenancy::tenants;
 use sea_orm::DatabaseConnection;
 use service::identity::{
-    Account, IssuedSession, NewUser, SessionAuth, SignIn, create_session, login, register_user,
-    validate_session,
+    Account, IssuedSession, NewUser, SessionAuth, SignIn, create_session, list_sessions, login,
+    register_user, validate_session,
 };
 use service::input::{Email, Password};
 use service::tenancy::{NewTenant, create_tenant};
@@ -112,4 +112,17 @@ pub async fn session_of(db: &DatabaseConnection, deps: &Deps, user: UserId) -> S
     validate_session(db, deps, user, issued.session.id)
         .await
         .expect("fixture session is live")
+}
+
+/// The user's newest live session, validated (one is opened if there is none): the
+/// session a user keeps working in. Adding a second factor in it makes it `aal2` and
+/// ends the others, so operations that change factors can follow in it.
+pub async fn current_session(db: &DatabaseConnection, deps: &Deps, user: UserId) -> SessionAuth {
+    let live = list_sessions(db, deps, user).await.expect("lists sessions");
+    match live.first() {
+        Some(newest) => validate_session(db, deps, user, newest.id)
+            .await
+            .expect("the newest session is live"),
+        None => session_of(db, deps, user).await,
+    }
 }

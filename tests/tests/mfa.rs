@@ -101,7 +101,7 @@ async fn confirmed_with(
     let enrolment = enrol_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         "Phone",
         &meta(),
     )
@@ -110,7 +110,7 @@ async fn confirmed_with(
     confirm_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         &enrolment.code_at(now(&deps)),
         &meta(),
     )
@@ -118,19 +118,6 @@ async fn confirmed_with(
     .expect("confirms with the current code");
     clock.advance(Duration::seconds(30));
     (user.id, enrolment)
-}
-
-/// The user's newest live session, validated (one is opened if there is none): the
-/// session the operations that change a factor run in. Confirming a factor makes it
-/// `aal2`.
-async fn session(db: &DatabaseConnection, deps: &Deps, user: UserId) -> SessionAuth {
-    let live = list_sessions(db, deps, user).await.expect("lists sessions");
-    match live.first() {
-        Some(newest) => validate_session(db, deps, user, newest.id)
-            .await
-            .expect("the newest session is live"),
-        None => fixtures::session_of(db, deps, user).await,
-    }
 }
 
 async fn events(t: &TestDb, user: UserId) -> Vec<audit_logs::Model> {
@@ -162,7 +149,7 @@ async fn mfa_enrol_confirm_verify(t: TestDb) {
     let enrolment = enrol_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         "  Phone ",
         &meta(),
     )
@@ -198,7 +185,7 @@ async fn mfa_enrol_confirm_verify(t: TestDb) {
     let factor = confirm_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         &enrolment.code_at(now(&deps)),
         &meta(),
     )
@@ -264,7 +251,7 @@ async fn mfa_wrong_code_is_refused_and_recorded_and_malformed_input_writes_nothi
     assert_eq!(failed[0].details["reason"], "wrong_code");
     assert_eq!(failed[0].details["method"], "totp");
 
-    let auth = session(&t.db, &deps, user).await;
+    let auth = fixtures::current_session(&t.db, &deps, user).await;
     let before = inspect::row_counts(&t.owner).await;
     for bad in ["", "12345", "123456789", "12a456", "１２３４５６"] {
         assert!(
@@ -426,7 +413,7 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
             generate_backup_codes(
                 &t.db,
                 &deps,
-                &session(&t.db, &deps, nobody.id).await,
+                &fixtures::current_session(&t.db, &deps, nobody.id).await,
                 &meta()
             )
             .await,
@@ -436,9 +423,14 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
     );
 
     let (user, _) = confirmed_with(&t, &deps, &clock, "ned").await;
-    let codes = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
-        .await
-        .expect("generates");
+    let codes = generate_backup_codes(
+        &t.db,
+        &deps,
+        &fixtures::current_session(&t.db, &deps, user).await,
+        &meta(),
+    )
+    .await
+    .expect("generates");
     let list: Vec<String> = codes.expose().map(str::to_owned).collect();
     assert_eq!(list.len(), BACKUP_CODE_COUNT);
     let distinct: std::collections::BTreeSet<&String> = list.iter().collect();
@@ -478,18 +470,28 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
     ));
     // Another user's code is not this user's.
     let (other, _) = confirmed_with(&t, &deps, &clock, "ola").await;
-    let others = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, other).await, &meta())
-        .await
-        .expect("generates");
+    let others = generate_backup_codes(
+        &t.db,
+        &deps,
+        &fixtures::current_session(&t.db, &deps, other).await,
+        &meta(),
+    )
+    .await
+    .expect("generates");
     let others_first = others.expose().next().expect("a code").to_owned();
     assert!(matches!(
         use_backup_code(&t.db, &deps, user, &others_first, &meta()).await,
         Err(ServiceError::InvalidMfaCode)
     ));
 
-    let replaced = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
-        .await
-        .expect("replaces");
+    let replaced = generate_backup_codes(
+        &t.db,
+        &deps,
+        &fixtures::current_session(&t.db, &deps, user).await,
+        &meta(),
+    )
+    .await
+    .expect("replaces");
     assert!(
         matches!(
             use_backup_code(&t.db, &deps, user, &list[1], &meta()).await,
@@ -518,15 +520,20 @@ async fn mfa_backup_codes_are_single_use_and_replaced_as_a_set(t: TestDb) {
 
 async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
     let (deps, clock, user, enrolment) = confirmed(&t, "pia").await;
-    generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
-        .await
-        .expect("generates");
+    generate_backup_codes(
+        &t.db,
+        &deps,
+        &fixtures::current_session(&t.db, &deps, user).await,
+        &meta(),
+    )
+    .await
+    .expect("generates");
     let code = enrolment.code_at(now(&deps));
     assert!(matches!(
         disable_totp(
             &t.db,
             &deps,
-            &session(&t.db, &deps, user).await,
+            &fixtures::current_session(&t.db, &deps, user).await,
             MfaProof::Totp(&wrong(&code)),
             &meta()
         )
@@ -537,7 +544,7 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
         disable_totp(
             &t.db,
             &deps,
-            &session(&t.db, &deps, user).await,
+            &fixtures::current_session(&t.db, &deps, user).await,
             MfaProof::BackupCode("aaaa-aaaa-aaaa-aaaa"),
             &meta()
         )
@@ -551,7 +558,7 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
     disable_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user).await,
+        &fixtures::current_session(&t.db, &deps, user).await,
         MfaProof::Totp(&code),
         &meta(),
     )
@@ -569,7 +576,7 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
     let enrolment = enrol_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user).await,
+        &fixtures::current_session(&t.db, &deps, user).await,
         "Phone",
         &meta(),
     )
@@ -579,20 +586,25 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
     confirm_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user).await,
+        &fixtures::current_session(&t.db, &deps, user).await,
         &enrolment.code_at(now(&deps)),
         &meta(),
     )
     .await
     .expect("confirms");
-    let codes = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
-        .await
-        .expect("generates");
+    let codes = generate_backup_codes(
+        &t.db,
+        &deps,
+        &fixtures::current_session(&t.db, &deps, user).await,
+        &meta(),
+    )
+    .await
+    .expect("generates");
     let backup = codes.expose().next().expect("a code").to_owned();
     disable_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user).await,
+        &fixtures::current_session(&t.db, &deps, user).await,
         MfaProof::BackupCode(&backup),
         &meta(),
     )
@@ -603,7 +615,7 @@ async fn mfa_disable_needs_a_current_code_or_a_backup_code(t: TestDb) {
         disable_totp(
             &t.db,
             &deps,
-            &session(&t.db, &deps, user).await,
+            &fixtures::current_session(&t.db, &deps, user).await,
             MfaProof::BackupCode(&backup),
             &meta()
         )
@@ -620,7 +632,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
     let first = enrol_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         "Phone",
         &meta(),
     )
@@ -630,7 +642,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
         confirm_totp(
             &t.db,
             &deps,
-            &session(&t.db, &deps, user.id).await,
+            &fixtures::current_session(&t.db, &deps, user.id).await,
             &wrong(&first.code_at(now(&deps))),
             &meta()
         )
@@ -640,7 +652,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
     let second = enrol_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         "Tablet",
         &meta(),
     )
@@ -658,7 +670,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
             confirm_totp(
                 &t.db,
                 &deps,
-                &session(&t.db, &deps, user.id).await,
+                &fixtures::current_session(&t.db, &deps, user.id).await,
                 &first.code_at(now(&deps)),
                 &meta()
             )
@@ -670,7 +682,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
     confirm_totp(
         &t.db,
         &deps,
-        &session(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         &second.code_at(now(&deps)),
         &meta(),
     )
@@ -680,7 +692,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
         confirm_totp(
             &t.db,
             &deps,
-            &session(&t.db, &deps, user.id).await,
+            &fixtures::current_session(&t.db, &deps, user.id).await,
             &second.code_at(now(&deps)),
             &meta()
         )
@@ -691,7 +703,7 @@ async fn mfa_enrolment_is_replaced_until_confirmed_and_then_conflicts(t: TestDb)
         enrol_totp(
             &t.db,
             &deps,
-            &session(&t.db, &deps, user.id).await,
+            &fixtures::current_session(&t.db, &deps, user.id).await,
             "Another",
             &meta()
         )
@@ -781,9 +793,14 @@ async fn mfa_no_secret_or_code_in_debug_output_or_audit_details(t: TestDb) {
         .expect("verifies");
     codes_used.push(code.clone());
     let _ = verify_totp(&t.db, &deps, user, &code, &meta()).await;
-    let backup = generate_backup_codes(&t.db, &deps, &session(&t.db, &deps, user).await, &meta())
-        .await
-        .expect("generates");
+    let backup = generate_backup_codes(
+        &t.db,
+        &deps,
+        &fixtures::current_session(&t.db, &deps, user).await,
+        &meta(),
+    )
+    .await
+    .expect("generates");
     let backup_list: Vec<String> = backup.expose().map(str::to_owned).collect();
     use_backup_code(&t.db, &deps, user, &backup_list[0], &meta())
         .await

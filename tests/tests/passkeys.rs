@@ -10,15 +10,19 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::Duration;
 use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::identity::passkeys::{self, PasskeyDisabledReason};
+use entity::identity::sessions::AssuranceLevel;
 use entity::{PasskeyId, UserId};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use service::error::StepUp;
 use service::identity::{
-    ExpectedCeremony, NewPasskey, PasskeyAssertion, PasskeyRegistration, PasskeyRejection,
-    VerifiedPasskey, check_registration, es256_cose_key, list_passkeys, register_passkey,
+    ExpectedCeremony, NewPasskey, PasskeyAssertion, PasskeyRegistration, PasskeyRejection, SignIn,
+    VerifiedPasskey, change_password, check_registration, complete_sign_in_with_passkey,
+    es256_cose_key, list_passkeys, login, reauthenticate_with_passkey, register_passkey,
     remove_passkey, rename_passkey, verify_passkey_assertion,
 };
+use service::input::Password;
 use service::{Deps, ServiceError};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -34,6 +38,7 @@ tests::backend_tests!(Migrated:
     passkeys_two_concurrent_assertions_with_one_count_exactly_one_passes,
     passkeys_malformed_input_is_refused_before_any_query_and_writes_nothing,
     passkeys_no_key_material_in_debug_output_or_audit_details,
+    passkeys_complete_a_two_step_sign_in_and_step_up_a_session,
 );
 
 const ORIGIN: &str = "https://app.example.com";
@@ -249,7 +254,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
     let first = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         laptop.registration(" Laptop "),
         &meta(),
     )
@@ -270,7 +275,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
     let second = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         key.registration("Security key"),
         &meta(),
     )
@@ -282,7 +287,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
         let again = register_passkey(
             &t.db,
             &deps,
-            &fixtures::session_of(&t.db, &deps, who).await,
+            &fixtures::current_session(&t.db, &deps, who).await,
             laptop.registration("Again"),
             &meta(),
         )
@@ -321,7 +326,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
         remove_passkey(
             &t.db,
             &deps,
-            &fixtures::session_of(&t.db, &deps, other.id).await,
+            &fixtures::current_session(&t.db, &deps, other.id).await,
             second.id,
             &meta()
         )
@@ -333,7 +338,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
     remove_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         first.id,
         &meta(),
     )
@@ -343,7 +348,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
         remove_passkey(
             &t.db,
             &deps,
-            &fixtures::session_of(&t.db, &deps, user.id).await,
+            &fixtures::current_session(&t.db, &deps, user.id).await,
             first.id,
             &meta()
         )
@@ -358,7 +363,7 @@ async fn passkeys_register_list_rename_remove(t: TestDb) {
     register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, other.id).await,
+        &fixtures::current_session(&t.db, &deps, other.id).await,
         laptop.registration("Laptop"),
         &meta(),
     )
@@ -409,7 +414,7 @@ async fn passkeys_a_registration_response_is_checked_and_its_credential_then_sig
     let passkey = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         checked.passkey,
         &meta(),
     )
@@ -583,7 +588,7 @@ async fn passkeys_an_assertion_from_a_software_authenticator_passes_and_raises_t
     let passkey = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         laptop.registration("Laptop"),
         &meta(),
     )
@@ -627,7 +632,7 @@ async fn passkeys_an_assertion_from_a_software_authenticator_passes_and_raises_t
     let synced = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         synced,
         &meta(),
     )
@@ -661,7 +666,7 @@ async fn passkeys_wrong_type_challenge_origin_rp_flags_or_signature_is_refused_a
     let passkey = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         laptop.registration("Laptop"),
         &meta(),
     )
@@ -828,7 +833,7 @@ async fn passkeys_a_counter_regression_disables_the_passkey_and_is_recorded_at_h
     let passkey = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         laptop.registration("Laptop"),
         &meta(),
     )
@@ -892,7 +897,7 @@ async fn passkeys_a_counter_regression_disables_the_passkey_and_is_recorded_at_h
     let second = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         key.registration("Key"),
         &meta(),
     )
@@ -911,7 +916,7 @@ async fn passkeys_a_counter_regression_disables_the_passkey_and_is_recorded_at_h
     let removal = remove_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         second.id,
         &meta(),
     )
@@ -933,7 +938,7 @@ async fn passkeys_a_counter_regression_disables_the_passkey_and_is_recorded_at_h
     let again = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         key.registration("Key again"),
         &meta(),
     )
@@ -961,7 +966,7 @@ async fn passkeys_two_concurrent_assertions_with_one_count_exactly_one_passes(t:
     let passkey = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         laptop.registration("Laptop"),
         &meta(),
     )
@@ -1241,7 +1246,7 @@ async fn passkeys_no_key_material_in_debug_output_or_audit_details(t: TestDb) {
     let passkey = register_passkey(
         &t.db,
         &deps,
-        &fixtures::session_of(&t.db, &deps, user.id).await,
+        &fixtures::current_session(&t.db, &deps, user.id).await,
         registration.clone(),
         &meta(),
     )
@@ -1292,4 +1297,144 @@ async fn passkeys_no_key_material_in_debug_output_or_audit_details(t: TestDb) {
         }
     }
     assert!(debug.contains("[redacted]"), "{debug}");
+}
+
+/// A passkey is a second factor: with one, signing in takes two steps, the second an
+/// assertion over the challenge token; a session opened with the password alone must
+/// step up with it before a sensitive operation.
+async fn passkeys_complete_a_two_step_sign_in_and_step_up_a_session(t: TestDb) {
+    let (deps, _clock) = fixtures::deps();
+    let user = fixtures::user(&t.db, &deps, "pia").await;
+    let laptop = Authenticator::new(21);
+    register_passkey(
+        &t.db,
+        &deps,
+        &fixtures::session_of(&t.db, &deps, user.id).await,
+        laptop.registration("Laptop"),
+        &meta(),
+    )
+    .await
+    .expect("registers");
+    let password = fixtures::password(fixtures::PASSWORD);
+    let pia = fixtures::email("pia@example.com");
+    let SignIn::SecondFactorRequired(challenge) = login(&t.db, &deps, &pia, &password, &meta())
+        .await
+        .expect("the password is right")
+    else {
+        panic!("a passkey makes sign-in two steps");
+    };
+    let over_the_token = |counter| Ceremony {
+        challenge: challenge.token.expose().as_bytes().to_vec(),
+        counter,
+        ..Ceremony::default()
+    };
+
+    // Someone else's passkey, even over the right token, proves nothing.
+    let stranger = fixtures::user(&t.db, &deps, "quentin").await;
+    let theirs = Authenticator::new(22);
+    register_passkey(
+        &t.db,
+        &deps,
+        &fixtures::session_of(&t.db, &deps, stranger.id).await,
+        theirs.registration("Theirs"),
+        &meta(),
+    )
+    .await
+    .expect("registers");
+    let foreign = theirs.sign(&over_the_token(1));
+    let refused = complete_sign_in_with_passkey(
+        &t.db,
+        &deps,
+        challenge.token.expose(),
+        foreign.assertion(),
+        ORIGIN,
+        RP_ID,
+        &meta(),
+    )
+    .await;
+    assert_eq!(rejection_of(refused), PasskeyRejection::UnknownCredential);
+    // An assertion over another challenge does not complete this one.
+    let elsewhere = laptop.sign(&Ceremony::default());
+    let refused = complete_sign_in_with_passkey(
+        &t.db,
+        &deps,
+        challenge.token.expose(),
+        elsewhere.assertion(),
+        ORIGIN,
+        RP_ID,
+        &meta(),
+    )
+    .await;
+    assert_eq!(rejection_of(refused), PasskeyRejection::ChallengeMismatch);
+
+    let signed = laptop.sign(&over_the_token(2));
+    let (_, issued) = complete_sign_in_with_passkey(
+        &t.db,
+        &deps,
+        challenge.token.expose(),
+        signed.assertion(),
+        ORIGIN,
+        RP_ID,
+        &meta(),
+    )
+    .await
+    .expect("the passkey completes the sign-in");
+    assert_eq!(issued.session.aal, AssuranceLevel::Aal2);
+    assert_eq!(issued.session.auth_methods, "password,passkey");
+    let again = laptop.sign(&over_the_token(3));
+    let reused = complete_sign_in_with_passkey(
+        &t.db,
+        &deps,
+        challenge.token.expose(),
+        again.assertion(),
+        ORIGIN,
+        RP_ID,
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(reused, Err(ServiceError::InvalidToken)),
+        "single use: {reused:?}"
+    );
+
+    // A password-only session of a user with a passkey must step up with it.
+    let weak = fixtures::session_of(&t.db, &deps, user.id).await;
+    let new_password = Password::new("violet harbour 93 lantern quietly").expect("valid");
+    let refused = change_password(&t.db, &deps, &weak, &new_password, &meta()).await;
+    assert!(
+        matches!(
+            refused,
+            Err(ServiceError::StepUpRequired {
+                needs: StepUp::SecondFactor
+            })
+        ),
+        "{refused:?}"
+    );
+    let step_up = laptop.sign(&Ceremony {
+        counter: 4,
+        ..Ceremony::default()
+    });
+    let strong = reauthenticate_with_passkey(
+        &t.db,
+        &deps,
+        &weak,
+        &password,
+        step_up.assertion(),
+        expected(),
+        &meta(),
+    )
+    .await
+    .expect("steps up with the passkey");
+    assert_eq!(strong.aal(), AssuranceLevel::Aal2);
+    assert_eq!(strong.auth_methods(), "password,passkey");
+    change_password(&t.db, &deps, &strong, &new_password, &meta())
+        .await
+        .expect("allowed after the step-up");
+}
+
+fn rejection_of<T: std::fmt::Debug>(result: Result<T, ServiceError>) -> PasskeyRejection {
+    match result {
+        Err(ServiceError::PasskeyRejected { reason }) => reason,
+        other => panic!("expected a passkey refusal, got {other:?}"),
+    }
 }

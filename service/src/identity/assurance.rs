@@ -19,10 +19,13 @@
 //! other sessions (the current one stays, except on closing).
 
 use super::mfa::{self, MfaProof, ParsedProof};
+use super::passkeys::{
+    ExpectedCeremony, PasskeyAssertion, PasskeyRejection, verify_passkey_assertion,
+};
 use super::password;
 use super::password_policy::check_new_password;
 use super::sessions::revoke_sessions;
-use super::throttle;
+use super::throttle::{self, Claim as ThrottleClaim};
 use super::users::{Account, begin_for_user, check_password, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -34,7 +37,7 @@ use crate::tenancy::set_row_security_context;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
-use entity::identity::{mfa_factors, user_profiles, users};
+use entity::identity::{mfa_factors, passkeys, user_profiles, users};
 use entity::{SessionId, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
@@ -84,7 +87,8 @@ impl SessionAuth {
         self.expires_at
     }
 
-    /// Whether the user had a confirmed second factor when the session was validated.
+    /// Whether the user had a second factor (a confirmed TOTP factor or an enabled
+    /// passkey) when the session was validated.
     pub fn has_second_factor(&self) -> bool {
         self.has_second_factor
     }
@@ -116,6 +120,12 @@ async fn load<C: ConnectionTrait>(
         .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::UserId)).eq(user_id))
         .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::ConfirmedAt)).is_not_null())
         .to_owned();
+    let enabled_passkey = Query::select()
+        .expr(Expr::val(1))
+        .from(passkeys::Entity)
+        .and_where(Expr::col((passkeys::Entity, passkeys::Column::UserId)).eq(user_id))
+        .and_where(Expr::col((passkeys::Entity, passkeys::Column::DisabledAt)).is_null())
+        .to_owned();
     type Row = (
         AssuranceLevel,
         String,
@@ -135,7 +145,7 @@ async fn load<C: ConnectionTrait>(
         .column(sessions::Column::ExpiresAt)
         .column(sessions::Column::RevokedAt)
         .column(users::Column::IsActive)
-        .expr(Expr::exists(confirmed_factor))
+        .expr(Expr::exists(confirmed_factor).or(Expr::exists(enabled_passkey)))
         .inner_join(users::Entity)
         .filter(sessions::Column::UserId.eq(user_id))
         .into_tuple()
@@ -343,7 +353,71 @@ pub async fn reauthenticate(
         methods.push(proof.method());
         aal = AssuranceLevel::Aal2;
     }
-    throttle::settle_success(&txn, deps, &checked.claim, 1).await?;
+    let refreshed =
+        mark_reauthenticated(&txn, deps, session, &checked.claim, aal, &methods, meta).await?;
+    txn.commit().await?;
+    Ok(refreshed)
+}
+
+/// Step-up with a passkey instead of a code: the password, then an assertion of one of
+/// the user's passkeys over a challenge the application issued (and consumes) for this
+/// step, checked by [`verify_passkey_assertion`](super::verify_passkey_assertion). The
+/// session then counts as authenticated now, at `aal2` (`password,passkey`). Records
+/// `reauthenticated`.
+///
+/// # Errors
+/// `InvalidCredentials`; `Validation` for a malformed assertion; `PasskeyRejected`
+/// (also for another user's passkey, as `UnknownCredential`); those of
+/// [`validate_session`]; `Db`.
+pub async fn reauthenticate_with_passkey(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    session: &SessionAuth,
+    password: &Password,
+    assertion: PasskeyAssertion<'_>,
+    expected: ExpectedCeremony<'_>,
+    meta: &RequestMeta,
+) -> Result<SessionAuth> {
+    validate_session(db, deps, session.user_id, session.session_id).await?;
+    let account = account_of(db, session.user_id).await?;
+    let email = Email::parse(&account.email)?;
+    let checked = check_password(db, deps, &email, password, meta).await?;
+    if checked.user_id != session.user_id {
+        return Err(ServiceError::InvalidCredentials);
+    }
+    let verified = verify_passkey_assertion(db, deps, assertion, expected, meta).await?;
+    if verified.user_id != session.user_id {
+        return Err(ServiceError::PasskeyRejected {
+            reason: PasskeyRejection::UnknownCredential,
+        });
+    }
+    let txn = begin_for_user(db, session.user_id).await?;
+    let refreshed = mark_reauthenticated(
+        &txn,
+        deps,
+        session,
+        &checked.claim,
+        AssuranceLevel::Aal2,
+        &["password", "passkey"],
+        meta,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(refreshed)
+}
+
+/// A successful step-up, in `txn`: the throttle slot back, the session authenticated
+/// now at `aal`, `reauthenticated` recorded. Returns the session as it now is.
+async fn mark_reauthenticated<C: ConnectionTrait>(
+    txn: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    claim: &ThrottleClaim,
+    aal: AssuranceLevel,
+    methods: &[&str],
+    meta: &RequestMeta,
+) -> Result<SessionAuth> {
+    throttle::settle_success(txn, deps, claim, 1).await?;
     let now = deps.now();
     sessions::Entity::update_many()
         .col_expr(sessions::Column::AuthenticatedAt, Expr::value(now))
@@ -356,10 +430,10 @@ pub async fn reauthenticate(
         .filter(sessions::Column::Id.eq(session.session_id))
         .filter(sessions::Column::UserId.eq(session.user_id))
         .filter(sessions::Column::RevokedAt.is_null())
-        .exec(&txn)
+        .exec(txn)
         .await?;
     record(
-        &txn,
+        txn,
         deps,
         AuditEntry::new(AuditEvent::Reauthenticated, AuditOutcome::Success, meta)
             .actor(session.user_id)
@@ -367,9 +441,7 @@ pub async fn reauthenticate(
             .details(json!({ "aal": aal.as_str(), "methods": methods.join(",") })),
     )
     .await?;
-    let refreshed = load(&txn, deps, session.user_id, session.session_id).await?;
-    txn.commit().await?;
-    Ok(refreshed)
+    load(txn, deps, session.user_id, session.session_id).await
 }
 
 async fn account_of(db: &DatabaseConnection, user_id: UserId) -> Result<Account> {

@@ -32,9 +32,9 @@ use crate::request::RequestMeta;
 use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
 use entity::audit::audit_logs::AuditOutcome;
-use entity::identity::mfa_backup_codes;
 use entity::identity::mfa_factors::{self, MfaKind, TotpAlgorithm};
 use entity::identity::sessions::{self, AssuranceLevel};
+use entity::identity::{mfa_backup_codes, passkeys};
 use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -272,7 +272,21 @@ pub(crate) async fn spend_proof<C: ConnectionTrait>(
     })
 }
 
-/// The user's confirmed TOTP factor, if any: what makes sign-in take two steps.
+/// Whether the user has a second factor: a confirmed TOTP factor or a passkey that is
+/// not disabled. What makes sign-in take two steps and sensitive operations need aal2.
+pub(crate) async fn has_second_factor<C: ConnectionTrait>(db: &C, user: UserId) -> Result<bool> {
+    if confirmed_factor(db, user).await?.is_some() {
+        return Ok(true);
+    }
+    Ok(passkeys::Entity::find()
+        .filter(passkeys::Column::UserId.eq(user))
+        .filter(passkeys::Column::DisabledAt.is_null())
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// The user's confirmed TOTP factor, if any.
 pub(crate) async fn confirmed_factor<C: ConnectionTrait>(
     db: &C,
     user: UserId,

@@ -23,7 +23,8 @@ pub use api_keys::{
     revoke_api_key, rotate_api_key,
 };
 pub use assurance::{
-    SessionAuth, change_password, deactivate_account, reauthenticate, validate_session,
+    SessionAuth, change_password, deactivate_account, reauthenticate, reauthenticate_with_passkey,
+    validate_session,
 };
 pub use mfa::{
     BACKUP_CODE_COUNT, BackupCodes, MfaFactor, MfaProof, TotpEnrolment, TotpParams, confirm_totp,
@@ -46,7 +47,9 @@ pub use sessions::{
     IssuedSession, create_session, list_sessions, refresh_session, revoke_all_sessions,
     revoke_session,
 };
-pub use sign_in::{ChallengeToken, MfaChallenge, SignIn, complete_sign_in, login};
+pub use sign_in::{
+    ChallengeToken, MfaChallenge, SignIn, complete_sign_in, complete_sign_in_with_passkey, login,
+};
 pub(crate) use tokens::hash_token;
 pub use tokens::{ClearToken, RefreshToken, TokenKind};
 pub use users::{Account, NewUser, authenticate, find_user_by_email, register_user};

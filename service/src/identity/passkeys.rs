@@ -37,7 +37,7 @@
 //! [`verify_passkey_assertion`] takes a connection, not a transaction. An unknown
 //! credential id is not recorded: anyone can make them up.
 
-use super::assurance::{SessionAuth, begin_sensitive};
+use super::assurance::{SessionAuth, begin_sensitive, revoke_other_sessions};
 use super::users::{begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -50,6 +50,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::passkeys::{self, PasskeyDisabledReason};
+use entity::identity::sessions::{self, AssuranceLevel};
 use entity::{PasskeyId, PublicKeyBytes, UserId};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -492,7 +493,9 @@ async fn view<C: ConnectionTrait>(db: &C, user: UserId, id: PasskeyId) -> Result
 
 /// Stores a credential a registration ceremony produced, in the user's session: a
 /// sensitive operation (a recent sign-in, at `aal2` when the user has a second factor;
-/// see `validate_session`). Records `passkey_registered`.
+/// see `validate_session`). Like confirming a TOTP factor, it makes the session `aal2`
+/// and ends the user's other sessions. Records `passkey_registered` and
+/// `other_sessions_revoked`.
 ///
 /// # Errors
 /// `StepUpRequired`; and
@@ -567,6 +570,27 @@ where
             })),
     )
     .await?;
+    // The user just created the credential in this session, as confirming a TOTP
+    // factor proves it: the session is aal2 now, and every other session ends.
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::Aal, Expr::value(AssuranceLevel::Aal2))
+        .col_expr(
+            sessions::Column::AuthMethods,
+            Expr::value("password,passkey"),
+        )
+        .col_expr(sessions::Column::AuthenticatedAt, Expr::value(deps.now()))
+        .filter(sessions::Column::Id.eq(session.session_id()))
+        .exec(&txn)
+        .await?;
+    revoke_other_sessions(
+        &txn,
+        deps,
+        user,
+        Some(session.session_id()),
+        "passkey_registered",
+        meta,
+    )
+    .await?;
     let registered = view(&txn, user, id).await?;
     txn.commit().await?;
     Ok(registered)
@@ -634,7 +658,7 @@ where
 }
 
 /// Removes one of the user's passkeys, in the user's session: a sensitive operation,
-/// like registering one. Records `passkey_removed`.
+/// like registering one; the user's other sessions end. Records `passkey_removed`.
 ///
 /// # Errors
 /// `StepUpRequired`; `NotFound` for a passkey that is not the user's; `Conflict` for a
@@ -678,6 +702,15 @@ where
         AuditEntry::new(AuditEvent::PasskeyRemoved, AuditOutcome::Success, meta)
             .actor(user)
             .resource("passkey", id),
+    )
+    .await?;
+    revoke_other_sessions(
+        &txn,
+        deps,
+        user,
+        Some(session.session_id()),
+        "passkey_removed",
+        meta,
     )
     .await?;
     txn.commit().await?;

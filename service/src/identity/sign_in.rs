@@ -18,8 +18,12 @@
 
 use super::anomalies::{self, Finding};
 use super::mfa::{self, ParsedProof};
+use super::passkeys::{
+    ExpectedCeremony, PasskeyAssertion, PasskeyRejection, verify_passkey_assertion,
+};
 use super::sessions::{Authenticated, IssuedSession, open_session};
 use super::throttle;
+use super::throttle::Claim as ThrottleClaim;
 use super::tokens::{ClearToken, TokenKind, hash_token};
 use super::users::{
     Account, PasswordChecked, active_account, begin_for_user, check_password, record_failure,
@@ -130,7 +134,7 @@ pub async fn login(
     };
     let findings = anomalies::assess_sign_in(&txn, deps, user_id, meta).await?;
     let risk_score = anomalies::total_score(&findings);
-    let has_factor = mfa::confirmed_factor(&txn, user_id).await?.is_some();
+    let has_factor = mfa::has_second_factor(&txn, user_id).await?;
 
     if has_factor {
         if let Some(hash) = rehash {
@@ -276,120 +280,107 @@ async fn find_challenge<C: ConnectionTrait>(
         .await?)
 }
 
-/// The second step: a TOTP code or a backup code for the challenge `token`. Opens the
-/// session at `aal2` and records `login` (with both methods), `mfa_verified` or
-/// `backup_code_used`, and `session_created`, in one transaction. A wrong code counts
-/// toward the sign-in throttle and the challenge's failures, and records
-/// `mfa_verification_failed` (and `account_locked` when it starts a block) on a
-/// transaction of its own.
-///
-/// # Errors
-/// `Validation` for a code of the wrong shape, `InvalidToken` for a token never
-/// issued, already completed, or spent by too many wrong codes (all before the code is
-/// checked); `Expired`; `InvalidMfaCode` for a wrong, used or throttled code;
-/// `AccountDisabled`; `Crypto`; `Db`.
-pub async fn complete_sign_in(
+/// A presented challenge that may still be completed, and whose it is.
+struct OpenChallenge {
+    id: MfaChallengeId,
+    account: Account,
+}
+
+/// Finds the challenge a token names and checks it can still be completed: not
+/// completed, not spent by wrong codes, not expired, its user active.
+async fn open_challenge(
     db: &DatabaseConnection,
     deps: &Deps,
     token: &str,
-    proof: MfaProof<'_>,
-    meta: &RequestMeta,
-) -> Result<(Account, IssuedSession)> {
+) -> Result<OpenChallenge> {
     if !looks_like_challenge_token(token) {
         return Err(ServiceError::InvalidToken);
     }
-    let proof = ParsedProof::parse(proof)?;
     let lookup = db.begin().await?;
     let found = find_challenge(&lookup, token).await?;
     lookup.commit().await?;
-    let Some((challenge_id, user_id)) = found else {
+    let Some((id, user_id)) = found else {
         return Err(ServiceError::InvalidToken);
     };
-
     let read = begin_for_user(db, user_id).await?;
-    let state = mfa_challenges::Entity::find_by_id(challenge_id)
+    let state = mfa_challenges::Entity::find_by_id(id)
         .into_partial_model::<ChallengeState>()
         .one(&read)
         .await?
         .ok_or(ServiceError::InvalidToken)?;
     let account = super::users::find_active_user(&read, user_id).await?;
     read.commit().await?;
-    let now = deps.now();
     if state.completed_at.is_some() || state.failures >= deps.config.mfa_challenge_max_failures {
         return Err(ServiceError::InvalidToken);
     }
-    if state.expires_at <= now {
+    if state.expires_at <= deps.now() {
         return Err(ServiceError::Expired {
             what: "MFA challenge",
             at: state.expires_at,
         });
     }
-    let email = Email::parse(&account.email)?;
-    // Counted before the code is checked, as for passwords.
-    let claim = throttle::claim(db, deps, &email, meta).await?;
+    Ok(OpenChallenge { id, account })
+}
 
-    let txn = begin_for_user(db, user_id).await?;
-    let factor = mfa::confirmed_factor(&txn, user_id)
-        .await?
-        .ok_or(ServiceError::InvalidToken)?;
-    let outcome = if claim.refused {
-        Err(mfa::Refusal::WrongCode)
-    } else {
-        mfa::spend_proof(&txn, deps, user_id, &factor, &proof).await?
-    };
-    let completed = outcome.is_ok()
-        && mfa_challenges::Entity::update_many()
-            .col_expr(mfa_challenges::Column::CompletedAt, Expr::value(now))
-            .filter(mfa_challenges::Column::Id.eq(challenge_id))
-            .filter(mfa_challenges::Column::CompletedAt.is_null())
-            .filter(mfa_challenges::Column::ExpiresAt.gt(now))
-            .filter(mfa_challenges::Column::Failures.lt(deps.config.mfa_challenge_max_failures))
-            .exec(&txn)
-            .await?
-            .rows_affected
-            == 1;
-    if let Err(refusal) = outcome {
-        txn.rollback().await?;
-        let failed = begin_for_user(db, user_id).await?;
-        mfa_challenges::Entity::update_many()
-            .col_expr(
-                mfa_challenges::Column::Failures,
-                Expr::col(mfa_challenges::Column::Failures).add(1),
-            )
-            .filter(mfa_challenges::Column::Id.eq(challenge_id))
-            .exec(&failed)
-            .await?;
-        failed.commit().await?;
-        if claim.blocked_until.is_some() {
-            record_failure(db, deps, Some(user_id), "wrong_second_factor", &claim, meta).await?;
-        }
-        return Err(mfa::refuse(db, deps, user_id, proof.method(), refusal, meta).await?);
+/// A wrong second step, after its transaction rolled back: the challenge counts the
+/// failure and, if this attempt started a sign-in block, `login_failed` and
+/// `account_locked` are recorded; each on a transaction of its own.
+async fn count_failed_step(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    challenge: &OpenChallenge,
+    claim: &ThrottleClaim,
+    meta: &RequestMeta,
+) -> Result<()> {
+    let user_id = challenge.account.id;
+    let failed = begin_for_user(db, user_id).await?;
+    mfa_challenges::Entity::update_many()
+        .col_expr(
+            mfa_challenges::Column::Failures,
+            Expr::col(mfa_challenges::Column::Failures).add(1),
+        )
+        .filter(mfa_challenges::Column::Id.eq(challenge.id))
+        .exec(&failed)
+        .await?;
+    failed.commit().await?;
+    if claim.blocked_until.is_some() {
+        record_failure(db, deps, Some(user_id), "wrong_second_factor", claim, meta).await?;
     }
+    Ok(())
+}
+
+/// A right second step, in `txn`: completes the challenge (one completion wins a race),
+/// gives the sign-in's throttle slots back, stamps the sign-in and opens an `aal2`
+/// session. The caller commits.
+async fn finish_sign_in<C: ConnectionTrait>(
+    txn: &C,
+    deps: &Deps,
+    challenge: OpenChallenge,
+    claim: &ThrottleClaim,
+    second_method: &'static str,
+    meta: &RequestMeta,
+) -> Result<(Account, IssuedSession)> {
+    let now = deps.now();
+    let completed = mfa_challenges::Entity::update_many()
+        .col_expr(mfa_challenges::Column::CompletedAt, Expr::value(now))
+        .filter(mfa_challenges::Column::Id.eq(challenge.id))
+        .filter(mfa_challenges::Column::CompletedAt.is_null())
+        .filter(mfa_challenges::Column::ExpiresAt.gt(now))
+        .filter(mfa_challenges::Column::Failures.lt(deps.config.mfa_challenge_max_failures))
+        .exec(txn)
+        .await?
+        .rows_affected
+        == 1;
     if !completed {
         // A concurrent second step completed it first.
         return Err(ServiceError::InvalidToken);
     }
-    throttle::settle_success(&txn, deps, &claim, 2).await?;
-    let methods = ["password", proof.method()];
-    let account = stamp_sign_in(&txn, deps, account, None, &methods, meta).await?;
-    let (event, resource) = match proof {
-        ParsedProof::Totp(_) => (
-            AuditEvent::MfaVerified,
-            ("mfa_factor", factor.id.to_string()),
-        ),
-        ParsedProof::BackupCode(_) => (AuditEvent::BackupCodeUsed, ("user", user_id.to_string())),
-    };
-    record(
-        &txn,
-        deps,
-        AuditEntry::new(event, AuditOutcome::Success, meta)
-            .actor(user_id)
-            .resource(resource.0, resource.1)
-            .details(json!({ "method": proof.method(), "mfa_challenge_id": challenge_id })),
-    )
-    .await?;
+    let user_id = challenge.account.id;
+    throttle::settle_success(txn, deps, claim, 2).await?;
+    let methods = ["password", second_method];
+    let account = stamp_sign_in(txn, deps, challenge.account, None, &methods, meta).await?;
     let session = open_session(
-        &txn,
+        txn,
         deps,
         user_id,
         &Authenticated {
@@ -400,8 +391,138 @@ pub async fn complete_sign_in(
         meta,
     )
     .await?;
-    txn.commit().await?;
     Ok((account, session))
+}
+
+/// The second step: a TOTP code or a backup code for the challenge `token`. Opens the
+/// session at `aal2` and records `login` (with both methods), `mfa_verified` or
+/// `backup_code_used`, and `session_created`, in one transaction. A wrong code counts
+/// toward the sign-in throttle and the challenge's failures, and records
+/// `mfa_verification_failed` (and `account_locked` when it starts a block) on a
+/// transaction of its own.
+///
+/// # Errors
+/// `Validation` for a code of the wrong shape, `InvalidToken` for a token never
+/// issued, already completed, or spent by too many wrong codes (all before the code is
+/// checked); `Expired`; `InvalidMfaCode` for a wrong, used or throttled code (or a
+/// user whose only second factor is a passkey); `AccountDisabled`; `Crypto`; `Db`.
+pub async fn complete_sign_in(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    token: &str,
+    proof: MfaProof<'_>,
+    meta: &RequestMeta,
+) -> Result<(Account, IssuedSession)> {
+    let proof = ParsedProof::parse(proof)?;
+    let challenge = open_challenge(db, deps, token).await?;
+    let user_id = challenge.account.id;
+    let email = Email::parse(&challenge.account.email)?;
+    // Counted before the code is checked, as for passwords.
+    let claim = throttle::claim(db, deps, &email, meta).await?;
+
+    let txn = begin_for_user(db, user_id).await?;
+    let factor = mfa::confirmed_factor(&txn, user_id).await?;
+    let outcome = match (&factor, claim.refused) {
+        (Some(factor), false) => mfa::spend_proof(&txn, deps, user_id, factor, &proof).await?,
+        _ => Err(mfa::Refusal::WrongCode),
+    };
+    if let Err(refusal) = outcome {
+        txn.rollback().await?;
+        count_failed_step(db, deps, &challenge, &claim, meta).await?;
+        return Err(mfa::refuse(db, deps, user_id, proof.method(), refusal, meta).await?);
+    }
+    let (event, resource) = match (&proof, &factor) {
+        (ParsedProof::Totp(_), Some(factor)) => (
+            AuditEvent::MfaVerified,
+            ("mfa_factor", factor.id.to_string()),
+        ),
+        _ => (AuditEvent::BackupCodeUsed, ("user", user_id.to_string())),
+    };
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(event, AuditOutcome::Success, meta)
+            .actor(user_id)
+            .resource(resource.0, resource.1)
+            .details(json!({ "method": proof.method(), "mfa_challenge_id": challenge.id })),
+    )
+    .await?;
+    let signed_in = finish_sign_in(&txn, deps, challenge, &claim, proof.method(), meta).await?;
+    txn.commit().await?;
+    Ok(signed_in)
+}
+
+/// The second step with a passkey. The WebAuthn challenge the browser signed must be
+/// the challenge token's bytes (`challenge.token.expose().as_bytes()`, passed to
+/// `navigator.credentials.get()`), so the assertion is bound to this sign-in and the
+/// token's single use is the ceremony's. The assertion is checked by
+/// [`verify_passkey_assertion`](super::verify_passkey_assertion) (which records
+/// `passkey_used` or its refusal), and must come from one of the challenge's user's
+/// passkeys. Then as [`complete_sign_in`]: an `aal2` session (`password,passkey`), the
+/// throttle and the challenge's failures counting a refusal.
+///
+/// # Errors
+/// `InvalidToken`, `Expired` as for `complete_sign_in`; `Validation` for a malformed
+/// assertion; `PasskeyRejected` (also for another user's passkey, as
+/// `UnknownCredential`, and for a throttled attempt); `AccountDisabled`; `Db`.
+pub async fn complete_sign_in_with_passkey(
+    db: &DatabaseConnection,
+    deps: &Deps,
+    token: &str,
+    assertion: PasskeyAssertion<'_>,
+    origin: &str,
+    rp_id: &str,
+    meta: &RequestMeta,
+) -> Result<(Account, IssuedSession)> {
+    let challenge = open_challenge(db, deps, token).await?;
+    let email = Email::parse(&challenge.account.email)?;
+    let claim = throttle::claim(db, deps, &email, meta).await?;
+    let refused = |reason| ServiceError::PasskeyRejected { reason };
+    let verified = if claim.refused {
+        Err(refused(PasskeyRejection::UnknownCredential))
+    } else {
+        verify_passkey_assertion(
+            db,
+            deps,
+            assertion,
+            ExpectedCeremony {
+                challenge: token.as_bytes(),
+                origin,
+                rp_id,
+            },
+            meta,
+        )
+        .await
+    };
+    // Someone else's passkey proves nothing about this user.
+    let verified = verified.and_then(|v| {
+        if v.user_id == challenge.account.id {
+            Ok(v)
+        } else {
+            Err(refused(PasskeyRejection::UnknownCredential))
+        }
+    });
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e @ ServiceError::PasskeyRejected { .. }) => {
+            count_failed_step(db, deps, &challenge, &claim, meta).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let txn = begin_for_user(db, challenge.account.id).await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::new(AuditEvent::MfaVerified, AuditOutcome::Success, meta)
+            .actor(challenge.account.id)
+            .resource("passkey", verified.passkey_id)
+            .details(json!({ "method": "passkey", "mfa_challenge_id": challenge.id })),
+    )
+    .await?;
+    let signed_in = finish_sign_in(&txn, deps, challenge, &claim, "passkey", meta).await?;
+    txn.commit().await?;
+    Ok(signed_in)
 }
 
 #[cfg(test)]
