@@ -10,14 +10,12 @@ use entity::identity::mfa_factors::TotpAlgorithm;
 use entity::identity::{mfa_backup_codes, mfa_factors};
 use entity::{MfaFactorId, UserId};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
 };
 use service::crypto::{CryptoError, FieldSlot, KeyRing};
 use service::identity::{
-    BACKUP_CODE_COUNT, MfaProof, SessionAuth, TotpEnrolment, TotpParams, confirm_totp,
-    disable_totp, enrol_totp, generate_backup_codes, list_sessions, totp, totp_factor,
-    use_backup_code, validate_session, verify_totp,
+    BACKUP_CODE_COUNT, MfaProof, TotpEnrolment, TotpParams, confirm_totp, disable_totp, enrol_totp,
+    generate_backup_codes, totp, totp_factor, use_backup_code, verify_totp,
 };
 use service::{Deps, ManualClock, ServiceError};
 use std::sync::Arc;
