@@ -220,7 +220,8 @@ async fn api_keys(t: &TestDb) {
         raw(hash.clone()).await;
     }
     let rounds = 2000;
-    let (mut ours, mut hand) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut ours, mut hand): (Vec<f64>, Vec<f64>) =
+        (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
         let start = Instant::now();
         authenticate_api_key(&t.db, &deps, &key, &meta)
@@ -231,22 +232,11 @@ async fn api_keys(t: &TestDb) {
         raw(hash.clone()).await;
         hand.push(start.elapsed().as_secs_f64() * 1e6);
     }
-    ours.sort_by(f64::total_cmp);
-    hand.sort_by(f64::total_cmp);
-    println!("API-key authentication on postgres ({rounds} each, interleaved):");
-    println!(
-        "  authenticate_api_key (runtime role)  p50 {:>7.1} µs   p99 {:>7.1} µs",
-        percentile(&ours, 0.5),
-        percentile(&ours, 0.99)
-    );
-    println!(
-        "  hand-written lookup through sqlx     p50 {:>7.1} µs   p99 {:>7.1} µs",
-        percentile(&hand, 0.5),
-        percentile(&hand, 0.99)
-    );
-    println!(
-        "  ratio (p50): {:.2}x   (target: within 1.2x)",
-        percentile(&ours, 0.5) / percentile(&hand, 0.5)
+    report(
+        &format!("API-key authentication on postgres ({rounds} each, interleaved):"),
+        "authenticate_api_key (runtime role)",
+        ours,
+        hand,
     );
 }
 
@@ -298,7 +288,8 @@ async fn sessions(t: &TestDb) {
         raw().await;
     }
     let rounds = 2000;
-    let (mut ours, mut hand) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    let (mut ours, mut hand): (Vec<f64>, Vec<f64>) =
+        (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for _ in 0..rounds {
         let start = Instant::now();
         validate_session(&t.db, &deps, user.id, session_id)
@@ -309,16 +300,27 @@ async fn sessions(t: &TestDb) {
         raw().await;
         hand.push(start.elapsed().as_secs_f64() * 1e6);
     }
+    report(
+        &format!("Session validation on postgres ({rounds} each, interleaved):"),
+        "validate_session (runtime role)",
+        ours,
+        hand,
+    );
+}
+
+/// Prints p50 and p99 of the service call and of the hand-written lookup, and the ratio.
+fn report(title: &str, ours_name: &str, mut ours: Vec<f64>, mut hand: Vec<f64>) {
     ours.sort_by(f64::total_cmp);
     hand.sort_by(f64::total_cmp);
-    println!("Session validation on postgres ({rounds} each, interleaved):");
+    println!("{title}");
     println!(
-        "  validate_session (runtime role)      p50 {:>7.1} µs   p99 {:>7.1} µs",
+        "  {ours_name:<36} p50 {:>7.1} µs   p99 {:>7.1} µs",
         percentile(&ours, 0.5),
         percentile(&ours, 0.99)
     );
     println!(
-        "  hand-written lookup through sqlx     p50 {:>7.1} µs   p99 {:>7.1} µs",
+        "  {:<36} p50 {:>7.1} µs   p99 {:>7.1} µs",
+        "hand-written lookup through sqlx",
         percentile(&hand, 0.5),
         percentile(&hand, 0.99)
     );

@@ -308,6 +308,44 @@ pub(crate) async fn revoke_other_sessions<C: ConnectionTrait>(
     Ok(revoked)
 }
 
+/// A second factor was just added and proven in `session` (a TOTP factor confirmed, a
+/// passkey registered), in `db`'s transaction: the session becomes `aal2`
+/// (`password,<method>`) as of now, and the user's other sessions, opened without it,
+/// end (`other_sessions_revoked`, cause `<method>_added`).
+pub(crate) async fn factor_added<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    session: &SessionAuth,
+    method: &'static str,
+    meta: &RequestMeta,
+) -> Result<()> {
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::Aal, Expr::value(AssuranceLevel::Aal2))
+        .col_expr(
+            sessions::Column::AuthMethods,
+            Expr::value(format!("password,{method}")),
+        )
+        .col_expr(sessions::Column::AuthenticatedAt, Expr::value(deps.now()))
+        .filter(sessions::Column::Id.eq(session.session_id))
+        .exec(db)
+        .await?;
+    let cause = if method == "totp" {
+        "totp_added"
+    } else {
+        "passkey_added"
+    };
+    revoke_other_sessions(
+        db,
+        deps,
+        session.user_id,
+        Some(session.session_id),
+        cause,
+        meta,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Step-up: the user proves who they are again within a session, with the password
 /// and, if they have a second factor, a code. The session then counts as
 /// authenticated now, at `aal2` when a factor was verified. Records

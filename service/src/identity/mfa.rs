@@ -20,7 +20,7 @@
 //! returns (those take a connection, not a transaction, like `authenticate`); no code
 //! or secret is ever in an audit row.
 
-use super::assurance::{SessionAuth, begin_sensitive, revoke_other_sessions};
+use super::assurance::{SessionAuth, begin_sensitive, factor_added, revoke_other_sessions};
 use super::tokens::sha256_hex;
 use super::users::{begin_for_user, find_active_user};
 use crate::Result;
@@ -33,7 +33,6 @@ use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::mfa_factors::{self, MfaKind, TotpAlgorithm};
-use entity::identity::sessions::{self, AssuranceLevel};
 use entity::identity::{mfa_backup_codes, passkeys};
 use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
 use hmac::{Hmac, Mac};
@@ -632,25 +631,8 @@ where
             .resource("mfa_factor", factor.id),
     )
     .await?;
-    // The user just proved the factor in this session: it is now aal2, and every
-    // other session, opened without the factor, ends.
-    let now = deps.now();
-    sessions::Entity::update_many()
-        .col_expr(sessions::Column::Aal, Expr::value(AssuranceLevel::Aal2))
-        .col_expr(sessions::Column::AuthMethods, Expr::value("password,totp"))
-        .col_expr(sessions::Column::AuthenticatedAt, Expr::value(now))
-        .filter(sessions::Column::Id.eq(session.session_id()))
-        .exec(&txn)
-        .await?;
-    revoke_other_sessions(
-        &txn,
-        deps,
-        user,
-        Some(session.session_id()),
-        "mfa_enabled",
-        meta,
-    )
-    .await?;
+    // The user just proved the factor in this session.
+    factor_added(&txn, deps, session, "totp", meta).await?;
     let confirmed = view(&txn, factor.id).await?;
     txn.commit().await?;
     Ok(confirmed)

@@ -37,7 +37,7 @@
 //! [`verify_passkey_assertion`] takes a connection, not a transaction. An unknown
 //! credential id is not recorded: anyone can make them up.
 
-use super::assurance::{SessionAuth, begin_sensitive, revoke_other_sessions};
+use super::assurance::{SessionAuth, begin_sensitive, factor_added, revoke_other_sessions};
 use super::users::{begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -50,7 +50,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::passkeys::{self, PasskeyDisabledReason};
-use entity::identity::sessions::{self, AssuranceLevel};
 use entity::{PasskeyId, PublicKeyBytes, UserId};
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
@@ -570,27 +569,8 @@ where
             })),
     )
     .await?;
-    // The user just created the credential in this session, as confirming a TOTP
-    // factor proves it: the session is aal2 now, and every other session ends.
-    sessions::Entity::update_many()
-        .col_expr(sessions::Column::Aal, Expr::value(AssuranceLevel::Aal2))
-        .col_expr(
-            sessions::Column::AuthMethods,
-            Expr::value("password,passkey"),
-        )
-        .col_expr(sessions::Column::AuthenticatedAt, Expr::value(deps.now()))
-        .filter(sessions::Column::Id.eq(session.session_id()))
-        .exec(&txn)
-        .await?;
-    revoke_other_sessions(
-        &txn,
-        deps,
-        user,
-        Some(session.session_id()),
-        "passkey_registered",
-        meta,
-    )
-    .await?;
+    // The user just created the credential in this session: it proves the factor.
+    factor_added(&txn, deps, session, "passkey", meta).await?;
     let registered = view(&txn, user, id).await?;
     txn.commit().await?;
     Ok(registered)
