@@ -167,6 +167,23 @@ pub async fn accept_lint_sql(
     execute_accepted(manager, rule, reason, built).await
 }
 
+/// [`accept_lint`] for a statement with several findings: `(rule, reason)` each, all
+/// acceptances in front of it.
+pub async fn accept_lints<S: StatementBuilder>(
+    manager: &SchemaManager<'_>,
+    findings: &[(&str, &str)],
+    statement: &S,
+) -> Result<(), DbErr> {
+    let mut built = manager.get_database_backend().build(statement);
+    let mut comments = Vec::with_capacity(findings.len());
+    for (rule, reason) in findings {
+        comments.push(acceptance_comment(rule, reason)?);
+    }
+    built.sql = format!("{}\n{}", comments.join("\n"), built.sql);
+    manager.get_connection().execute_raw(built).await?;
+    Ok(())
+}
+
 async fn execute_accepted(
     manager: &SchemaManager<'_>,
     rule: &str,

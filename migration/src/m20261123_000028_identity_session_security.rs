@@ -31,7 +31,7 @@
 //! acting user), for policies that require a second factor. The runtime role may now
 //! set `users.is_active`, so a user can close their own account.
 
-use crate::lint::{accept_lint, acceptance_comment};
+use crate::lint::{accept_lint, accept_lints};
 use crate::schema_helpers::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -211,22 +211,6 @@ fn double_null(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).double().null().take()
 }
 
-/// Several findings on one statement: every acceptance goes in front of it.
-async fn accept_findings(
-    manager: &SchemaManager<'_>,
-    findings: &[(&str, &str)],
-    statement: &TableCreateStatement,
-) -> Result<(), DbErr> {
-    let mut built = manager.get_database_backend().build(statement);
-    let mut comments = Vec::with_capacity(findings.len());
-    for (rule, reason) in findings {
-        comments.push(acceptance_comment(rule, reason)?);
-    }
-    built.sql = format!("{}\n{}", comments.join("\n"), built.sql);
-    manager.get_connection().execute_raw(built).await?;
-    Ok(())
-}
-
 fn add_column(table: impl IntoIden, column: ColumnDef) -> TableAlterStatement {
     // One column per statement: SQLite alters one thing at a time.
     Table::alter().table(table).add_column(column).take()
@@ -340,7 +324,7 @@ impl MigrationTrait for Migration {
                 ForeignKeyAction::Cascade,
             ))
             .to_owned();
-        accept_findings(
+        accept_lints(
             manager,
             &[
                 (
@@ -409,7 +393,7 @@ impl MigrationTrait for Migration {
                 ForeignKeyAction::SetNull,
             ))
             .to_owned();
-        accept_findings(
+        accept_lints(
             manager,
             &[
                 ("prefer-text-field", text_limit),

@@ -22,7 +22,7 @@
 //! deletes (removal). A trigger keeps `sign_count` growing and a disabled credential
 //! disabled, whoever updates. The reading roles read every column and write nothing.
 
-use crate::lint::acceptance_comment;
+use crate::lint::accept_lints;
 use crate::schema_helpers::*;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
@@ -210,21 +210,21 @@ impl MigrationTrait for Migration {
                 ForeignKeyAction::Cascade,
             ))
             .to_owned();
-        // Two findings on one statement: both acceptances go in front of it.
-        let mut statement = backend.build(&passkeys);
-        statement.sql = format!(
-            "{}\n{}\n{}",
-            acceptance_comment(
-                "prefer-text-field",
-                "varchar(n) is the input limit, enforced by the database",
-            )?,
-            acceptance_comment(
-                "prefer-bigint-over-int",
-                "a COSE algorithm identifier from the IANA registry (-7, -8, -257), not a counter",
-            )?,
-            statement.sql
-        );
-        manager.get_connection().execute_raw(statement).await?;
+        accept_lints(
+            manager,
+            &[
+                (
+                    "prefer-text-field",
+                    "varchar(n) is the input limit, enforced by the database",
+                ),
+                (
+                    "prefer-bigint-over-int",
+                    "a COSE algorithm identifier from the IANA registry (-7, -8, -257), not a counter",
+                ),
+            ],
+            &passkeys,
+        )
+        .await?;
         manager
             .create_index(unique_index(Passkeys::Table, [Passkeys::CredentialId]))
             .await?;

@@ -26,7 +26,7 @@ use super::password;
 use super::password_policy::check_new_password;
 use super::sessions::revoke_sessions;
 use super::throttle::{self, Claim as ThrottleClaim};
-use super::users::{Account, begin_for_user, check_password, find_active_user};
+use super::users::{Account, begin_for_user, check_password, find_active_user, set_password_hash};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
@@ -490,8 +490,8 @@ async fn account_of(db: &DatabaseConnection, user_id: UserId) -> Result<Account>
 }
 
 /// Changes the user's password: a sensitive operation (see the module), the new
-/// password checked by the password policy like a sign-up's. Ends the user's other sessions. Records
-/// `password_changed` and `other_sessions_revoked`.
+/// password checked by the password policy like a sign-up's. Ends the user's other
+/// sessions. Records `password_changed` and `other_sessions_revoked`.
 ///
 /// # Errors
 /// `WeakPassword` (before anything is written); `StepUpRequired`; `Crypto`; those
@@ -533,13 +533,7 @@ where
     // Hash before the transaction: it takes tens of milliseconds.
     let hash = password::hash(deps, new_password).await?;
     let txn = begin_sensitive(db, deps, session, "change_password", meta).await?;
-    let now = deps.now();
-    users::Entity::update_many()
-        .col_expr(users::Column::PasswordHash, Expr::value(hash))
-        .col_expr(users::Column::UpdatedAt, Expr::value(now))
-        .filter(users::Column::Id.eq(session.user_id))
-        .exec(&txn)
-        .await?;
+    set_password_hash(&txn, deps, session.user_id, hash).await?;
     record(
         &txn,
         deps,

@@ -264,6 +264,7 @@ pub(crate) async fn spend_proof<C: ConnectionTrait>(
     Ok(match proof {
         ParsedProof::Totp(code) => match match_step(deps, factor, code)? {
             Ok(step) if claim_step(db, deps, factor.id, step, false).await? => Ok(()),
+            // Another submission claimed this step (or a later one) first.
             Ok(_) => Err(Refusal::Replayed),
             Err(refusal) => Err(refusal),
         },
@@ -680,20 +681,13 @@ pub async fn verify_totp(
     code: &str,
     meta: &RequestMeta,
 ) -> Result<()> {
-    let code = parse_totp_code(code)?;
+    let proof = ParsedProof::Totp(parse_totp_code(code)?);
     let txn = begin_for_user(db, user).await?;
     find_active_user(&txn, user).await?;
-    let factor = find_factor(&txn, user)
+    let factor = confirmed_factor(&txn, user)
         .await?
-        .filter(|f| f.confirmed_at.is_some())
         .ok_or_else(|| ServiceError::not_found("confirmed TOTP factor of user", user))?;
-    let refusal = match match_step(deps, &factor, &code)? {
-        Ok(step) if claim_step(&txn, deps, factor.id, step, false).await? => None,
-        // Another submission claimed this step (or a later one) first.
-        Ok(_) => Some(Refusal::Replayed),
-        Err(refusal) => Some(refusal),
-    };
-    if let Some(refusal) = refusal {
+    if let Err(refusal) = spend_proof(&txn, deps, user, &factor, &proof).await? {
         txn.rollback().await?;
         return Err(refuse(db, deps, user, "totp", refusal, meta).await?);
     }

@@ -24,10 +24,10 @@ use super::passkeys::{
 use super::sessions::{Authenticated, IssuedSession, open_session};
 use super::throttle;
 use super::throttle::Claim as ThrottleClaim;
-use super::tokens::{ClearToken, TokenKind, hash_token};
+use super::tokens::{ClearToken, TokenKind, generate_prefixed, hash_token, looks_prefixed};
 use super::users::{
     Account, PasswordChecked, active_account, begin_for_user, check_password, record_failure,
-    stamp_sign_in,
+    set_password_hash, stamp_sign_in,
 };
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
@@ -64,15 +64,8 @@ impl TokenKind for ChallengeTokenKind {
 /// with the code. Only its SHA-256 is stored.
 pub type ChallengeToken = ClearToken<ChallengeTokenKind>;
 
-fn generate_challenge_token(deps: &Deps) -> ChallengeToken {
-    let bytes: [u8; 32] = deps.random_bytes();
-    ClearToken::new(format!("{CHALLENGE_PREFIX}{}", hex::encode(bytes)))
-}
-
 fn looks_like_challenge_token(token: &str) -> bool {
-    token
-        .strip_prefix(CHALLENGE_PREFIX)
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    looks_prefixed(token, CHALLENGE_PREFIX)
 }
 
 /// The half-way point of a sign-in in two steps.
@@ -139,14 +132,7 @@ pub async fn login(
     if has_factor {
         if let Some(hash) = rehash {
             // The password is in hand now, not at the second step.
-            entity::identity::users::Entity::update_many()
-                .col_expr(
-                    entity::identity::users::Column::PasswordHash,
-                    Expr::value(hash),
-                )
-                .filter(entity::identity::users::Column::Id.eq(user_id))
-                .exec(&txn)
-                .await?;
+            set_password_hash(&txn, deps, user_id, hash).await?;
         }
         let reason = if risk_score >= deps.config.anomaly.step_up_score {
             ChallengeReason::Risk
@@ -199,7 +185,7 @@ async fn issue_challenge<C: ConnectionTrait>(
     meta: &RequestMeta,
 ) -> Result<MfaChallenge> {
     let now = deps.now();
-    let token = generate_challenge_token(deps);
+    let token = generate_prefixed(deps, CHALLENGE_PREFIX);
     let risk_score = anomalies::total_score(findings);
     let challenge = MfaChallenge {
         id: MfaChallengeId(deps.new_id("mfa_challenges", &user_id.to_string())),

@@ -195,11 +195,8 @@ pub(crate) async fn settle_success<C: ConnectionTrait>(
     attempts: i32,
 ) -> Result<()> {
     let now = deps.now();
-    for key in claim
-        .keys
-        .iter()
-        .flat_map(|key| std::iter::repeat_n(key, usize::try_from(attempts).unwrap_or(1).max(1)))
-    {
+    let attempts = Ord::max(attempts, 1);
+    for key in &claim.keys {
         let update = sign_in_throttles::Entity::update_many()
             .col_expr(sign_in_throttles::Column::UpdatedAt, Expr::value(now))
             .filter(sign_in_throttles::Column::Scope.eq(key.scope))
@@ -211,10 +208,16 @@ pub(crate) async fn settle_success<C: ConnectionTrait>(
                     sign_in_throttles::Column::BlockedUntil,
                     Expr::value(Option::<DateTime<Utc>>::None),
                 ),
+            // Down by `attempts`, never below zero.
             ThrottleScope::Address => update
                 .col_expr(
                     sign_in_throttles::Column::Failures,
-                    Expr::col(sign_in_throttles::Column::Failures).sub(1),
+                    Expr::case(
+                        Expr::col(sign_in_throttles::Column::Failures).gt(attempts),
+                        Expr::col(sign_in_throttles::Column::Failures).sub(attempts),
+                    )
+                    .finally(0)
+                    .into(),
                 )
                 .filter(sign_in_throttles::Column::Failures.gt(0)),
         };

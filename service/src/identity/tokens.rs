@@ -67,6 +67,20 @@ pub(crate) fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// A bearer token of 256 random bits: `prefix` (which makes a leaked token
+/// recognisable to secret scanners) and 64 hex digits.
+pub(crate) fn generate_prefixed<K>(deps: &Deps, prefix: &str) -> ClearToken<K> {
+    let bytes: [u8; 32] = deps.random_bytes();
+    ClearToken::new(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// Cheap shape check of a [`generate_prefixed`] token, before any query.
+pub(crate) fn looks_prefixed(token: &str, prefix: &str) -> bool {
+    token
+        .strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Marks a [`ClearToken`] as a refresh token.
 #[derive(Debug)]
 pub enum RefreshTokenKind {}
@@ -80,14 +94,10 @@ pub type RefreshToken = ClearToken<RefreshTokenKind>;
 
 impl RefreshToken {
     pub(crate) fn generate(deps: &Deps) -> Self {
-        let bytes: [u8; 32] = deps.random_bytes();
-        Self::new(format!("{PREFIX}{}", hex::encode(bytes)))
+        generate_prefixed(deps, PREFIX)
     }
 }
 
-/// Cheap shape check before any query: prefix plus 64 hex digits.
 pub(crate) fn looks_like_refresh_token(token: &str) -> bool {
-    token
-        .strip_prefix(PREFIX)
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    looks_prefixed(token, PREFIX)
 }

@@ -384,6 +384,22 @@ pub(crate) async fn active_account<C: ConnectionTrait>(
     Ok(Err(ServiceError::AccountDisabled))
 }
 
+/// Stores a new password hash for `user` (a changed password, or an upgraded one).
+pub(crate) async fn set_password_hash<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    hash: PasswordHash,
+) -> Result<()> {
+    users::Entity::update_many()
+        .col_expr(users::Column::PasswordHash, Expr::value(hash))
+        .col_expr(users::Column::UpdatedAt, Expr::value(deps.now()))
+        .filter(users::Column::Id.eq(user))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// A completed sign-in: stamps `last_login_at` (and stores an upgraded hash), records
 /// `login` with the methods used.
 pub(crate) async fn stamp_sign_in<C: ConnectionTrait>(
