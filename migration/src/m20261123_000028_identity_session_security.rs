@@ -162,6 +162,15 @@ CREATE TRIGGER mfa_challenges_one_way BEFORE UPDATE ON mfa_challenges
 DO $functions$
 BEGIN
   EXECUTE replace($body$
+-- Anomaly detection: how many of the acting user's own global events of one type
+-- happened since a time (the runtime role reads no global audit row directly).
+CREATE FUNCTION app_own_security_event_count(p_event_type text, p_since timestamptz)
+    RETURNS bigint
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
+    AS $$ SELECT count(*) FROM audit_logs
+           WHERE tenant_id IS NULL AND actor_user_id = app_current_user()
+             AND event_type = p_event_type AND occurred_at >= p_since $$;
+
 -- The second step of a sign-in: which challenge and whose a presented token names.
 CREATE FUNCTION app_mfa_challenge_lookup(p_token_hash text)
     RETURNS TABLE (challenge_id uuid, user_id uuid)
@@ -170,12 +179,12 @@ CREATE FUNCTION app_mfa_challenge_lookup(p_token_hash text)
 $body$, '{schema}', quote_ident(current_schema()));
 END
 $functions$;
-REVOKE ALL ON FUNCTION app_mfa_challenge_lookup(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_mfa_challenge_lookup(text), app_own_security_event_count(text, timestamptz) FROM PUBLIC;
 
 DO $walls$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'app_service') THEN
-    GRANT EXECUTE ON FUNCTION app_mfa_challenge_lookup(text) TO app_service;
+    GRANT EXECUTE ON FUNCTION app_mfa_challenge_lookup(text), app_own_security_event_count(text, timestamptz) TO app_service;
     GRANT SELECT (reissue_sealed), UPDATE (reissue_sealed) ON refresh_tokens TO app_service;
     GRANT SELECT ({challenges_readable}) ON mfa_challenges TO app_service;
     GRANT INSERT (id, user_id, token_hash, reason, risk_score, failures, created_at, expires_at) ON mfa_challenges TO app_service;
@@ -446,6 +455,7 @@ impl MigrationTrait for Migration {
                 .get_connection()
                 .execute_unprepared(
                     "DROP FUNCTION IF EXISTS app_mfa_challenge_lookup(text);
+                     DROP FUNCTION IF EXISTS app_own_security_event_count(text, timestamptz);
                      DROP FUNCTION IF EXISTS app_mfa_challenges_one_way();
                      DROP FUNCTION IF EXISTS app_current_aal();
                      DROP TRIGGER IF EXISTS sessions_one_way ON sessions;

@@ -29,6 +29,7 @@ tests::backend_tests!(Migrated:
     sign_in_challenge_is_single_use_and_expires,
     anomaly_impossible_travel_is_flagged_with_the_test_clock,
     anomaly_new_device_is_reported_and_a_risky_sign_in_without_factor_is_refused,
+    anomaly_a_burst_of_failed_sign_ins_is_reported,
     step_up_aal1_session_of_a_user_with_a_factor_is_refused_until_it_verifies,
     step_up_outside_the_reauthentication_window_is_refused_until_reauthenticated,
     password_change_checks_the_policy_and_ends_other_sessions,
@@ -390,6 +391,35 @@ async fn anomaly_new_device_is_reported_and_a_risky_sign_in_without_factor_is_re
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].kind, AnomalyKind::NewDevice);
     assert_eq!(found[0].session_id, None, "no session was opened");
+}
+
+async fn anomaly_a_burst_of_failed_sign_ins_is_reported(t: TestDb) {
+    let (deps, _clock) = fixtures::deps();
+    let user = fixtures::user(&t.db, &deps, "bea").await;
+    let burst = deps.config.anomaly.failed_burst_count;
+    for _ in 0..burst {
+        let wrong = login(
+            &t.db,
+            &deps,
+            &email("bea@example.com"),
+            &password("not her password"),
+            &meta(),
+        )
+        .await;
+        assert!(
+            matches!(wrong, Err(ServiceError::InvalidCredentials)),
+            "{wrong:?}"
+        );
+    }
+    let SignIn::Complete { session, .. } = sign_in_with_password(&t, &deps, "bea", &meta()).await
+    else {
+        panic!("a burst alone is below the step-up score: one step");
+    };
+    let found = reports(&t.owner, user.id).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, AnomalyKind::FailedSignInBurst);
+    assert_eq!(found[0].details["failed_sign_ins"], burst);
+    assert_eq!(found[0].session_id, Some(session.session.id));
 }
 
 async fn step_up_aal1_session_of_a_user_with_a_factor_is_refused_until_it_verifies(t: TestDb) {

@@ -195,20 +195,12 @@ async fn recent_failed_sign_ins<C: ConnectionTrait>(
     let since = deps.now() - policy.failed_burst_window;
     let code = AuditEvent::LoginFailed.code();
     if db.get_database_backend() == DbBackend::Postgres {
-        // The runtime role reads its own global events through this function only.
-        // More failures than the threshold need not be counted.
+        // The runtime role counts its own global events through this function only.
         let row = db
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT count(*) FROM app_own_security_events($1)
-                  WHERE event_type = $2 AND occurred_at >= $3",
-                [
-                    i32::try_from(policy.failed_burst_count.saturating_mul(4))
-                        .unwrap_or(i32::MAX)
-                        .into(),
-                    code.into(),
-                    since.into(),
-                ],
+                "SELECT app_own_security_event_count($1, $2)",
+                [code.into(), since.into()],
             ))
             .await?;
         let count: i64 = row.map(|r| r.try_get_by_index(0)).transpose()?.unwrap_or(0);
