@@ -37,9 +37,9 @@ use crate::tenancy::set_row_security_context;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
-use entity::identity::{mfa_factors, passkeys, user_profiles, users};
+use entity::identity::{user_profiles, users};
 use entity::{SessionId, UserId};
-use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Statement, TransactionSession, TransactionTrait,
@@ -114,18 +114,6 @@ async fn load<C: ConnectionTrait>(
     user_id: UserId,
     session_id: SessionId,
 ) -> Result<SessionAuth> {
-    let confirmed_factor = Query::select()
-        .expr(Expr::val(1))
-        .from(mfa_factors::Entity)
-        .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::UserId)).eq(user_id))
-        .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::ConfirmedAt)).is_not_null())
-        .to_owned();
-    let enabled_passkey = Query::select()
-        .expr(Expr::val(1))
-        .from(passkeys::Entity)
-        .and_where(Expr::col((passkeys::Entity, passkeys::Column::UserId)).eq(user_id))
-        .and_where(Expr::col((passkeys::Entity, passkeys::Column::DisabledAt)).is_null())
-        .to_owned();
     type Row = (
         AssuranceLevel,
         String,
@@ -145,7 +133,7 @@ async fn load<C: ConnectionTrait>(
         .column(sessions::Column::ExpiresAt)
         .column(sessions::Column::RevokedAt)
         .column(users::Column::IsActive)
-        .expr(Expr::exists(confirmed_factor).or(Expr::exists(enabled_passkey)))
+        .expr(mfa::second_factor_exists(user_id))
         .inner_join(users::Entity)
         .filter(sessions::Column::UserId.eq(user_id))
         .into_tuple()

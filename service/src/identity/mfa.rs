@@ -38,7 +38,7 @@ use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait,
     PaginatorTrait, QueryFilter, QuerySelect, TransactionSession, TransactionTrait,
@@ -275,15 +275,31 @@ pub(crate) async fn spend_proof<C: ConnectionTrait>(
 /// Whether the user has a second factor: a confirmed TOTP factor or a passkey that is
 /// not disabled. What makes sign-in take two steps and sensitive operations need aal2.
 pub(crate) async fn has_second_factor<C: ConnectionTrait>(db: &C, user: UserId) -> Result<bool> {
-    if confirmed_factor(db, user).await?.is_some() {
-        return Ok(true);
-    }
-    Ok(passkeys::Entity::find()
-        .filter(passkeys::Column::UserId.eq(user))
-        .filter(passkeys::Column::DisabledAt.is_null())
-        .count(db)
-        .await?
-        > 0)
+    let row = db
+        .query_one(Query::select().expr(second_factor_exists(user)))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get_by_index::<bool>(0))
+        .transpose()?
+        .unwrap_or(false))
+}
+
+/// SQL for "`user` has a second factor", to ask inside a larger statement.
+pub(crate) fn second_factor_exists(user: UserId) -> SimpleExpr {
+    use sea_orm::sea_query::ExprTrait;
+    let confirmed_totp = Query::select()
+        .expr(Expr::val(1))
+        .from(mfa_factors::Entity)
+        .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::UserId)).eq(user))
+        .and_where(Expr::col((mfa_factors::Entity, mfa_factors::Column::ConfirmedAt)).is_not_null())
+        .to_owned();
+    let enabled_passkey = Query::select()
+        .expr(Expr::val(1))
+        .from(passkeys::Entity)
+        .and_where(Expr::col((passkeys::Entity, passkeys::Column::UserId)).eq(user))
+        .and_where(Expr::col((passkeys::Entity, passkeys::Column::DisabledAt)).is_null())
+        .to_owned();
+    Expr::exists(confirmed_totp).or(Expr::exists(enabled_passkey))
 }
 
 /// The user's confirmed TOTP factor, if any.
