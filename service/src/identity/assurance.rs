@@ -24,7 +24,7 @@ use super::passkeys::{
 };
 use super::password;
 use super::password_policy::check_new_password;
-use super::sessions::revoke_sessions;
+use super::sessions::revoke_user_sessions;
 use super::throttle::{self, Claim as ThrottleClaim};
 use super::users::{Account, begin_for_user, check_password, find_active_user, set_password_hash};
 use crate::Result;
@@ -270,16 +270,7 @@ pub(crate) async fn revoke_other_sessions<C: ConnectionTrait>(
     cause: &'static str,
     meta: &RequestMeta,
 ) -> Result<u64> {
-    let mut find = sessions::Entity::find()
-        .select_only()
-        .column(sessions::Column::Id)
-        .filter(sessions::Column::UserId.eq(user_id))
-        .filter(sessions::Column::RevokedAt.is_null());
-    if let Some(keep) = keep {
-        find = find.filter(sessions::Column::Id.ne(keep));
-    }
-    let others: Vec<SessionId> = find.into_tuple().all(db).await?;
-    let revoked = revoke_sessions(db, deps, &others, RevokedReason::LogoutAll).await?;
+    let revoked = revoke_user_sessions(db, deps, user_id, keep, RevokedReason::LogoutAll).await?;
     record(
         db,
         deps,

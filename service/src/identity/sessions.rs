@@ -496,9 +496,29 @@ async fn revoke_for_reuse<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Revokes every open session of `user` but `keep`; returns how many.
+pub(crate) async fn revoke_user_sessions<C: ConnectionTrait>(
+    db: &C,
+    deps: &Deps,
+    user: UserId,
+    keep: Option<SessionId>,
+    reason: RevokedReason,
+) -> Result<u64> {
+    let mut open = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .filter(sessions::Column::UserId.eq(user))
+        .filter(sessions::Column::RevokedAt.is_null());
+    if let Some(keep) = keep {
+        open = open.filter(sessions::Column::Id.ne(keep));
+    }
+    let open: Vec<SessionId> = open.into_tuple().all(db).await?;
+    revoke_sessions(db, deps, &open, reason).await
+}
+
 /// Marks sessions and all their unrevoked tokens revoked; returns how many sessions
 /// changed. Already revoked sessions keep their original time and reason.
-pub(crate) async fn revoke_sessions<C: ConnectionTrait>(
+async fn revoke_sessions<C: ConnectionTrait>(
     db: &C,
     deps: &Deps,
     ids: &[SessionId],
@@ -589,15 +609,7 @@ where
     {
         return Err(ServiceError::not_found("user", user_id));
     }
-    let open: Vec<SessionId> = sessions::Entity::find()
-        .filter(sessions::Column::UserId.eq(user_id))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .all(&txn)
-        .await?
-        .into_iter()
-        .map(|s| s.id)
-        .collect();
-    let revoked = revoke_sessions(&txn, deps, &open, RevokedReason::LogoutAll).await?;
+    let revoked = revoke_user_sessions(&txn, deps, user_id, None, RevokedReason::LogoutAll).await?;
     record(
         &txn,
         deps,
