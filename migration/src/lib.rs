@@ -51,6 +51,7 @@ mod m20261123_000028_identity_session_security;
 mod m20261123_000029_audit_add_session_security_event_types;
 mod m20261123_000030_identity_create_passkeys;
 mod m20261123_000031_audit_add_passkey_event_types;
+mod m20261123_000032_identity_request_check_functions;
 
 pub struct Migrator;
 
@@ -89,6 +90,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000029_audit_add_session_security_event_types::Migration),
             Box::new(m20261123_000030_identity_create_passkeys::Migration),
             Box::new(m20261123_000031_audit_add_passkey_event_types::Migration),
+            Box::new(m20261123_000032_identity_request_check_functions::Migration),
         ]
     }
 }

@@ -668,7 +668,7 @@ async fn load<C>(
     SeedError,
 >
 where
-    C: ConnectionTrait + TransactionTrait,
+    C: ConnectionTrait + TransactionTrait + 'static,
 {
     let (deps, clock) = Deps::deterministic(
         fixture_config(),

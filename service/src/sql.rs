@@ -1,9 +1,17 @@
-//! Raw SQL with named parameters, for the few queries the query builder cannot say
-//! well (recursive CTEs). `:name` becomes `$n` on PostgreSQL (one number per name)
-//! or `?` elsewhere (the value repeated for every use).
+//! SQL the query builder alone does not cover: raw statements with named parameters
+//! (recursive CTEs), and reads on a request's hot path in one round trip.
 
-use sea_orm::{DbBackend, Statement, Value};
+use crate::Result;
+use sea_orm::sea_query::{PostgresQueryBuilder, SelectStatement};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, QueryResult,
+    RuntimeErr, Statement, Value,
+};
+use std::any::Any;
+use std::sync::Arc;
 
+/// Raw SQL with named parameters: `:name` becomes `$n` on PostgreSQL (one number per
+/// name) or `?` elsewhere (the value repeated for every use).
 pub(crate) fn named(backend: DbBackend, sql: &str, params: &[(&str, Value)]) -> Statement {
     let mut out = String::with_capacity(sql.len());
     let mut values: Vec<Value> = Vec::new();
@@ -47,4 +55,49 @@ pub(crate) fn named(backend: DbBackend, sql: &str, params: &[(&str, Value)]) -> 
         i = end;
     }
     Statement::from_sql_and_values(backend, out, values)
+}
+
+/// The backend behind `db`; an error, not a panic, for a connection that was never
+/// opened.
+pub(crate) fn backend_of(db: &DatabaseConnection) -> Result<DbBackend> {
+    if matches!(db.inner, DatabaseConnectionType::Disconnected) {
+        return Err(DbErr::Conn(RuntimeErr::Internal(
+            "not connected to a database".to_owned(),
+        ))
+        .into());
+    }
+    Ok(db.get_database_backend())
+}
+
+/// Runs one read statement in one round trip, outside any transaction, for the
+/// checks every request makes (a session, an API key). Every other read runs in a
+/// transaction that sets the row-security context first; these statements need no
+/// context (on PostgreSQL they call `SECURITY DEFINER` functions), and a transaction
+/// would cost three round trips more than the row.
+///
+/// On a PostgreSQL pool the statement goes as one simple-protocol message: one round
+/// trip also when PgBouncer's transaction pooling forbids cached prepared statements
+/// (where a prepared statement outside a transaction takes two round trips, which
+/// PgBouncer may send to different server connections). That protocol has no bind
+/// parameters: sea-query's PostgreSQL builder writes the values as escaped literals,
+/// and the callers pass only ids and hashes the service produced itself. In a
+/// caller's transaction, or on another backend, it is an ordinary statement.
+pub(crate) async fn read_in_one_round_trip<C>(
+    db: &C,
+    query: &SelectStatement,
+) -> Result<Vec<QueryResult>>
+where
+    C: ConnectionTrait + 'static,
+{
+    let pool = (db as &dyn Any).downcast_ref::<DatabaseConnection>();
+    let Some(pool) = pool.filter(|pool| backend_of(pool).ok() == Some(DbBackend::Postgres)) else {
+        return Ok(db.query_all(query).await?);
+    };
+    let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(
+        query.to_string(PostgresQueryBuilder),
+    ))
+    .fetch_all(pool.get_postgres_connection_pool())
+    .await
+    .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))?;
+    Ok(rows.into_iter().map(QueryResult::from).collect())
 }

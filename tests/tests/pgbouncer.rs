@@ -96,17 +96,61 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
                 .await
                 .expect("connects through PgBouncer");
             let (deps, _) = fixtures::deps();
+            // The checks every request makes read in one round trip, outside any
+            // transaction (a session, an API key): they interleave with the rest.
+            let acme = tests::runtime::tenant(&report, "acme");
+            let alice_id = tests::runtime::user(&report, "alice@acme.com");
+            let acme_key = service::identity::create_api_key(
+                &t.db,
+                &deps,
+                &TenantCtx::for_member(&t.db, acme, alice_id)
+                    .await
+                    .expect("Alice is a member"),
+                service::identity::NewApiKey {
+                    name: "through the bouncer".to_owned(),
+                    scopes: vec!["agents:read".to_owned()],
+                    expires_at: None,
+                },
+                &fixtures::meta(),
+            )
+            .await
+            .expect("a key")
+            .secret
+            .expose()
+            .to_owned();
 
             let mut clients = Vec::new();
             for client in 0..CLIENTS {
                 let (tenant, actor) = pairs[client * 7 % pairs.len()];
                 let pool = pool.clone();
+                let (deps, acme_key) = (deps.clone(), acme_key.clone());
                 clients.push(tokio::spawn(async move {
                     let mut served_by = Vec::new();
                     let ctx = TenantCtx::for_member(&pool, tenant, actor)
                         .await
                         .expect("a member");
+                    let session =
+                        service::identity::create_session(&pool, &deps, actor, &fixtures::meta())
+                            .await
+                            .expect("a session")
+                            .session
+                            .id;
                     for round in 0..ROUNDS {
+                        let auth =
+                            service::identity::validate_session(&pool, &deps, actor, session)
+                                .await
+                                .expect("validates through PgBouncer");
+                        assert_eq!(auth.user_id(), actor);
+                        let key = service::identity::authenticate_api_key(
+                            &pool,
+                            &deps,
+                            &acme_key,
+                            &fixtures::meta(),
+                        )
+                        .await
+                        .expect("authenticates through PgBouncer");
+                        assert_eq!(key.tenant_id, acme);
+
                         // A bare transaction: whatever ran before on its server
                         // connection, it sees no context and no tenant rows.
                         let bare = pool.begin().await.expect("begins");
@@ -220,7 +264,6 @@ async fn pgbouncer_interleaved_tenants_never_inherit_a_context() {
                     .await
                     .expect("looks a user up through PgBouncer");
             }
-            let acme = tests::runtime::tenant(&report, "acme");
             let ctx = TenantCtx::for_member(&pool, acme, account.id)
                 .await
                 .expect("member");

@@ -650,3 +650,76 @@ async fn deactivate_account_ends_every_session_and_sign_in(t: TestDb) {
     );
     assert_eq!(inspect::count_events(&t.owner, "user_deactivated").await, 1);
 }
+
+/// PostgreSQL: the checks every request makes ([`validate_session`], API-key
+/// authentication) run outside any transaction of the service's; they must leave no
+/// row-security context behind, neither on a pooled connection (a pool of one, so the
+/// next statement is on the same connection) nor in a caller's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_request_checks_leave_no_context_behind() {
+    tests::run_case(
+        tests::Backend::Postgres,
+        "request_checks_leave_no_context",
+        tests::Start::Migrated,
+        |t| async move {
+            use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+            async fn context_left<C: ConnectionTrait>(db: &C) -> (String, String) {
+                db.query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT coalesce(current_setting('app.current_tenant_id', true), ''), \
+                            coalesce(current_setting('app.current_user_id', true), '')",
+                ))
+                .await
+                .expect("reads")
+                .expect("a row")
+                .try_get_many_by_index()
+                .expect("two texts")
+            }
+            let none = (String::new(), String::new());
+            let (deps, _) = fixtures::deps();
+            let user = fixtures::user(&t.db, &deps, "alice").await;
+            let tenant = fixtures::tenant(&t.db, &deps, "acme", &user).await;
+            let ctx = service::tenancy::TenantCtx::for_member(&t.db, tenant.id, user.id)
+                .await
+                .expect("a member");
+            let key = service::identity::create_api_key(
+                &t.db,
+                &deps,
+                &ctx,
+                service::identity::NewApiKey {
+                    name: "ci".to_owned(),
+                    scopes: vec!["*:*".to_owned()],
+                    expires_at: None,
+                },
+                &meta(),
+            )
+            .await
+            .expect("a key");
+            let one = service::connection::connect(&t.runtime_target(None), &tests::pool(1))
+                .await
+                .expect("connects as the runtime login");
+            let session = fixtures::session_of(&one, &deps, user.id).await;
+
+            validate_session(&one, &deps, user.id, session.session_id())
+                .await
+                .expect("validates");
+            assert_eq!(context_left(&one).await, none, "after validate_session");
+            service::identity::authenticate_api_key(&one, &deps, key.secret.expose(), &meta())
+                .await
+                .expect("authenticates");
+            assert_eq!(context_left(&one).await, none, "after authenticate_api_key");
+
+            let txn = one.begin().await.expect("begins");
+            validate_session(&txn, &deps, user.id, session.session_id())
+                .await
+                .expect("validates in a transaction");
+            assert_eq!(
+                context_left(&txn).await,
+                none,
+                "in the caller's transaction"
+            );
+            txn.commit().await.expect("commits");
+        },
+    )
+    .await;
+}

@@ -366,11 +366,35 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) VALUES (gen_random_uuid(), '{other}', 'rogue', 'sk_test_rogue', repeat('a', 64), '[\"*:*\"]')"
         )).await;
         assert!(rls_refused(&result), "api_keys: a key for another tenant: {result:?}");
-        let result = as_runtime(db, Some(own), Some(me), "SELECT * FROM app_api_key_lookup(repeat('0', 64))").await;
-        assert!(result.is_ok(), "the API key lookup is callable: {result:?}");
-        let columns = count(db, "SELECT count(*) FROM information_schema.parameters p JOIN information_schema.routines r ON r.specific_name = p.specific_name
-                                   WHERE r.routine_name = 'app_api_key_lookup' AND p.parameter_mode = 'OUT' AND p.parameter_name LIKE '%hash%'").await;
-        assert_eq!(columns, 0, "the API key lookup returns no hash");
+        // The request checks run without a context, as the owner: they answer only
+        // what the caller can name, and return no secret.
+        let found = count_as_runtime(db, None, None, "SELECT count(*) FROM app_api_key_authenticate(repeat('0', 64))").await;
+        assert_eq!(found, 0, "an unknown hash names no key");
+        let alices_session = session_of(db, alice).await;
+        let found = count_as_runtime(db, None, None, &format!(
+            "SELECT count(*) FROM app_session_check('{alices_session}', '{alice}')"
+        )).await;
+        assert_eq!(found, 1, "the session check answers for the session's own user");
+        let found = count_as_runtime(db, None, None, &format!(
+            "SELECT count(*) FROM app_session_check('{alices_session}', '{me}')"
+        )).await;
+        assert_eq!(found, 0, "the session check says nothing of a session named with another user");
+        for function in ["app_api_key_authenticate", "app_session_check"] {
+            let secret_columns = count(db, &format!(
+                "SELECT count(*) FROM information_schema.parameters p JOIN information_schema.routines r ON r.specific_name = p.specific_name
+                  WHERE r.routine_name = '{function}' AND p.parameter_mode IN ('OUT', 'INOUT')
+                    AND (p.parameter_name LIKE '%hash%' OR p.parameter_name LIKE '%token%' OR p.parameter_name LIKE '%secret%')"
+            )).await;
+            assert_eq!(secret_columns, 0, "{function} returns no hash, token or secret");
+            for role in ["read_only", "compliance_officer", "data_processor", "PUBLIC"] {
+                let callable = count(db, &format!(
+                    "SELECT count(*) FROM pg_proc p WHERE p.proname = '{function}'
+                        AND has_function_privilege({}, p.oid, 'EXECUTE')",
+                    if role == "PUBLIC" { "'public'".to_owned() } else { format!("'{role}'") }
+                )).await;
+                assert_eq!(callable, 0, "{function} is for the runtime role only, not {role}");
+            }
+        }
 
         // Second factors: the acting user's own rows, nobody else's; replay state and
         // used codes one-way even for their owner.

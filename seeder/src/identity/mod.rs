@@ -23,7 +23,7 @@ pub(crate) async fn register<C>(
     meta: &RequestMeta,
 ) -> Result<Account, SeedError>
 where
-    C: ConnectionTrait + TransactionTrait,
+    C: ConnectionTrait + TransactionTrait + 'static,
 {
     let on_err = fixture_error(fixture.email);
     let mut new_user =
@@ -46,7 +46,7 @@ pub(crate) async fn sign_in<C>(
     meta: &RequestMeta,
 ) -> Result<(), SeedError>
 where
-    C: ConnectionTrait + TransactionTrait,
+    C: ConnectionTrait + TransactionTrait + 'static,
 {
     create_session(db, deps, user, meta)
         .await
@@ -62,7 +62,7 @@ pub(crate) async fn sign_in_on_mobile<C>(
     email: &'static str,
 ) -> Result<(), SeedError>
 where
-    C: ConnectionTrait + TransactionTrait,
+    C: ConnectionTrait + TransactionTrait + 'static,
 {
     let mobile = RequestMeta::new(None, Some("AcmeMobile/1.0 (seeded)"));
     create_session(db, deps, user, &mobile)
@@ -113,7 +113,7 @@ pub(crate) async fn second_factor<C>(
     meta: &RequestMeta,
 ) -> Result<SecondFactorLine, SeedError>
 where
-    C: ConnectionTrait + TransactionTrait,
+    C: ConnectionTrait + TransactionTrait + 'static,
 {
     let on_err = fixture_error(email);
     // Signed in from Tokyo on her laptop...
@@ -165,7 +165,7 @@ pub(crate) async fn passkey<C>(
     meta: &RequestMeta,
 ) -> Result<(), SeedError>
 where
-    C: ConnectionTrait + TransactionTrait,
+    C: ConnectionTrait + TransactionTrait + 'static,
 {
     let on_err = fixture_error(email);
     // A scalar outside 1..n fails (odds of about 2^-32): draw again.

@@ -20,6 +20,7 @@ use crate::deps::{ApiKeyEnvironment, Deps};
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::ApiKeyName;
 use crate::request::RequestMeta;
+use crate::sql::{backend_of, read_in_one_round_trip};
 use crate::tenancy::{TenantCtx, set_row_security_context};
 use crate::{Result, begin_write};
 use chrono::{DateTime, Duration, Utc};
@@ -28,11 +29,11 @@ use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::api_keys;
 use entity::tenancy::tenants;
 use entity::{ApiKeyId, TenantId, TokenHash, UserId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Asterisk, Expr, Func, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
-    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    DerivePartialModel, EntityTrait, FromQueryResult, IdenStatic, PartialModelTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -604,53 +605,53 @@ where
     Ok(issued)
 }
 
-/// Which key and tenant a presented key's hash names. On PostgreSQL through
-/// `app_api_key_lookup`: the runtime role cannot read hashes, and no tenant is known
-/// yet to make the row visible. Elsewhere the stored hash is read and compared in
-/// constant time as well.
-async fn find_presented_key<C: ConnectionTrait>(
-    db: &C,
+/// A presented key's state, and whether its tenant is active, by the key's hash: one
+/// round trip (see [`read_in_one_round_trip`]). On PostgreSQL through
+/// `app_api_key_authenticate`: the runtime role cannot read hashes, and no tenant is
+/// known before the key is. Elsewhere the stored hash is read too and compared in
+/// constant time.
+async fn presented_key(
+    db: &DatabaseConnection,
     hash: &TokenHash,
-) -> Result<Option<(ApiKeyId, TenantId)>> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT key_id, tenant_id FROM app_api_key_lookup($1)",
-                [hash.expose().into()],
-            ))
-            .await?;
-        return Ok(match row {
-            Some(row) => Some((
-                ApiKeyId(row.try_get_by_index(0)?),
-                TenantId(row.try_get_by_index(1)?),
-            )),
-            None => None,
-        });
+) -> Result<Option<(ApiKey, bool)>> {
+    let postgres = backend_of(db)? == DbBackend::Postgres;
+    let query = if postgres {
+        Query::select()
+            .column(Asterisk)
+            .from_function(
+                Func::cust("app_api_key_authenticate").arg(Expr::val(hash.expose())),
+                "api_key",
+            )
+            .to_owned()
+    } else {
+        ApiKeyRow::select_cols(api_keys::Entity::find().select_only())
+            .column_as(tenants::Column::IsActive, "tenant_active")
+            .column(api_keys::Column::KeyHash)
+            .inner_join(tenants::Entity)
+            .filter(api_keys::Column::KeyHash.eq(hash.clone()))
+            .into_query()
+    };
+    let rows = read_in_one_round_trip(db, &query).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    if !postgres {
+        let stored: TokenHash = row.try_get("", api_keys::Column::KeyHash.as_str())?;
+        if !bool::from(stored.expose().as_bytes().ct_eq(hash.expose().as_bytes())) {
+            return Ok(None);
+        }
     }
-    let found: Option<(ApiKeyId, TenantId, TokenHash)> = api_keys::Entity::find()
-        .select_only()
-        .column(api_keys::Column::Id)
-        .column(api_keys::Column::TenantId)
-        .column(api_keys::Column::KeyHash)
-        .filter(api_keys::Column::KeyHash.eq(hash.clone()))
-        .into_tuple()
-        .one(db)
-        .await?;
-    Ok(found.and_then(|(id, tenant, stored)| {
-        bool::from(stored.expose().as_bytes().ct_eq(hash.expose().as_bytes()))
-            .then_some((id, tenant))
-    }))
+    let key = ApiKeyRow::from_query_result(row, "")?.try_into()?;
+    Ok(Some((key, row.try_get("", "tenant_active")?)))
 }
 
 /// Authenticates a presented API key: its tenant, id and scopes. The key's format is
-/// checked first, without the database. Then, each in a transaction: the lookup by
-/// hash; the key's state, read in its tenant's context; `last_used_at` brought up to
-/// date if it is more than a minute old. A revoked, expired or replaced key records
-/// `api_key_rejected` in its tenant's trail, committed before the error returns (this
-/// takes a connection, not a transaction, so no caller can roll it back). A key
-/// nobody issued is not recorded: anyone can make up well-formed keys, and each
-/// would cost a row.
+/// checked first, without the database; then the key and its tenant are read in one
+/// round trip. `last_used_at` is brought up to date if it is more than a minute old.
+/// A revoked, expired or replaced key records `api_key_rejected` in its tenant's
+/// trail, committed before the error returns (this takes a connection, not a
+/// transaction, so no caller can roll it back). A key nobody issued is not recorded:
+/// anyone can make up well-formed keys, and each would cost a row.
 ///
 /// # Errors
 /// `MalformedApiKey` (no query ran); `InvalidToken` for a key never issued;
@@ -663,22 +664,14 @@ pub async fn authenticate_api_key(
     meta: &RequestMeta,
 ) -> Result<AuthenticatedApiKey> {
     let parsed = parse_api_key(presented, deps.config.api_key_environment)?;
-    // One transaction for the lookup and the checks: every statement of the service
-    // runs in one (PgBouncer), and each round trip counts on a path every request takes.
-    let txn = begin_write(db).await?;
-    let Some((key_id, tenant_id)) = find_presented_key(&txn, &parsed.hash).await? else {
-        txn.rollback().await?;
+    let Some((key, tenant_active)) = presented_key(db, &parsed.hash).await? else {
         return Err(ServiceError::InvalidToken);
     };
-    set_row_security_context(&txn, Some(tenant_id), None).await?;
-    let key = find_key(&txn, tenant_id, key_id)
-        .await
-        .map_err(|e| match e {
-            ServiceError::NotFound { .. } => ServiceError::InvalidToken,
-            other => other,
-        })?;
+    let tenant_id = key.tenant_id;
     let now = deps.now();
     if let Some((error, reason)) = key.refusal(now) {
+        let txn = begin_write(db).await?;
+        set_row_security_context(&txn, Some(tenant_id), None).await?;
         record(
             &txn,
             deps,
@@ -692,13 +685,6 @@ pub async fn authenticate_api_key(
         txn.commit().await?;
         return Err(error);
     }
-    let tenant_active = tenants::Entity::find_by_id(tenant_id)
-        .select_only()
-        .column(tenants::Column::IsActive)
-        .into_tuple::<bool>()
-        .one(&txn)
-        .await?
-        .unwrap_or(false);
     if !tenant_active {
         return Err(ServiceError::Forbidden {
             reason: "the key's tenant is deactivated",
@@ -707,26 +693,22 @@ pub async fn authenticate_api_key(
     // At most one write a minute per key, and no statement at all while the stamp is
     // fresh; concurrent requests race harmlessly (the condition lets one through).
     let stale_before = now - LAST_USED_RESOLUTION;
-    if key.last_used_at.is_some_and(|at| at >= stale_before) {
+    if key.last_used_at.is_none_or(|at| at < stale_before) {
+        let txn = begin_write(db).await?;
+        set_row_security_context(&txn, Some(tenant_id), None).await?;
+        api_keys::Entity::update_many()
+            .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
+            .filter(api_keys::Column::Id.eq(key.id))
+            .filter(api_keys::Column::TenantId.eq(tenant_id))
+            .filter(
+                Condition::any()
+                    .add(api_keys::Column::LastUsedAt.is_null())
+                    .add(api_keys::Column::LastUsedAt.lt(stale_before)),
+            )
+            .exec(&txn)
+            .await?;
         txn.commit().await?;
-        return Ok(AuthenticatedApiKey {
-            key_id: key.id,
-            tenant_id,
-            scopes: key.scopes,
-        });
     }
-    api_keys::Entity::update_many()
-        .col_expr(api_keys::Column::LastUsedAt, Expr::value(now))
-        .filter(api_keys::Column::Id.eq(key.id))
-        .filter(api_keys::Column::TenantId.eq(tenant_id))
-        .filter(
-            Condition::any()
-                .add(api_keys::Column::LastUsedAt.is_null())
-                .add(api_keys::Column::LastUsedAt.lt(stale_before)),
-        )
-        .exec(&txn)
-        .await?;
-    txn.commit().await?;
     Ok(AuthenticatedApiKey {
         key_id: key.id,
         tenant_id,

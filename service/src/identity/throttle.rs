@@ -18,10 +18,10 @@ use crate::request::RequestMeta;
 use chrono::{DateTime, Utc};
 use entity::identity::sign_in_throttles::{self, ThrottleScope};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QuerySelect,
 };
 use std::net::IpAddr;
 
@@ -94,13 +94,25 @@ pub(crate) async fn claim(
     email: &Email,
     meta: &RequestMeta,
 ) -> Result<Claim> {
+    let txn = begin_write(db).await?;
+    let claim = claim_in(&txn, deps, email, meta).await?;
+    txn.commit().await?;
+    Ok(claim)
+}
+
+/// [`claim`] in `txn`, a write transaction the caller opened for the claim (and at
+/// most other reads) and commits before checking the secret. Three statements
+/// whatever the number of keys: create the missing rows, read them locked, count the
+/// attempt.
+pub(crate) async fn claim_in<C: ConnectionTrait>(
+    txn: &C,
+    deps: &Deps,
+    email: &Email,
+    meta: &RequestMeta,
+) -> Result<Claim> {
     let now = deps.now();
     let keys = keys(email, meta);
-    let txn = begin_write(db).await?;
-    let mut rows = Vec::with_capacity(keys.len());
-    for key in &keys {
-        rows.push(locked_row(&txn, key, now).await?);
-    }
+    let rows = locked_rows(txn, &keys, now).await?;
     let forget_before = now - deps.config.sign_in_forget_after;
     let current = |row: &sign_in_throttles::Model| {
         if row.last_failure_at.is_some_and(|at| at < forget_before) {
@@ -112,55 +124,98 @@ pub(crate) async fn claim(
     let refused = rows
         .iter()
         .any(|row| row.blocked_until.is_some_and(|until| until > now));
+    let account_row = rows
+        .iter()
+        .find(|row| row.scope == ThrottleScope::AccountAddress);
     let mut claim = Claim {
-        keys: keys.clone(),
+        keys,
         refused,
         blocked_until: None,
-        failures: rows.first().map_or(0, current),
+        failures: account_row.map_or(0, current),
     };
-    if !refused {
-        for row in &rows {
-            let failures = current(row).saturating_add(1);
-            let blocked_until = policy(deps, row.scope)
-                .delay_after(failures)
-                .map(|delay| now + delay);
-            sign_in_throttles::Entity::update_many()
-                .col_expr(sign_in_throttles::Column::Failures, Expr::value(failures))
-                .col_expr(sign_in_throttles::Column::LastFailureAt, Expr::value(now))
-                .col_expr(
-                    sign_in_throttles::Column::BlockedUntil,
-                    Expr::value(blocked_until),
-                )
-                .col_expr(sign_in_throttles::Column::UpdatedAt, Expr::value(now))
-                .filter(sign_in_throttles::Column::Scope.eq(row.scope))
-                .filter(sign_in_throttles::Column::KeyHash.eq(row.key_hash.as_str()))
-                .exec(&txn)
-                .await?;
-            if row.scope == ThrottleScope::AccountAddress {
-                claim.failures = failures;
-                claim.blocked_until = blocked_until;
-            }
+    if refused {
+        return Ok(claim);
+    }
+    // Each row's new count and block, set by one statement: CASE on the row's key.
+    let (mut failures, mut blocked) = (None, None);
+    for row in &rows {
+        let count = current(row).saturating_add(1);
+        let blocked_until = policy(deps, row.scope)
+            .delay_after(count)
+            .map(|delay| now + delay);
+        let this = is_row(row.scope, &row.key_hash);
+        failures = Some(arm(failures, this.clone(), Expr::value(count)));
+        blocked = Some(arm(blocked, this, Expr::value(blocked_until)));
+        if row.scope == ThrottleScope::AccountAddress {
+            claim.failures = count;
+            claim.blocked_until = blocked_until;
         }
     }
-    txn.commit().await?;
+    sign_in_throttles::Entity::update_many()
+        .col_expr(
+            sign_in_throttles::Column::Failures,
+            otherwise(failures, sign_in_throttles::Column::Failures),
+        )
+        .col_expr(
+            sign_in_throttles::Column::BlockedUntil,
+            otherwise(blocked, sign_in_throttles::Column::BlockedUntil),
+        )
+        .col_expr(sign_in_throttles::Column::LastFailureAt, Expr::value(now))
+        .col_expr(sign_in_throttles::Column::UpdatedAt, Expr::value(now))
+        .filter(any_row(&claim.keys))
+        .exec(txn)
+        .await?;
     Ok(claim)
 }
 
-/// The key's row, created if missing, locked until the transaction ends (SQLite's
-/// `BEGIN IMMEDIATE` already holds the whole database).
-async fn locked_row<C: ConnectionTrait>(
-    db: &C,
-    key: &Key,
-    now: DateTime<Utc>,
-) -> Result<sign_in_throttles::Model> {
-    let inserted = sign_in_throttles::Entity::insert(sign_in_throttles::ActiveModel {
-        scope: Set(key.scope),
-        key_hash: Set(key.hash.clone()),
-        failures: Set(0),
-        last_failure_at: Set(None),
-        blocked_until: Set(None),
-        updated_at: Set(now),
+/// `case` with one more `WHEN condition THEN value`.
+fn arm(case: Option<CaseStatement>, condition: Condition, value: impl Into<Expr>) -> CaseStatement {
+    match case {
+        None => Expr::case(condition, value),
+        Some(case) => case.case(condition, value),
+    }
+}
+
+/// `case`, or when no arm matches (or there is none) the column's current value.
+fn otherwise(case: Option<CaseStatement>, column: sign_in_throttles::Column) -> Expr {
+    match case {
+        Some(case) => case.finally(Expr::col(column)).into(),
+        None => Expr::col(column),
+    }
+}
+
+/// The condition naming one key's row.
+fn is_row(scope: ThrottleScope, hash: &str) -> Condition {
+    Condition::all()
+        .add(sign_in_throttles::Column::Scope.eq(scope))
+        .add(sign_in_throttles::Column::KeyHash.eq(hash))
+}
+
+fn any_row(keys: &[Key]) -> Condition {
+    keys.iter().fold(Condition::any(), |any, key| {
+        any.add(is_row(key.scope, &key.hash))
     })
+}
+
+/// The keys' rows, created if missing, locked until the transaction ends (SQLite's
+/// `BEGIN IMMEDIATE` already holds the whole database). The upsert locks existing
+/// rows in the keys' order, the same in every attempt, so attempts sharing a key
+/// queue instead of deadlocking.
+async fn locked_rows<C: ConnectionTrait>(
+    db: &C,
+    keys: &[Key],
+    now: DateTime<Utc>,
+) -> Result<Vec<sign_in_throttles::Model>> {
+    let inserted = sign_in_throttles::Entity::insert_many(keys.iter().map(|key| {
+        sign_in_throttles::ActiveModel {
+            scope: Set(key.scope),
+            key_hash: Set(key.hash.clone()),
+            failures: Set(0),
+            last_failure_at: Set(None),
+            blocked_until: Set(None),
+            updated_at: Set(now),
+        }
+    }))
     // A no-op update rather than DO NOTHING, which MariaDB cannot say.
     .on_conflict(
         OnConflict::columns([
@@ -176,13 +231,15 @@ async fn locked_row<C: ConnectionTrait>(
         Ok(_) | Err(DbErr::RecordNotInserted) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut find = sign_in_throttles::Entity::find_by_id((key.scope, key.hash.clone()));
+    let mut find = sign_in_throttles::Entity::find().filter(any_row(keys));
     if db.get_database_backend() != DbBackend::Sqlite {
         find = find.lock_exclusive();
     }
-    find.one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("sign_in_throttles row just upserted".into()).into())
+    let rows = find.all(db).await?;
+    if rows.len() != keys.len() {
+        return Err(DbErr::RecordNotFound("sign_in_throttles rows just upserted".into()).into());
+    }
+    Ok(rows)
 }
 
 /// A verified success: the account-and-address key starts over, and the address
@@ -196,32 +253,41 @@ pub(crate) async fn settle_success<C: ConnectionTrait>(
 ) -> Result<()> {
     let now = deps.now();
     let attempts = Ord::max(attempts, 1);
+    let failures = Expr::col(sign_in_throttles::Column::Failures);
+    // Down by `attempts`, never below zero.
+    let given_back = Expr::case(failures.clone().gt(attempts), failures.sub(attempts)).finally(0);
+    let (mut new_failures, mut new_block) = (None, None);
+    let mut rows = Condition::any();
     for key in &claim.keys {
-        let update = sign_in_throttles::Entity::update_many()
-            .col_expr(sign_in_throttles::Column::UpdatedAt, Expr::value(now))
-            .filter(sign_in_throttles::Column::Scope.eq(key.scope))
-            .filter(sign_in_throttles::Column::KeyHash.eq(key.hash.as_str()));
-        let update = match key.scope {
-            ThrottleScope::AccountAddress => update
-                .col_expr(sign_in_throttles::Column::Failures, Expr::value(0))
-                .col_expr(
-                    sign_in_throttles::Column::BlockedUntil,
+        let row = is_row(key.scope, &key.hash);
+        match key.scope {
+            ThrottleScope::AccountAddress => {
+                new_failures = Some(arm(new_failures, row.clone(), Expr::value(0)));
+                new_block = Some(arm(
+                    new_block,
+                    row.clone(),
                     Expr::value(Option::<DateTime<Utc>>::None),
-                ),
-            // Down by `attempts`, never below zero.
-            ThrottleScope::Address => update
-                .col_expr(
-                    sign_in_throttles::Column::Failures,
-                    Expr::case(
-                        Expr::col(sign_in_throttles::Column::Failures).gt(attempts),
-                        Expr::col(sign_in_throttles::Column::Failures).sub(attempts),
-                    )
-                    .finally(0)
-                    .into(),
-                )
-                .filter(sign_in_throttles::Column::Failures.gt(0)),
-        };
-        update.exec(db).await?;
+                ));
+                rows = rows.add(row);
+            }
+            ThrottleScope::Address => {
+                new_failures = Some(arm(new_failures, row.clone(), given_back.clone()));
+                rows = rows.add(row.add(sign_in_throttles::Column::Failures.gt(0)));
+            }
+        }
     }
+    sign_in_throttles::Entity::update_many()
+        .col_expr(sign_in_throttles::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            sign_in_throttles::Column::Failures,
+            otherwise(new_failures, sign_in_throttles::Column::Failures),
+        )
+        .col_expr(
+            sign_in_throttles::Column::BlockedUntil,
+            otherwise(new_block, sign_in_throttles::Column::BlockedUntil),
+        )
+        .filter(rows)
+        .exec(db)
+        .await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use super::password_policy::check_new_password;
 use super::throttle::{self, Claim};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::begin_write;
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::{DisplayName, Email, Language, Password, Timezone};
@@ -320,13 +321,12 @@ pub(crate) async fn check_password(
     password: &Password,
     meta: &RequestMeta,
 ) -> Result<PasswordChecked> {
-    let claim = throttle::claim(db, deps, email, meta).await?;
-    // Like every statement of the service, in a transaction: behind PgBouncer's
-    // transaction pooling a statement outside one may be parsed on one server
-    // connection and executed on another.
-    let lookup = db.begin().await?;
-    let credentials = sign_in_credentials(&lookup, email).await?;
-    lookup.commit().await?;
+    // The claim and the credentials in one transaction, committed before the
+    // password is checked (round trips count on a path every sign-in takes).
+    let txn = begin_write(db).await?;
+    let claim = throttle::claim_in(&txn, deps, email, meta).await?;
+    let credentials = sign_in_credentials(&txn, email).await?;
+    txn.commit().await?;
     let verification = match (&credentials, claim.refused) {
         (Some((_, hash)), false) => password::verify(deps, password, hash).await?,
         _ => {
