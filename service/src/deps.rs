@@ -156,6 +156,11 @@ pub struct ServiceConfig {
     pub argon2_iterations: u32,
     /// Argon2id lanes (OWASP: 1).
     pub argon2_parallelism: u32,
+    /// At most this many argon2 computations run at once (default: the cores the
+    /// process may use); more wait their turn. On the cores, hashes beyond that only
+    /// slow each other down (their memory no longer fits the caches) and each holds
+    /// `argon2_memory_kib`, so a burst of sign-ins cannot exhaust memory either.
+    pub argon2_max_concurrent: usize,
     /// Sign-in throttling for one account as seen from one client address: a
     /// stranger elsewhere cannot slow the account's owner down.
     pub sign_in_per_account_address: ThrottlePolicy,
@@ -254,6 +259,8 @@ impl Default for ServiceConfig {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
+            argon2_max_concurrent: std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get),
             sign_in_per_account_address: ThrottlePolicy {
                 free_failures: 5,
                 base_delay: Duration::seconds(1),
@@ -324,6 +331,15 @@ pub struct Deps {
     /// The hash verified against when an email is unknown, so that answer takes as
     /// long as a wrong password (built on first use).
     pub(crate) decoy_hash: Arc<OnceLock<String>>,
+    /// Turns for argon2 computations: `config.argon2_max_concurrent` of them.
+    pub(crate) hashing_turns: Arc<tokio::sync::Semaphore>,
+}
+
+fn hashing_turns(config: &ServiceConfig) -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(Ord::max(
+        config.argon2_max_concurrent,
+        1,
+    )))
 }
 
 impl Deps {
@@ -334,6 +350,7 @@ impl Deps {
             clock: Arc::new(SystemClock),
             ids: Arc::new(TimeOrderedIds),
             random: Arc::new(OsRandom),
+            hashing_turns: hashing_turns(&config),
             config: Arc::new(config),
             keys: Arc::new(keys),
             breached_passwords: None,
@@ -355,6 +372,7 @@ impl Deps {
             clock: clock.clone(),
             ids: Arc::new(LabelledIds::new(namespace)),
             random: Arc::new(SeededRandom::new(seed)),
+            hashing_turns: hashing_turns(&config),
             config: Arc::new(config),
             keys: Arc::new(KeyRing::development()),
             breached_passwords: None,

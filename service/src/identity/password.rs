@@ -36,7 +36,7 @@ pub async fn hash(deps: &Deps, password: &Password) -> Result<PasswordHash, Serv
     let salt_bytes: [u8; 16] = deps.random_bytes();
     let config = deps.config.clone();
     let password = password.clone();
-    run_blocking(move || {
+    run_blocking(deps, move || {
         let salt = SaltString::encode_b64(&salt_bytes)
             .map_err(|_| ServiceError::Crypto("salt encoding"))?;
         let phc = hasher(&config)?
@@ -55,7 +55,7 @@ pub(crate) async fn verify(
     let config = deps.config.clone();
     let password = password.clone();
     let stored = stored.expose().to_owned();
-    run_blocking(move || verify_blocking(&config, &password, &stored)).await
+    run_blocking(deps, move || verify_blocking(&config, &password, &stored)).await
 }
 
 /// Spends the time of a real verification against a hash nobody knows the password
@@ -72,7 +72,10 @@ pub(crate) async fn decoy_verify(deps: &Deps, password: &Password) -> Result<(),
     };
     let config = deps.config.clone();
     let password = password.clone();
-    run_blocking(move || verify_blocking(&config, &password, &decoy).map(|_| ())).await
+    run_blocking(deps, move || {
+        verify_blocking(&config, &password, &decoy).map(|_| ())
+    })
+    .await
 }
 
 fn verify_blocking(
@@ -106,10 +109,52 @@ fn matches_config(config: &ServiceConfig, parsed: &Phc<'_>) -> bool {
     }
 }
 
+/// Runs argon2 work on Tokio's blocking pool (never on the runtime's own threads),
+/// once one of the deps' hashing turns is free.
 async fn run_blocking<T: Send + 'static>(
+    deps: &Deps,
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
-    tokio::task::spawn_blocking(work)
+    let turn = deps
+        .hashing_turns
+        .clone()
+        .acquire_owned()
         .await
-        .map_err(|_| ServiceError::Crypto("password hashing task did not finish"))?
+        .map_err(|_| ServiceError::Crypto("password hashing turns were closed"))?;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        work()
+    })
+    .await
+    .map_err(|_| ServiceError::Crypto("password hashing task did not finish"))?
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn hashing_waits_for_a_free_turn() {
+        let config = ServiceConfig {
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            argon2_max_concurrent: 1,
+            ..ServiceConfig::default()
+        };
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (deps, _) = Deps::deterministic(config, start, uuid::Uuid::nil(), 1);
+        let password = Password::new("correct horse battery staple").unwrap();
+        let held = deps.hashing_turns.clone().acquire_owned().await.unwrap();
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(300), hash(&deps, &password)).await;
+        assert!(waiting.is_err(), "a hash ran while the only turn was taken");
+        drop(held);
+        let hashed = tokio::time::timeout(Duration::from_secs(30), hash(&deps, &password)).await;
+        assert!(
+            matches!(hashed, Ok(Ok(_))),
+            "the hash runs once the turn is free"
+        );
+    }
 }
