@@ -19,6 +19,7 @@ use tests::access_world::{World, role, world};
 use tests::fixtures::{self, meta};
 
 tests::backend_tests!(Migrated:
+    api_keys_of_a_deactivated_tenant_are_refused_and_not_stamped,
     api_keys_are_shown_once_and_stored_as_hash_and_prefix,
     api_keys_authenticate_and_a_mistyped_key_is_refused_without_a_query,
     api_keys_revoked_and_expired_are_refused,
@@ -464,4 +465,27 @@ async fn api_keys_of_a_tenant_are_out_of_reach_of_other_tenants_and_plain_member
     authenticate(&t, &w, issued.secret.expose())
         .await
         .expect("still works");
+}
+
+async fn api_keys_of_a_deactivated_tenant_are_refused_and_not_stamped(t: TestDb) {
+    use entity::tenancy::tenants;
+    use sea_orm::sea_query::Expr;
+    let w = acme(&t).await;
+    let issued = create(&t, &w, "CI deploy").await;
+    tenants::Entity::update_many()
+        .col_expr(tenants::Column::IsActive, Expr::value(false))
+        .filter(tenants::Column::Id.eq(w.acme.id))
+        .exec(&t.owner)
+        .await
+        .expect("deactivates the tenant");
+    let result = authenticate(&t, &w, issued.secret.expose()).await;
+    assert!(
+        matches!(result, Err(ServiceError::Forbidden { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        stored(&t, &issued).await.last_used_at,
+        None,
+        "a refused key is not marked as used"
+    );
 }
