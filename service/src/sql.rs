@@ -2,10 +2,10 @@
 //! (recursive CTEs), and reads on a request's hot path in one round trip.
 
 use crate::Result;
-use sea_orm::sea_query::{PostgresQueryBuilder, SelectStatement};
+use sea_orm::sea_query::{Alias, Expr, Func, PostgresQueryBuilder, Query, SelectStatement};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, QueryResult,
-    RuntimeErr, Statement, Value,
+    RuntimeErr, Statement, TryGetableMany, Value,
 };
 use std::any::Any;
 use std::sync::Arc;
@@ -100,4 +100,32 @@ where
     .await
     .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))?;
     Ok(rows.into_iter().map(QueryResult::from).collect())
+}
+
+/// A row named by a secret's hash (or a credential id) before anyone is acting, when
+/// row-level security would show no row yet: on PostgreSQL the `columns` of the
+/// `SECURITY DEFINER` function `function(key)` (which never returns a hash), on the
+/// other backends `elsewhere`, selecting the same values in the same order.
+pub(crate) async fn find_before_acting<C, T>(
+    db: &C,
+    (function, columns): (&'static str, &[&'static str]),
+    key: impl Into<Value>,
+    elsewhere: SelectStatement,
+) -> Result<Option<T>>
+where
+    C: ConnectionTrait,
+    T: TryGetableMany,
+{
+    let query = if db.get_database_backend() == DbBackend::Postgres {
+        Query::select()
+            .columns(columns.iter().map(|column| Alias::new(*column)))
+            .from_function(Func::cust(function).arg(Expr::val(key)), "found")
+            .to_owned()
+    } else {
+        elsewhere
+    };
+    let row = db.query_one(&query).await?;
+    Ok(row
+        .map(|row| row.try_get_many_by_index::<T>())
+        .transpose()?)
 }

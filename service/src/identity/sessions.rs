@@ -21,6 +21,7 @@ use crate::crypto::FieldSlot;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::request::RequestMeta;
+use crate::sql::find_before_acting;
 use chrono::{DateTime, Duration, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
@@ -30,7 +31,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
-    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     TransactionSession, TransactionTrait,
 };
 use serde_json::json;
@@ -212,31 +213,20 @@ async fn find_presented_token<C: ConnectionTrait>(
     presented: &str,
 ) -> Result<Option<(RefreshTokenId, UserId)>> {
     let hash = hash_token(presented);
-    if db.get_database_backend() == DbBackend::Postgres {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT token_id, user_id FROM app_refresh_token_lookup($1)",
-                [hash.expose().into()],
-            ))
-            .await?;
-        return Ok(match row {
-            Some(row) => Some((
-                RefreshTokenId(row.try_get_by_index(0)?),
-                UserId(row.try_get_by_index(1)?),
-            )),
-            None => None,
-        });
-    }
-    Ok(refresh_tokens::Entity::find()
+    let elsewhere = refresh_tokens::Entity::find()
         .select_only()
         .column(refresh_tokens::Column::Id)
         .column(sessions::Column::UserId)
         .inner_join(sessions::Entity)
-        .filter(refresh_tokens::Column::TokenHash.eq(hash))
-        .into_tuple::<(RefreshTokenId, UserId)>()
-        .one(db)
-        .await?)
+        .filter(refresh_tokens::Column::TokenHash.eq(hash.clone()))
+        .into_query();
+    find_before_acting(
+        db,
+        ("app_refresh_token_lookup", &["token_id", "user_id"]),
+        hash.expose(),
+        elsewhere,
+    )
+    .await
 }
 
 /// Exchanges a refresh token for a new one. Records `session_refreshed`, updates the

@@ -35,6 +35,7 @@ use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::input::{Email, Password};
 use crate::request::RequestMeta;
+use crate::sql::find_before_acting;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::mfa_challenges::{self, ChallengeReason};
@@ -43,8 +44,8 @@ use entity::{MfaChallengeId, UserId};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
-    QueryFilter, QuerySelect, Statement, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait, QueryFilter,
+    QuerySelect, QueryTrait, TransactionTrait,
 };
 use serde_json::json;
 
@@ -240,30 +241,19 @@ async fn find_challenge<C: ConnectionTrait>(
     presented: &str,
 ) -> Result<Option<(MfaChallengeId, UserId)>> {
     let hash = hash_token(presented);
-    if db.get_database_backend() == DbBackend::Postgres {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT challenge_id, user_id FROM app_mfa_challenge_lookup($1)",
-                [hash.expose().into()],
-            ))
-            .await?;
-        return Ok(match row {
-            Some(row) => Some((
-                MfaChallengeId(row.try_get_by_index(0)?),
-                UserId(row.try_get_by_index(1)?),
-            )),
-            None => None,
-        });
-    }
-    Ok(mfa_challenges::Entity::find()
+    let elsewhere = mfa_challenges::Entity::find()
         .select_only()
         .column(mfa_challenges::Column::Id)
         .column(mfa_challenges::Column::UserId)
-        .filter(mfa_challenges::Column::TokenHash.eq(hash))
-        .into_tuple::<(MfaChallengeId, UserId)>()
-        .one(db)
-        .await?)
+        .filter(mfa_challenges::Column::TokenHash.eq(hash.clone()))
+        .into_query();
+    find_before_acting(
+        db,
+        ("app_mfa_challenge_lookup", &["challenge_id", "user_id"]),
+        hash.expose(),
+        elsewhere,
+    )
+    .await
 }
 
 /// A presented challenge that may still be completed, and whose it is.

@@ -10,6 +10,7 @@ use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::{DisplayName, Email, Language, Password, Timezone};
 use crate::request::RequestMeta;
+use crate::sql::find_before_acting;
 use crate::tenancy::set_row_security_context;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
@@ -19,7 +20,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
-    QueryFilter, QuerySelect, Statement, TransactionSession, TransactionTrait,
+    QueryFilter, QuerySelect, QueryTrait, Statement, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 
@@ -237,30 +238,19 @@ async fn sign_in_credentials<C: ConnectionTrait>(
     db: &C,
     email: &Email,
 ) -> Result<Option<(UserId, PasswordHash)>> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT user_id, password_hash FROM app_sign_in_credentials($1)",
-                [email.as_str().into()],
-            ))
-            .await?;
-        return Ok(match row {
-            Some(row) => Some((
-                UserId(row.try_get_by_index(0)?),
-                PasswordHash::new(row.try_get_by_index::<String>(1)?),
-            )),
-            None => None,
-        });
-    }
-    Ok(users::Entity::find()
+    let elsewhere = users::Entity::find()
         .select_only()
         .column(users::Column::Id)
         .column(users::Column::PasswordHash)
         .filter(users::Column::Email.eq(email.as_str()))
-        .into_tuple::<(UserId, PasswordHash)>()
-        .one(db)
-        .await?)
+        .into_query();
+    find_before_acting(
+        db,
+        ("app_sign_in_credentials", &["user_id", "password_hash"]),
+        email.as_str(),
+        elsewhere,
+    )
+    .await
 }
 
 /// A password that matched: whose, the throttle slot it claimed (given back only

@@ -53,6 +53,7 @@ use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::request::RequestMeta;
+use crate::sql::find_before_acting;
 use crate::tenancy::set_row_security_context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -63,8 +64,8 @@ use entity::{PasskeyId, PublicKeyBytes, UserId};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DerivePartialModel, EntityTrait,
-    QueryFilter, QueryOrder, Statement, TransactionSession, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use std::fmt;
@@ -550,27 +551,19 @@ async fn find_credential<C: ConnectionTrait>(
     db: &C,
     credential_id: &[u8],
 ) -> Result<Option<(PasskeyId, UserId)>> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT passkey_id, user_id FROM app_passkey_lookup($1)",
-                [credential_id.to_vec().into()],
-            ))
-            .await?;
-        return Ok(match row {
-            Some(row) => Some((
-                PasskeyId(row.try_get_by_index(0)?),
-                UserId(row.try_get_by_index(1)?),
-            )),
-            None => None,
-        });
-    }
-    Ok(passkeys::Entity::find()
+    let elsewhere = passkeys::Entity::find()
+        .select_only()
+        .column(passkeys::Column::Id)
+        .column(passkeys::Column::UserId)
         .filter(passkeys::Column::CredentialId.eq(credential_id.to_vec()))
-        .one(db)
-        .await?
-        .map(|p| (p.id, p.user_id)))
+        .into_query();
+    find_before_acting(
+        db,
+        ("app_passkey_lookup", &["passkey_id", "user_id"]),
+        credential_id.to_vec(),
+        elsewhere,
+    )
+    .await
 }
 
 /// Records a refused assertion of a known passkey on a transaction of its own; for a
