@@ -113,7 +113,11 @@ impl fmt::Debug for Password {
 }
 
 /// Trimmed, non-empty, at most `max` characters, no control characters.
-fn plain_text(field: &'static str, raw: &str, max: usize) -> Result<String, ServiceError> {
+pub(crate) fn plain_text(
+    field: &'static str,
+    raw: &str,
+    max: usize,
+) -> Result<String, ServiceError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(ServiceError::validation(field, "must not be empty"));

@@ -2,7 +2,8 @@
 //! anomaly detection (device and location).
 
 use crate::error::ServiceError;
-use sha2::{Digest, Sha256};
+use crate::identity::sha256_hex;
+use crate::input::plain_text;
 use std::net::IpAddr;
 
 /// The longest user agent kept; the rest is cut, since the header is client-controlled
@@ -56,16 +57,10 @@ impl Location {
                 ));
             }
         };
-        let city = match city.map(str::trim).filter(|c| !c.is_empty()) {
-            None => None,
-            Some(c) if c.chars().count() > MAX_CITY_CHARS || c.chars().any(char::is_control) => {
-                return Err(ServiceError::validation(
-                    "city",
-                    "expected at most 100 characters, no control characters",
-                ));
-            }
-            Some(c) => Some(c.to_owned()),
-        };
+        let city = city
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| plain_text("city", c, MAX_CITY_CHARS))
+            .transpose()?;
         let coordinates = match (latitude, longitude) {
             (None, None) => None,
             (Some(lat), Some(lng))
@@ -136,7 +131,7 @@ impl RequestMeta {
                 "expected 1 to 1024 characters",
             ));
         }
-        self.device_hash = Some(hex::encode(Sha256::digest(fingerprint.as_bytes())));
+        self.device_hash = Some(sha256_hex(fingerprint));
         Ok(self)
     }
 

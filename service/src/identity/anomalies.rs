@@ -19,6 +19,7 @@ use entity::identity::session_anomaly_reports::{self, AnomalyKind};
 use entity::identity::sessions;
 use entity::{SessionAnomalyReportId, SessionId, UserId};
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, Statement, TransactionSession, TransactionTrait,
@@ -95,7 +96,7 @@ pub(crate) fn travel_finding(deps: &Deps, last: LastSeen, meta: &RequestMeta) ->
         return None;
     }
     // A second at least: two requests in the same instant are still a jump.
-    let seconds = (deps.now() - last.at).num_seconds().max(1);
+    let seconds = Ord::max((deps.now() - last.at).num_seconds(), 1);
     #[allow(clippy::cast_precision_loss)] // seconds since a recent sign-in: far below 2^52
     let kmh = km / (seconds as f64 / 3600.0);
     (kmh > policy.impossible_travel_kmh).then(|| Finding {
@@ -124,18 +125,33 @@ pub(crate) async fn assess_sign_in<C: ConnectionTrait>(
     let mut findings = Vec::new();
 
     if let Some(device) = meta.device_hash() {
-        let with_device = |known: Option<&str>| {
-            let mut find = sessions::Entity::find()
-                .filter(sessions::Column::UserId.eq(user))
-                .filter(sessions::Column::DeviceHash.is_not_null());
+        let sessions_with_device = |known: Option<&str>| {
+            let mut find = Query::select()
+                .expr(Expr::val(1))
+                .from(sessions::Entity)
+                .and_where(Expr::col((sessions::Entity, sessions::Column::UserId)).eq(user))
+                .and_where(
+                    Expr::col((sessions::Entity, sessions::Column::DeviceHash)).is_not_null(),
+                )
+                .to_owned();
             if let Some(known) = known {
-                find = find.filter(sessions::Column::DeviceHash.eq(known));
+                find.and_where(
+                    Expr::col((sessions::Entity, sessions::Column::DeviceHash)).eq(known),
+                );
             }
             find
         };
-        // A first device ever is no anomaly; a device unlike all earlier ones is.
-        let any_device = with_device(None).count(db).await? > 0;
-        if any_device && with_device(Some(device)).count(db).await? == 0 {
+        // A first device ever is no anomaly; a device unlike all earlier ones is. Both
+        // asked in one statement.
+        let seen = Query::select()
+            .expr(Expr::exists(sessions_with_device(None)))
+            .expr(Expr::exists(sessions_with_device(Some(device))))
+            .to_owned();
+        let (any_device, this_device) = match db.query_one(&seen).await? {
+            Some(row) => row.try_get_many_by_index::<(bool, bool)>()?,
+            None => (false, false),
+        };
+        if any_device && !this_device {
             findings.push(Finding {
                 kind: AnomalyKind::NewDevice,
                 risk_score: policy.new_device_score,

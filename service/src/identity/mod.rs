@@ -50,7 +50,7 @@ pub use sessions::{
 pub use sign_in::{
     ChallengeToken, MfaChallenge, SignIn, complete_sign_in, complete_sign_in_with_passkey, login,
 };
-pub(crate) use tokens::hash_token;
 pub use tokens::{ClearToken, RefreshToken, TokenKind};
+pub(crate) use tokens::{hash_token, sha256_hex};
 pub use users::{Account, NewUser, authenticate, find_user_by_email, register_user};
 pub(crate) use users::{begin_for_user, ensure_active_user, find_active_user};

@@ -52,6 +52,7 @@ use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
+use crate::input::plain_text;
 use crate::request::RequestMeta;
 use crate::sql::find_before_acting;
 use crate::tenancy::set_row_security_context;
@@ -279,17 +280,7 @@ impl fmt::Display for PasskeyRejection {
 }
 
 fn parse_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > NAME_MAX_CHARS
-        || name.chars().any(char::is_control)
-    {
-        return Err(ServiceError::validation(
-            "name",
-            "1 to 64 characters, no control characters",
-        ));
-    }
-    Ok(name.to_owned())
+    plain_text("name", name, NAME_MAX_CHARS)
 }
 
 fn check_credential_id(id: &[u8]) -> Result<()> {
