@@ -104,7 +104,7 @@ pub async fn markdown(db: &DatabaseConnection) -> Result<String, DbErr> {
     let security = rows(
         db,
         "SELECT c.relname::text, p.polname::text, coalesce(pg_get_expr(p.polqual, p.polrelid), ''),
-                coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '')
+                coalesce(pg_get_expr(p.polwithcheck, p.polrelid), ''), c.relforcerowsecurity::text
            FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
           ORDER BY c.relname, p.polname",
@@ -187,7 +187,13 @@ pub async fn markdown(db: &DatabaseConnection) -> Result<String, DbErr> {
         }
         let policies: Vec<&Vec<String>> = security.iter().filter(|p| &p[0] == table).collect();
         if !policies.is_empty() {
-            let _ = writeln!(w, "Row-level security (enabled, forced):");
+            // Forced binds the table's owner too (and so its SECURITY DEFINER functions).
+            let forced = if policies[0][4] == "true" {
+                "forced"
+            } else {
+                "not forced"
+            };
+            let _ = writeln!(w, "Row-level security (enabled, {forced}):");
             for p in policies {
                 let _ = writeln!(w, "- `{}`: USING `{}` WITH CHECK `{}`", p[1], p[2], p[3]);
             }
