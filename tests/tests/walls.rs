@@ -386,14 +386,27 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                     AND (p.parameter_name LIKE '%hash%' OR p.parameter_name LIKE '%token%' OR p.parameter_name LIKE '%secret%')"
             )).await;
             assert_eq!(secret_columns, 0, "{function} returns no hash, token or secret");
-            for role in ["read_only", "compliance_officer", "data_processor", "PUBLIC"] {
-                let callable = count(db, &format!(
-                    "SELECT count(*) FROM pg_proc p WHERE p.proname = '{function}'
-                        AND has_function_privilege({}, p.oid, 'EXECUTE')",
-                    if role == "PUBLIC" { "'public'".to_owned() } else { format!("'{role}'") }
-                )).await;
-                assert_eq!(callable, 0, "{function} is for the runtime role only, not {role}");
-            }
+        }
+        // Every function that runs as its owner: for the runtime role only, and with
+        // its search path pinned (no object of the caller's can stand in for one of its).
+        let definers = count(db, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                    WHERE n.nspname = current_schema() AND p.prosecdef").await;
+        assert!(definers >= 10, "the lookups and checks are SECURITY DEFINER functions: {definers}");
+        let unpinned = count(db, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                   WHERE n.nspname = current_schema() AND p.prosecdef
+                                     AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%')").await;
+        assert_eq!(unpinned, 0, "every SECURITY DEFINER function pins its search_path");
+        let for_runtime = count(db, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                      WHERE n.nspname = current_schema() AND p.prosecdef
+                                        AND has_function_privilege('app_service', p.oid, 'EXECUTE')").await;
+        assert_eq!(for_runtime, definers, "the runtime role calls every SECURITY DEFINER function");
+        for role in ["read_only", "compliance_officer", "data_processor", "public"] {
+            let callable = count(db, &format!(
+                "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                  WHERE n.nspname = current_schema() AND p.prosecdef
+                    AND has_function_privilege('{role}', p.oid, 'EXECUTE')"
+            )).await;
+            assert_eq!(callable, 0, "{role} may call none of the SECURITY DEFINER functions");
         }
 
         // Second factors: the acting user's own rows, nobody else's; replay state and
