@@ -20,38 +20,41 @@
 //! returns (those take a connection, not a transaction, like `authenticate`); no code
 //! or secret is ever in an audit row.
 
+mod backup_codes;
+mod totp;
+
+pub use backup_codes::{BACKUP_CODE_COUNT, BackupCodes, generate_backup_codes, use_backup_code};
+use backup_codes::{claim_backup_code, parse_backup_code};
+pub use totp::{TotpParams, totp};
+use totp::{hotp, secret_len};
+
 use super::assurance::{SessionAuth, begin_sensitive, factor_added, revoke_other_sessions};
-use super::tokens::sha256_hex;
 use super::users::{begin_for_user, find_active_user};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::crypto::FieldSlot;
 use crate::deps::Deps;
 use crate::error::ServiceError;
+use crate::input::plain_text;
 use crate::request::RequestMeta;
 use chrono::{DateTime, Utc};
 use data_encoding::BASE32_NOPAD;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::mfa_factors::{self, MfaKind, TotpAlgorithm};
 use entity::identity::{mfa_backup_codes, passkeys};
-use entity::{MfaBackupCodeId, MfaFactorId, SealedBytes, UserId};
-use hmac::{Hmac, Mac};
+use entity::{MfaFactorId, SealedBytes, UserId};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, Query, SimpleExpr};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait,
-    PaginatorTrait, QueryFilter, QuerySelect, TransactionSession, TransactionTrait,
+    QueryFilter, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-/// How many backup codes a set has.
-pub const BACKUP_CODE_COUNT: usize = 10;
-/// Random bytes per backup code: 80 bits, 16 base32 characters.
-const BACKUP_CODE_BYTES: usize = 10;
 /// What the `otpauth://` URI escapes: everything but RFC 3986's unreserved characters.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -60,77 +63,6 @@ const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 /// Steps accepted either side of the current one, for clock drift and typing time.
 const WINDOW: i64 = 1;
-
-/// The parameters new TOTP factors get. Authenticator apps support SHA-1, 6 digits and
-/// 30 seconds everywhere; some ignore other values and show wrong codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TotpParams {
-    pub algorithm: TotpAlgorithm,
-    /// 6 to 8.
-    pub digits: u8,
-    /// Seconds per step, 15 to 120.
-    pub period: u8,
-}
-
-impl Default for TotpParams {
-    fn default() -> Self {
-        Self {
-            algorithm: TotpAlgorithm::Sha1,
-            digits: 6,
-            period: 30,
-        }
-    }
-}
-
-/// The RFC 6238 code of `secret` at Unix time `unix_seconds`.
-pub fn totp(secret: &[u8], params: TotpParams, unix_seconds: u64) -> String {
-    hotp(
-        secret,
-        params.algorithm,
-        params.digits,
-        unix_seconds / u64::from(params.period.max(1)),
-    )
-}
-
-/// RFC 4226 HOTP: HMAC of the big-endian counter, dynamically truncated to `digits`.
-fn hotp(secret: &[u8], algorithm: TotpAlgorithm, digits: u8, counter: u64) -> String {
-    let message = counter.to_be_bytes();
-    // HMAC takes keys of any length, so `new_from_slice` cannot fail here.
-    let digest: Vec<u8> = match algorithm {
-        TotpAlgorithm::Sha1 => mac::<Hmac<sha1::Sha1>>(secret, &message),
-        TotpAlgorithm::Sha256 => mac::<Hmac<sha2::Sha256>>(secret, &message),
-        TotpAlgorithm::Sha512 => mac::<Hmac<sha2::Sha512>>(secret, &message),
-    };
-    let offset = usize::from(digest[digest.len() - 1] & 0x0f);
-    let binary = u32::from_be_bytes([
-        digest[offset] & 0x7f,
-        digest[offset + 1],
-        digest[offset + 2],
-        digest[offset + 3],
-    ]);
-    let digits = u32::from(digits.clamp(6, 8));
-    format!(
-        "{:0width$}",
-        binary % 10u32.pow(digits),
-        width = digits as usize
-    )
-}
-
-fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of every length");
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// Secret length per algorithm: the hash's output size, as RFC 4226 and 6238 advise.
-fn secret_len(algorithm: TotpAlgorithm) -> usize {
-    match algorithm {
-        TotpAlgorithm::Sha1 => 20,
-        TotpAlgorithm::Sha256 => 32,
-        TotpAlgorithm::Sha512 => 64,
-    }
-}
 
 /// A factor as the application sees it: every column but the sealed secret.
 #[derive(Clone, Debug, PartialEq, Eq, DerivePartialModel)]
@@ -183,30 +115,6 @@ impl fmt::Debug for TotpEnrolment {
             .field("factor_id", &self.factor_id)
             .field("secret", &"[redacted]")
             .finish()
-    }
-}
-
-/// A fresh set of backup codes, in the clear once (`xxxx-xxxx-xxxx-xxxx`). `Debug`
-/// shows how many there are, nothing else.
-pub struct BackupCodes(Vec<Zeroizing<String>>);
-
-impl BackupCodes {
-    pub fn expose(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|c| c.as_str())
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for BackupCodes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BackupCodes({} codes, [redacted])", self.0.len())
     }
 }
 
@@ -321,43 +229,8 @@ fn parse_totp_code(code: &str) -> Result<Zeroizing<String>> {
     Ok(digits)
 }
 
-/// A backup code as typed: 16 base32 characters, any case, hyphens and spaces allowed.
-/// Returns the hash it is stored under.
-fn parse_backup_code(code: &str) -> Result<String> {
-    let normal: Zeroizing<String> = Zeroizing::new(
-        code.chars()
-            .filter(|c| *c != '-' && *c != ' ')
-            .map(|c| c.to_ascii_lowercase())
-            .collect(),
-    );
-    if normal.len() != BACKUP_CODE_BYTES * 8 / 5
-        || !normal
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
-    {
-        return Err(ServiceError::validation(
-            "backup code",
-            "expected 16 letters and digits, as printed",
-        ));
-    }
-    Ok(backup_code_hash(&normal))
-}
-
-/// SHA-256, not argon2: a code is 80 random bits, so its hash cannot be searched, and
-/// verification stays a single indexed lookup.
-fn backup_code_hash(normal: &str) -> String {
-    sha256_hex(normal)
-}
-
 fn parse_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ServiceError::validation(
-            "name",
-            "1 to 100 characters, no control characters",
-        ));
-    }
-    Ok(name.to_owned())
+    plain_text("name", name, 100)
 }
 
 fn slot_row(id: MfaFactorId) -> String {
@@ -718,155 +591,6 @@ pub async fn verify_totp(
     .await?;
     txn.commit().await?;
     Ok(())
-}
-
-/// Replaces the user's backup codes with [`BACKUP_CODE_COUNT`] new ones, stored as
-/// their SHA-256. Needs a confirmed TOTP factor. Records `backup_codes_generated`.
-///
-/// # Errors
-/// `Conflict` without a confirmed factor; `NotFound`, `AccountDisabled`; `Db`.
-pub async fn generate_backup_codes<C>(
-    db: &C,
-    deps: &Deps,
-    session: &SessionAuth,
-    meta: &RequestMeta,
-) -> Result<BackupCodes>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    let user = session.user_id();
-    let txn = begin_sensitive(db, deps, session, "generate_backup_codes", meta).await?;
-    find_active_user(&txn, user).await?;
-    let confirmed = find_factor(&txn, user)
-        .await?
-        .is_some_and(|f| f.confirmed_at.is_some());
-    if !confirmed {
-        return Err(ServiceError::Conflict {
-            entity: "backup codes",
-            reason: "enrol and confirm a TOTP factor first",
-        });
-    }
-    let replaced = mfa_backup_codes::Entity::delete_many()
-        .filter(mfa_backup_codes::Column::UserId.eq(user))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    let now = deps.now();
-    let mut codes = Vec::with_capacity(BACKUP_CODE_COUNT);
-    let mut rows = Vec::with_capacity(BACKUP_CODE_COUNT);
-    for _ in 0..BACKUP_CODE_COUNT {
-        let bytes = Zeroizing::new(deps.random_bytes::<BACKUP_CODE_BYTES>());
-        let normal = Zeroizing::new(BASE32_NOPAD.encode(&*bytes).to_ascii_lowercase());
-        rows.push(mfa_backup_codes::ActiveModel {
-            id: Set(MfaBackupCodeId(
-                deps.new_id("mfa_backup_codes", &user.to_string()),
-            )),
-            user_id: Set(user),
-            code_hash: Set(entity::TokenHash::new(backup_code_hash(&normal))),
-            used_at: NotSet,
-            created_at: Set(now),
-        });
-        let grouped: Vec<&str> = (0..normal.len())
-            .step_by(4)
-            .map(|i| &normal[i..i + 4])
-            .collect();
-        codes.push(Zeroizing::new(grouped.join("-")));
-    }
-    mfa_backup_codes::Entity::insert_many(rows)
-        .exec_without_returning(&txn)
-        .await?;
-    record(
-        &txn,
-        deps,
-        AuditEntry::new(
-            AuditEvent::BackupCodesGenerated,
-            AuditOutcome::Success,
-            meta,
-        )
-        .actor(user)
-        .resource("user", user)
-        .details(json!({ "count": BACKUP_CODE_COUNT, "replaced": replaced })),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(BackupCodes(codes))
-}
-
-/// Claims an unused backup code of the user, by hash: only one transaction can set its
-/// `used_at`.
-async fn claim_backup_code<C: ConnectionTrait>(
-    db: &C,
-    deps: &Deps,
-    user: UserId,
-    code_hash: &str,
-) -> Result<std::result::Result<MfaBackupCodeId, Refusal>> {
-    let found = mfa_backup_codes::Entity::find()
-        .select_only()
-        .column(mfa_backup_codes::Column::Id)
-        .column(mfa_backup_codes::Column::UsedAt)
-        .filter(mfa_backup_codes::Column::UserId.eq(user))
-        .filter(mfa_backup_codes::Column::CodeHash.eq(code_hash))
-        .into_tuple::<(MfaBackupCodeId, Option<DateTime<Utc>>)>()
-        .one(db)
-        .await?;
-    let id = match found {
-        None => return Ok(Err(Refusal::WrongCode)),
-        Some((_, Some(_))) => return Ok(Err(Refusal::Replayed)),
-        Some((id, None)) => id,
-    };
-    let claimed = mfa_backup_codes::Entity::update_many()
-        .col_expr(mfa_backup_codes::Column::UsedAt, Expr::value(deps.now()))
-        .filter(mfa_backup_codes::Column::Id.eq(id))
-        .filter(mfa_backup_codes::Column::UsedAt.is_null())
-        .exec(db)
-        .await?;
-    Ok(if claimed.rows_affected == 1 {
-        Ok(id)
-    } else {
-        Err(Refusal::Replayed)
-    })
-}
-
-/// Uses one backup code in place of a TOTP code. Records `backup_code_used`; a refused
-/// code records `mfa_verification_failed` on a transaction of its own. Returns how many
-/// unused codes are left.
-///
-/// # Errors
-/// `Validation` for a code not shaped like one (before any query); `InvalidMfaCode`
-/// for an unknown or used code; `AccountDisabled`; `Db`.
-pub async fn use_backup_code(
-    db: &DatabaseConnection,
-    deps: &Deps,
-    user: UserId,
-    code: &str,
-    meta: &RequestMeta,
-) -> Result<u64> {
-    let code_hash = parse_backup_code(code)?;
-    let txn = begin_for_user(db, user).await?;
-    find_active_user(&txn, user).await?;
-    let id = match claim_backup_code(&txn, deps, user, &code_hash).await? {
-        Ok(id) => id,
-        Err(refusal) => {
-            txn.rollback().await?;
-            return Err(refuse(db, deps, user, "backup_code", refusal, meta).await?);
-        }
-    };
-    let remaining = mfa_backup_codes::Entity::find()
-        .filter(mfa_backup_codes::Column::UserId.eq(user))
-        .filter(mfa_backup_codes::Column::UsedAt.is_null())
-        .count(&txn)
-        .await?;
-    record(
-        &txn,
-        deps,
-        AuditEntry::new(AuditEvent::BackupCodeUsed, AuditOutcome::Success, meta)
-            .actor(user)
-            .resource("mfa_backup_code", id)
-            .details(json!({ "remaining": remaining })),
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(remaining)
 }
 
 /// Removes the user's TOTP factor and backup codes, proven by a current TOTP code or a
