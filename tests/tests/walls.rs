@@ -7,7 +7,7 @@
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement, TransactionTrait,
 };
-use tests::runtime::{as_runtime, count, count_as_runtime, seed, tenant, user};
+use tests::runtime::{as_runtime, count, count_as_runtime, runtime_txn, seed, tenant, user};
 use tests::{Backend, Start, run_case};
 
 /// What the runtime role may do with a table: every table of the schema has one.
@@ -590,6 +590,15 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             let result = as_runtime(db, Some(other), Some(alice), sql).await;
             assert!(matches!(&result, Err(e) if e.to_string().contains(message)), "{sql}: {result:?}");
         }
+        // A disabled passkey (a detected clone) stays as evidence: not even its owner
+        // deletes it.
+        let txn = runtime_txn(db, Some(other), Some(alice)).await.expect("a runtime transaction");
+        txn.execute_unprepared("UPDATE passkeys SET disabled_at = now(), disabled_reason = 'cloned_authenticator'")
+            .await
+            .expect("the owner may disable a passkey");
+        let deleted = txn.execute_unprepared("DELETE FROM passkeys").await;
+        assert!(changed_nothing(&deleted), "a disabled passkey is deleted: {deleted:?}");
+        txn.rollback().await.expect("rolls back");
         let result = as_runtime(db, Some(own), Some(me), &format!(
             "INSERT INTO passkeys (id, user_id, credential_id, public_key, algorithm, aaguid, transports, name) VALUES (gen_random_uuid(), '{alice}', '\\x00000000000000000000000000000002', '\\x04', -7, gen_random_uuid(), '', 'rogue')"
         )).await;
