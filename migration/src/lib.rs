@@ -52,6 +52,8 @@ mod m20261123_000029_audit_add_session_security_event_types;
 mod m20261123_000030_identity_create_passkeys;
 mod m20261123_000031_audit_add_passkey_event_types;
 mod m20261123_000032_identity_request_check_functions;
+mod m20261123_000033_audit_chain_and_append_only;
+mod m20261124_000034_audit_add_catalogue_event_types;
 
 pub struct Migrator;
 
@@ -91,6 +93,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000030_identity_create_passkeys::Migration),
             Box::new(m20261123_000031_audit_add_passkey_event_types::Migration),
             Box::new(m20261123_000032_identity_request_check_functions::Migration),
+            Box::new(m20261123_000033_audit_chain_and_append_only::Migration),
+            Box::new(m20261124_000034_audit_add_catalogue_event_types::Migration),
         ]
     }
 }
