@@ -77,6 +77,9 @@ pub enum ServiceError {
     PasskeyRejected {
         reason: crate::identity::PasskeyRejection,
     },
+    /// An audit checkpoint that cannot be signed or used (see `audit::checkpoint`).
+    #[error("audit checkpoint: {0}")]
+    Checkpoint(#[from] crate::audit::CheckpointError),
     /// Hashing or verifying a secret failed for a reason other than a wrong secret.
     #[error("cryptographic operation failed: {0}")]
     Crypto(&'static str),

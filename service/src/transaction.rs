@@ -17,3 +17,11 @@ pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, 
     })
     .await
 }
+
+/// A connection that is an open transaction. Operations whose correctness needs the
+/// work to commit or roll back as one (an audit append holds its chain's lock until
+/// the change it records commits) take this instead of any `ConnectionTrait`, so a
+/// pool cannot be passed by mistake.
+pub trait InTransaction: sea_orm::ConnectionTrait {}
+
+impl<T: sea_orm::ConnectionTrait + sea_orm::TransactionSession> InTransaction for T {}

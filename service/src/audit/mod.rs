@@ -3,195 +3,39 @@
 //! Operations call [`record`] on the same connection (usually their transaction) as the
 //! change they audit, so the row commits or rolls back with it.
 
+mod catalogue;
+mod chain_writer;
+pub mod checkpoint;
+mod events;
+pub mod verify;
+
+pub use catalogue::{AddedEventType, NewEventType, add_event_type, added_event_type};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointKey, CheckpointKeyError, sign_checkpoint,
+    verify_against_checkpoint,
+};
+pub use events::AuditEvent;
+pub use verify::{ChainScope, Finding, VerifyReport, verify};
+
 use crate::Result;
 use crate::deps::Deps;
 use crate::request::RequestMeta;
 use crate::tenancy::TenantCtx;
+use crate::transaction::InTransaction;
 use entity::audit::audit_logs::{self, AuditOutcome};
+use entity::audit::chain;
 use entity::{AuditLogId, TenantId, UserId};
-use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Statement, TransactionSession, TransactionTrait,
 };
 use serde_json::{Value as Json, json};
-
-/// Every event the services record. Codes are stable and exist in the
-/// `audit_event_types` catalogue (a test checks both directions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuditEvent {
-    UserCreated,
-    Login,
-    LoginFailed,
-    Logout,
-    AccountLocked,
-    SessionCreated,
-    SessionRefreshed,
-    SessionsRevokedAll,
-    RefreshTokenReused,
-    TenantCreated,
-    MemberAdded,
-    MemberRemoved,
-    RoleCreated,
-    RolePermissionGranted,
-    RolePermissionRevoked,
-    RoleInheritanceAdded,
-    RoleInheritanceRemoved,
-    RoleAssigned,
-    RoleAssignmentRevoked,
-    PolicyCreated,
-    PolicyDeleted,
-    TeamCreated,
-    TeamMoved,
-    TeamMemberAdded,
-    TeamMemberRemoved,
-    InvitationCreated,
-    InvitationAccepted,
-    InvitationRevoked,
-    ApiKeyCreated,
-    ApiKeyRevoked,
-    ApiKeyRotated,
-    ApiKeyRejected,
-    MfaEnrolled,
-    MfaConfirmed,
-    MfaVerified,
-    MfaVerificationFailed,
-    MfaDisabled,
-    BackupCodesGenerated,
-    BackupCodeUsed,
-    MfaChallengeIssued,
-    Reauthenticated,
-    StepUpRequired,
-    SessionAnomalyDetected,
-    PasswordChanged,
-    OtherSessionsRevoked,
-    UserDeactivated,
-    PasskeyRegistered,
-    PasskeyRenamed,
-    PasskeyRemoved,
-    PasskeyUsed,
-    PasskeyAssertionFailed,
-    PasskeyCloneDetected,
-}
-
-impl AuditEvent {
-    pub const ALL: [AuditEvent; 52] = [
-        AuditEvent::UserCreated,
-        AuditEvent::Login,
-        AuditEvent::LoginFailed,
-        AuditEvent::Logout,
-        AuditEvent::AccountLocked,
-        AuditEvent::SessionCreated,
-        AuditEvent::SessionRefreshed,
-        AuditEvent::SessionsRevokedAll,
-        AuditEvent::RefreshTokenReused,
-        AuditEvent::TenantCreated,
-        AuditEvent::MemberAdded,
-        AuditEvent::MemberRemoved,
-        AuditEvent::RoleCreated,
-        AuditEvent::RolePermissionGranted,
-        AuditEvent::RolePermissionRevoked,
-        AuditEvent::RoleInheritanceAdded,
-        AuditEvent::RoleInheritanceRemoved,
-        AuditEvent::RoleAssigned,
-        AuditEvent::RoleAssignmentRevoked,
-        AuditEvent::PolicyCreated,
-        AuditEvent::PolicyDeleted,
-        AuditEvent::TeamCreated,
-        AuditEvent::TeamMoved,
-        AuditEvent::TeamMemberAdded,
-        AuditEvent::TeamMemberRemoved,
-        AuditEvent::InvitationCreated,
-        AuditEvent::InvitationAccepted,
-        AuditEvent::InvitationRevoked,
-        AuditEvent::ApiKeyCreated,
-        AuditEvent::ApiKeyRevoked,
-        AuditEvent::ApiKeyRotated,
-        AuditEvent::ApiKeyRejected,
-        AuditEvent::MfaEnrolled,
-        AuditEvent::MfaConfirmed,
-        AuditEvent::MfaVerified,
-        AuditEvent::MfaVerificationFailed,
-        AuditEvent::MfaDisabled,
-        AuditEvent::BackupCodesGenerated,
-        AuditEvent::BackupCodeUsed,
-        AuditEvent::MfaChallengeIssued,
-        AuditEvent::Reauthenticated,
-        AuditEvent::StepUpRequired,
-        AuditEvent::SessionAnomalyDetected,
-        AuditEvent::PasswordChanged,
-        AuditEvent::OtherSessionsRevoked,
-        AuditEvent::UserDeactivated,
-        AuditEvent::PasskeyRegistered,
-        AuditEvent::PasskeyRenamed,
-        AuditEvent::PasskeyRemoved,
-        AuditEvent::PasskeyUsed,
-        AuditEvent::PasskeyAssertionFailed,
-        AuditEvent::PasskeyCloneDetected,
-    ];
-
-    pub fn code(self) -> &'static str {
-        match self {
-            AuditEvent::UserCreated => "user_created",
-            AuditEvent::Login => "login",
-            AuditEvent::LoginFailed => "login_failed",
-            AuditEvent::Logout => "logout",
-            AuditEvent::AccountLocked => "account_locked",
-            AuditEvent::SessionCreated => "session_created",
-            AuditEvent::SessionRefreshed => "session_refreshed",
-            AuditEvent::SessionsRevokedAll => "sessions_revoked_all",
-            AuditEvent::RefreshTokenReused => "refresh_token_reused",
-            AuditEvent::TenantCreated => "tenant_created",
-            AuditEvent::MemberAdded => "member_added",
-            AuditEvent::MemberRemoved => "member_removed",
-            AuditEvent::RoleCreated => "role_created",
-            AuditEvent::RolePermissionGranted => "role_permission_granted",
-            AuditEvent::RolePermissionRevoked => "role_permission_revoked",
-            AuditEvent::RoleInheritanceAdded => "role_inheritance_added",
-            AuditEvent::RoleInheritanceRemoved => "role_inheritance_removed",
-            AuditEvent::RoleAssigned => "role_assigned",
-            AuditEvent::RoleAssignmentRevoked => "role_assignment_revoked",
-            AuditEvent::PolicyCreated => "policy_created",
-            AuditEvent::PolicyDeleted => "policy_deleted",
-            AuditEvent::TeamCreated => "team_created",
-            AuditEvent::TeamMoved => "team_moved",
-            AuditEvent::TeamMemberAdded => "team_member_added",
-            AuditEvent::TeamMemberRemoved => "team_member_removed",
-            AuditEvent::InvitationCreated => "invitation_created",
-            AuditEvent::InvitationAccepted => "invitation_accepted",
-            AuditEvent::InvitationRevoked => "invitation_revoked",
-            AuditEvent::ApiKeyCreated => "api_key_created",
-            AuditEvent::ApiKeyRevoked => "api_key_revoked",
-            AuditEvent::ApiKeyRotated => "api_key_rotated",
-            AuditEvent::ApiKeyRejected => "api_key_rejected",
-            AuditEvent::MfaEnrolled => "mfa_enrolled",
-            AuditEvent::MfaConfirmed => "mfa_confirmed",
-            AuditEvent::MfaVerified => "mfa_verified",
-            AuditEvent::MfaVerificationFailed => "mfa_verification_failed",
-            AuditEvent::MfaDisabled => "mfa_disabled",
-            AuditEvent::BackupCodesGenerated => "backup_codes_generated",
-            AuditEvent::BackupCodeUsed => "backup_code_used",
-            AuditEvent::MfaChallengeIssued => "mfa_challenge_issued",
-            AuditEvent::Reauthenticated => "reauthenticated",
-            AuditEvent::StepUpRequired => "step_up_required",
-            AuditEvent::SessionAnomalyDetected => "session_anomaly_detected",
-            AuditEvent::PasswordChanged => "password_changed",
-            AuditEvent::OtherSessionsRevoked => "other_sessions_revoked",
-            AuditEvent::UserDeactivated => "user_deactivated",
-            AuditEvent::PasskeyRegistered => "passkey_registered",
-            AuditEvent::PasskeyRenamed => "passkey_renamed",
-            AuditEvent::PasskeyRemoved => "passkey_removed",
-            AuditEvent::PasskeyUsed => "passkey_used",
-            AuditEvent::PasskeyAssertionFailed => "passkey_assertion_failed",
-            AuditEvent::PasskeyCloneDetected => "passkey_clone_detected",
-        }
-    }
-}
+use std::borrow::Cow;
 
 /// One audit row to write. Build with [`AuditEntry::new`] and the `with_*` methods.
 #[derive(Clone, Debug)]
 pub struct AuditEntry<'a> {
-    event: AuditEvent,
+    event_type: Cow<'static, str>,
     outcome: AuditOutcome,
     tenant_id: Option<TenantId>,
     actor: Option<UserId>,
@@ -203,8 +47,25 @@ pub struct AuditEntry<'a> {
 
 impl<'a> AuditEntry<'a> {
     pub fn new(event: AuditEvent, outcome: AuditOutcome, request: &'a RequestMeta) -> Self {
+        Self::of_code(Cow::Borrowed(event.code()), outcome, request)
+    }
+
+    /// An entry of an event type added at run time ([`add_event_type`]).
+    pub fn of_added_type(
+        event_type: &AddedEventType,
+        outcome: AuditOutcome,
+        request: &'a RequestMeta,
+    ) -> Self {
+        Self::of_code(Cow::Owned(event_type.code().to_owned()), outcome, request)
+    }
+
+    fn of_code(
+        event_type: Cow<'static, str>,
+        outcome: AuditOutcome,
+        request: &'a RequestMeta,
+    ) -> Self {
         Self {
-            event,
+            event_type,
             outcome,
             tenant_id: None,
             actor: None,
@@ -250,35 +111,50 @@ impl<'a> AuditEntry<'a> {
     }
 }
 
-/// Writes one audit row on `db`, which should be the transaction of the change.
-pub async fn record<C: ConnectionTrait>(
-    db: &C,
+/// Appends one audit row to its chain, in `txn`: the transaction of the change it
+/// records, so the row commits or rolls back with it.
+///
+/// The chain's head row stays locked until `txn` ends: the writers of one chain (one
+/// tenant, or one user's events outside any tenant) take turns, so the chain never
+/// forks; other chains' writers do not wait. Record late in a long transaction rather
+/// than early, to hold the lock briefly.
+pub async fn record(
+    txn: &impl InTransaction,
     deps: &Deps,
     entry: AuditEntry<'_>,
 ) -> Result<AuditLogId> {
-    let id = AuditLogId(deps.new_id("audit_logs", entry.event.code()));
+    let id = AuditLogId(deps.new_id("audit_logs", &entry.event_type));
     let (resource_type, resource_id) = match entry.resource {
         Some((kind, id)) => (Some(kind.to_owned()), Some(id)),
         None => (None, None),
     };
-    // Without RETURNING: on PostgreSQL the runtime role may write rows it may not
-    // read back (a failed sign-in of nobody in particular).
-    audit_logs::Entity::insert(audit_logs::ActiveModel {
-        id: Set(id),
-        tenant_id: Set(entry.tenant_id),
-        actor_user_id: Set(entry.actor),
-        event_type: Set(entry.event.code().to_owned()),
-        resource_type: Set(resource_type),
-        resource_id: Set(resource_id),
-        outcome: Set(entry.outcome),
-        risk_score: Set(entry.risk_score),
-        ip_address: Set(entry.request.ip_string()),
-        user_agent: Set(entry.request.user_agent().map(str::to_owned)),
-        details: Set(entry.details),
-        occurred_at: Set(deps.now()),
-    })
-    .exec_without_returning(db)
-    .await?;
+    let chain_id = chain::chain_of(entry.tenant_id.map(|t| t.0), entry.actor.map(|u| u.0));
+    let (last_seq, prev_hash) = chain_writer::lock_head(txn, chain_id).await?;
+    let mut row = audit_logs::Model {
+        id,
+        tenant_id: entry.tenant_id,
+        actor_user_id: entry.actor,
+        event_type: entry.event_type.into_owned(),
+        resource_type,
+        resource_id,
+        outcome: entry.outcome,
+        risk_score: entry.risk_score,
+        ip_address: entry.request.ip_string(),
+        user_agent: entry.request.user_agent().map(str::to_owned),
+        details: entry.details,
+        occurred_at: chain::to_stored_precision(deps.now()),
+        chain_id,
+        chain_seq: last_seq + 1,
+        chain_version: chain::CURRENT_VERSION,
+        prev_hash: prev_hash.to_vec(),
+        hash: Vec::new(),
+    };
+    row.hash = row
+        .chained()
+        .hash(chain::CURRENT_VERSION, &prev_hash)
+        .map(|h| h.to_vec())
+        .unwrap_or_default();
+    chain_writer::append(txn, row).await?;
     Ok(id)
 }
 

@@ -13,6 +13,7 @@ use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
 use crate::request::RequestMeta;
+use crate::transaction::InTransaction;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::identity::session_anomaly_reports::{self, AnomalyKind};
@@ -233,7 +234,7 @@ async fn recent_failed_sign_ins<C: ConnectionTrait>(
 
 /// Writes each finding as a report (naming the session, if one was opened) and an
 /// audit event, in `db`'s transaction.
-pub(crate) async fn write_reports<C: ConnectionTrait>(
+pub(crate) async fn write_reports<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user: UserId,

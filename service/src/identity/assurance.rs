@@ -34,6 +34,7 @@ use crate::error::{ServiceError, StepUp};
 use crate::input::{DisplayName, Email, Password};
 use crate::request::RequestMeta;
 use crate::sql::read_in_one_round_trip;
+use crate::transaction::InTransaction;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
@@ -190,7 +191,7 @@ fn check_session(
 
 /// Reads session `session_id` of `user_id` and checks it is live, in `db`'s
 /// transaction (acting as the user).
-async fn load<C: ConnectionTrait>(
+async fn load<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
@@ -203,7 +204,7 @@ async fn load<C: ConnectionTrait>(
 
 /// Sets the acting session's assurance level for this transaction (PostgreSQL only;
 /// like the acting user, for row-level security policies).
-pub(crate) async fn set_assurance_context<C: ConnectionTrait>(
+pub(crate) async fn set_assurance_context<C: InTransaction>(
     db: &C,
     aal: AssuranceLevel,
 ) -> Result<()> {
@@ -286,7 +287,7 @@ where
 /// Ends the user's sessions but `keep` after a security change, recording
 /// `other_sessions_revoked` with the cause; in `db`'s transaction. Their
 /// `revoked_reason` is `logout_all`; the audit row says why.
-pub(crate) async fn revoke_other_sessions<C: ConnectionTrait>(
+pub(crate) async fn revoke_other_sessions<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
@@ -315,7 +316,7 @@ pub(crate) async fn revoke_other_sessions<C: ConnectionTrait>(
 /// passkey registered), in `db`'s transaction: the session becomes `aal2`
 /// (`password,<method>`) as of now, and the user's other sessions, opened without it,
 /// end (`other_sessions_revoked`, cause `<method>_added`).
-pub(crate) async fn factor_added<C: ConnectionTrait>(
+pub(crate) async fn factor_added<C: InTransaction>(
     db: &C,
     deps: &Deps,
     session: &SessionAuth,
@@ -449,7 +450,7 @@ pub async fn reauthenticate_with_passkey(
 
 /// A successful step-up, in `txn`: the throttle slot back, the session authenticated
 /// now at `aal`, `reauthenticated` recorded. Returns the session as it now is.
-async fn mark_reauthenticated<C: ConnectionTrait>(
+async fn mark_reauthenticated<C: InTransaction>(
     txn: &C,
     deps: &Deps,
     session: &SessionAuth,

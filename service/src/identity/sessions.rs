@@ -22,6 +22,7 @@ use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::request::RequestMeta;
 use crate::sql::find_before_acting;
+use crate::transaction::InTransaction;
 use chrono::{DateTime, Duration, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::sessions::{self, AssuranceLevel, RevokedReason};
@@ -96,7 +97,7 @@ where
 /// Opens a session in `db`'s transaction (acting as `user_id`, who is active), with
 /// the device and location of `meta`; writes the sign-in's anomaly findings against
 /// it. Records `session_created`.
-pub(crate) async fn open_session<C: ConnectionTrait>(
+pub(crate) async fn open_session<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
@@ -146,7 +147,7 @@ pub(crate) async fn open_session<C: ConnectionTrait>(
     })
 }
 
-async fn issue_token<C: ConnectionTrait>(
+async fn issue_token<C: InTransaction>(
     db: &C,
     deps: &Deps,
     session: &sessions::Model,
@@ -208,7 +209,7 @@ struct TokenState {
 /// Which token and whose session a presented token names. On PostgreSQL through
 /// `app_refresh_token_lookup`: the runtime role cannot read token hashes, and nobody
 /// is acting yet to make the session visible.
-async fn find_presented_token<C: ConnectionTrait>(
+async fn find_presented_token<C: InTransaction>(
     db: &C,
     presented: &str,
 ) -> Result<Option<(RefreshTokenId, UserId)>> {
@@ -399,7 +400,7 @@ async fn reissue_or_revoke<T: ConnectionTrait + TransactionSession>(
 }
 
 /// The successor of `token_id` in clear, if its parent may still get it back.
-async fn reissue<C: ConnectionTrait>(
+async fn reissue<C: InTransaction>(
     txn: &C,
     deps: &Deps,
     session: &sessions::Model,
@@ -465,7 +466,7 @@ struct Successor {
     reissue_sealed: Option<SealedBytes>,
 }
 
-async fn revoke_for_reuse<C: ConnectionTrait>(
+async fn revoke_for_reuse<C: InTransaction>(
     db: &C,
     deps: &Deps,
     session: &sessions::Model,

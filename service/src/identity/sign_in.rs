@@ -36,6 +36,7 @@ use crate::error::ServiceError;
 use crate::input::{Email, Password};
 use crate::request::RequestMeta;
 use crate::sql::find_before_acting;
+use crate::transaction::InTransaction;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::mfa_challenges::{self, ChallengeReason};
@@ -44,8 +45,8 @@ use entity::{MfaChallengeId, UserId};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DerivePartialModel, EntityTrait, QueryFilter,
-    QuerySelect, QueryTrait, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DerivePartialModel, EntityTrait, QueryFilter, QuerySelect,
+    QueryTrait, TransactionTrait,
 };
 use serde_json::json;
 
@@ -177,7 +178,7 @@ pub async fn login(
     Ok(SignIn::Complete { account, session })
 }
 
-async fn issue_challenge<C: ConnectionTrait>(
+async fn issue_challenge<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
@@ -236,7 +237,7 @@ struct ChallengeState {
 
 /// Which challenge and whose a presented token names. On PostgreSQL through
 /// `app_mfa_challenge_lookup`: nobody is acting yet to make the row visible.
-async fn find_challenge<C: ConnectionTrait>(
+async fn find_challenge<C: InTransaction>(
     db: &C,
     presented: &str,
 ) -> Result<Option<(MfaChallengeId, UserId)>> {
@@ -328,7 +329,7 @@ async fn count_failed_step(
 /// A right second step, in `txn`: completes the challenge (one completion wins a race),
 /// gives the sign-in's throttle slots back, stamps the sign-in and opens an `aal2`
 /// session. The caller commits.
-async fn finish_sign_in<C: ConnectionTrait>(
+async fn finish_sign_in<C: InTransaction>(
     txn: &C,
     deps: &Deps,
     challenge: OpenChallenge,

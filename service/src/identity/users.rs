@@ -12,6 +12,7 @@ use crate::input::{DisplayName, Email, Language, Password, Timezone};
 use crate::request::RequestMeta;
 use crate::sql::find_before_acting;
 use crate::tenancy::set_row_security_context;
+use crate::transaction::InTransaction;
 use chrono::{DateTime, Utc};
 use entity::audit::audit_logs::AuditOutcome;
 use entity::identity::{user_profiles, users};
@@ -234,7 +235,7 @@ pub async fn find_user_by_email<C: ConnectionTrait + TransactionTrait>(
 /// The id and password hash behind an email: the one read of a password hash. On
 /// PostgreSQL through `app_sign_in_credentials` (the runtime role cannot select the
 /// column).
-async fn sign_in_credentials<C: ConnectionTrait>(
+async fn sign_in_credentials<C: InTransaction>(
     db: &C,
     email: &Email,
 ) -> Result<Option<(UserId, PasswordHash)>> {
@@ -348,7 +349,7 @@ pub(crate) async fn check_password(
 
 /// The account of a verified credential, if it is active. An inactive one records
 /// `login_failed` in `db`'s transaction (commit it) and yields `AccountDisabled`.
-pub(crate) async fn active_account<C: ConnectionTrait>(
+pub(crate) async fn active_account<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user_id: UserId,
@@ -375,7 +376,7 @@ pub(crate) async fn active_account<C: ConnectionTrait>(
 }
 
 /// Stores a new password hash for `user` (a changed password, or an upgraded one).
-pub(crate) async fn set_password_hash<C: ConnectionTrait>(
+pub(crate) async fn set_password_hash<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user: UserId,
@@ -392,7 +393,7 @@ pub(crate) async fn set_password_hash<C: ConnectionTrait>(
 
 /// A completed sign-in: stamps `last_login_at` (and stores an upgraded hash), records
 /// `login` with the methods used.
-pub(crate) async fn stamp_sign_in<C: ConnectionTrait>(
+pub(crate) async fn stamp_sign_in<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user: Account,

@@ -198,6 +198,11 @@ impl<T> TenantTxn<T> {
     }
 }
 
+impl<T: crate::transaction::InTransaction + Send> crate::transaction::InTransaction
+    for TenantTxn<T>
+{
+}
+
 #[sea_orm::prelude::async_trait::async_trait]
 impl<T: ConnectionTrait + Send> ConnectionTrait for TenantTxn<T> {
     fn get_database_backend(&self) -> DbBackend {
