@@ -22,6 +22,7 @@ use service::connection::{self, ConnectError, DbTarget, PoolSettings};
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
+mod audit;
 mod database;
 pub mod insights;
 mod keys;
@@ -29,6 +30,7 @@ pub mod safety;
 mod status;
 pub mod text_table;
 
+pub use audit::AuditAction;
 pub use database::DatabaseAction;
 pub use keys::KeysAction;
 
@@ -218,6 +220,11 @@ representative stretch of traffic.")]
         #[arg(long, value_name = "N", default_value_t = 20)]
         limit: u32,
     },
+    /// The tamper-evident audit trail: verify its hash chains, sign checkpoints.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// The field-encryption key ring (FIELD_ENCRYPTION_KEYS): its ids, and moving stored
     /// values to the current key after a rotation.
     Keys {
@@ -278,6 +285,7 @@ impl Command {
             Command::Lint { .. } => "lint",
             Command::Database { action } => action.name(),
             Command::Keys { action } => action.name(),
+            Command::Audit { action } => action.name(),
             Command::Insights { .. } => "insights",
             Command::Tenants {
                 action: TenantAction::Provision { .. },
@@ -308,6 +316,7 @@ impl Command {
                 | Command::Keys {
                     action: KeysAction::Status
                 }
+                | Command::Audit { .. }
                 | Command::Tenants {
                     action: TenantAction::Status { .. }
                 }
@@ -474,6 +483,9 @@ pub enum CliError {
     /// A safety rule stopped the command before it changed anything.
     #[error("refused: {0}")]
     Refused(String),
+    /// `audit verify` found tampering, gaps or moved heads (listed above the error).
+    #[error("the audit trail does not verify: {0} chain(s) fail")]
+    AuditTrailBroken(usize),
     #[error("cannot connect to {target}: {source}")]
     Connect { target: String, source: DbErr },
     #[error(transparent)]
@@ -600,6 +612,15 @@ async fn execute_on(
             action: KeysAction::Status,
         } => {
             return keys::status(inv, out);
+        }
+        Command::Audit { action } => {
+            if !pending.is_empty() {
+                return Err(CliError::Config(
+                    "apply the pending migrations first: the audit chains live in the schema they complete"
+                        .into(),
+                ));
+            }
+            return audit::run(db, inv, &recorded, action, out).await;
         }
         Command::Snapshot => {
             if !pending.is_empty() {
@@ -760,6 +781,35 @@ pub async fn apply_pending(
             dry_run: false,
         };
         run_writing(&db, settings, target, &up, &code, out, err).await
+    }
+    .await;
+    db.close().await.ok();
+    result
+}
+
+/// Rebuilds a local or test database: rolls every migration back, then applies them
+/// all again, as `refresh` does, under the migrator lock. For the seeder, whose reset
+/// cannot empty the append-only audit trail. Refused, before connecting, for any other
+/// environment. Returns how many migrations were applied again.
+pub async fn rebuild(
+    target: &DbTarget,
+    schema: Option<&str>,
+    settings: &RunSettings,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> Result<usize, CliError> {
+    if !settings.env.is_disposable() {
+        return Err(CliError::Refused(format!(
+            "rebuilding drops every table; it is for local and test databases, not {}",
+            settings.env
+        )));
+    }
+    let db = connect(target, schema).await?;
+    let result = async {
+        let code = plan::render_all_up(db.get_database_backend()).await?;
+        run_writing(&db, settings, target, &Command::Refresh, &code, out, err).await?;
+        // Every migration was rolled back and applied again.
+        Ok(code.len())
     }
     .await;
     db.close().await.ok();
@@ -990,6 +1040,7 @@ async fn run_locked(
         | Command::Lint { .. }
         | Command::Database { .. }
         | Command::Keys { .. }
+        | Command::Audit { .. }
         | Command::Insights { .. } => {
             unreachable!("handled before the lock")
         }
