@@ -22,7 +22,7 @@ pub mod summary;
 mod tenancy;
 
 pub use identity::SecondFactorLine;
-pub use reset::RESET_TABLES;
+pub use reset::{KEPT_TABLES, RESET_TABLES, table_names};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use entity::audit::audit_logs;
@@ -190,6 +190,14 @@ pub enum SeedError {
         "the database already holds fixture tenants ({0}); run again without --no-reset to replace them"
     )]
     AlreadySeeded(String),
+    /// A reset that would rebuild the schema of a database holding tables the
+    /// migrations did not create (they would be dropped or block the rebuild).
+    #[error(
+        "the reset must rebuild the schema (the audit trail is append-only), and the database \
+         holds tables the migrations did not create: {0}. Nothing was changed; move them \
+         elsewhere, or run with --no-reset"
+    )]
+    UnknownTables(String),
     #[error("cannot create {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -243,7 +251,10 @@ impl From<CliError> for SeedError {
 
 impl SeedError {
     pub fn is_refusal(&self) -> bool {
-        matches!(self, SeedError::Refused { .. })
+        matches!(
+            self,
+            SeedError::Refused { .. } | SeedError::UnknownTables(_)
+        )
     }
 }
 
@@ -464,6 +475,9 @@ async fn run_on(
             count: pending,
         });
     }
+    if options.reset && !env.is_disposable() {
+        reset::refuse_to_delete_audit_history(db, env).await?;
+    }
     if !env.is_disposable() {
         // Said before asking, and also when the phrase comes from --confirm, so the
         // job's log records what was deleted.
@@ -483,10 +497,19 @@ async fn run_on(
         waited_for = Some(holder.to_owned());
     })
     .await?;
-    let result = seed_locked(db, options, env, target, log).await;
+    // The rows are counted before the lock is released: a seeder waiting for it may
+    // rebuild the schema, and a table dropped under the count would fail this run.
+    let result = match seed_locked(db, options, env, target, log).await {
+        Ok(loaded) => row_counts(db)
+            .await
+            .map(|counts| (loaded, counts))
+            .map_err(SeedError::from),
+        Err(e) => Err(e),
+    };
     let released = lock.release().await;
     let result = result.and_then(|done| released.map(|()| done));
-    let (migrations_applied, tenants, users, (access, second_factors), scale) = result?;
+    let ((migrations_applied, tenants, users, (access, second_factors), scale), row_counts) =
+        result?;
 
     Ok(SeedReport {
         environment: env,
@@ -498,7 +521,7 @@ async fn run_on(
         users,
         access,
         second_factors,
-        row_counts: row_counts(db).await?,
+        row_counts,
         scale,
         waited_for,
         elapsed: started.elapsed(),
@@ -566,8 +589,29 @@ async fn seed_locked(
             lock_timeout: options.lock_timeout,
             ..RunSettings::new(env)
         };
-        migration::cli::apply_pending(target, None, &settings, &mut std::io::sink(), log).await?
+        // The audit trail is append-only, so a reset that would empty it rebuilds the
+        // schema instead: every migration rolled back and applied again (local and test
+        // only; refused above elsewhere). Decided under the lock: another seeder may
+        // have written the trail while this one waited.
+        let rebuild = options.reset && reset::audit_rows(db).await? > 0;
+        let rebuilt = if rebuild {
+            reset::refuse_unknown_tables(db).await?;
+            writeln!(
+                log,
+                "seeder: the audit trail is append-only; rebuilding the {env} schema to reset it"
+            )?;
+            migration::cli::rebuild(target, None, &settings, &mut std::io::sink(), log).await?
+        } else {
+            0
+        };
+        rebuilt
+            + migration::cli::apply_pending(target, None, &settings, &mut std::io::sink(), log)
+                .await?
     } else {
+        // Checked again under the lock: the trail may have been written meanwhile.
+        if options.reset {
+            reset::refuse_to_delete_audit_history(db, env).await?;
+        }
         // Nothing is pending here (checked above): only the marker may be missing.
         record_env_if_absent(db, env).await?;
         0
@@ -811,5 +855,11 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
             entity::identity::passkeys::Entity::find().count(db).await?,
         ),
         ("audit_logs", audit_logs::Entity::find().count(db).await?),
+        (
+            "audit_chain_heads",
+            entity::audit::audit_chain_heads::Entity::find()
+                .count(db)
+                .await?,
+        ),
     ])
 }

@@ -8,9 +8,12 @@ use migration::environment::AppEnv;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
 /// The tables the reset empties, children first. The audit catalogue, migration
-/// bookkeeping and environment marker are kept.
-pub const RESET_TABLES: [&str; 22] = [
+/// bookkeeping and environment marker are kept. `audit_logs` is append-only: it is
+/// listed for the empty case (deleting no rows), and a trail with rows is reset by
+/// rebuilding the schema instead (local and test only).
+pub const RESET_TABLES: [&str; 23] = [
     "audit_logs",
+    "audit_chain_heads",
     "api_keys",
     "session_anomaly_reports",
     "mfa_challenges",
@@ -54,9 +57,96 @@ pub(crate) async fn describe_changes(
         text.push_str(&format!("  {table:<18} {rows} row(s)\n"));
     }
     text.push_str(
-        "(kept: the audit event catalogue, migration bookkeeping and the environment marker)\n",
+        "(kept: the audit event catalogue, migration bookkeeping, the environment marker and sign-in throttle counters)\n",
     );
     Ok(text)
+}
+
+/// The tables the reset leaves as they are: the audit catalogue, migration
+/// bookkeeping, the environment marker and the sign-in throttle counters. With
+/// [`RESET_TABLES`], every table the migrations create (a test checks it).
+pub const KEPT_TABLES: [&str; 6] = [
+    "audit_event_types",
+    "database_metadata",
+    "seaql_migrations",
+    "migration_checksums",
+    "migration_lock",
+    "sign_in_throttles",
+];
+
+/// Outside `local` and `test`, a reset that would have to delete audit rows is refused
+/// before anything is asked or written.
+pub(crate) async fn refuse_to_delete_audit_history(
+    db: &DatabaseConnection,
+    env: AppEnv,
+) -> Result<(), SeedError> {
+    let rows = audit_rows(db).await?;
+    if rows == 0 {
+        return Ok(());
+    }
+    Err(SeedError::Refused {
+        signal: format!("the audit trail ({rows} row(s))"),
+        reason: format!(
+            "it is append-only, so --reset cannot empty it, and rebuilding the schema is for \
+             local and test databases, not {env}. Seed with --no-reset, or rebuild the \
+             database on purpose with `cargo run -p migration -- refresh` first"
+        ),
+    })
+}
+
+/// The database's tables, in name order.
+pub async fn table_names(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    use sea_orm::{DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1"
+        }
+        DbBackend::MySql => {
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY 1"
+        }
+        _ => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' ORDER BY 1"
+        }
+    };
+    let rows = db
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get_by_index::<String>(0))
+        .collect()
+}
+
+/// A rebuild drops and recreates every table the migrations made; a table of someone
+/// else's would be dropped with them or, pointing into them, stop the rebuild halfway.
+pub(crate) async fn refuse_unknown_tables(db: &DatabaseConnection) -> Result<(), SeedError> {
+    let unknown: Vec<String> = table_names(db)
+        .await?
+        .into_iter()
+        .filter(|t| !RESET_TABLES.contains(&t.as_str()) && !KEPT_TABLES.contains(&t.as_str()))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(SeedError::UnknownTables(unknown.join(", ")))
+    }
+}
+
+/// How many audit rows the database holds (0 before its first migration): a reset
+/// cannot delete them.
+pub(crate) async fn audit_rows(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    use entity::audit::audit_logs;
+    use sea_orm::PaginatorTrait;
+    if !migration::SchemaManager::new(db)
+        .has_table("audit_logs")
+        .await?
+    {
+        return Ok(0);
+    }
+    audit_logs::Entity::find().count(db).await
 }
 
 async fn reset_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, i64)>, DbErr> {

@@ -16,6 +16,7 @@ use crate::SeedError;
 use crate::profile::SHARED_PASSWORD;
 use chrono::{DateTime, Duration, Utc};
 use entity::audit::audit_logs::{self, AuditOutcome};
+use entity::audit::{audit_chain_heads, chain};
 use entity::identity::sessions::AssuranceLevel;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
@@ -31,7 +32,9 @@ use fake::locales::{EN, JA_JP};
 use fake::rand::{Rng, RngExt, SeedableRng};
 use fake_chacha::ChaCha8Rng;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel,
+};
 use serde_json::json;
 use std::time::Instant;
 use uuid::Uuid;
@@ -43,7 +46,8 @@ pub use copy::copy_text_field;
 pub const USERS_PER_TENANT: usize = 10;
 pub const EVENTS_PER_TENANT: usize = 20;
 /// Rows one synthetic tenant adds: the tenant, 5 rows per user, its events.
-pub const ROWS_PER_TENANT: u64 = 1 + 5 * USERS_PER_TENANT as u64 + EVENTS_PER_TENANT as u64;
+/// The tenant, five rows per user, the audit events and their chain's head.
+pub const ROWS_PER_TENANT: u64 = 1 + 5 * USERS_PER_TENANT as u64 + EVENTS_PER_TENANT as u64 + 1;
 /// A generous upper bound of bytes on disk per tenant (rows plus indexes).
 const BYTES_PER_TENANT: u64 = 64 * 1024;
 /// The most tenants one run adds: beyond this, write a purpose-built loader.
@@ -271,6 +275,7 @@ struct Batch {
     sessions: Vec<sessions::ActiveModel>,
     tokens: Vec<refresh_tokens::ActiveModel>,
     events: Vec<audit_logs::ActiveModel>,
+    chain_heads: Vec<audit_chain_heads::ActiveModel>,
 }
 
 impl Batch {
@@ -399,6 +404,8 @@ impl Batch {
                     reissue_sealed: Set(None),
                 });
             }
+            // A new tenant's chain: links 1..=EVENTS_PER_TENANT, then its head.
+            let mut prev_hash = chain::GENESIS;
             for k in 0..EVENTS_PER_TENANT {
                 let event = [
                     "login",
@@ -407,23 +414,37 @@ impl Batch {
                     "data_export",
                     "logout",
                 ][k % 5];
-                b.events.push(audit_logs::ActiveModel {
-                    id: Set(AuditLogId(id(ns, format!("scale/event/{t}/{k}")))),
-                    tenant_id: Set(Some(tenant_id)),
-                    actor_user_id: Set(Some(user_ids[rng.random_range(0..USERS_PER_TENANT)])),
-                    event_type: Set(event.to_owned()),
-                    resource_type: Set(Some("user".to_owned())),
-                    resource_id: Set(Some(
-                        user_ids[rng.random_range(0..USERS_PER_TENANT)].to_string(),
-                    )),
-                    outcome: Set(AuditOutcome::Success),
-                    risk_score: Set(rng.random_range(0..20)),
-                    ip_address: Set(None),
-                    user_agent: Set(None),
-                    details: Set(json!({ "synthetic": true })),
-                    occurred_at: Set(at + Duration::seconds(k as i64)),
-                });
+                let mut row = audit_logs::Model {
+                    id: AuditLogId(id(ns, format!("scale/event/{t}/{k}"))),
+                    tenant_id: Some(tenant_id),
+                    actor_user_id: Some(user_ids[rng.random_range(0..USERS_PER_TENANT)]),
+                    event_type: event.to_owned(),
+                    resource_type: Some("user".to_owned()),
+                    resource_id: Some(user_ids[rng.random_range(0..USERS_PER_TENANT)].to_string()),
+                    outcome: AuditOutcome::Success,
+                    risk_score: rng.random_range(0..20),
+                    ip_address: None,
+                    user_agent: None,
+                    details: json!({ "synthetic": true }),
+                    occurred_at: at + Duration::seconds(k as i64),
+                    chain_id: tenant_id.0,
+                    chain_seq: k as i64 + 1,
+                    chain_version: chain::CURRENT_VERSION,
+                    prev_hash: prev_hash.to_vec(),
+                    hash: Vec::new(),
+                };
+                prev_hash = row
+                    .chained()
+                    .hash(chain::CURRENT_VERSION, &prev_hash)
+                    .expect("the current chain version hashes");
+                row.hash = prev_hash.to_vec();
+                b.events.push(row.into_active_model().reset_all());
             }
+            b.chain_heads.push(audit_chain_heads::ActiveModel {
+                chain_id: Set(tenant_id.0),
+                last_seq: Set(EVENTS_PER_TENANT as i64),
+                last_hash: Set(prev_hash.to_vec()),
+            });
         }
         b
     }
@@ -444,6 +465,7 @@ impl Batch {
         rows += insert_chunks::<sessions::Entity, _>(db, self.sessions, n).await?;
         rows += insert_chunks::<refresh_tokens::Entity, _>(db, self.tokens, n).await?;
         rows += insert_chunks::<audit_logs::Entity, _>(db, self.events, n).await?;
+        rows += insert_chunks::<audit_chain_heads::Entity, _>(db, self.chain_heads, n).await?;
         Ok(rows)
     }
 }

@@ -16,7 +16,7 @@
 use super::Batch;
 use crate::SeedError;
 use chrono::{DateTime, Datelike, Timelike, Utc};
-use entity::audit::audit_logs;
+use entity::audit::{audit_chain_heads, audit_logs};
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
 use entity::tenancy::{memberships, tenants};
 use sea_orm::sqlx::{self, PgConnection};
@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// The tables `--scale` writes, parent before child.
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "tenants",
     "users",
     "user_profiles",
@@ -36,6 +36,7 @@ const TABLES: [&str; 7] = [
     "sessions",
     "refresh_tokens",
     "audit_logs",
+    "audit_chain_heads",
 ];
 
 /// Refuses COPY where PostgreSQL would: off PostgreSQL, or when row-level security is
@@ -74,7 +75,7 @@ pub(super) async fn check_copy_allowed(db: &DatabaseConnection) -> Result<(), Se
 }
 
 /// A batch as COPY text, one entry per table, parents first.
-pub(super) struct CopyTables([CopyData; 7]);
+pub(super) struct CopyTables([CopyData; 8]);
 
 /// Renders `batch`; a value COPY cannot carry fails here, before anything is sent.
 pub(super) fn render(batch: Batch) -> Result<CopyTables, SeedError> {
@@ -86,6 +87,7 @@ pub(super) fn render(batch: Batch) -> Result<CopyTables, SeedError> {
         render_table::<sessions::Entity>(batch.sessions)?,
         render_table::<refresh_tokens::Entity>(batch.tokens)?,
         render_table::<audit_logs::Entity>(batch.events)?,
+        render_table::<audit_chain_heads::Entity>(batch.chain_heads)?,
     ]))
 }
 
