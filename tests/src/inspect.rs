@@ -3,7 +3,7 @@
 use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
-use entity::audit::audit_logs;
+use entity::audit::{audit_chain_heads, audit_logs};
 use entity::identity::{
     mfa_backup_codes, mfa_factors, passkeys, refresh_tokens, sessions, user_profiles, users,
 };
@@ -201,6 +201,10 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
         (
             "audit_logs",
             dump::<audit_logs::Entity>(db, audit_logs::Column::Id).await,
+        ),
+        (
+            "audit_chain_heads",
+            dump::<audit_chain_heads::Entity>(db, audit_chain_heads::Column::ChainId).await,
         ),
     ]
 }
@@ -424,7 +428,7 @@ pub async fn count_events(db: &DatabaseConnection, code: &str) -> u64 {
 }
 
 /// The tables `seeder --scale` writes, parent before child.
-pub const SCALE_TABLES: [&str; 7] = [
+pub const SCALE_TABLES: [&str; 8] = [
     "tenants",
     "users",
     "user_profiles",
@@ -432,6 +436,7 @@ pub const SCALE_TABLES: [&str; 7] = [
     "sessions",
     "refresh_tokens",
     "audit_logs",
+    "audit_chain_heads",
 ];
 
 /// PostgreSQL's own checksum of a table: row count and the md5 of every row's text
@@ -441,7 +446,7 @@ pub async fn postgres_table_checksum(db: &DatabaseConnection, table: &str) -> (i
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             format!(
-                "SELECT count(*) AS n, md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r.id), '')) AS sum \
+                "SELECT count(*) AS n, md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) AS sum \
                  FROM \"{table}\" r"
             ),
         ))
@@ -466,6 +471,10 @@ pub async fn scale_table_digests(db: &DatabaseConnection) -> Vec<(&'static str, 
         ("sessions", digest::<sessions::Entity>(db).await),
         ("refresh_tokens", digest::<refresh_tokens::Entity>(db).await),
         ("audit_logs", digest::<audit_logs::Entity>(db).await),
+        (
+            "audit_chain_heads",
+            digest::<audit_chain_heads::Entity>(db).await,
+        ),
     ]
     .into_iter()
     .map(|(table, (rows, sum))| (table, rows, sum))
@@ -492,4 +501,19 @@ async fn digest<E: EntityTrait>(db: &DatabaseConnection) -> (usize, String) {
         hasher.update(b"\n");
     }
     (rows.len(), hex::encode(hasher.finalize()))
+}
+
+/// How many rows `table` holds.
+pub async fn count_rows(db: &DatabaseConnection, table: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) FROM {table}"),
+        ))
+        .await
+        .expect("counts")
+        .expect("one row");
+    row.try_get_by_index::<i64>(0)
+        .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
+        .expect("a count")
 }

@@ -22,6 +22,7 @@ pub mod access_world;
 pub mod fixtures;
 pub mod inspect;
 pub mod runtime;
+pub mod tamper;
 
 use futures::FutureExt;
 use migration::{Migrator, MigratorTrait};

@@ -4,7 +4,8 @@
 use migration::cli::{CliError, Command, Invocation, Prompt, StatusFormat, execute};
 use migration::environment::{AppEnv, RecordedEnv, read_recorded_env, record_env_if_absent};
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{EntityTrait, QuerySelect};
+use sea_orm::ActiveEnum;
+use sea_orm::EntityTrait;
 use service::audit::AuditEvent;
 use std::io;
 use tests::{TestDb, inspect};
@@ -13,6 +14,7 @@ tests::backend_tests!(
     Empty: migrations_stepwise_up_and_down_each_revert_exactly,
     migrations_all_down_then_up_restores_identical_schema,
     audit_catalogue_holds_seed_events_and_every_service_event,
+    cli_audit_verify_and_checkpoint_and_the_development_key_only_where_it_belongs,
     cli_up_records_environment_and_status_json_lists_migrations,
     cli_fresh_in_production_is_refused_and_changes_nothing,
     cli_staging_without_terminal_needs_confirm_flag,
@@ -122,15 +124,23 @@ async fn migrations_all_down_then_up_restores_identical_schema(t: TestDb) {
 
 async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
     Migrator::up(&t.db, None).await.expect("migrates");
-    let catalogue: Vec<String> = entity::audit::audit_event_types::Entity::find()
-        .select_only()
-        .column(entity::audit::audit_event_types::Column::EventType)
-        .into_tuple()
+    let mut catalogue: Vec<(String, String)> = entity::audit::audit_event_types::Entity::find()
         .all(&t.owner)
         .await
-        .expect("reads the catalogue");
+        .expect("reads the catalogue")
+        .into_iter()
+        .map(|row| (row.event_type, row.category.to_value()))
+        .collect();
+    catalogue.sort();
+    // The code's catalogue and the database's are the same set, categories included.
+    let mut code: Vec<(String, String)> = AuditEvent::ALL
+        .iter()
+        .map(|e| (e.code().to_owned(), e.category().to_value()))
+        .collect();
+    code.sort();
+    assert_eq!(code, catalogue);
     // The starting catalogue (consent, user, profile, deletion, data access,
-    // authentication and compliance events), all of it.
+    // authentication and compliance events) is part of it.
     for code in [
         "consent_read",
         "consent_validation_failed",
@@ -161,15 +171,8 @@ async fn audit_catalogue_holds_seed_events_and_every_service_event(t: TestDb) {
         "compliance_report_generated",
     ] {
         assert!(
-            catalogue.iter().any(|c| c == code),
-            "catalogue event {code} is missing"
-        );
-    }
-    for event in AuditEvent::ALL {
-        assert!(
-            catalogue.iter().any(|c| c == event.code()),
-            "service event {} has no catalogue row",
-            event.code()
+            AuditEvent::from_code(code).is_some(),
+            "catalogue event {code} is missing from the code"
         );
     }
 }
@@ -457,4 +460,71 @@ async fn cli_down_rolls_back_one_migration_by_default(t: TestDb) {
         pending[0].name(),
         Migrator::migrations().last().expect("some").name()
     );
+}
+
+async fn cli_audit_verify_and_checkpoint_and_the_development_key_only_where_it_belongs(t: TestDb) {
+    let (result, _, _) = cli(
+        &t,
+        AppEnv::Local,
+        Command::Up {
+            num: None,
+            dry_run: false,
+        },
+        None,
+        None,
+    )
+    .await;
+    result.expect("migrates");
+    let dir = tempfile::tempdir().expect("a directory");
+    let file = dir.path().join("checkpoint.json");
+    let verify = |checkpoint: Option<std::path::PathBuf>| Command::Audit {
+        action: migration::cli::AuditAction::Verify {
+            chain: None,
+            checkpoint,
+            public_key: None,
+            format: StatusFormat::Json,
+        },
+    };
+    let sign = || Command::Audit {
+        action: migration::cli::AuditAction::Checkpoint { out: file.clone() },
+    };
+
+    let (result, out, _) = cli(&t, AppEnv::Local, verify(None), None, None).await;
+    result.expect("an empty trail verifies");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(report["intact"], true);
+    let (result, out, _) = cli(&t, AppEnv::Local, sign(), None, None).await;
+    result.expect("signs with the development key in local");
+    assert!(out.contains("signed"), "{out}");
+    let (result, _, _) = cli(&t, AppEnv::Local, sign(), None, None).await;
+    assert!(
+        matches!(&result, Err(CliError::Config(m)) if m.contains("exists")),
+        "never overwrites: {result:?}"
+    );
+    let (result, _, _) = cli(&t, AppEnv::Local, verify(Some(file.clone())), None, None).await;
+    result.expect("verifies against its checkpoint");
+
+    // A database that records production is never signed or checked with the public
+    // development key, whatever APP_ENV says.
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+    sea_orm::ConnectionTrait::execute(
+        &t.owner,
+        &Query::update()
+            .table(Alias::new("database_metadata"))
+            .value(Alias::new("value"), "production")
+            .and_where(Expr::col(Alias::new("key")).eq("environment"))
+            .to_owned(),
+    )
+    .await
+    .expect("marks production");
+    for (command, remove_file_first) in [(verify(Some(file.clone())), false), (sign(), true)] {
+        if remove_file_first {
+            std::fs::remove_file(&file).expect("removes");
+        }
+        let (result, out, banner) = cli(&t, AppEnv::Local, command, None, None).await;
+        assert!(
+            matches!(&result, Err(CliError::Config(m)) if m.contains("AUDIT_CHECKPOINT_KEY")),
+            "{result:?}\n{banner}\n{out}"
+        );
+    }
 }

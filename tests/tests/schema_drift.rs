@@ -14,7 +14,7 @@
 use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
-use entity::audit::{audit_event_types, audit_logs};
+use entity::audit::{audit_chain_heads, audit_event_types, audit_logs};
 use entity::identity::{
     api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, refresh_tokens,
     session_anomaly_reports, sessions, sign_in_throttles, user_profiles, users,
@@ -274,6 +274,7 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<policies::Entity>(backend),
         entity_shape::<audit_event_types::Entity>(backend),
         entity_shape::<audit_logs::Entity>(backend),
+        entity_shape::<audit_chain_heads::Entity>(backend),
     ]
     .into_iter()
     .collect()

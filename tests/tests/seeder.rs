@@ -33,6 +33,7 @@ tests::backend_tests!(
     seeder_typed_confirmation_lists_what_the_reset_deletes,
     seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back,
     seeder_summary_tables_line_up_with_japanese_names,
+    seeder_reset_and_kept_tables_are_every_table,
 );
 
 /// Outside local and test the seeder needs keys of the environment's own: these.
@@ -645,15 +646,15 @@ async fn seeder_two_at_once_on_a_fresh_database_one_waits_and_both_succeed(t: Te
     }
     let total = Migrator::migrations().len();
     assert_eq!(
-        reports.iter().map(|r| r.migrations_applied).sum::<usize>(),
-        total,
-        "the migrations were applied once, by one of them"
-    );
-    assert_eq!(
         reports.iter().filter(|r| r.waited_for.is_some()).count(),
         1,
         "they overlapped: one waited for the other's lock"
     );
+    // The first migrated the fresh database; the one that waited found its audit
+    // trail, which only a rebuild resets, and applied every migration again.
+    for report in &reports {
+        assert_eq!(report.migrations_applied, total, "{:?}", report.waited_for);
+    }
     assert_eq!(
         count(&t, "SELECT COUNT(*) FROM migration_checksums").await,
         total as i64
@@ -730,10 +731,7 @@ async fn seeder_reset_outside_local_and_test_needs_the_confirmation_phrase(t: Te
         confirm: confirm.map(str::to_owned),
         ..options(&t)
     };
-    seed(&dev, &with(Some("MIGRATE DEV")))
-        .await
-        .expect("the exact phrase confirms");
-    let seeded = inspect::data(&t.db).await;
+    // Nothing to reset yet: the phrase is all it takes.
     for (confirm, expected) in [
         (None, "--confirm \"MIGRATE DEV\""),
         (Some("MIGRATE DEV "), "expected exactly \"MIGRATE DEV\""),
@@ -745,6 +743,27 @@ async fn seeder_reset_outside_local_and_test_needs_the_confirmation_phrase(t: Te
                 assert!(reason.contains(expected), "{confirm:?}: {reason}")
             }
             other => panic!("{confirm:?} must be refused: {other:?}"),
+        }
+        assert_eq!(
+            inspect::count_rows(&t.db, "users").await,
+            0,
+            "nothing written"
+        );
+    }
+    seed(&dev, &with(Some("MIGRATE DEV")))
+        .await
+        .expect("the exact phrase confirms");
+    let seeded = inspect::data(&t.db).await;
+
+    // Now the audit trail holds rows, which only a rebuild of the schema could remove,
+    // and that is for local and test databases: refused whatever is typed.
+    for confirm in [None, Some("MIGRATE DEV")] {
+        match seed(&dev, &with(confirm)).await {
+            Err(SeedError::Refused { signal, reason }) => {
+                assert!(signal.starts_with("the audit trail"), "{signal}");
+                assert!(reason.contains("--no-reset"), "{reason}");
+            }
+            other => panic!("{confirm:?}: a reset of the audit trail must be refused: {other:?}"),
         }
         inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
     }
@@ -765,12 +784,6 @@ async fn seeder_typed_confirmation_lists_what_the_reset_deletes(t: TestDb) {
         .await
         .expect("marks staging");
     let staging = signals(Some("staging"), None);
-    let confirmed = SeedOptions {
-        confirm: Some("MIGRATE STAGING".into()),
-        ..options(&t)
-    };
-    seed(&staging, &confirmed).await.expect("first load");
-    let seeded = inspect::data(&t.db).await;
 
     let mut log = Vec::new();
     let wrong = seeder::seed_with(
@@ -781,13 +794,13 @@ async fn seeder_typed_confirmation_lists_what_the_reset_deletes(t: TestDb) {
     )
     .await;
     assert!(matches!(wrong, Err(SeedError::Refused { .. })), "{wrong:?}");
-    inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
+    assert_eq!(
+        inspect::count_rows(&t.db, "users").await,
+        0,
+        "nothing written"
+    );
     let listing = String::from_utf8(log).expect("utf-8");
-    for line in [
-        "users              17 row(s)",
-        "tenants            5 row(s)",
-        "audit_logs",
-    ] {
+    for line in ["users              0 row(s)", "tenants            0 row(s)"] {
         assert!(
             listing.contains(line),
             "names {line:?} before asking:\n{listing}"
@@ -806,7 +819,44 @@ async fn seeder_typed_confirmation_lists_what_the_reset_deletes(t: TestDb) {
     )
     .await
     .expect("the typed phrase confirms");
+    let seeded = inspect::data(&t.db).await;
+
+    // A second reset would delete audit rows: refused before anything is asked.
+    let mut log = Vec::new();
+    let again = seeder::seed_with(
+        &staging,
+        &options(&t),
+        &mut Scripted(Some("MIGRATE STAGING")),
+        &mut log,
+    )
+    .await;
+    assert!(matches!(again, Err(SeedError::Refused { .. })), "{again:?}");
+    assert!(
+        !String::from_utf8(log)
+            .expect("utf-8")
+            .contains("DELETE EVERY ROW"),
+        "nothing is listed or asked"
+    );
     inspect::assert_same_data(&inspect::data(&t.db).await, &seeded);
+}
+
+/// The reset empties some tables and keeps the others: together, every table the
+/// migrations create, so a new table cannot be forgotten by either.
+async fn seeder_reset_and_kept_tables_are_every_table(t: TestDb) {
+    Migrator::up(&t.db, None).await.expect("migrates");
+    let mut known: Vec<&str> = seeder::RESET_TABLES
+        .iter()
+        .chain(seeder::KEPT_TABLES.iter())
+        .copied()
+        .collect();
+    let mut tables = seeder::table_names(&t.owner).await.expect("tables");
+    tables.sort_unstable();
+    // The migration CLI's own bookkeeping exists once the CLI has run.
+    known.retain(|k| {
+        !["migration_checksums", "migration_lock"].contains(k) || tables.iter().any(|t| t == k)
+    });
+    known.sort_unstable();
+    assert_eq!(tables, known);
 }
 
 async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_back(t: TestDb) {
@@ -829,9 +879,47 @@ async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_bac
             .expect("runs");
     }
     let before = inspect::data(&t.db).await;
+    // The audit trail makes the reset a rebuild of the schema, which would drop the
+    // application's table or break halfway on its foreign key: refused first.
     let err = seed(&EnvSignals::default(), &options(&t))
         .await
         .expect_err("the reset cannot delete alice");
+    match &err {
+        SeedError::UnknownTables(tables) => assert_eq!(tables, "app_bookmarks"),
+        other => panic!("expected the unknown table named, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("Nothing was changed"),
+        "says what happened: {err}"
+    );
+    inspect::assert_same_data(&inspect::data(&t.db).await, &before);
+    assert_eq!(inspect::count_rows(&t.db, "app_bookmarks").await, 1);
+
+    // Rows it did not write in a table it does know (no audit trail yet, so the reset
+    // deletes): the collision is explained and the load rolled back.
+    let fresh = t.sibling(Start::Empty).await;
+    Migrator::up(&fresh.owner, None).await.expect("migrates");
+    for sql in [
+        format!("CREATE TABLE app_bookmarks (user_id {uuid_type} NOT NULL REFERENCES users (id))"),
+        format!(
+            "INSERT INTO users (id, email, password_hash) VALUES ({}, 'someone@example.com', 'x')",
+            tests::tamper::uuid_literal(fresh.backend, uuid::Uuid::from_u128(42))
+        ),
+        format!(
+            "INSERT INTO app_bookmarks (user_id) VALUES ({})",
+            tests::tamper::uuid_literal(fresh.backend, uuid::Uuid::from_u128(42))
+        ),
+    ] {
+        fresh
+            .owner
+            .execute_raw(Statement::from_string(fresh.db_backend(), sql))
+            .await
+            .expect("runs");
+    }
+    let before = inspect::data(&fresh.owner).await;
+    let err = seed(&EnvSignals::default(), &options(&fresh))
+        .await
+        .expect_err("the reset cannot delete the bookmarked user");
     match &err {
         SeedError::Collision { check, .. } => assert_eq!(*check, "a foreign-key check"),
         other => panic!("expected a collision, got {other:?}"),
@@ -840,7 +928,7 @@ async fn seeder_collision_with_rows_it_did_not_write_is_explained_and_rolled_bac
         err.to_string().contains("nothing of it was written"),
         "says what happened: {err}"
     );
-    inspect::assert_same_data(&inspect::data(&t.db).await, &before);
+    inspect::assert_same_data(&inspect::data(&fresh.owner).await, &before);
 }
 
 /// Every line of each printed table is as wide on screen as the others, Rento's

@@ -39,6 +39,10 @@ enum Class {
     /// the acting user's own rows only, the challenge hash unreadable, challenges
     /// one-way, reports append-only, nothing deleted.
     UserSecurity,
+    /// The audit chains' heads: the current tenant's, the acting user's and the
+    /// anonymous chain's readable and movable (an append moves them), nothing else;
+    /// never deleted, never renamed to another chain.
+    ChainHeads,
     /// The platform's own bookkeeping: out of reach.
     Platform,
 }
@@ -48,6 +52,7 @@ fn class_of(table: &str) -> Option<Class> {
         "teams" | "team_members" | "invitations" | "role_assignments" | "policies"
         | "memberships" => Class::Tenant,
         "audit_logs" => Class::TenantAppendOnly,
+        "audit_chain_heads" => Class::ChainHeads,
         "roles" => Class::TenantOrSystem,
         "role_inheritance" | "role_permissions" => Class::RoleGraph,
         "permissions" | "audit_event_types" => Class::Catalogue,
@@ -220,6 +225,45 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             let result = as_runtime(db, Some(own), Some(me), sql).await;
             assert!(denied(&result), "audit_logs: {sql}: {result:?}");
         }
+
+        // The chains' heads: the own tenant's, the acting user's and the anonymous
+        // chain's only; another chain's head neither read, moved, created nor removed.
+        let anonymous = "00000000-0000-0000-0000-000000000000";
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), &format!(
+                "SELECT count(*) FROM audit_chain_heads WHERE chain_id NOT IN ('{own}', '{me}', '{anonymous}')"
+            )).await,
+            0,
+            "audit_chain_heads: no other chain's head is visible"
+        );
+        assert!(
+            count(db, &format!("SELECT count(*) FROM audit_chain_heads WHERE chain_id = '{other}'")).await == 1,
+            "the other tenant has a chain"
+        );
+        for sql in [
+            format!("UPDATE audit_chain_heads SET last_seq = 0 WHERE chain_id = '{other}'"),
+            format!("DELETE FROM audit_chain_heads WHERE chain_id = '{other}'"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(changed_nothing(&result), "audit_chain_heads: {sql}: {result:?}");
+        }
+        for sql in [
+            format!("DELETE FROM audit_chain_heads WHERE chain_id = '{own}'"),
+            format!("UPDATE audit_chain_heads SET chain_id = '{other}' WHERE chain_id = '{own}'"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(denied(&result), "audit_chain_heads: {sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!(
+            "INSERT INTO audit_chain_heads (chain_id, last_seq, last_hash) VALUES ('{alice}', 0, '\\x00')"
+        )).await;
+        assert!(rls_refused(&result), "audit_chain_heads: another user's chain: {result:?}");
+        // A head is created at the start of its chain, never ahead of it (checked
+        // before the key: a head of the own chain, which exists, is refused for that).
+        let result = as_runtime(db, Some(own), Some(me), &format!(
+            "INSERT INTO audit_chain_heads (chain_id, last_seq, last_hash) VALUES ('{me}', 5, '\\x00')"
+        )).await;
+        assert!(rls_refused(&result), "audit_chain_heads: a head ahead of its chain: {result:?}");
 
         // Global identity rows.
         let result = as_runtime(db, Some(own), Some(me), "SELECT password_hash FROM users").await;
