@@ -87,4 +87,10 @@ uuid_id!(
     ApiKeyId,
     /// `passkeys.id`
     PasskeyId,
+    /// `privacy_policies.id`
+    PrivacyPolicyId,
+    /// `consent_records.id`
+    ConsentRecordId,
+    /// `deletion_requests.id`
+    DeletionRequestId,
 );

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod compliance;
 pub mod identity;
 pub mod ids;
 pub mod secret;

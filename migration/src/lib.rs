@@ -54,6 +54,8 @@ mod m20261123_000031_audit_add_passkey_event_types;
 mod m20261123_000032_identity_request_check_functions;
 mod m20261123_000033_audit_chain_and_append_only;
 mod m20261124_000034_audit_add_catalogue_event_types;
+mod m20261124_000035_compliance_create_consent;
+mod m20261124_000036_compliance_create_deletion_requests;
 
 pub struct Migrator;
 
@@ -95,6 +97,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000032_identity_request_check_functions::Migration),
             Box::new(m20261123_000033_audit_chain_and_append_only::Migration),
             Box::new(m20261124_000034_audit_add_catalogue_event_types::Migration),
+            Box::new(m20261124_000035_compliance_create_consent::Migration),
+            Box::new(m20261124_000036_compliance_create_deletion_requests::Migration),
         ]
     }
 }

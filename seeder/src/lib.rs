@@ -14,6 +14,7 @@
 //!    with a fixed clock, labelled UUID v5 ids and a seeded ChaCha RNG.
 
 pub mod access;
+pub mod compliance;
 mod identity;
 pub mod profile;
 mod reset;
@@ -271,6 +272,8 @@ pub struct SeedReport {
     pub access: access::AccessReport,
     /// Second factors of the demo users (Alice's), with their secrets and backup codes.
     pub second_factors: Vec<identity::SecondFactorLine>,
+    /// Rento's privacy fixtures: policy versions, consents, erasures.
+    pub compliance: compliance::ComplianceLine,
     pub row_counts: Vec<(&'static str, u64)>,
     pub scale: Option<scale::ScaleReport>,
     /// Whoever held the database when this run started, if it had to wait.
@@ -508,8 +511,10 @@ async fn run_on(
     };
     let released = lock.release().await;
     let result = result.and_then(|done| released.map(|()| done));
-    let ((migrations_applied, tenants, users, (access, second_factors), scale), row_counts) =
-        result?;
+    let (
+        (migrations_applied, tenants, users, (access, second_factors, compliance), scale),
+        row_counts,
+    ) = result?;
 
     Ok(SeedReport {
         environment: env,
@@ -521,6 +526,7 @@ async fn run_on(
         users,
         access,
         second_factors,
+        compliance,
         row_counts,
         scale,
         waited_for,
@@ -563,7 +569,11 @@ type Loaded = (
     usize,
     Vec<TenantLine>,
     Vec<UserLine>,
-    (access::AccessReport, Vec<identity::SecondFactorLine>),
+    (
+        access::AccessReport,
+        Vec<identity::SecondFactorLine>,
+        compliance::ComplianceLine,
+    ),
     Option<scale::ScaleReport>,
 );
 
@@ -707,7 +717,11 @@ async fn load<C>(
     (
         Vec<TenantLine>,
         Vec<UserLine>,
-        (access::AccessReport, Vec<identity::SecondFactorLine>),
+        (
+            access::AccessReport,
+            Vec<identity::SecondFactorLine>,
+            compliance::ComplianceLine,
+        ),
     ),
     SeedError,
 >
@@ -797,7 +811,20 @@ where
         identity::passkey(db, &deps, alice.id, alice.email, &meta).await?;
         clock.advance(step);
     }
-    Ok((tenant_lines, user_lines, (access, second_factors)))
+    let compliance = compliance::load(
+        db,
+        &deps,
+        &clock,
+        &tenant_ids,
+        &users,
+        profile::SHARED_PASSWORD,
+    )
+    .await?;
+    Ok((
+        tenant_lines,
+        user_lines,
+        (access, second_factors, compliance),
+    ))
 }
 
 async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>, DbErr> {
@@ -858,6 +885,24 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
         (
             "audit_chain_heads",
             entity::audit::audit_chain_heads::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "privacy_policies",
+            entity::compliance::privacy_policies::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "consent_records",
+            entity::compliance::consent_records::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "deletion_requests",
+            entity::compliance::deletion_requests::Entity::find()
                 .count(db)
                 .await?,
         ),

@@ -11,9 +11,13 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 /// bookkeeping and environment marker are kept. `audit_logs` is append-only: it is
 /// listed for the empty case (deleting no rows), and a trail with rows is reset by
 /// rebuilding the schema instead (local and test only).
-pub const RESET_TABLES: [&str; 23] = [
+pub const RESET_TABLES: [&str; 27] = [
     "audit_logs",
     "audit_chain_heads",
+    "consent_records",
+    "privacy_policies",
+    "deletion_requests",
+    "subject_keys",
     "api_keys",
     "session_anomaly_reports",
     "mfa_challenges",
@@ -85,7 +89,7 @@ pub(crate) async fn refuse_to_delete_audit_history(
         return Ok(());
     }
     Err(SeedError::Refused {
-        signal: format!("the audit trail ({rows} row(s))"),
+        signal: format!("the audit trail and consent history ({rows} row(s))"),
         reason: format!(
             "it is append-only, so --reset cannot empty it, and rebuilding the schema is for \
              local and test databases, not {env}. Seed with --no-reset, or rebuild the \
@@ -135,18 +139,21 @@ pub(crate) async fn refuse_unknown_tables(db: &DatabaseConnection) -> Result<(),
     }
 }
 
-/// How many audit rows the database holds (0 before its first migration): a reset
-/// cannot delete them.
+/// How many rows the append-only tables (the audit trail, consent history) hold (0
+/// before the migrations that create them): a reset cannot delete them.
 pub(crate) async fn audit_rows(db: &DatabaseConnection) -> Result<u64, DbErr> {
     use entity::audit::audit_logs;
+    use entity::compliance::consent_records;
     use sea_orm::PaginatorTrait;
-    if !migration::SchemaManager::new(db)
-        .has_table("audit_logs")
-        .await?
-    {
-        return Ok(0);
+    let schema = migration::SchemaManager::new(db);
+    let mut rows = 0;
+    if schema.has_table("audit_logs").await? {
+        rows += audit_logs::Entity::find().count(db).await?;
     }
-    audit_logs::Entity::find().count(db).await
+    if schema.has_table("consent_records").await? {
+        rows += consent_records::Entity::find().count(db).await?;
+    }
+    Ok(rows)
 }
 
 async fn reset_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, i64)>, DbErr> {

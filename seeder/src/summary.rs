@@ -106,6 +106,21 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
         )?;
     }
 
+    let privacy = &report.compliance;
+    if privacy.policy_versions > 0 {
+        writeln!(
+            out,
+            "Privacy (Rento): {} policy versions, {} consent decisions ({} withdrawn), {} user erased at their request ({}), {} deletion request in its grace period ({})\n",
+            privacy.policy_versions,
+            privacy.consents,
+            privacy.withdrawals,
+            privacy.erased,
+            crate::compliance::ERASED_FIXTURE_EMAIL,
+            privacy.pending_deletions,
+            crate::compliance::PENDING_DELETION_EMAIL,
+        )?;
+    }
+
     if let Some(scale) = &report.scale {
         writeln!(
             out,

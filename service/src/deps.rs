@@ -198,6 +198,9 @@ pub struct ServiceConfig {
     pub reauthentication_window: Duration,
     /// Scores of anomaly detection, and what they lead to.
     pub anomaly: AnomalyPolicy,
+    /// How long a deletion request waits before the erasure job takes it; the user
+    /// may cancel it until then.
+    pub deletion_grace_period: Duration,
 }
 
 /// Anomaly detection at sign-in and refresh: what each finding scores (0 to 100) and
@@ -284,6 +287,7 @@ impl Default for ServiceConfig {
             mfa_challenge_max_failures: 5,
             reauthentication_window: Duration::minutes(15),
             anomaly: AnomalyPolicy::default(),
+            deletion_grace_period: Duration::days(30),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod compliance;
 pub mod connection;
 pub mod crypto;
 pub mod deps;

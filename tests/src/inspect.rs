@@ -4,6 +4,7 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::{audit_chain_heads, audit_logs};
+use entity::compliance::{consent_records, deletion_requests, privacy_policies, subject_keys};
 use entity::identity::{
     mfa_backup_codes, mfa_factors, passkeys, refresh_tokens, sessions, user_profiles, users,
 };
@@ -206,7 +207,75 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
             "audit_chain_heads",
             dump::<audit_chain_heads::Entity>(db, audit_chain_heads::Column::ChainId).await,
         ),
+        (
+            "privacy_policies",
+            dump::<privacy_policies::Entity>(db, privacy_policies::Column::Id).await,
+        ),
+        ("consent_records", dump_consent_records(db).await),
+        (
+            "deletion_requests",
+            dump::<deletion_requests::Entity>(db, deletion_requests::Column::Id).await,
+        ),
+        ("subject_keys", dump_subject_keys(db).await),
     ]
+}
+
+/// `consent_records` without the sealed address (its nonce is random): whether one is
+/// held.
+async fn dump_consent_records(db: &DatabaseConnection) -> Vec<Value> {
+    consent_records::Entity::find()
+        .order_by_asc(consent_records::Column::Id)
+        .all(db)
+        .await
+        .expect("dumping a table succeeds")
+        .into_iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id,
+                "tenant_id": c.tenant_id,
+                "user_id": c.user_id,
+                "seq": c.seq,
+                "purpose": c.purpose,
+                "policy_version": c.policy_version,
+                "granted": c.granted,
+                "source": c.source,
+                "ip_address_held": c.ip_address.is_some(),
+                "recorded_at": c.recorded_at,
+            })
+        })
+        .collect()
+}
+
+/// `subject_keys` with each key opened (the sealing nonce is random; the key is not).
+async fn dump_subject_keys(db: &DatabaseConnection) -> Vec<Value> {
+    let (development, other) = (
+        service::crypto::KeyRing::development(),
+        crate::fixtures::field_keys(),
+    );
+    subject_keys::Entity::find()
+        .order_by_asc(subject_keys::Column::UserId)
+        .all(db)
+        .await
+        .expect("dumping a table succeeds")
+        .into_iter()
+        .map(|k| {
+            let row = k.user_id.to_string();
+            let slot = service::crypto::FieldSlot {
+                table: "subject_keys",
+                column: "wrapped_key",
+                row: &row,
+            };
+            let opened = development
+                .open(slot, k.wrapped_key.expose())
+                .or_else(|_| other.open(slot, k.wrapped_key.expose()))
+                .expect("a test subject key opens with one of the tests' keys");
+            serde_json::json!({
+                "user_id": k.user_id,
+                "key": hex::encode(&*opened),
+                "created_at": k.created_at,
+            })
+        })
+        .collect()
 }
 
 /// `passkeys` with its byte columns in hex: JSON has no bytes, and the backends'

@@ -17,6 +17,12 @@ enum Class {
     Tenant,
     /// Tenant rows, append-only.
     TenantAppendOnly,
+    /// A tenant's policy versions and consent history: its own rows only, never
+    /// changed or removed; a consent only in the acting user's own name.
+    Consent,
+    /// A user's data key and deletion requests: the acting user's own only; a key never
+    /// changed, a request filed as `requested` and only cancelled.
+    UserPrivacy,
     /// The current tenant's rows, plus shared system rows that are read-only.
     TenantOrSystem,
     /// Grants and inheritance of roles: written only for the current tenant's roles.
@@ -61,6 +67,8 @@ fn class_of(table: &str) -> Option<Class> {
         "mfa_challenges" | "session_anomaly_reports" => Class::UserSecurity,
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
+        "privacy_policies" | "consent_records" => Class::Consent,
+        "subject_keys" | "deletion_requests" => Class::UserPrivacy,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
             Class::Platform
         }
@@ -264,6 +272,70 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             "INSERT INTO audit_chain_heads (chain_id, last_seq, last_hash) VALUES ('{me}', 5, '\\x00')"
         )).await;
         assert!(rls_refused(&result), "audit_chain_heads: a head ahead of its chain: {result:?}");
+
+        // Privacy policies and consent: Rento's are invisible from Healthy Stellar, none
+        // is written for another tenant or in another user's name, none changes.
+        let rento = tenant(&report, "rento");
+        let (hanako, ichiro) = (user(&report, "sato.hanako@example.jp"), user(&report, "suzuki.ichiro@example.jp"));
+        for table in ["privacy_policies", "consent_records"] {
+            assert!(count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{rento}'")).await > 0, "fixture {table}");
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await,
+                "{table}: the current tenant's only"
+            );
+            for sql in [format!("UPDATE {table} SET tenant_id = tenant_id"), format!("DELETE FROM {table}")] {
+                let result = as_runtime(db, Some(rento), Some(hanako), &sql).await;
+                assert!(denied(&result), "{table}: {sql}: {result:?}");
+            }
+        }
+        for (sql, what) in [
+            (format!("INSERT INTO privacy_policies (id, tenant_id, version, title, document_url, effective_at) VALUES (gen_random_uuid(), '{rento}', 99, 'x', 'https://x', now())"), "a policy for another tenant"),
+            (format!("INSERT INTO consent_records (id, tenant_id, user_id, seq, purpose, policy_version, granted, source, recorded_at) VALUES (gen_random_uuid(), '{rento}', '{hanako}', 99, 'x', 1, false, 'web', now())"), "a consent in another tenant"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+        let forged = format!("INSERT INTO consent_records (id, tenant_id, user_id, seq, purpose, policy_version, granted, source, recorded_at) VALUES (gen_random_uuid(), '{rento}', '{ichiro}', 99, 'marketing_email', 2, true, 'web', now())");
+        let result = as_runtime(db, Some(rento), Some(hanako), &forged).await;
+        assert!(rls_refused(&result), "a consent in another user's name: {result:?}");
+        assert!(as_runtime(db, Some(rento), Some(hanako), "TRUNCATE consent_records").await.is_err());
+
+        // Data keys and deletion requests: one's own only; a key never changes, a
+        // request is only filed as requested and only cancelled.
+        for table in ["subject_keys", "deletion_requests"] {
+            assert!(count(db, &format!("SELECT count(*) FROM {table} WHERE user_id = '{ichiro}'")).await > 0, "fixture {table}");
+            assert_eq!(
+                count_as_runtime(db, Some(rento), Some(hanako), &format!("SELECT count(*) FROM {table} WHERE user_id <> '{hanako}'")).await,
+                0,
+                "{table}: nobody else's"
+            );
+            let result = as_runtime(db, Some(rento), Some(hanako), &format!("DELETE FROM {table}")).await;
+            assert!(denied(&result), "{table}: delete: {result:?}");
+        }
+        for sql in [
+            "UPDATE subject_keys SET wrapped_key = '\\x00'".to_owned(),
+            format!("UPDATE deletion_requests SET due_at = now() WHERE user_id = '{ichiro}'"),
+        ] {
+            let result = as_runtime(db, Some(rento), Some(ichiro), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(rento), Some(hanako), &format!("UPDATE deletion_requests SET status = 'cancelled', cancelled_at = now() WHERE user_id = '{ichiro}'")).await;
+        assert!(changed_nothing(&result), "cancelling another's request: {result:?}");
+        // Moving one's own request on: the policy allows cancelling only, and the
+        // transitions trigger refuses skipping a state whoever updates.
+        let result = as_runtime(db, Some(rento), Some(ichiro), &format!("UPDATE deletion_requests SET status = 'processing' WHERE user_id = '{ichiro}'")).await;
+        assert!(rls_refused(&result), "starting one's own erasure: {result:?}");
+        let result = as_runtime(db, Some(rento), Some(ichiro), &format!("UPDATE deletion_requests SET status = 'completed' WHERE user_id = '{ichiro}'")).await;
+        assert!(matches!(&result, Err(e) if e.to_string().contains("is not a transition")), "completing one's own request: {result:?}");
+        for (sql, what) in [
+            (format!("INSERT INTO subject_keys (user_id, wrapped_key) VALUES ('{me}', '\\x00'); INSERT INTO subject_keys (user_id, wrapped_key) VALUES ('{ichiro}', '\\x00')"), "a key for another user"),
+            (format!("INSERT INTO deletion_requests (id, user_id, status, requested_at, due_at) VALUES (gen_random_uuid(), '{ichiro}', 'requested', now(), now())"), "a request for another user"),
+            (format!("INSERT INTO deletion_requests (id, user_id, status, requested_at, due_at) VALUES (gen_random_uuid(), '{me}', 'processing', now(), now())"), "a request past its filing"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
 
         // Global identity rows.
         let result = as_runtime(db, Some(own), Some(me), "SELECT password_hash FROM users").await;

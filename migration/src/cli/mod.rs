@@ -23,6 +23,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 mod audit;
+mod compliance;
 mod database;
 pub mod insights;
 mod keys;
@@ -31,6 +32,7 @@ mod status;
 pub mod text_table;
 
 pub use audit::AuditAction;
+pub use compliance::ComplianceAction;
 pub use database::DatabaseAction;
 pub use keys::KeysAction;
 
@@ -225,6 +227,11 @@ representative stretch of traffic.")]
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Privacy operations: the erasure job for due deletion requests, user data export.
+    Compliance {
+        #[command(subcommand)]
+        action: ComplianceAction,
+    },
     /// The field-encryption key ring (FIELD_ENCRYPTION_KEYS): its ids, and moving stored
     /// values to the current key after a rotation.
     Keys {
@@ -286,6 +293,7 @@ impl Command {
             Command::Database { action } => action.name(),
             Command::Keys { action } => action.name(),
             Command::Audit { action } => action.name(),
+            Command::Compliance { action } => action.name(),
             Command::Insights { .. } => "insights",
             Command::Tenants {
                 action: TenantAction::Provision { .. },
@@ -317,6 +325,10 @@ impl Command {
                     action: KeysAction::Status
                 }
                 | Command::Audit { .. }
+                // Appends only its own audit row.
+                | Command::Compliance {
+                    action: ComplianceAction::Export { .. }
+                }
                 | Command::Tenants {
                     action: TenantAction::Status { .. }
                 }
@@ -622,6 +634,17 @@ async fn execute_on(
             }
             return audit::run(db, inv, &recorded, action, out).await;
         }
+        Command::Compliance {
+            action: action @ ComplianceAction::Export { .. },
+        } => {
+            if !pending.is_empty() {
+                return Err(CliError::Config(
+                    "apply the pending migrations first: the export reads the tables they create"
+                        .into(),
+                ));
+            }
+            return compliance::run(db, inv, &recorded, action, out).await;
+        }
         Command::Snapshot => {
             if !pending.is_empty() {
                 return Err(CliError::Config(
@@ -688,6 +711,16 @@ async fn execute_on(
         }
         // Compare-and-set per row: safe beside the application, no migration lock.
         return keys::run_reencrypt(db, inv, *batch, out).await;
+    }
+    if let Command::Compliance { action } = &inv.command {
+        if !pending.is_empty() {
+            return Err(CliError::Config(
+                "apply the pending migrations first: the erasure job changes the tables they create"
+                    .into(),
+            ));
+        }
+        // One transaction per erasure, each conditional: safe beside the application.
+        return compliance::run(db, inv, &recorded, action, out).await;
     }
     run_writing(
         db,
@@ -1041,6 +1074,7 @@ async fn run_locked(
         | Command::Database { .. }
         | Command::Keys { .. }
         | Command::Audit { .. }
+        | Command::Compliance { .. }
         | Command::Insights { .. } => {
             unreachable!("handled before the lock")
         }

@@ -143,6 +143,11 @@ impl KeyRing {
             {
                 return Err(bad("the id must be 1 to 32 letters, digits, - or _"));
             }
+            if id == super::DATA_KEY_ID {
+                return Err(bad(
+                    "the id `subject` is reserved for the subjects' data keys",
+                ));
+            }
             let decoded = Zeroizing::new(
                 STANDARD
                     .decode(encoded.trim())

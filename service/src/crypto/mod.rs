@@ -28,11 +28,19 @@ use zeroize::Zeroizing;
 
 /// Every column that holds sealed values: what `keys reencrypt` walks. A migration that
 /// adds one adds it here.
-pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
-    table: "mfa_factors",
-    id_column: "id",
-    column: "secret",
-}];
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
+    EncryptedColumn {
+        table: "mfa_factors",
+        id_column: "id",
+        column: "secret",
+    },
+    // Each user's data key; the fields sealed under it are not re-encrypted.
+    EncryptedColumn {
+        table: "subject_keys",
+        id_column: "user_id",
+        column: "wrapped_key",
+    },
+];
 
 /// The layout written by [`KeyRing::seal`]; readers refuse any other.
 pub const FORMAT_VERSION: u8 = 1;
@@ -99,29 +107,8 @@ impl KeyRing {
     /// # Errors
     /// `BadSlot` for an empty table, column or row id.
     pub fn seal(&self, slot: FieldSlot<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        slot.check()?;
         let key = self.current();
-        let cipher = Aes256Gcm::new_from_slice(key.material()).expect("a 32-byte key");
-        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
-        let aad = slot.associated_data();
-        let sealed = cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            // AES-GCM fails only on inputs over 64 GiB.
-            .map_err(|_| CryptoError::Malformed)?;
-        let id = key.id().as_bytes();
-        let mut out = Vec::with_capacity(2 + id.len() + NONCE_LEN + sealed.len());
-        out.push(FORMAT_VERSION);
-        out.push(u8::try_from(id.len()).expect("key ids are at most 32 bytes"));
-        out.extend_from_slice(id);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
+        seal_with(key.material(), key.id(), slot, plaintext)
     }
 
     /// Opens a value sealed for `slot`, under whichever key of the ring it names.
@@ -138,18 +125,7 @@ impl KeyRing {
         let key = self
             .key(parts.key_id)
             .ok_or_else(|| CryptoError::UnknownKey(parts.key_id.to_owned()))?;
-        let cipher = Aes256Gcm::new_from_slice(key.material()).expect("a 32-byte key");
-        let aad = slot.associated_data();
-        cipher
-            .decrypt(
-                Nonce::from_slice(parts.nonce),
-                Payload {
-                    msg: parts.ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Undecryptable)
+        open_with(key.material(), slot, &parts)
     }
 
     /// Whether `sealed` is under another key than the current one (so [`reencrypt`]
@@ -160,6 +136,119 @@ impl KeyRing {
     pub fn is_stale(&self, sealed: &[u8]) -> Result<bool, CryptoError> {
         Ok(Sealed::parse(sealed)?.key_id != self.current().id())
     }
+}
+
+/// The key id written into values sealed under a [`DataKey`]: they are opened with
+/// their subject's key, never with the ring, and re-encryption leaves them alone (the
+/// data key itself is what the ring re-wraps).
+pub const DATA_KEY_ID: &str = "subject";
+
+/// A data key of one subject (a user): personal fields sealed under it are erased
+/// by destroying it. Stored only sealed by the key ring. Zeroised on drop, never
+/// printed.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    /// A key from 32 random bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The key as unsealed from storage.
+    ///
+    /// # Errors
+    /// `Malformed` unless exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Malformed)?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// The key material, to be sealed by the key ring and nowhere else.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Seals `plaintext` for `slot` under this key, in the layout of the key ring's
+    /// values with [`DATA_KEY_ID`] as the key id.
+    ///
+    /// # Errors
+    /// `BadSlot`.
+    pub fn seal(&self, slot: FieldSlot<'_>, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        seal_with(&self.0, DATA_KEY_ID, slot, plaintext)
+    }
+
+    /// Opens a value this key sealed for `slot`.
+    ///
+    /// # Errors
+    /// `Malformed`, `UnsupportedVersion`, `UnknownKey` (a value of the key ring),
+    /// `Undecryptable`, `BadSlot`.
+    pub fn open(
+        &self,
+        slot: FieldSlot<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        slot.check()?;
+        let parts = Sealed::parse(sealed)?;
+        if parts.key_id != DATA_KEY_ID {
+            return Err(CryptoError::UnknownKey(parts.key_id.to_owned()));
+        }
+        open_with(&self.0, slot, &parts)
+    }
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey([redacted])")
+    }
+}
+
+fn seal_with(
+    material: &[u8; 32],
+    key_id: &str,
+    slot: FieldSlot<'_>,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    slot.check()?;
+    let cipher = Aes256Gcm::new_from_slice(material).expect("a 32-byte key");
+    let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+    let aad = slot.associated_data();
+    let sealed = cipher
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plaintext,
+                aad: &aad,
+            },
+        )
+        // AES-GCM fails only on inputs over 64 GiB.
+        .map_err(|_| CryptoError::Malformed)?;
+    let id = key_id.as_bytes();
+    let mut out = Vec::with_capacity(2 + id.len() + NONCE_LEN + sealed.len());
+    out.push(FORMAT_VERSION);
+    out.push(u8::try_from(id.len()).expect("key ids are at most 32 bytes"));
+    out.extend_from_slice(id);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
+}
+
+fn open_with(
+    material: &[u8; 32],
+    slot: FieldSlot<'_>,
+    parts: &Sealed<'_>,
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let cipher = Aes256Gcm::new_from_slice(material).expect("a 32-byte key");
+    let aad = slot.associated_data();
+    cipher
+        .decrypt(
+            Nonce::from_slice(parts.nonce),
+            Payload {
+                msg: parts.ciphertext,
+                aad: &aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Undecryptable)
 }
 
 /// The key id a sealed value names, without opening it.

@@ -22,6 +22,7 @@ pub use api_keys::{
     NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys, parse_api_key,
     revoke_api_key, rotate_api_key,
 };
+pub(crate) use assurance::begin_sensitive;
 pub use assurance::{
     SessionAuth, change_password, deactivate_account, reauthenticate, reauthenticate_with_passkey,
     validate_session,
