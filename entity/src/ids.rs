@@ -93,4 +93,8 @@ uuid_id!(
     ConsentRecordId,
     /// `deletion_requests.id`
     DeletionRequestId,
+    /// `data_residency_log.id`
+    DataTransferId,
+    /// `security_incidents.id`
+    SecurityIncidentId,
 );

@@ -56,6 +56,7 @@ mod m20261123_000033_audit_chain_and_append_only;
 mod m20261124_000034_audit_add_catalogue_event_types;
 mod m20261124_000035_compliance_create_consent;
 mod m20261124_000036_compliance_create_deletion_requests;
+mod m20261124_000037_compliance_residency_and_incidents;
 
 pub struct Migrator;
 
@@ -99,6 +100,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000034_audit_add_catalogue_event_types::Migration),
             Box::new(m20261124_000035_compliance_create_consent::Migration),
             Box::new(m20261124_000036_compliance_create_deletion_requests::Migration),
+            Box::new(m20261124_000037_compliance_residency_and_incidents::Migration),
         ]
     }
 }

@@ -816,6 +816,7 @@ where
         &deps,
         &clock,
         &tenant_ids,
+        &owners,
         &users,
         profile::SHARED_PASSWORD,
     )

@@ -11,9 +11,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 /// bookkeeping and environment marker are kept. `audit_logs` is append-only: it is
 /// listed for the empty case (deleting no rows), and a trail with rows is reset by
 /// rebuilding the schema instead (local and test only).
-pub const RESET_TABLES: [&str; 27] = [
+pub const RESET_TABLES: [&str; 29] = [
     "audit_logs",
     "audit_chain_heads",
+    "data_residency_log",
+    "security_incidents",
     "consent_records",
     "privacy_policies",
     "deletion_requests",
@@ -139,7 +141,8 @@ pub(crate) async fn refuse_unknown_tables(db: &DatabaseConnection) -> Result<(),
     }
 }
 
-/// How many rows the append-only tables (the audit trail, consent history) hold (0
+/// How many rows the append-only tables (the audit trail, consent history, transfer
+/// log) hold (0
 /// before the migrations that create them): a reset cannot delete them.
 pub(crate) async fn audit_rows(db: &DatabaseConnection) -> Result<u64, DbErr> {
     use entity::audit::audit_logs;
@@ -152,6 +155,11 @@ pub(crate) async fn audit_rows(db: &DatabaseConnection) -> Result<u64, DbErr> {
     }
     if schema.has_table("consent_records").await? {
         rows += consent_records::Entity::find().count(db).await?;
+    }
+    if schema.has_table("data_residency_log").await? {
+        rows += entity::compliance::data_residency_log::Entity::find()
+            .count(db)
+            .await?;
     }
     Ok(rows)
 }

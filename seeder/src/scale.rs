@@ -314,6 +314,7 @@ impl Batch {
                 data_region: Set(region),
                 features: Set(json!({})),
                 is_active: Set(true),
+                transfer_regions: Set(json!([])),
                 created_at: Set(at),
                 updated_at: Set(at),
             });

@@ -110,7 +110,7 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
     if privacy.policy_versions > 0 {
         writeln!(
             out,
-            "Privacy (Rento): {} policy versions, {} consent decisions ({} withdrawn), {} user erased at their request ({}), {} deletion request in its grace period ({})\n",
+            "Privacy: {} policy versions, {} consent decisions ({} withdrawn), {} user erased at their request ({}), {} deletion request in its grace period ({}), {} cross-region transfer(s) logged and {} refused, {} open and {} resolved security incident(s)\n",
             privacy.policy_versions,
             privacy.consents,
             privacy.withdrawals,
@@ -118,6 +118,10 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
             crate::compliance::ERASED_FIXTURE_EMAIL,
             privacy.pending_deletions,
             crate::compliance::PENDING_DELETION_EMAIL,
+            privacy.transfers,
+            privacy.refused_transfers,
+            privacy.incidents,
+            privacy.incidents_resolved,
         )?;
     }
 

@@ -77,6 +77,15 @@ pub enum ServiceError {
     PasskeyRejected {
         reason: crate::identity::PasskeyRejection,
     },
+    /// A cross-region transfer of a tenant's data to a region its owner did not allow;
+    /// it was logged and audited as refused.
+    #[error(
+        "cross-region transfer refused: the tenant's data lives in {from:?} and may not go to {to:?}"
+    )]
+    TransferRefused {
+        from: entity::tenancy::tenants::DataRegion,
+        to: entity::tenancy::tenants::DataRegion,
+    },
     /// An audit checkpoint that cannot be signed or used (see `audit::checkpoint`).
     #[error("audit checkpoint: {0}")]
     Checkpoint(#[from] crate::audit::CheckpointError),

@@ -4,7 +4,10 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::{audit_chain_heads, audit_logs};
-use entity::compliance::{consent_records, deletion_requests, privacy_policies, subject_keys};
+use entity::compliance::{
+    consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
+    subject_keys,
+};
 use entity::identity::{
     mfa_backup_codes, mfa_factors, passkeys, refresh_tokens, sessions, user_profiles, users,
 };
@@ -217,6 +220,14 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
             dump::<deletion_requests::Entity>(db, deletion_requests::Column::Id).await,
         ),
         ("subject_keys", dump_subject_keys(db).await),
+        (
+            "data_residency_log",
+            dump::<data_residency_log::Entity>(db, data_residency_log::Column::Id).await,
+        ),
+        (
+            "security_incidents",
+            dump::<security_incidents::Entity>(db, security_incidents::Column::Id).await,
+        ),
     ]
 }
 

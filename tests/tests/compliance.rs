@@ -37,6 +37,9 @@ tests::backend_tests!(Migrated:
     erasure_leaves_no_readable_personal_data_and_every_chain_verifies,
     operator_jobs_refuse_a_role_behind_row_security,
     export_covers_every_table_naming_a_user_and_holds_no_secret,
+    transfers_outside_the_allowed_regions_are_refused_and_audited,
+    incidents_move_forward_and_keep_their_times,
+    the_compliance_report_lists_what_needs_attention,
 );
 
 fn marketing() -> ConsentPurpose {
@@ -785,4 +788,341 @@ async fn export_covers_every_table_naming_a_user_and_holds_no_secret(t: TestDb) 
         assert!(!text.contains(secret.as_str()), "a secret is in the export");
     }
     assert_eq!(count_events(&t.owner, "data_export").await, 1);
+}
+
+async fn transfers_outside_the_allowed_regions_are_refused_and_audited(t: TestDb) {
+    use entity::compliance::data_residency_log::{self, TransferOutcome};
+    use entity::tenancy::tenants::DataRegion;
+    let (deps, clock) = fixtures::deps();
+    let (as_owner, as_member, _) = tenant_with_policy(&t, &deps, "fay", "gus").await;
+    let refused =
+        compliance::set_transfer_regions(&t.db, &deps, &as_member, &[DataRegion::Eu], &meta())
+            .await;
+    assert!(
+        matches!(refused, Err(ServiceError::Forbidden { .. })),
+        "{refused:?}"
+    );
+    let tenant = compliance::set_transfer_regions(
+        &t.db,
+        &deps,
+        &as_owner,
+        &[DataRegion::Jp, DataRegion::Jp, DataRegion::Us],
+        &meta(),
+    )
+    .await
+    .expect("the owner decides");
+    assert_eq!(
+        compliance::transfer_regions(&tenant),
+        vec![DataRegion::Jp],
+        "deduplicated, own region left out"
+    );
+
+    let allowed = compliance::record_transfer(
+        &t.db,
+        &deps,
+        &as_member,
+        DataRegion::Jp,
+        "support escalation",
+        &meta(),
+    )
+    .await
+    .expect("allowed");
+    assert_eq!(
+        (allowed.from_region, allowed.outcome),
+        (DataRegion::Us, TransferOutcome::Allowed)
+    );
+    clock.advance(Duration::seconds(1));
+    let refused = compliance::record_transfer(
+        &t.db,
+        &deps,
+        &as_member,
+        DataRegion::Eu,
+        "analytics export",
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ServiceError::TransferRefused {
+                from: DataRegion::Us,
+                to: DataRegion::Eu
+            })
+        ),
+        "{refused:?}"
+    );
+    for (to, purpose) in [
+        (DataRegion::Us, "own region"),
+        (DataRegion::Jp, " "),
+        (DataRegion::Jp, "bad\u{7}purpose"),
+    ] {
+        let invalid =
+            compliance::record_transfer(&t.db, &deps, &as_member, to, purpose, &meta()).await;
+        assert!(
+            matches!(invalid, Err(ServiceError::Validation { .. })),
+            "{purpose:?}: {invalid:?}"
+        );
+    }
+    let log = data_residency_log::Entity::find()
+        .all(&t.owner)
+        .await
+        .expect("reads");
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.to_region, r.outcome))
+            .collect::<Vec<_>>()
+            .len(),
+        2,
+        "one allowed, one refused, nothing for invalid input"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.to_region == DataRegion::Eu && r.outcome == TransferOutcome::Refused)
+    );
+    assert_eq!(count_events(&t.owner, "data_transfer_recorded").await, 1);
+    assert_eq!(count_events(&t.owner, "data_transfer_refused").await, 1);
+    assert_eq!(count_events(&t.owner, "data_residency_changed").await, 1);
+    // The log is append-only.
+    let change = Query::update()
+        .table(Alias::new("data_residency_log"))
+        .value(Alias::new("outcome"), Expr::value("allowed"))
+        .to_owned();
+    assert!(t.owner.execute(&change).await.is_err(), "UPDATE is refused");
+    let remove = Query::delete()
+        .from_table(Alias::new("data_residency_log"))
+        .to_owned();
+    assert!(t.owner.execute(&remove).await.is_err(), "DELETE is refused");
+}
+
+async fn incidents_move_forward_and_keep_their_times(t: TestDb) {
+    use entity::compliance::security_incidents::{IncidentSeverity, IncidentStatus};
+    let (deps, clock) = fixtures::deps();
+    let (as_owner, as_member, member) = tenant_with_policy(&t, &deps, "hal", "ivy").await;
+    let incident = |detected| {
+        compliance::NewIncident::parse(
+            "Leaked export",
+            "A CSV export was shared\nby mistake.",
+            IncidentSeverity::High,
+            detected,
+            &[member],
+        )
+        .expect("valid")
+    };
+    for (title, description) in [
+        ("", "x"),
+        ("x", ""),
+        (&*"t".repeat(201), "x"),
+        ("x", &*"d".repeat(4001)),
+    ] {
+        let bad = compliance::NewIncident::parse(
+            title,
+            description,
+            IncidentSeverity::Low,
+            deps.now(),
+            &[],
+        );
+        assert!(
+            matches!(bad, Err(ServiceError::Validation { .. })),
+            "{title:?}"
+        );
+    }
+    let refused =
+        compliance::report_incident(&t.db, &deps, &as_member, incident(deps.now()), &meta()).await;
+    assert!(
+        matches!(refused, Err(ServiceError::Forbidden { .. })),
+        "{refused:?}"
+    );
+    let future = compliance::report_incident(
+        &t.db,
+        &deps,
+        &as_owner,
+        incident(deps.now() + Duration::hours(1)),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(
+            future,
+            Err(ServiceError::Validation {
+                field: "detected_at",
+                ..
+            })
+        ),
+        "{future:?}"
+    );
+    let stranger = UserId(uuid::Uuid::from_u128(42));
+    let unknown =
+        compliance::NewIncident::parse("x", "y", IncidentSeverity::Low, deps.now(), &[stranger])
+            .expect("valid");
+    let unknown = compliance::report_incident(&t.db, &deps, &as_owner, unknown, &meta()).await;
+    assert!(
+        matches!(unknown, Err(ServiceError::NotFound { .. })),
+        "{unknown:?}"
+    );
+
+    let detected = deps.now() - Duration::hours(2);
+    let filed = compliance::report_incident(&t.db, &deps, &as_owner, incident(detected), &meta())
+        .await
+        .expect("files");
+    assert_eq!(
+        (filed.status, filed.reported_at, filed.resolved_at),
+        (IncidentStatus::Open, None, None)
+    );
+    assert_eq!(filed.affected_subjects, json!([member]));
+    clock.advance(Duration::hours(1));
+    let reported = deps.now();
+    let moved = compliance::update_incident(
+        &t.db,
+        &deps,
+        &as_owner,
+        filed.id,
+        IncidentStatus::Investigating,
+        Some(reported),
+        &meta(),
+    )
+    .await
+    .expect("moves on");
+    assert_eq!(
+        (moved.status, moved.reported_at),
+        (IncidentStatus::Investigating, Some(reported))
+    );
+    let back = compliance::update_incident(
+        &t.db,
+        &deps,
+        &as_owner,
+        filed.id,
+        IncidentStatus::Open,
+        None,
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(back, Err(ServiceError::Conflict { .. })),
+        "{back:?}"
+    );
+    let twice = compliance::update_incident(
+        &t.db,
+        &deps,
+        &as_owner,
+        filed.id,
+        IncidentStatus::Contained,
+        Some(reported),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(twice, Err(ServiceError::Conflict { .. })),
+        "{twice:?}"
+    );
+    clock.advance(Duration::hours(1));
+    let resolved = compliance::update_incident(
+        &t.db,
+        &deps,
+        &as_owner,
+        filed.id,
+        IncidentStatus::Resolved,
+        None,
+        &meta(),
+    )
+    .await
+    .expect("resolves");
+    assert_eq!(
+        (
+            resolved.resolved_at,
+            resolved.reported_at,
+            resolved.detected_at
+        ),
+        (Some(deps.now()), Some(reported), detected)
+    );
+    let after = compliance::update_incident(
+        &t.db,
+        &deps,
+        &as_owner,
+        filed.id,
+        IncidentStatus::Resolved,
+        None,
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(after, Err(ServiceError::Conflict { .. })),
+        "{after:?}"
+    );
+    assert_eq!(
+        count_events(&t.owner, "security_incident_reported").await,
+        1
+    );
+    assert_eq!(count_events(&t.owner, "security_incident_updated").await, 2);
+    assert_eq!(
+        compliance::list_incidents(&t.db, &as_member)
+            .await
+            .expect("lists")
+            .len(),
+        1
+    );
+}
+
+async fn the_compliance_report_lists_what_needs_attention(t: TestDb) {
+    let report = tests::runtime::seed(&t).await;
+    let ichiro = tests::runtime::user(&report, "suzuki.ichiro@example.jp");
+    let (deps, clock) = fixtures::deps();
+    // Three months after the fixtures: Ichiro's request is past its due date.
+    clock.set(seeder::fixture_epoch() + Duration::days(90));
+    let document = compliance::compliance_report(&t.owner, &deps, Duration::days(365), &meta())
+        .await
+        .expect("reports");
+    assert_eq!(document["format"], compliance::REPORT_FORMAT);
+    let incidents = document["open_incidents"].as_array().expect("incidents");
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["status"], "investigating");
+    let overdue = document["overdue_deletion_requests"]
+        .as_array()
+        .expect("overdue");
+    assert_eq!(overdue.len(), 1, "{overdue:?}");
+    assert_eq!(overdue[0]["user_id"], json!(ichiro));
+    let withdrawals = document["consent_withdrawals"]
+        .as_array()
+        .expect("withdrawals");
+    assert_eq!(withdrawals.len(), 1);
+    assert_eq!(withdrawals[0]["purpose"], "marketing_email");
+    assert_eq!(
+        document["refused_transfers"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        document["audit_chains"]["intact"], true,
+        "{}",
+        document["audit_chains"]
+    );
+    assert_eq!(
+        count_events(&t.owner, "compliance_report_generated").await,
+        1
+    );
+
+    // A day of the period only: the fixtures' withdrawal is older.
+    let recent = compliance::compliance_report(&t.owner, &deps, Duration::days(1), &meta())
+        .await
+        .expect("reports");
+    assert_eq!(
+        recent["consent_withdrawals"].as_array().map(Vec::len),
+        Some(0)
+    );
+
+    // A changed audit row shows up as a broken chain.
+    tests::tamper::as_owner_bypassing_triggers(
+        &t,
+        &[
+            "UPDATE audit_logs SET risk_score = 99 WHERE event_type = 'consent_withdrawn'"
+                .to_owned(),
+        ],
+    )
+    .await;
+    let broken = compliance::compliance_report(&t.owner, &deps, Duration::days(1), &meta())
+        .await
+        .expect("reports");
+    assert_eq!(broken["audit_chains"]["intact"], false);
+    assert_eq!(
+        broken["audit_chains"]["findings"].as_array().map(Vec::len),
+        Some(1)
+    );
 }

@@ -105,15 +105,22 @@ async fn sql_function_says<C: ConnectionTrait>(
 }
 
 /// Is this the refusal we expect: a row-level security violation, or (for the
-/// append-only audit trail, and for API keys, whose hash is unreadable and whose
-/// tenant is unchangeable) no privilege at all?
+/// append-only tables, and for API keys and incidents, whose tenant is unchangeable)
+/// no privilege at all?
 fn refused(result: &Result<ExecResult, DbErr>, table: &str) -> bool {
     match result {
         Err(e) => {
             let text = e.to_string();
             text.contains("row-level security")
-                || (matches!(table, "audit_logs" | "api_keys")
-                    && text.contains("permission denied"))
+                || (matches!(
+                    table,
+                    "audit_logs"
+                        | "api_keys"
+                        | "privacy_policies"
+                        | "consent_records"
+                        | "data_residency_log"
+                        | "security_incidents"
+                ) && text.contains("permission denied"))
         }
         Ok(_) => false,
     }

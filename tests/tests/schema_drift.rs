@@ -15,7 +15,10 @@ use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
 use entity::audit::{audit_chain_heads, audit_event_types, audit_logs};
-use entity::compliance::{consent_records, deletion_requests, privacy_policies, subject_keys};
+use entity::compliance::{
+    consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
+    subject_keys,
+};
 use entity::identity::{
     api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, refresh_tokens,
     session_anomaly_reports, sessions, sign_in_throttles, user_profiles, users,
@@ -280,6 +283,8 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<privacy_policies::Entity>(backend),
         entity_shape::<consent_records::Entity>(backend),
         entity_shape::<deletion_requests::Entity>(backend),
+        entity_shape::<data_residency_log::Entity>(backend),
+        entity_shape::<security_incidents::Entity>(backend),
     ]
     .into_iter()
     .collect()

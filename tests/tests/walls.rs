@@ -17,8 +17,9 @@ enum Class {
     Tenant,
     /// Tenant rows, append-only.
     TenantAppendOnly,
-    /// A tenant's policy versions and consent history: its own rows only, never
-    /// changed or removed; a consent only in the acting user's own name.
+    /// A tenant's policy versions, consent history and transfer log: its own rows
+    /// only, never changed or removed; a consent or a transfer only in the acting
+    /// user's own name.
     Consent,
     /// A user's data key and deletion requests: the acting user's own only; a key never
     /// changed, a request filed as `requested` and only cancelled.
@@ -67,7 +68,8 @@ fn class_of(table: &str) -> Option<Class> {
         "mfa_challenges" | "session_anomaly_reports" => Class::UserSecurity,
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
-        "privacy_policies" | "consent_records" => Class::Consent,
+        "privacy_policies" | "consent_records" | "data_residency_log" => Class::Consent,
+        "security_incidents" => Class::Tenant,
         "subject_keys" | "deletion_requests" => Class::UserPrivacy,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
             Class::Platform
@@ -301,6 +303,38 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         assert!(rls_refused(&result), "a consent in another user's name: {result:?}");
         assert!(as_runtime(db, Some(rento), Some(hanako), "TRUNCATE consent_records").await.is_err());
 
+        // The transfer log and incidents: Rento's invisible from Healthy Stellar, nothing
+        // written for another tenant, no log row changed, no incident deleted, and a
+        // tenant's transfer regions set for the current tenant only.
+        for table in ["data_residency_log", "security_incidents"] {
+            assert!(count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{rento}'")).await > 0, "fixture {table}");
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await,
+                "{table}: the current tenant's only"
+            );
+            let result = as_runtime(db, Some(rento), Some(hanako), &format!("DELETE FROM {table}")).await;
+            assert!(denied(&result), "{table}: delete: {result:?}");
+        }
+        for sql in [
+            "UPDATE data_residency_log SET outcome = 'allowed'".to_owned(),
+            "UPDATE security_incidents SET severity = 'low', title = 'nothing'".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(rento), Some(hanako), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE security_incidents SET status = 'resolved', resolved_at = now() WHERE tenant_id = '{rento}'")).await;
+        assert!(changed_nothing(&result), "resolving another tenant's incident: {result:?}");
+        for (sql, what) in [
+            (format!("INSERT INTO data_residency_log (id, tenant_id, from_region, to_region, purpose, outcome, requested_by, recorded_at) VALUES (gen_random_uuid(), '{own}', 'us', 'eu', 'x', 'allowed', '{alice}', now())"), "a transfer in another user's name"),
+            (format!("INSERT INTO security_incidents (id, tenant_id, title, description, severity, status, affected_subjects, detected_at) VALUES (gen_random_uuid(), '{rento}', 'x', 'x', 'low', 'open', '[]', now())"), "an incident for another tenant"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE tenants SET transfer_regions = '[\"eu\"]' WHERE id = '{rento}'")).await;
+        assert!(changed_nothing(&result), "another tenant's transfer regions: {result:?}");
+
         // Data keys and deletion requests: one's own only; a key never changes, a
         // request is only filed as requested and only cancelled.
         for table in ["subject_keys", "deletion_requests"] {
@@ -329,7 +363,7 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         let result = as_runtime(db, Some(rento), Some(ichiro), &format!("UPDATE deletion_requests SET status = 'completed' WHERE user_id = '{ichiro}'")).await;
         assert!(matches!(&result, Err(e) if e.to_string().contains("is not a transition")), "completing one's own request: {result:?}");
         for (sql, what) in [
-            (format!("INSERT INTO subject_keys (user_id, wrapped_key) VALUES ('{me}', '\\x00'); INSERT INTO subject_keys (user_id, wrapped_key) VALUES ('{ichiro}', '\\x00')"), "a key for another user"),
+            (format!("INSERT INTO subject_keys (user_id, wrapped_key) VALUES ('{ichiro}', '\\x00')"), "a key for another user"),
             (format!("INSERT INTO deletion_requests (id, user_id, status, requested_at, due_at) VALUES (gen_random_uuid(), '{ichiro}', 'requested', now(), now())"), "a request for another user"),
             (format!("INSERT INTO deletion_requests (id, user_id, status, requested_at, due_at) VALUES (gen_random_uuid(), '{me}', 'processing', now(), now())"), "a request past its filing"),
         ] {

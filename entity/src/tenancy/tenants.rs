@@ -21,6 +21,10 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary")]
     pub features: Json,
     pub is_active: bool,
+    /// Regions besides `data_region` its data may be transferred to (region codes as a
+    /// JSON array; empty: none). Its owner decides.
+    #[sea_orm(column_type = "JsonBinary", default_value = "[]")]
+    pub transfer_regions: Json,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     #[sea_orm(has_many)]

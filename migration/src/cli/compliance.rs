@@ -1,4 +1,5 @@
-//! `compliance process-deletions` and `compliance export`: the operator's privacy jobs.
+//! `compliance process-deletions`, `compliance export` and `compliance report`: the
+//! operator's privacy jobs.
 
 use super::{CliError, Invocation};
 use crate::environment::RecordedEnv;
@@ -28,6 +29,16 @@ pub enum ComplianceAction {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Print the compliance report as JSON: open security incidents, deletion requests
+    /// past their due date, consent withdrawals and refused cross-region transfers of
+    /// the period, and the verification of every audit chain. Recorded in the audit
+    /// trail. Exit code 1 when an audit chain is broken.
+    Report {
+        /// The period, in days before now, for withdrawals and refused transfers.
+        #[arg(long, value_name = "DAYS", default_value_t = 30,
+              value_parser = clap::value_parser!(u32).range(1..=3660))]
+        days: u32,
+    },
 }
 
 impl ComplianceAction {
@@ -35,6 +46,7 @@ impl ComplianceAction {
         match self {
             ComplianceAction::ProcessDeletions => "compliance process-deletions",
             ComplianceAction::Export { .. } => "compliance export",
+            ComplianceAction::Report { .. } => "compliance report",
         }
     }
 }
@@ -134,6 +146,27 @@ pub(super) async fn run(
                     "{} erasure(s) failed",
                     report.failed.len()
                 )))
+            }
+        }
+        ComplianceAction::Report { days } => {
+            let report = compliance::compliance_report(
+                db,
+                &deps,
+                chrono::Duration::days(i64::from(*days)),
+                &meta,
+            )
+            .await
+            .map_err(service_error)?;
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| CliError::Config(e.to_string()))?;
+            writeln!(out, "{text}")?;
+            let findings = report["audit_chains"]["findings"]
+                .as_array()
+                .map_or(0, Vec::len);
+            if findings == 0 {
+                Ok(())
+            } else {
+                Err(CliError::AuditTrailBroken(findings))
             }
         }
         ComplianceAction::Export { user, out: path } => {

@@ -325,9 +325,9 @@ impl Command {
                     action: KeysAction::Status
                 }
                 | Command::Audit { .. }
-                // Appends only its own audit row.
+                // Append only their own audit row.
                 | Command::Compliance {
-                    action: ComplianceAction::Export { .. }
+                    action: ComplianceAction::Export { .. } | ComplianceAction::Report { .. }
                 }
                 | Command::Tenants {
                     action: TenantAction::Status { .. }
@@ -635,7 +635,7 @@ async fn execute_on(
             return audit::run(db, inv, &recorded, action, out).await;
         }
         Command::Compliance {
-            action: action @ ComplianceAction::Export { .. },
+            action: action @ (ComplianceAction::Export { .. } | ComplianceAction::Report { .. }),
         } => {
             if !pending.is_empty() {
                 return Err(CliError::Config(

@@ -109,6 +109,11 @@ audit_events! {
     PasskeyAssertionFailed => ("passkey_assertion_failed", Authentication),
     PasskeyCloneDetected => ("passkey_clone_detected", Security),
     AuditEventTypeAdded => ("audit_event_type_added", System),
+    DataTransferRecorded => ("data_transfer_recorded", Compliance),
+    DataTransferRefused => ("data_transfer_refused", Compliance),
+    DataResidencyChanged => ("data_residency_changed", Compliance),
+    SecurityIncidentReported => ("security_incident_reported", Compliance),
+    SecurityIncidentUpdated => ("security_incident_updated", Compliance),
 }
 
 impl AuditEvent {

@@ -19,7 +19,8 @@ use entity::access::{policies, role_assignments};
 use entity::audit::audit_logs;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::compliance::{
-    consent_records, deletion_requests, privacy_policies, subject_keys as keys,
+    consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
+    subject_keys as keys,
 };
 use entity::identity::{
     api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, refresh_tokens,
@@ -88,6 +89,9 @@ pub const EXPORT_SECTIONS: &[ExportSection] = &[
     section("privacy_policies", &["published_by"], &[]),
     section("consent_records", &["user_id"], &[]),
     section("deletion_requests", &["user_id"], &[]),
+    section("data_residency_log", &["requested_by"], &[]),
+    // Also the incidents that list the user among the affected subjects.
+    section("security_incidents", &["reported_by"], &[]),
     section("subject_keys", &["user_id"], &["wrapped_key"]),
     section("audit_logs", &["actor_user_id"], &["prev_hash", "hash"]),
 ];
@@ -193,7 +197,10 @@ where
             tables.insert($table.to_owned(), as_json($table, &found));
         }};
     }
-    tables.insert("users".to_owned(), as_json("users", std::slice::from_ref(&account)));
+    tables.insert(
+        "users".to_owned(),
+        as_json("users", std::slice::from_ref(&account)),
+    );
     put!("user_profiles", user_profiles::Entity);
     put!("memberships", memberships::Entity);
     put!("team_members", team_members::Entity);
@@ -228,6 +235,25 @@ where
     put!("privacy_policies", privacy_policies::Entity);
     put!("deletion_requests", deletion_requests::Entity);
     put!("subject_keys", keys::Entity);
+    put!("data_residency_log", data_residency_log::Entity);
+    let affected = serde_json::Value::String(user.to_string());
+    let incidents: Vec<security_incidents::Model> = security_incidents::Entity::find()
+        .order_by_asc(security_incidents::Column::DetectedAt)
+        .all(&txn)
+        .await?
+        .into_iter()
+        .filter(|i| {
+            i.reported_by == Some(user)
+                || i
+                    .affected_subjects
+                    .as_array()
+                    .is_some_and(|ids| ids.contains(&affected))
+        })
+        .collect();
+    tables.insert(
+        "security_incidents".to_owned(),
+        as_json("security_incidents", &incidents),
+    );
 
     // Consents, with their addresses opened while the data key exists.
     let consents = rows::<consent_records::Entity, _>(&txn, "consent_records", user, None).await?;

@@ -1,5 +1,6 @@
 //! Privacy compliance (GDPR, APPI): consent under versioned privacy policies, erasure
-//! on request with pseudonymisation and crypto-shredding, and data export.
+//! on request with pseudonymisation and crypto-shredding, data export, data residency,
+//! security incidents and the compliance report.
 //!
 //! Tenant-scoped steps (policies, consent) run in the tenant's transaction like every
 //! tenant operation. A user's own steps (filing or cancelling a deletion request) run
@@ -9,6 +10,9 @@
 pub mod consent;
 pub mod deletion;
 pub mod export;
+pub mod incidents;
+pub mod report;
+pub mod residency;
 mod subject_keys;
 
 pub use consent::{
@@ -21,3 +25,6 @@ pub use deletion::{
     erased_email, list_deletion_requests, process_due_deletions, request_deletion,
 };
 pub use export::{EXPORT_FORMAT, EXPORT_SECTIONS, ExportSection, export_user_data};
+pub use incidents::{NewIncident, list_incidents, report_incident, update_incident};
+pub use report::{REPORT_FORMAT, compliance_report};
+pub use residency::{record_transfer, set_transfer_regions, transfer_regions};

@@ -93,6 +93,8 @@ where
         data_region: Set(input.data_region),
         features: Set(input.features),
         is_active: Set(true),
+        // None until its owner allows some (`compliance::set_transfer_regions`).
+        transfer_regions: Set(serde_json::json!([])),
         created_at: Set(now),
         updated_at: Set(now),
     }
