@@ -40,6 +40,7 @@ tests::backend_tests!(Migrated:
     transfers_outside_the_allowed_regions_are_refused_and_audited,
     incidents_move_forward_and_keep_their_times,
     the_compliance_report_lists_what_needs_attention,
+    erasing_a_user_with_every_kind_of_row,
 );
 
 fn marketing() -> ConsentPurpose {
@@ -1125,4 +1126,79 @@ async fn the_compliance_report_lists_what_needs_attention(t: TestDb) {
         broken["audit_chains"]["findings"].as_array().map(Vec::len),
         Some(1)
     );
+}
+
+/// The richest fixture user, Alice (owner of Acme, with a TOTP factor, backup codes, a
+/// passkey, sessions, an API key she created, a consent), erased by the job.
+async fn erasing_a_user_with_every_kind_of_row(t: TestDb) {
+    use entity::compliance::deletion_requests;
+    use entity::identity::api_keys;
+    let report = tests::runtime::seed(&t).await;
+    let alice = tests::runtime::user(&report, "alice@acme.com");
+    let acme = tests::runtime::tenant(&report, "acme");
+    let (deps, clock) = fixtures::deps();
+    clock.set(seeder::fixture_epoch() + Duration::days(100));
+    // Filed long ago (the service's own filing needs her second factor; the job is what
+    // this test is about).
+    deletion_requests::Entity::insert(deletion_requests::ActiveModel {
+        id: sea_orm::ActiveValue::Set(entity::DeletionRequestId(uuid::Uuid::from_u128(7))),
+        user_id: sea_orm::ActiveValue::Set(alice),
+        status: sea_orm::ActiveValue::Set(DeletionStatus::Requested),
+        requested_at: sea_orm::ActiveValue::Set(seeder::fixture_epoch() + Duration::days(40)),
+        due_at: sea_orm::ActiveValue::Set(seeder::fixture_epoch() + Duration::days(70)),
+        cancelled_at: sea_orm::ActiveValue::NotSet,
+        processing_started_at: sea_orm::ActiveValue::NotSet,
+        completed_at: sea_orm::ActiveValue::NotSet,
+        open_user_id: sea_orm::ActiveValue::NotSet,
+    })
+    .exec_without_returning(&t.owner)
+    .await
+    .expect("a due request");
+    let done = compliance::process_due_deletions(&t.owner, &deps, &meta())
+        .await
+        .expect("the job runs");
+    assert!(done.failed.is_empty(), "{done:?}");
+    let erased = done
+        .completed
+        .iter()
+        .find(|e| e.user_id == alice)
+        .expect("Alice is erased");
+    assert_eq!(
+        erased.tenants_left_without_owner,
+        vec![acme],
+        "Acme has no owner now, and says so"
+    );
+    for table in [
+        "sessions",
+        "mfa_factors",
+        "mfa_backup_codes",
+        "passkeys",
+        "memberships",
+        "subject_keys",
+        "session_anomaly_reports",
+    ] {
+        assert_eq!(
+            count_rows_of(&t.owner, table, "user_id", alice).await,
+            0,
+            "{table}"
+        );
+    }
+    let keys = api_keys::Entity::find()
+        .filter(api_keys::Column::TenantId.eq(acme))
+        .all(&t.owner)
+        .await
+        .expect("reads");
+    assert!(!keys.is_empty(), "Acme keeps its keys as history");
+    assert!(
+        keys.iter().all(|k| k.created_by != Some(alice)),
+        "none names her"
+    );
+    let text = every_cell(&t.owner).await;
+    for needle in ["alice@acme.com", "Alice Anderson"] {
+        assert!(!text.contains(needle), "{needle} survived the erasure");
+    }
+    let report = verify::verify(&t.owner, ChainScope::All, None, |_| {})
+        .await
+        .expect("verifies");
+    assert!(report.is_intact(), "{:?}", report.findings);
 }

@@ -244,8 +244,7 @@ where
         .into_iter()
         .filter(|i| {
             i.reported_by == Some(user)
-                || i
-                    .affected_subjects
+                || i.affected_subjects
                     .as_array()
                     .is_some_and(|ids| ids.contains(&affected))
         })
