@@ -9,7 +9,9 @@
 //! source and the client address. The current consent to a purpose is the newest row
 //! for it; `seq` numbers a user's rows in one tenant (unique), so "newest" never
 //! depends on two clocks agreeing, and two concurrent decisions cannot both be next.
-//! UPDATE, DELETE and TRUNCATE are refused by triggers on every backend.
+//! UPDATE and DELETE are refused by triggers on every backend, TRUNCATE too on
+//! PostgreSQL (MariaDB fires no trigger on it: keep `DROP` from every account but the
+//! owner).
 //!
 //! `subject_keys` holds one data key per user, sealed by the key ring (AES-256-GCM,
 //! bound to `subject_keys.wrapped_key.<user id>`). Personal fields written under it (a
@@ -88,7 +90,8 @@ const POSTGRES_UP: &str = r#"
 ALTER TABLE privacy_policies ENABLE ROW LEVEL SECURITY;
 ALTER TABLE privacy_policies FORCE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON privacy_policies FOR SELECT USING (tenant_id = app_current_tenant());
-CREATE POLICY wall_insert ON privacy_policies FOR INSERT WITH CHECK (tenant_id = app_current_tenant());
+CREATE POLICY wall_insert ON privacy_policies FOR INSERT
+    WITH CHECK (tenant_id = app_current_tenant() AND published_by = app_current_user());
 
 ALTER TABLE consent_records ENABLE ROW LEVEL SECURITY;
 ALTER TABLE consent_records FORCE ROW LEVEL SECURITY;

@@ -5,8 +5,9 @@
 //! none). Its owner decides.
 //!
 //! `data_residency_log`: every cross-region transfer the service was asked to make for
-//! a tenant, allowed or refused, with its purpose and who asked. Append-only: UPDATE,
-//! DELETE and TRUNCATE are refused by triggers on every backend.
+//! a tenant, allowed or refused, with its purpose and who asked. Append-only: UPDATE and
+//! DELETE are refused by triggers on every backend, TRUNCATE too on PostgreSQL (MariaDB
+//! fires no trigger on it: keep `DROP` from every account but the owner).
 //!
 //! `security_incidents`: a tenant's incidents with severity, status (`open` ->
 //! `investigating` -> `contained` -> `resolved`), when they were detected, reported to
@@ -15,8 +16,10 @@
 //!
 //! PostgreSQL: row-level security forced on both tables, with per-command policies
 //! for the current tenant. The runtime role reads and inserts log rows (never changes
-//! them), and reads, inserts and updates incidents (status and the reported and
-//! resolved times only), deleting nothing; it may set a tenant's transfer regions.
+//! them, and only as the acting user), and reads, inserts (as the acting user) and
+//! updates incidents (status and the reported and resolved times only; a trigger keeps
+//! every incident moving forward, whoever updates), deleting nothing; it may set a
+//! tenant's transfer regions.
 //! The owner reads every row (the compliance report); `compliance_officer` reads every
 //! row; the other reading roles read none.
 
@@ -108,12 +111,13 @@ ALTER TABLE data_residency_log ENABLE ROW LEVEL SECURITY;
 ALTER TABLE data_residency_log FORCE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON data_residency_log FOR SELECT USING (tenant_id = app_current_tenant());
 CREATE POLICY wall_insert ON data_residency_log FOR INSERT
-    WITH CHECK (tenant_id = app_current_tenant() AND (requested_by IS NULL OR requested_by = app_current_user()));
+    WITH CHECK (tenant_id = app_current_tenant() AND requested_by = app_current_user());
 
 ALTER TABLE security_incidents ENABLE ROW LEVEL SECURITY;
 ALTER TABLE security_incidents FORCE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON security_incidents FOR SELECT USING (tenant_id = app_current_tenant());
-CREATE POLICY wall_insert ON security_incidents FOR INSERT WITH CHECK (tenant_id = app_current_tenant());
+CREATE POLICY wall_insert ON security_incidents FOR INSERT
+    WITH CHECK (tenant_id = app_current_tenant() AND reported_by = app_current_user());
 CREATE POLICY wall_update ON security_incidents FOR UPDATE
     USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
 
@@ -136,6 +140,24 @@ CREATE TRIGGER data_residency_log_no_truncate BEFORE TRUNCATE ON data_residency_
     FOR EACH STATEMENT EXECUTE FUNCTION app_data_residency_log_append_only();
 ALTER TABLE data_residency_log ENABLE ALWAYS TRIGGER data_residency_log_append_only;
 ALTER TABLE data_residency_log ENABLE ALWAYS TRIGGER data_residency_log_no_truncate;
+
+-- An incident only moves forward, whoever updates: its status never goes back, a
+-- resolved one stays resolved, a report to the authority stays on record.
+CREATE FUNCTION app_security_incidents_forward() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog
+    AS $$
+BEGIN
+  IF array_position(ARRAY['open', 'investigating', 'contained', 'resolved'], NEW.status::text)
+     < array_position(ARRAY['open', 'investigating', 'contained', 'resolved'], OLD.status::text)
+     OR (OLD.status = 'resolved' AND NEW.resolved_at IS DISTINCT FROM OLD.resolved_at)
+     OR (OLD.reported_at IS NOT NULL AND NEW.reported_at IS DISTINCT FROM OLD.reported_at) THEN
+    RAISE EXCEPTION 'security incident %: it only moves forward', OLD.id USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER security_incidents_forward BEFORE UPDATE ON security_incidents
+    FOR EACH ROW EXECUTE FUNCTION app_security_incidents_forward();
 
 DO $walls$
 DECLARE
@@ -356,7 +378,9 @@ impl MigrationTrait for Migration {
                 db.execute_unprepared(
                     "DROP TRIGGER IF EXISTS data_residency_log_append_only ON data_residency_log;
                      DROP TRIGGER IF EXISTS data_residency_log_no_truncate ON data_residency_log;
-                     DROP FUNCTION IF EXISTS app_data_residency_log_append_only();",
+                     DROP FUNCTION IF EXISTS app_data_residency_log_append_only();
+                     DROP TRIGGER IF EXISTS security_incidents_forward ON security_incidents;
+                     DROP FUNCTION IF EXISTS app_security_incidents_forward();",
                 )
                 .await?;
             }

@@ -41,6 +41,8 @@ tests::backend_tests!(Migrated:
     incidents_move_forward_and_keep_their_times,
     the_compliance_report_lists_what_needs_attention,
     erasing_a_user_with_every_kind_of_row,
+    two_erasure_jobs_at_once_erase_once,
+    erasure_and_export_reach_tenants_in_their_own_schema,
 );
 
 fn marketing() -> ConsentPurpose {
@@ -1154,10 +1156,23 @@ async fn erasing_a_user_with_every_kind_of_row(t: TestDb) {
     .exec_without_returning(&t.owner)
     .await
     .expect("a due request");
+    let (removed_before, revoked_before) = (
+        count_events(&t.owner, "member_removed").await,
+        count_events(&t.owner, "api_key_revoked").await,
+    );
     let done = compliance::process_due_deletions(&t.owner, &deps, &meta())
         .await
         .expect("the job runs");
     assert!(done.failed.is_empty(), "{done:?}");
+    // Acme's own trail tells what it lost (and Rento's: Ichiro's request is due too).
+    assert_eq!(
+        count_events(&t.owner, "member_removed").await,
+        removed_before + 2
+    );
+    assert_eq!(
+        count_events(&t.owner, "api_key_revoked").await,
+        revoked_before + 1
+    );
     let erased = done
         .completed
         .iter()
@@ -1201,4 +1216,157 @@ async fn erasing_a_user_with_every_kind_of_row(t: TestDb) {
         .await
         .expect("verifies");
     assert!(report.is_intact(), "{:?}", report.findings);
+}
+
+/// A request already due, filed directly (the service's filing is tested above; this
+/// is about the job).
+async fn due_request(t: &TestDb, user: UserId, n: u128) {
+    use entity::compliance::deletion_requests;
+    use sea_orm::ActiveValue::{NotSet, Set};
+    deletion_requests::Entity::insert(deletion_requests::ActiveModel {
+        id: Set(entity::DeletionRequestId(uuid::Uuid::from_u128(n))),
+        user_id: Set(user),
+        status: Set(DeletionStatus::Requested),
+        requested_at: Set(seeder::fixture_epoch() + Duration::days(40)),
+        due_at: Set(seeder::fixture_epoch() + Duration::days(70)),
+        cancelled_at: NotSet,
+        processing_started_at: NotSet,
+        completed_at: NotSet,
+        open_user_id: NotSet,
+    })
+    .exec_without_returning(&t.owner)
+    .await
+    .expect("a due request");
+}
+
+async fn two_erasure_jobs_at_once_erase_once(t: TestDb) {
+    let report = tests::runtime::seed(&t).await;
+    let bob = tests::runtime::user(&report, "bob@acme.com");
+    due_request(&t, bob, 11).await;
+    let (deps, clock) = fixtures::deps();
+    clock.set(seeder::fixture_epoch() + Duration::days(100));
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            let (db, deps, start) = (t.owner.clone(), deps.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                compliance::process_due_deletions(&db, &deps, &meta()).await
+            })
+        })
+        .collect();
+    // Bob's request, and Ichiro's from the fixtures (due by now too): each erased by
+    // one job only.
+    let ichiro = tests::runtime::user(&report, "suzuki.ichiro@example.jp");
+    let mut erased = Vec::new();
+    for job in jobs {
+        match job.await.expect("the task ran") {
+            Ok(report) => {
+                assert!(report.failed.is_empty(), "{report:?}");
+                erased.extend(report.completed.iter().map(|e| e.user_id));
+            }
+            // SQLite: the second writer may find the database busy; it erased nothing.
+            Err(e) => assert!(t.backend == Backend::Sqlite, "{e}"),
+        }
+    }
+    erased.sort();
+    let mut expected = vec![bob, ichiro];
+    expected.sort();
+    assert_eq!(erased, expected, "each erased once, by one of the jobs");
+    assert_eq!(
+        count_events(&t.owner, "deletion_completed").await,
+        3,
+        "the fixture's, Bob's and Ichiro's"
+    );
+    assert_eq!(count_events(&t.owner, "user_deleted").await, 3);
+    let report = verify::verify(&t.owner, ChainScope::All, None, |_| {})
+        .await
+        .expect("verifies");
+    assert!(report.is_intact(), "{:?}", report.findings);
+}
+
+async fn erasure_and_export_reach_tenants_in_their_own_schema(t: TestDb) {
+    use entity::tenancy::tenants::IsolationLevel;
+    use service::tenancy::{NewInvitation, NewTenant, create_tenant, invite};
+    if t.backend != Backend::Postgres {
+        return;
+    }
+    let report = tests::runtime::seed(&t).await;
+    let (alice, bob) = (
+        tests::runtime::user(&report, "alice@acme.com"),
+        tests::runtime::user(&report, "bob@acme.com"),
+    );
+    let (deps, clock) = fixtures::deps();
+    clock.set(seeder::fixture_epoch() + Duration::days(100));
+    let mut input = NewTenant::parse("isolated-co", "Isolated Co").expect("valid");
+    input.isolation_level = IsolationLevel::Schema;
+    let (isolated, _) = create_tenant(&t.db, &deps, alice, input, &meta())
+        .await
+        .expect("creates");
+    for tenant in migration::tenant_schemas::isolated_tenants(&t.owner, &t.target())
+        .await
+        .expect("lists")
+    {
+        migration::tenant_schemas::provision(&t.owner, &t.target(), &tenant)
+            .await
+            .expect("provisions");
+    }
+    let role = t
+        .owner
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id FROM roles WHERE tenant_id IS NULL AND name = 'org_member'",
+        ))
+        .await
+        .expect("reads")
+        .expect("the system role")
+        .try_get_by_index::<uuid::Uuid>(0)
+        .expect("an id");
+    let ctx = TenantCtx::for_member(&t.db, isolated.id, alice)
+        .await
+        .expect("owner");
+    invite(
+        &t.db,
+        &deps,
+        &ctx,
+        NewInvitation {
+            email: fixtures::email("bob@acme.com"),
+            role_id: entity::RoleId(role),
+            team_id: None,
+            valid_for: Duration::days(7),
+        },
+        &meta(),
+    )
+    .await
+    .expect("invites Bob");
+    let in_schema =
+        "SELECT count(*) FROM tenant_isolated_co.invitations WHERE email = 'bob@acme.com'";
+    assert_eq!(tests::runtime::count(&t.owner, in_schema).await, 1);
+
+    let export = compliance::export_user_data(&t.owner, &deps, bob, &meta())
+        .await
+        .expect("exports");
+    let invitations = export["tables"]["invitations"].as_array().expect("rows");
+    assert!(
+        invitations
+            .iter()
+            .any(|i| i["tenant_id"] == json!(isolated.id) && i.get("token_hash").is_none()),
+        "the export holds the invitation in the tenant's schema, without its hash: {invitations:?}"
+    );
+
+    due_request(&t, bob, 12).await;
+    let done = compliance::process_due_deletions(&t.owner, &deps, &meta())
+        .await
+        .expect("the job runs");
+    assert!(done.failed.is_empty(), "{done:?}");
+    assert_eq!(
+        tests::runtime::count(&t.owner, in_schema).await,
+        0,
+        "no invitation keeps his address"
+    );
+    let pseudonym = format!(
+        "SELECT count(*) FROM tenant_isolated_co.invitations WHERE email = '{}'",
+        compliance::erased_email(bob)
+    );
+    assert_eq!(tests::runtime::count(&t.owner, &pseudonym).await, 1);
 }

@@ -332,6 +332,20 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             let result = as_runtime(db, Some(own), Some(me), &sql).await;
             assert!(rls_refused(&result), "{what}: {result:?}");
         }
+        for (sql, what) in [
+            (format!("INSERT INTO data_residency_log (id, tenant_id, from_region, to_region, purpose, outcome, requested_by, recorded_at) VALUES (gen_random_uuid(), '{own}', 'us', 'eu', 'x', 'allowed', NULL, now())"), "an unattributed transfer"),
+            (format!("INSERT INTO security_incidents (id, tenant_id, title, description, severity, status, affected_subjects, detected_at, reported_by) VALUES (gen_random_uuid(), '{own}', 'x', 'x', 'low', 'open', '[]', now(), '{alice}')"), "an incident in another user's name"),
+            (format!("INSERT INTO privacy_policies (id, tenant_id, version, title, document_url, effective_at, published_by) VALUES (gen_random_uuid(), '{own}', 99, 'x', 'https://x', now(), '{alice}')"), "a policy in another user's name"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+        // Rento's phishing incident is under investigation: it cannot be reopened.
+        let result = as_runtime(db, Some(rento), Some(hanako), "UPDATE security_incidents SET status = 'open', updated_at = now()").await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("only moves forward")),
+            "reopening an incident: {result:?}"
+        );
         let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE tenants SET transfer_regions = '[\"eu\"]' WHERE id = '{rento}'")).await;
         assert!(changed_nothing(&result), "another tenant's transfer regions: {result:?}");
 

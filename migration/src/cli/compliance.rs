@@ -177,16 +177,25 @@ pub(super) async fn run(
                 )));
             }
             let id = resolve_user(db, user).await?;
-            let document = compliance::export_user_data(db, &deps, id.into(), &meta)
-                .await
-                .map_err(service_error)?;
-            let text = serde_json::to_string_pretty(&document)
-                .map_err(|e| CliError::Config(e.to_string()))?;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
+            // Created first (readable by its owner only: it is personal data), so a bad
+            // path fails before the export is recorded; removed again if the export fails.
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
                 .open(path)
                 .map_err(|e| CliError::Config(format!("cannot create {}: {e}", path.display())))?;
+            let document = match compliance::export_user_data(db, &deps, id.into(), &meta).await {
+                Ok(document) => document,
+                Err(e) => {
+                    drop(file);
+                    std::fs::remove_file(path).ok();
+                    return Err(service_error(e));
+                }
+            };
+            let text = serde_json::to_string_pretty(&document)
+                .map_err(|e| CliError::Config(e.to_string()))?;
             file.write_all(text.as_bytes())?;
             file.write_all(b"\n")?;
             file.sync_all()?;

@@ -431,22 +431,20 @@ where
     } else {
         None
     };
-    let entries = rows
+    let entries: Vec<ConsentEntry> = rows
         .into_iter()
         .map(|row| {
+            // An address sealed under a key since destroyed (erasure) reads as none.
             let ip_address = match (&key, &row.ip_address) {
                 (Some(key), Some(sealed)) => {
                     let slot_row = row.id.to_string();
-                    let opened = key
-                        .open(ip_slot(&slot_row), sealed.expose())
-                        .map_err(|_| ServiceError::Crypto("a consent's address does not open"))?;
-                    std::str::from_utf8(&opened)
+                    key.open(ip_slot(&slot_row), sealed.expose())
                         .ok()
-                        .and_then(|s| s.parse().ok())
+                        .and_then(|opened| std::str::from_utf8(&opened).ok()?.parse().ok())
                 }
                 _ => None,
             };
-            Ok(ConsentEntry {
+            ConsentEntry {
                 id: row.id,
                 seq: row.seq,
                 purpose: row.purpose,
@@ -455,9 +453,9 @@ where
                 source: row.source,
                 ip_address,
                 recorded_at: row.recorded_at,
-            })
+            }
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
     record(
         &txn,
         deps,

@@ -37,7 +37,7 @@ use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    Statement, TransactionSession, TransactionTrait,
+    QuerySelect, Statement, TransactionSession, TransactionTrait,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -287,6 +287,34 @@ where
     Ok(report)
 }
 
+/// The schemas of schema-isolated tenants that exist (PostgreSQL; none elsewhere).
+/// Their names come from slugs the database checks (lowercase letters, digits, `_`).
+pub(crate) async fn tenant_schemas<C: ConnectionTrait>(db: &C) -> Result<Vec<String>> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT n.nspname::text FROM tenants t
+               JOIN pg_namespace n ON n.nspname = 'tenant_' || replace(t.slug, '-', '_')
+              WHERE t.isolation_level = 'schema'
+              ORDER BY 1",
+        ))
+        .await?;
+    let schemas = rows
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(schemas
+        .into_iter()
+        .filter(|s| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .collect())
+}
+
 /// PostgreSQL: the operator jobs (erasure, export, reports) read and change every
 /// tenant's rows; as a role behind row-level security they would see only part of
 /// them and silently do half the work.
@@ -362,7 +390,27 @@ where
     let unusable = crate::identity::hash_password(deps, &Password::new(&unknowable)?).await?;
     let txn = crate::begin_write(db).await?;
     let now = deps.now();
+    // Claim the request first: a second job running at once waits on this row, then
+    // finds it completed and leaves it.
+    let claimed = deletion_requests::Entity::update_many()
+        .col_expr(
+            deletion_requests::Column::Status,
+            Expr::value(DeletionStatus::Completed),
+        )
+        .col_expr(deletion_requests::Column::CompletedAt, Expr::value(now))
+        .filter(deletion_requests::Column::Id.eq(request.id))
+        .filter(deletion_requests::Column::Status.eq(DeletionStatus::Processing))
+        .exec(&txn)
+        .await?;
+    if claimed.rows_affected != 1 {
+        txn.rollback().await?;
+        return Ok(None);
+    }
+    // The user row, locked: a request that is creating the user's data key holds it
+    // shared (`subject_keys::find_or_create`), so it finishes first and its key is
+    // deleted below, or it starts after and finds the user inactive.
     let email = users::Entity::find_by_id(user)
+        .lock_exclusive()
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::not_found("user", user))?
@@ -470,6 +518,34 @@ where
         role_assignments::Entity,
         role_assignments::Column::UserId
     );
+    // What each tenant loses goes into that tenant's own trail (below).
+    let mut per_tenant: std::collections::BTreeMap<
+        entity::TenantId,
+        Vec<(AuditEvent, &str, String)>,
+    > = std::collections::BTreeMap::new();
+    for membership in memberships::Entity::find()
+        .filter(memberships::Column::UserId.eq(user))
+        .all(&txn)
+        .await?
+    {
+        per_tenant.entry(membership.tenant_id).or_default().push((
+            AuditEvent::MemberRemoved,
+            "user",
+            user.to_string(),
+        ));
+    }
+    for key in api_keys::Entity::find()
+        .filter(api_keys::Column::CreatedBy.eq(user))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .all(&txn)
+        .await?
+    {
+        per_tenant.entry(key.tenant_id).or_default().push((
+            AuditEvent::ApiKeyRevoked,
+            "api_key",
+            key.id.to_string(),
+        ));
+    }
     remove!(
         "memberships",
         memberships::Entity,
@@ -501,24 +577,44 @@ where
     // Invitations addressed to the person: the pseudonym instead of the address.
     let invitations = invitations::Entity::update_many()
         .col_expr(invitations::Column::Email, Expr::value(pseudonym.clone()))
-        .filter(invitations::Column::Email.eq(email))
+        .filter(invitations::Column::Email.eq(email.clone()))
         .exec(&txn)
         .await?;
-    removed.insert(
-        "invitations_pseudonymised".to_owned(),
-        json!(invitations.rows_affected),
-    );
+    let mut pseudonymised = invitations.rows_affected;
+    // Tenants in a schema of their own keep these tables there (PostgreSQL); team
+    // places and role assignments went with the memberships (their keys cascade).
+    for schema in tenant_schemas(&txn).await? {
+        let done = txn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(r#"UPDATE "{schema}".invitations SET email = $1 WHERE email = $2"#),
+                [pseudonym.clone().into(), email.clone().into()],
+            ))
+            .await?;
+        pseudonymised += done.rows_affected();
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!(r#"DELETE FROM "{schema}".policies WHERE user_id = $1"#),
+            [user.into_uuid().into()],
+        ))
+        .await?;
+    }
+    removed.insert("invitations_pseudonymised".to_owned(), json!(pseudonymised));
 
-    deletion_requests::Entity::update_many()
-        .col_expr(
-            deletion_requests::Column::Status,
-            Expr::value(DeletionStatus::Completed),
-        )
-        .col_expr(deletion_requests::Column::CompletedAt, Expr::value(now))
-        .filter(deletion_requests::Column::Id.eq(request.id))
-        .filter(deletion_requests::Column::Status.eq(DeletionStatus::Processing))
-        .exec(&txn)
-        .await?;
+    // In tenant id order, so two erasures lock the tenants' chain heads in one order.
+    for (tenant, events) in per_tenant {
+        for (event, kind, id) in events {
+            record(
+                &txn,
+                deps,
+                AuditEntry::new(event, AuditOutcome::Success, meta)
+                    .tenant(tenant)
+                    .resource(kind, id)
+                    .details(json!({ "reason": "erasure", "deletion_request": request.id })),
+            )
+            .await?;
+        }
+    }
     record(
         &txn,
         deps,

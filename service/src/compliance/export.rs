@@ -29,8 +29,9 @@ use entity::identity::{
 use entity::tenancy::{invitations, memberships, team_members};
 use sea_orm::sea_query::{Value, sea_value_to_json_value};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, Iterable, ModelTrait,
-    QueryFilter, QueryOrder, TransactionSession, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, IdenStatic,
+    Iterable, JsonValue, ModelTrait, QueryFilter, QueryOrder, Statement, TransactionSession,
+    TransactionTrait,
 };
 use serde_json::{Map, Value as Json, json};
 use std::str::FromStr;
@@ -66,12 +67,9 @@ pub const EXPORT_SECTIONS: &[ExportSection] = &[
     section("user_profiles", &["user_id"], &[]),
     section("memberships", &["user_id"], &[]),
     section("team_members", &["user_id"], &[]),
-    section(
-        "role_assignments",
-        &["user_id", "granted_by", "revoked_by"],
-        &[],
-    ),
-    section("policies", &["user_id", "created_by"], &[]),
+    // Rows about the user; rows they merely granted or created are other people's.
+    section("role_assignments", &["user_id"], &[]),
+    section("policies", &["user_id"], &[]),
     section(
         "invitations",
         &["invited_by", "accepted_by"],
@@ -90,8 +88,13 @@ pub const EXPORT_SECTIONS: &[ExportSection] = &[
     section("consent_records", &["user_id"], &[]),
     section("deletion_requests", &["user_id"], &[]),
     section("data_residency_log", &["requested_by"], &[]),
-    // Also the incidents that list the user among the affected subjects.
-    section("security_incidents", &["reported_by"], &[]),
+    // Also the incidents that list the user among the affected subjects; the list
+    // itself names other people, so it stays behind.
+    section(
+        "security_incidents",
+        &["reported_by"],
+        &["affected_subjects"],
+    ),
     section("subject_keys", &["user_id"], &["wrapped_key"]),
     section("audit_logs", &["actor_user_id"], &["prev_hash", "hash"]),
 ];
@@ -249,10 +252,53 @@ where
                     .is_some_and(|ids| ids.contains(&affected))
         })
         .collect();
-    tables.insert(
-        "security_incidents".to_owned(),
-        as_json("security_incidents", &incidents),
-    );
+    let incidents: Vec<Json> = incidents
+        .iter()
+        .map(|incident| {
+            let mut row = model_json(incident, section_of("security_incidents").secret_columns);
+            row["affected"] = json!(
+                incident
+                    .affected_subjects
+                    .as_array()
+                    .is_some_and(|ids| ids.contains(&affected))
+            );
+            if incident.reported_by != Some(user) {
+                row["reported_by"] = Json::Null;
+            }
+            row
+        })
+        .collect();
+    tables.insert("security_incidents".to_owned(), Json::Array(incidents));
+
+    // Tenants in a schema of their own keep these tables there (PostgreSQL).
+    for schema in super::deletion::tenant_schemas(&txn).await? {
+        for (table, condition) in [
+            (
+                "invitations",
+                "email = $2 OR invited_by = $1 OR accepted_by = $1",
+            ),
+            ("team_members", "user_id = $1"),
+            ("role_assignments", "user_id = $1"),
+            ("policies", "user_id = $1"),
+        ] {
+            let found = JsonValue::find_by_statement(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!(r#"SELECT * FROM "{schema}".{table} WHERE {condition}"#),
+                [user.into_uuid().into(), account.email.clone().into()],
+            ))
+            .all(&txn)
+            .await?;
+            let secret = section_of(table).secret_columns;
+            if let Some(rows) = tables.get_mut(table).and_then(Json::as_array_mut) {
+                for mut row in found {
+                    if let Some(object) = row.as_object_mut() {
+                        object.retain(|column, _| !secret.contains(&column.as_str()));
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+    }
 
     // Consents, with their addresses opened while the data key exists.
     let consents = rows::<consent_records::Entity, _>(&txn, "consent_records", user, None).await?;
@@ -263,17 +309,16 @@ where
         let address = match (&key, &consent.ip_address) {
             (Some(key), Some(sealed)) => {
                 let slot_row = consent.id.to_string();
-                let opened = key
-                    .open(
-                        FieldSlot {
-                            table: "consent_records",
-                            column: "ip_address",
-                            row: &slot_row,
-                        },
-                        sealed.expose(),
-                    )
-                    .map_err(|_| ServiceError::Crypto("a consent's address does not open"))?;
-                Json::String(String::from_utf8_lossy(&opened).into_owned())
+                let slot = FieldSlot {
+                    table: "consent_records",
+                    column: "ip_address",
+                    row: &slot_row,
+                };
+                // Sealed under a key since destroyed: nothing readable is held.
+                key.open(slot, sealed.expose())
+                    .map_or(Json::Null, |opened| {
+                        Json::String(String::from_utf8_lossy(&opened).into_owned())
+                    })
             }
             // Erased, or never recorded: nothing readable is held.
             _ => Json::Null,
@@ -297,7 +342,20 @@ where
         .order_by_asc(audit_logs::Column::Id)
         .all(&txn)
         .await?;
-    tables.insert("audit_logs".to_owned(), as_json("audit_logs", &events));
+    // Events others performed about the user: what was done, not who did it from where.
+    let events: Vec<Json> = events
+        .iter()
+        .map(|event| {
+            let mut row = model_json(event, section_of("audit_logs").secret_columns);
+            if event.actor_user_id != Some(user) {
+                for column in ["actor_user_id", "ip_address", "user_agent"] {
+                    row[column] = Json::Null;
+                }
+            }
+            row
+        })
+        .collect();
+    tables.insert("audit_logs".to_owned(), Json::Array(events));
 
     let counts: Map<String, Json> = tables
         .iter()

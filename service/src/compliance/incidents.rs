@@ -10,7 +10,7 @@ use crate::request::RequestMeta;
 use crate::tenancy::TenantCtx;
 use chrono::{DateTime, Utc};
 use entity::compliance::security_incidents::{self, IncidentSeverity, IncidentStatus};
-use entity::identity::users;
+use entity::tenancy::memberships;
 use entity::{SecurityIncidentId, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::Expr;
@@ -92,8 +92,7 @@ fn description_text(raw: &str) -> Result<String> {
 ///
 /// # Errors
 /// `Forbidden` unless owner or admin; `Validation` for a detection time in the future;
-/// `NotFound` if an affected id is not a user the actor can see (a member of the
-/// tenant); `Db`.
+/// `NotFound` if an affected id is not a member of the tenant; `Db`.
 pub async fn report_incident<C>(
     db: &C,
     deps: &Deps,
@@ -114,11 +113,13 @@ where
     let txn = ctx.begin(db).await?;
     txn.require_member_manager()?;
     if !incident.affected.is_empty() {
-        // The id column only: the runtime role may not read every column of `users`.
-        let known = users::Entity::find()
+        // Members of this tenant only (an id from elsewhere would put this tenant's
+        // incident into a stranger's data export).
+        let known = memberships::Entity::find()
             .select_only()
-            .column(users::Column::Id)
-            .filter(users::Column::Id.is_in(incident.affected.clone()))
+            .column(memberships::Column::UserId)
+            .filter(memberships::Column::TenantId.eq(ctx.tenant_id()))
+            .filter(memberships::Column::UserId.is_in(incident.affected.clone()))
             .count(&txn)
             .await?;
         if known != incident.affected.len() as u64 {

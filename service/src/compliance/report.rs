@@ -85,6 +85,7 @@ pub async fn compliance_report(
         })
         .collect();
 
+    // A withdrawal takes back a grant: a first decision that refuses is not one.
     let mut withdrawals: BTreeMap<(String, String), u64> = BTreeMap::new();
     for row in consent_records::Entity::find()
         .filter(consent_records::Column::Granted.eq(false))
@@ -92,9 +93,19 @@ pub async fn compliance_report(
         .all(db)
         .await?
     {
-        *withdrawals
-            .entry((row.tenant_id.to_string(), row.purpose))
-            .or_default() += 1;
+        let before = consent_records::Entity::find()
+            .filter(consent_records::Column::TenantId.eq(row.tenant_id))
+            .filter(consent_records::Column::UserId.eq(row.user_id))
+            .filter(consent_records::Column::Purpose.eq(row.purpose.as_str()))
+            .filter(consent_records::Column::Seq.lt(row.seq))
+            .order_by_desc(consent_records::Column::Seq)
+            .one(db)
+            .await?;
+        if before.is_some_and(|b| b.granted) {
+            *withdrawals
+                .entry((row.tenant_id.to_string(), row.purpose))
+                .or_default() += 1;
+        }
     }
     let consent_withdrawals: Vec<Json> = withdrawals
         .into_iter()

@@ -7,10 +7,11 @@ use crate::crypto::{DataKey, FieldSlot};
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use entity::compliance::subject_keys;
+use entity::identity::users;
 use entity::{SealedBytes, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, QuerySelect};
 
 fn wrap_slot(row: &str) -> FieldSlot<'_> {
     FieldSlot {
@@ -52,6 +53,21 @@ pub(crate) async fn find_or_create<C: ConnectionTrait>(
     deps: &Deps,
     user: UserId,
 ) -> Result<DataKey> {
+    if let Some(key) = find(db, deps, user).await? {
+        return Ok(key);
+    }
+    // No key for an erased (or deactivated) user: the erasure job holds this row
+    // exclusively while it deletes the key, so a key is never made behind its back.
+    let active = users::Entity::find_by_id(user)
+        .select_only()
+        .column(users::Column::IsActive)
+        .lock_shared()
+        .into_tuple::<bool>()
+        .one(db)
+        .await?;
+    if active != Some(true) {
+        return Err(ServiceError::AccountDisabled);
+    }
     if let Some(key) = find(db, deps, user).await? {
         return Ok(key);
     }
