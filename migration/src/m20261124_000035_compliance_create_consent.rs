@@ -111,22 +111,6 @@ DO $owner$ BEGIN
   EXECUTE format('CREATE POLICY wall_owner_select ON consent_records FOR SELECT TO %I USING (true)', current_user);
 END $owner$;
 
-CREATE FUNCTION app_consent_records_append_only() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog
-    AS $$
-BEGIN
-  RAISE EXCEPTION 'consent_records is append-only: % refused', TG_OP
-    USING ERRCODE = 'insufficient_privilege',
-          HINT = 'a changed decision is a new row; erasure deletes the subject key instead';
-END
-$$;
-CREATE TRIGGER consent_records_append_only BEFORE UPDATE OR DELETE ON consent_records
-    FOR EACH ROW EXECUTE FUNCTION app_consent_records_append_only();
-CREATE TRIGGER consent_records_no_truncate BEFORE TRUNCATE ON consent_records
-    FOR EACH STATEMENT EXECUTE FUNCTION app_consent_records_append_only();
-ALTER TABLE consent_records ENABLE ALWAYS TRIGGER consent_records_append_only;
-ALTER TABLE consent_records ENABLE ALWAYS TRIGGER consent_records_no_truncate;
-
 DO $walls$
 DECLARE
   reader text;
@@ -152,20 +136,6 @@ BEGIN
 END
 $walls$;
 "#;
-
-const SQLITE_TRIGGERS: &[&str] = &[
-    "CREATE TRIGGER consent_records_no_update BEFORE UPDATE ON consent_records \
-     BEGIN SELECT RAISE(ABORT, 'consent_records is append-only: UPDATE refused'); END",
-    "CREATE TRIGGER consent_records_no_delete BEFORE DELETE ON consent_records \
-     BEGIN SELECT RAISE(ABORT, 'consent_records is append-only: DELETE refused'); END",
-];
-
-const MYSQL_TRIGGERS: &[&str] = &[
-    "CREATE TRIGGER consent_records_no_update BEFORE UPDATE ON consent_records FOR EACH ROW \
-     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'consent_records is append-only: UPDATE refused'",
-    "CREATE TRIGGER consent_records_no_delete BEFORE DELETE ON consent_records FOR EACH ROW \
-     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'consent_records is append-only: DELETE refused'",
-];
 
 fn integer(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).integer().not_null().take()
@@ -326,20 +296,14 @@ impl MigrationTrait for Migration {
             .create_index(index(ConsentRecords::Table, [ConsentRecords::UserId]))
             .await?;
 
-        match backend {
-            DbBackend::Postgres => {
-                db.execute_unprepared(POSTGRES_UP).await?;
-            }
-            DbBackend::MySql => {
-                for sql in MYSQL_TRIGGERS {
-                    db.execute_unprepared(sql).await?;
-                }
-            }
-            _ => {
-                for sql in SQLITE_TRIGGERS {
-                    db.execute_unprepared(sql).await?;
-                }
-            }
+        make_append_only(
+            manager,
+            "consent_records",
+            "a changed decision is a new row; erasure deletes the subject key instead",
+        )
+        .await?;
+        if backend == DbBackend::Postgres {
+            db.execute_unprepared(POSTGRES_UP).await?;
         }
         Ok(())
     }
@@ -348,23 +312,7 @@ impl MigrationTrait for Migration {
     /// the subject keys (so addresses sealed under them are gone for good). For
     /// development databases; a production rollback exports the history first.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match manager.get_database_backend() {
-            DbBackend::Postgres => {
-                db.execute_unprepared(
-                    "DROP TRIGGER IF EXISTS consent_records_append_only ON consent_records;
-                     DROP TRIGGER IF EXISTS consent_records_no_truncate ON consent_records;
-                     DROP FUNCTION IF EXISTS app_consent_records_append_only();",
-                )
-                .await?;
-            }
-            _ => {
-                for trigger in ["consent_records_no_update", "consent_records_no_delete"] {
-                    db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {trigger}"))
-                        .await?;
-                }
-            }
-        }
+        drop_append_only(manager, "consent_records").await?;
         for table in [
             ConsentRecords::Table.into_iden(),
             PrivacyPolicies::Table.into_iden(),

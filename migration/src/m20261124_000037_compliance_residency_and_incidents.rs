@@ -126,21 +126,6 @@ DO $owner$ BEGIN
   EXECUTE format('CREATE POLICY wall_owner_select ON security_incidents FOR SELECT TO %I USING (true)', current_user);
 END $owner$;
 
-CREATE FUNCTION app_data_residency_log_append_only() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog
-    AS $$
-BEGIN
-  RAISE EXCEPTION 'data_residency_log is append-only: % refused', TG_OP
-    USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-CREATE TRIGGER data_residency_log_append_only BEFORE UPDATE OR DELETE ON data_residency_log
-    FOR EACH ROW EXECUTE FUNCTION app_data_residency_log_append_only();
-CREATE TRIGGER data_residency_log_no_truncate BEFORE TRUNCATE ON data_residency_log
-    FOR EACH STATEMENT EXECUTE FUNCTION app_data_residency_log_append_only();
-ALTER TABLE data_residency_log ENABLE ALWAYS TRIGGER data_residency_log_append_only;
-ALTER TABLE data_residency_log ENABLE ALWAYS TRIGGER data_residency_log_no_truncate;
-
 -- An incident only moves forward, whoever updates: its status never goes back, a
 -- resolved one stays resolved, a report to the authority stays on record.
 CREATE FUNCTION app_security_incidents_forward() RETURNS trigger
@@ -183,20 +168,6 @@ BEGIN
 END
 $walls$;
 "#;
-
-const SQLITE_TRIGGERS: &[&str] = &[
-    "CREATE TRIGGER data_residency_log_no_update BEFORE UPDATE ON data_residency_log \
-     BEGIN SELECT RAISE(ABORT, 'data_residency_log is append-only: UPDATE refused'); END",
-    "CREATE TRIGGER data_residency_log_no_delete BEFORE DELETE ON data_residency_log \
-     BEGIN SELECT RAISE(ABORT, 'data_residency_log is append-only: DELETE refused'); END",
-];
-
-const MYSQL_TRIGGERS: &[&str] = &[
-    "CREATE TRIGGER data_residency_log_no_update BEFORE UPDATE ON data_residency_log FOR EACH ROW \
-     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'data_residency_log is append-only: UPDATE refused'",
-    "CREATE TRIGGER data_residency_log_no_delete BEFORE DELETE ON data_residency_log FOR EACH ROW \
-     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'data_residency_log is append-only: DELETE refused'",
-];
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -350,20 +321,14 @@ impl MigrationTrait for Migration {
             ))
             .await?;
 
-        match backend {
-            DbBackend::Postgres => {
-                db.execute_unprepared(POSTGRES_UP).await?;
-            }
-            DbBackend::MySql => {
-                for sql in MYSQL_TRIGGERS {
-                    db.execute_unprepared(sql).await?;
-                }
-            }
-            _ => {
-                for sql in SQLITE_TRIGGERS {
-                    db.execute_unprepared(sql).await?;
-                }
-            }
+        make_append_only(
+            manager,
+            "data_residency_log",
+            "the log records what was asked; a later decision is a new row",
+        )
+        .await?;
+        if backend == DbBackend::Postgres {
+            db.execute_unprepared(POSTGRES_UP).await?;
         }
         add_audit_event_types(manager, EVENT_TYPES).await
     }
@@ -372,27 +337,15 @@ impl MigrationTrait for Migration {
     /// databases; a production rollback exports them first). Event types audit rows
     /// use stay in the catalogue.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        match manager.get_database_backend() {
-            DbBackend::Postgres => {
-                db.execute_unprepared(
-                    "DROP TRIGGER IF EXISTS data_residency_log_append_only ON data_residency_log;
-                     DROP TRIGGER IF EXISTS data_residency_log_no_truncate ON data_residency_log;
-                     DROP FUNCTION IF EXISTS app_data_residency_log_append_only();
-                     DROP TRIGGER IF EXISTS security_incidents_forward ON security_incidents;
+        drop_append_only(manager, "data_residency_log").await?;
+        if manager.get_database_backend() == DbBackend::Postgres {
+            manager
+                .get_connection()
+                .execute_unprepared(
+                    "DROP TRIGGER IF EXISTS security_incidents_forward ON security_incidents;
                      DROP FUNCTION IF EXISTS app_security_incidents_forward();",
                 )
                 .await?;
-            }
-            _ => {
-                for trigger in [
-                    "data_residency_log_no_update",
-                    "data_residency_log_no_delete",
-                ] {
-                    db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {trigger}"))
-                        .await?;
-                }
-            }
         }
         for table in [
             SecurityIncidents::Table.into_iden(),

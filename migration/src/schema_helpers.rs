@@ -4,7 +4,7 @@
 //! what an existing helper renders; add a new helper instead.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 /// `CREATE TABLE` with the options every table needs on this backend.
 pub fn create_table(backend: DbBackend, table: impl IntoIden) -> TableCreateStatement {
@@ -243,4 +243,84 @@ pub async fn remove_unused_audit_event_types(
                 .to_owned(),
         )
         .await
+}
+
+/// Makes `table` append-only for everyone, its owner included: triggers refuse UPDATE
+/// and DELETE on every backend, and TRUNCATE on PostgreSQL, where they fire `ALWAYS`
+/// (also under `session_replication_role = replica`). MariaDB fires no trigger on
+/// TRUNCATE, which needs `DROP` there: keep that from every account but the owner.
+/// `hint` is what PostgreSQL adds to the refusal. Undo with [`drop_append_only`].
+pub async fn make_append_only(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    hint: &str,
+) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    match manager.get_database_backend() {
+        DbBackend::Postgres => {
+            let hint = hint.replace('\'', "''");
+            db.execute_unprepared(&format!(
+                r#"CREATE FUNCTION app_{table}_append_only() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog
+    AS $$
+BEGIN
+  RAISE EXCEPTION '{table} is append-only: % refused', TG_OP
+    USING ERRCODE = 'insufficient_privilege',
+          HINT = '{hint}';
+END
+$$;
+CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION app_{table}_append_only();
+CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+    FOR EACH STATEMENT EXECUTE FUNCTION app_{table}_append_only();
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_append_only;
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate;"#
+            ))
+            .await?;
+        }
+        DbBackend::MySql => {
+            for op in ["UPDATE", "DELETE"] {
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {table}_no_{lower} BEFORE {op} ON {table} FOR EACH ROW \
+                     SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '{table} is append-only: {op} refused'",
+                    lower = op.to_lowercase(),
+                ))
+                .await?;
+            }
+        }
+        _ => {
+            for op in ["UPDATE", "DELETE"] {
+                db.execute_unprepared(&format!(
+                    "CREATE TRIGGER {table}_no_{lower} BEFORE {op} ON {table} \
+                     BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END",
+                    lower = op.to_lowercase(),
+                ))
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `down` of [`make_append_only`]: drops its triggers (and function), so the table
+/// can be dropped or changed again.
+pub async fn drop_append_only(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    match manager.get_database_backend() {
+        DbBackend::Postgres => {
+            db.execute_unprepared(&format!(
+                "DROP TRIGGER IF EXISTS {table}_append_only ON {table};
+                 DROP TRIGGER IF EXISTS {table}_no_truncate ON {table};
+                 DROP FUNCTION IF EXISTS app_{table}_append_only();"
+            ))
+            .await?;
+        }
+        _ => {
+            for trigger in [format!("{table}_no_update"), format!("{table}_no_delete")] {
+                db.execute_unprepared(&format!("DROP TRIGGER IF EXISTS {trigger}"))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
