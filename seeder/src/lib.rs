@@ -408,25 +408,10 @@ pub async fn run_with(
 /// owner of the migrations). Said before anything is written, in those words, rather than
 /// as a permission error halfway.
 async fn refuse_a_role_behind_row_security(db: &DatabaseConnection) -> Result<(), SeedError> {
-    if db.get_database_backend() != DbBackend::Postgres {
+    let Some((role, bound)) = service::connection::row_security_role(db).await? else {
         return Ok(());
-    }
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_user::text, rolsuper OR rolbypassrls
-               FROM pg_roles WHERE rolname = current_user"
-                .to_owned(),
-        ))
-        .await?;
-    let (role, exempt) = match row {
-        Some(row) => (
-            row.try_get_by_index::<String>(0)?,
-            row.try_get_by_index::<bool>(1)?,
-        ),
-        None => return Ok(()),
     };
-    if exempt {
+    if !bound {
         return Ok(());
     }
     Err(SeedError::Refused {

@@ -5,7 +5,7 @@
 use super::subject_keys;
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
-use crate::crypto::FieldSlot;
+use crate::crypto::{DataKey, FieldSlot};
 use crate::deps::Deps;
 use crate::error::{ServiceError, conflict_on_unique};
 use crate::input::plain_text;
@@ -170,6 +170,15 @@ fn ip_slot(row: &str) -> FieldSlot<'_> {
         column: "ip_address",
         row,
     }
+}
+
+/// A consent's client address, opened with its subject's data key; `None` when none
+/// was recorded or it no longer opens (sealed under a key since destroyed: erased).
+pub(super) fn open_address(key: &DataKey, row: &consent_records::Model) -> Option<String> {
+    let sealed = row.ip_address.as_ref()?;
+    let slot_row = row.id.to_string();
+    let opened = key.open(ip_slot(&slot_row), sealed.expose()).ok()?;
+    String::from_utf8(opened.to_vec()).ok()
 }
 
 /// Publishes the tenant's next policy version (1 for the first). Versions take effect
@@ -434,16 +443,10 @@ where
     let entries: Vec<ConsentEntry> = rows
         .into_iter()
         .map(|row| {
-            // An address sealed under a key since destroyed (erasure) reads as none.
-            let ip_address = match (&key, &row.ip_address) {
-                (Some(key), Some(sealed)) => {
-                    let slot_row = row.id.to_string();
-                    key.open(ip_slot(&slot_row), sealed.expose())
-                        .ok()
-                        .and_then(|opened| std::str::from_utf8(&opened).ok()?.parse().ok())
-                }
-                _ => None,
-            };
+            let ip_address = key
+                .as_ref()
+                .and_then(|key| open_address(key, &row))
+                .and_then(|address| address.parse().ok());
             ConsentEntry {
                 id: row.id,
                 seq: row.seq,

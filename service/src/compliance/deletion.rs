@@ -22,6 +22,7 @@ use crate::error::ServiceError;
 use crate::identity::{SessionAuth, begin_for_user, begin_sensitive};
 use crate::input::Password;
 use crate::request::RequestMeta;
+use crate::tenancy::tenant_schema_name;
 use chrono::{DateTime, Utc};
 use entity::access::{policies, role_assignments};
 use entity::audit::audit_logs::AuditOutcome;
@@ -31,6 +32,7 @@ use entity::identity::{
     api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, session_anomaly_reports,
     sessions, user_profiles, users,
 };
+use entity::tenancy::tenants::{self, IsolationLevel};
 use entity::tenancy::{invitations, memberships, team_members};
 use entity::{DeletionRequestId, UserId};
 use sea_orm::ActiveValue::{NotSet, Set};
@@ -287,57 +289,54 @@ where
     Ok(report)
 }
 
-/// The schemas of schema-isolated tenants that exist (PostgreSQL; none elsewhere).
-/// Their names come from slugs the database checks (lowercase letters, digits, `_`).
+/// The provisioned schemas of schema-isolated tenants (PostgreSQL; none elsewhere),
+/// named by [`tenant_schema_name`] from slugs the database checks (lowercase letters,
+/// digits, `-`), so they need no quoting beyond the double quotes around them.
 pub(crate) async fn tenant_schemas<C: ConnectionTrait>(db: &C) -> Result<Vec<String>> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(Vec::new());
     }
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT n.nspname::text FROM tenants t
-               JOIN pg_namespace n ON n.nspname = 'tenant_' || replace(t.slug, '-', '_')
-              WHERE t.isolation_level = 'schema'
-              ORDER BY 1",
-        ))
+    let slugs: Vec<String> = tenants::Entity::find()
+        .select_only()
+        .column(tenants::Column::Slug)
+        .filter(tenants::Column::IsolationLevel.eq(IsolationLevel::Schema))
+        .order_by_asc(tenants::Column::Slug)
+        .into_tuple()
+        .all(db)
         .await?;
-    let schemas = rows
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(schemas
-        .into_iter()
-        .filter(|s| {
-            s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        })
-        .collect())
+    let mut provisioned = Vec::with_capacity(slugs.len());
+    for schema in slugs.iter().map(|slug| tenant_schema_name(slug)) {
+        let exists = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT to_regnamespace(quote_ident($1)) IS NOT NULL",
+                [schema.clone().into()],
+            ))
+            .await?
+            .map(|row| row.try_get_by_index::<bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        if exists {
+            provisioned.push(schema);
+        }
+    }
+    Ok(provisioned)
 }
 
 /// PostgreSQL: the operator jobs (erasure, export, reports) read and change every
 /// tenant's rows; as a role behind row-level security they would see only part of
 /// them and silently do half the work.
 pub(crate) async fn require_role_beyond_row_security<C: ConnectionTrait>(db: &C) -> Result<()> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let exempt = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
-        ))
+    let bound = crate::connection::row_security_role(db)
         .await?
-        .map(|row| row.try_get_by_index::<bool>(0))
-        .transpose()?
-        .unwrap_or(false);
-    if exempt {
-        Ok(())
-    } else {
+        .is_some_and(|(_, bound)| bound);
+    if bound {
         Err(ServiceError::Forbidden {
             reason: "this operator job reads every tenant's rows: run it as the schema owner \
                      (or another role that bypasses row-level security), not the runtime role",
         })
+    } else {
+        Ok(())
     }
 }
 
@@ -416,23 +415,31 @@ where
         .ok_or_else(|| ServiceError::not_found("user", user))?
         .email;
 
-    let owned: Vec<memberships::Model> = memberships::Entity::find()
+    let member_of: Vec<memberships::Model> = memberships::Entity::find()
         .filter(memberships::Column::UserId.eq(user))
-        .filter(memberships::Column::Role.eq(memberships::MembershipRole::Owner))
+        .order_by_asc(memberships::Column::TenantId)
         .all(&txn)
         .await?;
-    let mut tenants_left_without_owner = Vec::new();
-    for membership in owned {
-        let other_owners = memberships::Entity::find()
-            .filter(memberships::Column::TenantId.eq(membership.tenant_id))
-            .filter(memberships::Column::Role.eq(memberships::MembershipRole::Owner))
-            .filter(memberships::Column::UserId.ne(user))
-            .one(&txn)
-            .await?;
-        if other_owners.is_none() {
-            tenants_left_without_owner.push(membership.tenant_id);
-        }
-    }
+    let owned: Vec<entity::TenantId> = member_of
+        .iter()
+        .filter(|m| m.role == memberships::MembershipRole::Owner)
+        .map(|m| m.tenant_id)
+        .collect();
+    let co_owned: std::collections::BTreeSet<entity::TenantId> = memberships::Entity::find()
+        .select_only()
+        .column(memberships::Column::TenantId)
+        .filter(memberships::Column::TenantId.is_in(owned.clone()))
+        .filter(memberships::Column::Role.eq(memberships::MembershipRole::Owner))
+        .filter(memberships::Column::UserId.ne(user))
+        .into_tuple()
+        .all(&txn)
+        .await?
+        .into_iter()
+        .collect();
+    let tenants_left_without_owner: Vec<entity::TenantId> = owned
+        .into_iter()
+        .filter(|tenant| !co_owned.contains(tenant))
+        .collect();
 
     users::Entity::update_many()
         .col_expr(users::Column::Email, Expr::value(pseudonym.clone()))
@@ -523,11 +530,7 @@ where
         entity::TenantId,
         Vec<(AuditEvent, &str, String)>,
     > = std::collections::BTreeMap::new();
-    for membership in memberships::Entity::find()
-        .filter(memberships::Column::UserId.eq(user))
-        .all(&txn)
-        .await?
-    {
+    for membership in &member_of {
         per_tenant.entry(membership.tenant_id).or_default().push((
             AuditEvent::MemberRemoved,
             "user",

@@ -10,7 +10,6 @@ use super::deletion::require_role_beyond_row_security;
 use super::subject_keys;
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
-use crate::crypto::FieldSlot;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::request::RequestMeta;
@@ -300,29 +299,17 @@ where
         }
     }
 
-    // Consents, with their addresses opened while the data key exists.
+    // Consents, with their addresses opened while the data key exists (erased, or
+    // never recorded: null).
     let consents = rows::<consent_records::Entity, _>(&txn, "consent_records", user, None).await?;
     let key = subject_keys::find(&txn, deps, user).await?;
     let mut consent_json = Vec::with_capacity(consents.len());
     for consent in &consents {
         let mut row = model_json(consent, section_of("consent_records").secret_columns);
-        let address = match (&key, &consent.ip_address) {
-            (Some(key), Some(sealed)) => {
-                let slot_row = consent.id.to_string();
-                let slot = FieldSlot {
-                    table: "consent_records",
-                    column: "ip_address",
-                    row: &slot_row,
-                };
-                // Sealed under a key since destroyed: nothing readable is held.
-                key.open(slot, sealed.expose())
-                    .map_or(Json::Null, |opened| {
-                        Json::String(String::from_utf8_lossy(&opened).into_owned())
-                    })
-            }
-            // Erased, or never recorded: nothing readable is held.
-            _ => Json::Null,
-        };
+        let address = key
+            .as_ref()
+            .and_then(|key| super::consent::open_address(key, consent))
+            .map_or(Json::Null, Json::String);
         row["ip_address"] = address;
         consent_json.push(row);
     }

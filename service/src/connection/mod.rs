@@ -46,6 +46,28 @@ impl From<ConnectError> for DbErr {
     }
 }
 
+/// PostgreSQL: the role this connection acts as, and whether row-level security binds it
+/// (not for a superuser or a `BYPASSRLS` role, such as the schema owner). `None` on the
+/// other backends, which have no row-level security. Tools that write or read every
+/// tenant's rows (the seeder, the privacy jobs) ask first, and refuse a role it binds
+/// rather than silently doing part of their work.
+pub async fn row_security_role<C: sea_orm::ConnectionTrait>(
+    db: &C,
+) -> Result<Option<(String, bool)>, sea_orm::DbErr> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(None);
+    }
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_user::text, NOT (rolsuper OR rolbypassrls)
+               FROM pg_roles WHERE rolname = current_user",
+        ))
+        .await?;
+    row.map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
+        .transpose()
+}
+
 /// Opens a pool to `target` with `settings`.
 pub async fn connect(
     target: &DbTarget,
