@@ -21,6 +21,7 @@
 pub mod access_world;
 pub mod fixtures;
 pub mod inspect;
+pub mod privacy;
 pub mod runtime;
 pub mod tamper;
 
