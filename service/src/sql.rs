@@ -3,6 +3,7 @@
 
 use crate::Result;
 use sea_orm::sea_query::{Alias, Expr, Func, PostgresQueryBuilder, Query, SelectStatement};
+use sea_orm::sqlx::Connection;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseConnectionType, DbBackend, DbErr, QueryResult,
     RuntimeErr, Statement, TryGetableMany, Value,
@@ -75,13 +76,15 @@ pub(crate) fn backend_of(db: &DatabaseConnection) -> Result<DbBackend> {
 /// context (on PostgreSQL they call `SECURITY DEFINER` functions), and a transaction
 /// would cost three round trips more than the row.
 ///
-/// On a PostgreSQL pool the statement goes as one simple-protocol message: one round
-/// trip also when PgBouncer's transaction pooling forbids cached prepared statements
-/// (where a prepared statement outside a transaction takes two round trips, which
-/// PgBouncer may send to different server connections). That protocol has no bind
-/// parameters: sea-query's PostgreSQL builder writes the values as escaped literals,
-/// and the callers pass only ids and hashes the service produced itself. In a
-/// caller's transaction, or on another backend, it is an ordinary statement.
+/// On a PostgreSQL pool with a statement cache the statement is prepared once per
+/// connection and then sent as one Bind/Execute: one round trip, a cached plan and
+/// binary rows. Without a cache (PgBouncer's transaction pooling, where a statement
+/// prepared outside a transaction takes two round trips that PgBouncer may send to
+/// different server connections) it goes as one simple-protocol message instead. That
+/// protocol has no bind parameters: sea-query's PostgreSQL builder writes the values
+/// as escaped literals, and the callers pass only ids and hashes the service produced
+/// itself. In a caller's transaction, or on another backend, it is an ordinary
+/// statement.
 pub(crate) async fn read_in_one_round_trip<C>(
     db: &C,
     query: &SelectStatement,
@@ -93,13 +96,54 @@ where
     let Some(pool) = pool.filter(|pool| backend_of(pool).ok() == Some(DbBackend::Postgres)) else {
         return Ok(db.query_all(query).await?);
     };
+    let sqlx_error = |e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)));
+    let mut connection = pool
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(sqlx_error)?;
+    // A connection holding cached statements has a cache (its capacity is not
+    // readable); one that holds none yet, or cannot hold any, gets the simple
+    // protocol, which is one round trip either way.
+    if connection.cached_statements_size() > 0 {
+        let (sql, values) = query.build(PostgresQueryBuilder);
+        if let Some(prepared) = bind_all(
+            sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql)),
+            values,
+        ) {
+            let rows = prepared
+                .fetch_all(&mut *connection)
+                .await
+                .map_err(sqlx_error)?;
+            return Ok(rows.into_iter().map(QueryResult::from).collect());
+        }
+    }
     let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(
         query.to_string(PostgresQueryBuilder),
     ))
-    .fetch_all(pool.get_postgres_connection_pool())
+    .fetch_all(&mut *connection)
     .await
-    .map_err(|e| DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))?;
+    .map_err(sqlx_error)?;
     Ok(rows.into_iter().map(QueryResult::from).collect())
+}
+
+type PgQuery = sea_orm::sqlx::query::Query<
+    'static,
+    sea_orm::sqlx::Postgres,
+    sea_orm::sqlx::postgres::PgArguments,
+>;
+
+/// `query` with `values` bound, or `None` when one is of a type these reads never
+/// pass (the caller then sends the statement with the values written in).
+fn bind_all(mut query: PgQuery, values: sea_orm::sea_query::Values) -> Option<PgQuery> {
+    for value in values {
+        query = match value {
+            Value::Uuid(Some(id)) => query.bind(id),
+            Value::String(Some(text)) => query.bind(text),
+            _ => return None,
+        };
+    }
+    Some(query)
 }
 
 /// A row named by a secret's hash (or a credential id) before anyone is acting, when

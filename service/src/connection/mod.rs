@@ -24,6 +24,10 @@ use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 use std::time::Duration;
 
+/// How long a pooled connection may sit idle before it is pinged on checkout (as
+/// HikariCP skips its check for connections used within the last half second).
+const PING_AFTER_IDLE: Duration = Duration::from_millis(500);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(transparent)]
@@ -99,7 +103,11 @@ pub fn connect_options(
         .min_connections(settings.min_connections)
         .max_connections(settings.max_connections)
         .idle_timeout(settings.idle_timeout)
-        .max_lifetime(settings.max_lifetime);
+        .max_lifetime(settings.max_lifetime)
+        // Ping a pooled connection before handing it out only when it sat idle (where
+        // a server restart, a proxy or a firewall may have dropped it), not on every
+        // checkout: a ping is a round trip, as long as a request's one-row read.
+        .test_before_acquire_if_idle_for(PING_AFTER_IDLE);
     let server = target
         .tcp_endpoint()
         .map(|(host, port)| nodelay::Server::new(host, port));
