@@ -97,4 +97,8 @@ uuid_id!(
     DataTransferId,
     /// `security_incidents.id`
     SecurityIncidentId,
+    /// `agent_tasks.id`
+    AgentTaskId,
+    /// `agent_results.id`
+    AgentResultId,
 );

@@ -5,6 +5,7 @@
 //! The schema itself is owned by the `migration` crate; a test checks the two agree.
 
 pub mod access;
+pub mod agents;
 pub mod audit;
 pub mod compliance;
 pub mod identity;

@@ -57,6 +57,7 @@ mod m20261124_000034_audit_add_catalogue_event_types;
 mod m20261124_000035_compliance_create_consent;
 mod m20261124_000036_compliance_create_deletion_requests;
 mod m20261124_000037_compliance_residency_and_incidents;
+mod m20261125_000038_agents_create_agent_tasks;
 
 pub struct Migrator;
 
@@ -101,6 +102,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000035_compliance_create_consent::Migration),
             Box::new(m20261124_000036_compliance_create_deletion_requests::Migration),
             Box::new(m20261124_000037_compliance_residency_and_incidents::Migration),
+            Box::new(m20261125_000038_agents_create_agent_tasks::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@
 //!    with a fixed clock, labelled UUID v5 ids and a seeded ChaCha RNG.
 
 pub mod access;
+mod agents;
 pub mod compliance;
 mod identity;
 pub mod profile;
@@ -806,6 +807,7 @@ where
         profile::SHARED_PASSWORD,
     )
     .await?;
+    agents::load(db, &deps, &clock, &tenant_ids, &owners).await?;
     Ok((
         tenant_lines,
         user_lines,

@@ -201,6 +201,41 @@ pub struct ServiceConfig {
     /// How long a deletion request waits before the erasure job takes it; the user
     /// may cancel it until then.
     pub deletion_grace_period: Duration,
+    /// Retries and liveness of the agent task queue.
+    pub agent_queue: AgentQueuePolicy,
+}
+
+/// How the agent task queue retries failed attempts and notices workers that stopped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AgentQueuePolicy {
+    /// The wait before the second attempt; each later one waits twice the one before.
+    pub retry_base: Duration,
+    /// The longest wait between attempts.
+    pub retry_cap: Duration,
+    /// A running task whose worker sent no heartbeat for this long is taken back.
+    pub stall_after: Duration,
+}
+
+impl AgentQueuePolicy {
+    /// The wait after failed attempt number `attempt` (1, 2, ...): exponential, capped.
+    pub fn backoff(&self, attempt: i16) -> Duration {
+        let doublings = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
+        self.retry_base
+            .checked_mul(1 << doublings)
+            .map_or(self.retry_cap, |wait| wait.min(self.retry_cap))
+    }
+}
+
+impl Default for AgentQueuePolicy {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::seconds(10),
+            retry_cap: Duration::hours(1),
+            stall_after: Duration::minutes(5),
+        }
+    }
 }
 
 /// Anomaly detection at sign-in and refresh: what each finding scores (0 to 100) and
@@ -288,6 +323,7 @@ impl Default for ServiceConfig {
             reauthentication_window: Duration::minutes(15),
             anomaly: AnomalyPolicy::default(),
             deletion_grace_period: Duration::days(30),
+            agent_queue: AgentQueuePolicy::default(),
         }
     }
 }

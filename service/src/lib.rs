@@ -10,6 +10,7 @@
 //! - every tenant-owned query is scoped by a [`tenancy::TenantCtx`].
 
 pub mod access;
+pub mod agents;
 pub mod audit;
 pub mod compliance;
 pub mod connection;
@@ -25,8 +26,8 @@ pub mod tenancy;
 mod transaction;
 
 pub use deps::{
-    ApiKeyEnvironment, Clock, Deps, IdSource, ManualClock, RandomSource, ServiceConfig,
-    ThrottlePolicy,
+    AgentQueuePolicy, ApiKeyEnvironment, Clock, Deps, IdSource, ManualClock, RandomSource,
+    ServiceConfig, ThrottlePolicy,
 };
 pub use error::ServiceError;
 pub use request::RequestMeta;

@@ -1,6 +1,6 @@
 //! How state-changing operations open their transaction.
 
-use sea_orm::{DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use sea_orm::{DbErr, IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 
 /// Opens a transaction for work that writes; use it too when you compose several
 /// operations in one transaction of your own.
@@ -11,7 +11,16 @@ use sea_orm::{DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait
 /// timeout. PostgreSQL and MariaDB ignore the mode; inside an open transaction this
 /// is a savepoint.
 pub async fn begin_write<C: TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    begin_write_isolated(db, None).await
+}
+
+/// [`begin_write`] at `isolation` (the server's default when `None`).
+pub(crate) async fn begin_write_isolated<C: TransactionTrait>(
+    db: &C,
+    isolation: Option<IsolationLevel>,
+) -> Result<C::Transaction, DbErr> {
     db.begin_with_options(TransactionOptions {
+        isolation_level: isolation,
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
         ..TransactionOptions::default()
     })

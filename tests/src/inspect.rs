@@ -3,6 +3,7 @@
 use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
+use entity::agents::{agent_results, agent_tasks};
 use entity::audit::{audit_chain_heads, audit_logs};
 use entity::compliance::{
     consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
@@ -227,6 +228,14 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
         (
             "security_incidents",
             dump::<security_incidents::Entity>(db, security_incidents::Column::Id).await,
+        ),
+        (
+            "agent_tasks",
+            dump::<agent_tasks::Entity>(db, agent_tasks::Column::Id).await,
+        ),
+        (
+            "agent_results",
+            dump::<agent_results::Entity>(db, agent_results::Column::Id).await,
         ),
     ]
 }

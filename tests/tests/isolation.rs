@@ -120,6 +120,8 @@ fn refused(result: &Result<ExecResult, DbErr>, table: &str) -> bool {
                         | "consent_records"
                         | "data_residency_log"
                         | "security_incidents"
+                        | "agent_tasks"
+                        | "agent_results"
                 ) && text.contains("permission denied"))
         }
         Ok(_) => false,

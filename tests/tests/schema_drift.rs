@@ -14,6 +14,7 @@
 use entity::access::{
     permissions, policies, role_assignments, role_inheritance, role_permissions, roles,
 };
+use entity::agents::{agent_results, agent_tasks};
 use entity::audit::{audit_chain_heads, audit_event_types, audit_logs};
 use entity::compliance::{
     consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
@@ -285,6 +286,8 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<deletion_requests::Entity>(backend),
         entity_shape::<data_residency_log::Entity>(backend),
         entity_shape::<security_incidents::Entity>(backend),
+        entity_shape::<agent_tasks::Entity>(backend),
+        entity_shape::<agent_results::Entity>(backend),
     ]
     .into_iter()
     .collect()

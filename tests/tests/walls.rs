@@ -69,7 +69,8 @@ fn class_of(table: &str) -> Option<Class> {
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
         "privacy_policies" | "consent_records" | "data_residency_log" => Class::Consent,
-        "security_incidents" => Class::Tenant,
+        "security_incidents" | "agent_tasks" => Class::Tenant,
+        "agent_results" => Class::TenantAppendOnly,
         "subject_keys" | "deletion_requests" => Class::UserPrivacy,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
             Class::Platform
@@ -348,6 +349,41 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         );
         let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE tenants SET transfer_regions = '[\"eu\"]' WHERE id = '{rento}'")).await;
         assert!(changed_nothing(&result), "another tenant's transfer regions: {result:?}");
+
+        // The agent queue: Acme's tasks and results invisible from Healthy Stellar,
+        // nothing written for another tenant or in another user's name, no task's
+        // work (agent, payload, author, tenant) rewritten, nothing deleted, no result
+        // changed.
+        for table in ["agent_tasks", "agent_results"] {
+            assert!(count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'")).await > 0, "fixture {table}");
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await,
+                "{table}: the current tenant's only"
+            );
+            let result = as_runtime(db, Some(own), Some(me), &format!("DELETE FROM {table}")).await;
+            assert!(denied(&result), "{table}: delete: {result:?}");
+        }
+        for sql in [
+            "UPDATE agent_tasks SET payload = '{\"input\": \"pwned\"}'",
+            "UPDATE agent_tasks SET agent = 'exfiltrate'",
+            "UPDATE agent_tasks SET created_by = NULL",
+            "UPDATE agent_results SET output = '{}'",
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE agent_tasks SET status = 'cancelled', finished_at = now() WHERE tenant_id = '{other}'")).await;
+        assert!(changed_nothing(&result), "cancelling another tenant's task: {result:?}");
+        for (sql, what) in [
+            (format!("INSERT INTO agent_tasks (id, tenant_id, agent, payload, status, priority, attempts, max_attempts, run_after, created_by) VALUES (gen_random_uuid(), '{other}', 'x', '{{}}', 'queued', 0, 0, 1, now(), '{me}')"), "a task for another tenant"),
+            (format!("INSERT INTO agent_tasks (id, tenant_id, agent, payload, status, priority, attempts, max_attempts, run_after, created_by) VALUES (gen_random_uuid(), '{own}', 'x', '{{}}', 'queued', 0, 0, 1, now(), '{alice}')"), "a task in another user's name"),
+            (format!("INSERT INTO agent_results (id, tenant_id, task_id, attempt, outcome, output, worker, started_at, finished_at) SELECT gen_random_uuid(), tenant_id, id, 9, 'succeeded', '{{}}', 'w', now(), now() FROM agent_tasks WHERE tenant_id = '{own}' LIMIT 1"), "a result as another tenant's") ,
+        ] {
+            let sql = if what.starts_with("a result") { sql.replace("SELECT gen_random_uuid(), tenant_id,", &format!("SELECT gen_random_uuid(), '{other}'::uuid,")) } else { sql };
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
 
         // Data keys and deletion requests: one's own only; a key never changes, a
         // request is only filed as requested and only cancelled.

@@ -114,6 +114,12 @@ audit_events! {
     DataResidencyChanged => ("data_residency_changed", Compliance),
     SecurityIncidentReported => ("security_incident_reported", Compliance),
     SecurityIncidentUpdated => ("security_incident_updated", Compliance),
+    AgentTaskEnqueued => ("agent_task_enqueued", System),
+    AgentTaskClaimed => ("agent_task_claimed", System),
+    AgentTaskSucceeded => ("agent_task_succeeded", System),
+    AgentTaskFailed => ("agent_task_failed", System),
+    AgentTaskCancelled => ("agent_task_cancelled", System),
+    AgentTasksRecovered => ("agent_tasks_recovered", System),
 }
 
 impl AuditEvent {

@@ -15,6 +15,7 @@ use crate::error::ServiceError;
 use crate::request::RequestMeta;
 use entity::UserId;
 use entity::access::{policies, role_assignments};
+use entity::agents::agent_tasks;
 use entity::audit::audit_logs;
 use entity::audit::audit_logs::AuditOutcome;
 use entity::compliance::{
@@ -95,6 +96,9 @@ pub const EXPORT_SECTIONS: &[ExportSection] = &[
         &["affected_subjects"],
     ),
     section("subject_keys", &["user_id"], &["wrapped_key"]),
+    // The tasks the user enqueued (their results are the agents' work, not about
+    // the user).
+    section("agent_tasks", &["created_by"], &[]),
     section("audit_logs", &["actor_user_id"], &["prev_hash", "hash"]),
 ];
 
@@ -238,6 +242,7 @@ where
     put!("deletion_requests", deletion_requests::Entity);
     put!("subject_keys", keys::Entity);
     put!("data_residency_log", data_residency_log::Entity);
+    put!("agent_tasks", agent_tasks::Entity);
     let affected = serde_json::Value::String(user.to_string());
     let incidents: Vec<security_incidents::Model> = security_incidents::Entity::find()
         .order_by_asc(security_incidents::Column::DetectedAt)

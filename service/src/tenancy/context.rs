@@ -5,6 +5,7 @@
 //! `Forbidden` here, before any tenant data is read).
 
 use crate::error::ServiceError;
+use crate::transaction::begin_write_isolated;
 use crate::{Result, begin_write};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, IsolationLevel};
@@ -85,7 +86,18 @@ impl TenantCtx {
     /// `Conflict` for a schema-isolated tenant whose schema was not provisioned yet
     /// (its rows would otherwise land in the shared tables); `Db`.
     pub async fn begin<C: TransactionTrait>(&self, db: &C) -> Result<TenantTxn<C::Transaction>> {
-        let txn = begin_write(db).await?;
+        self.begin_isolated(db, None).await
+    }
+
+    /// [`TenantCtx::begin`] at `isolation`: READ COMMITTED for the queue's locking
+    /// reads on MariaDB, whose default REPEATABLE READ locks the gaps between index
+    /// entries too, so concurrent takers deadlock on each other's gaps.
+    pub(crate) async fn begin_isolated<C: TransactionTrait>(
+        &self,
+        db: &C,
+        isolation: Option<TxnIsolation>,
+    ) -> Result<TenantTxn<C::Transaction>> {
+        let txn = begin_write_isolated(db, isolation).await?;
         set_row_security_context(&txn, Some(self.tenant_id), Some(self.actor)).await?;
         if let Some(schema) = &self.own_schema {
             let row = txn
