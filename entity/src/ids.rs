@@ -101,4 +101,6 @@ uuid_id!(
     AgentTaskId,
     /// `agent_results.id`
     AgentResultId,
+    /// `properties.id`
+    PropertyId,
 );

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod compliance;
 pub mod identity;
 pub mod ids;
+pub mod rental;
 pub mod secret;
 pub mod tenancy;
 

@@ -58,6 +58,7 @@ mod m20261124_000035_compliance_create_consent;
 mod m20261124_000036_compliance_create_deletion_requests;
 mod m20261124_000037_compliance_residency_and_incidents;
 mod m20261125_000038_agents_create_agent_tasks;
+mod m20261125_000039_rental_create_properties;
 
 pub struct Migrator;
 
@@ -103,6 +104,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000036_compliance_create_deletion_requests::Migration),
             Box::new(m20261124_000037_compliance_residency_and_incidents::Migration),
             Box::new(m20261125_000038_agents_create_agent_tasks::Migration),
+            Box::new(m20261125_000039_rental_create_properties::Migration),
         ]
     }
 }

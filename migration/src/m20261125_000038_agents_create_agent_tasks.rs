@@ -15,7 +15,9 @@
 //! tenant. The runtime role reads and inserts tasks (only in the acting user's name)
 //! and updates their state columns, never their tenant, agent, payload or author, and
 //! deletes none (a task is cancelled, not removed); it reads and inserts results and
-//! changes none. The owner reads every row; the reading roles read none.
+//! changes none. A trigger keeps a finished task finished and its attempts from going
+//! back, whoever updates; a task is inserted only `queued`, with no attempt. The owner
+//! reads every row; the reading roles read none.
 
 use crate::lint::accept_lints;
 use crate::schema_helpers::*;
@@ -105,7 +107,8 @@ ALTER TABLE agent_tasks ENABLE ROW LEVEL SECURITY;
 ALTER TABLE agent_tasks FORCE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON agent_tasks FOR SELECT USING (tenant_id = app_current_tenant());
 CREATE POLICY wall_insert ON agent_tasks FOR INSERT
-    WITH CHECK (tenant_id = app_current_tenant() AND created_by = app_current_user());
+    WITH CHECK (tenant_id = app_current_tenant() AND created_by = app_current_user()
+                AND status = 'queued' AND attempts = 0);
 CREATE POLICY wall_update ON agent_tasks FOR UPDATE
     USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
 
@@ -113,6 +116,22 @@ ALTER TABLE agent_results ENABLE ROW LEVEL SECURITY;
 ALTER TABLE agent_results FORCE ROW LEVEL SECURITY;
 CREATE POLICY wall_select ON agent_results FOR SELECT USING (tenant_id = app_current_tenant());
 CREATE POLICY wall_insert ON agent_results FOR INSERT WITH CHECK (tenant_id = app_current_tenant());
+
+-- Whoever updates: a finished task stays finished, attempts are never given back.
+CREATE FUNCTION app_agent_tasks_forward() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog
+    AS $$
+BEGIN
+  IF (OLD.status IN ('succeeded', 'failed', 'cancelled') AND NEW.status IS DISTINCT FROM OLD.status)
+     OR NEW.attempts < OLD.attempts THEN
+    RAISE EXCEPTION 'agent task %: a finished task stays finished and its attempts only grow', OLD.id
+      USING ERRCODE = 'check_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER agent_tasks_forward BEFORE UPDATE ON agent_tasks
+    FOR EACH ROW EXECUTE FUNCTION app_agent_tasks_forward();
 
 DO $owner$ BEGIN
   EXECUTE format('CREATE POLICY wall_owner_select ON agent_tasks FOR SELECT TO %I USING (true)', current_user);
@@ -227,18 +246,23 @@ impl MigrationTrait for Migration {
                 [AgentTasks::TenantId, AgentTasks::Id],
             ))
             .await?;
-        // What a worker asks: the tenant's queued tasks due now, highest priority
-        // first, oldest first.
+        // What a worker asks, in the order it asks it: the tenant's queued tasks,
+        // highest priority first, then the earliest due, then the id. The index walks
+        // in that order and stops at the first row it can lock; in any other order
+        // the database sorts every due task first, and InnoDB locks each row it reads
+        // before the sort, so concurrent takers find all of them locked.
         manager
-            .create_index(index(
-                AgentTasks::Table,
-                [
-                    AgentTasks::TenantId,
-                    AgentTasks::Status,
-                    AgentTasks::Priority,
-                    AgentTasks::RunAfter,
-                ],
-            ))
+            .create_index(
+                Index::create()
+                    .name("ix_agent_tasks_claim_order")
+                    .table(AgentTasks::Table)
+                    .col(AgentTasks::TenantId)
+                    .col(AgentTasks::Status)
+                    .col((AgentTasks::Priority, IndexOrder::Desc))
+                    .col(AgentTasks::RunAfter)
+                    .col(AgentTasks::Id)
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_index(index(AgentTasks::Table, [AgentTasks::CreatedBy]))
@@ -312,6 +336,15 @@ impl MigrationTrait for Migration {
     /// rollback drains the queue first). Event types audit rows use stay in the
     /// catalogue.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Postgres {
+            manager
+                .get_connection()
+                .execute_unprepared(
+                    "DROP TRIGGER IF EXISTS agent_tasks_forward ON agent_tasks;
+                     DROP FUNCTION IF EXISTS app_agent_tasks_forward();",
+                )
+                .await?;
+        }
         for table in [
             AgentResults::Table.into_iden(),
             AgentTasks::Table.into_iden(),

@@ -196,6 +196,13 @@ pub fn big_integer_null(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
     def.null().take()
 }
 
+/// A 64-bit integer, like [`big_integer_null`] but required.
+pub fn big_integer(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = big_integer_null(backend, col);
+    def.not_null();
+    def
+}
+
 /// Adds audit event types to the catalogue: `(event_type, category, description)`.
 pub async fn add_audit_event_types(
     manager: &SchemaManager<'_>,

@@ -18,6 +18,7 @@ mod agents;
 pub mod compliance;
 mod identity;
 pub mod profile;
+mod rental;
 mod reset;
 pub mod scale;
 pub mod summary;
@@ -808,6 +809,7 @@ where
     )
     .await?;
     agents::load(db, &deps, &clock, &tenant_ids, &owners).await?;
+    rental::load(db, &deps, &clock, &tenant_ids, &owners).await?;
     Ok((
         tenant_lines,
         user_lines,

@@ -11,9 +11,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 /// bookkeeping and environment marker are kept. `audit_logs` is append-only: it is
 /// listed for the empty case (deleting no rows), and a trail with rows is reset by
 /// rebuilding the schema instead (local and test only).
-pub const RESET_TABLES: [&str; 31] = [
+pub const RESET_TABLES: [&str; 32] = [
     "audit_logs",
     "audit_chain_heads",
+    "properties",
     "agent_results",
     "agent_tasks",
     "data_residency_log",

@@ -20,6 +20,7 @@ pub mod environment;
 pub mod error;
 pub mod identity;
 pub mod input;
+pub mod rental;
 pub mod request;
 mod sql;
 pub mod tenancy;

@@ -111,11 +111,22 @@ where
             sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql)),
             values,
         ) {
-            let rows = prepared
-                .fetch_all(&mut *connection)
-                .await
-                .map_err(sqlx_error)?;
-            return Ok(rows.into_iter().map(QueryResult::from).collect());
+            match prepared.fetch_all(&mut *connection).await {
+                Ok(rows) => return Ok(rows.into_iter().map(QueryResult::from).collect()),
+                // A function replaced since this connection prepared the statement
+                // (`cached plan must not change result type`, or a statement the
+                // server no longer has): forget the connection's statements, and send
+                // this one as text below.
+                Err(sea_orm::sqlx::Error::Database(e))
+                    if matches!(e.code().as_deref(), Some("0A000" | "26000")) =>
+                {
+                    connection
+                        .clear_cached_statements()
+                        .await
+                        .map_err(sqlx_error)?;
+                }
+                Err(e) => return Err(sqlx_error(e).into()),
+            }
         }
     }
     let rows = sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(

@@ -67,23 +67,27 @@ impl Drain {
     }
 }
 
-async fn requeue(t: &TestDb) {
-    t.owner
-        .execute_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "UPDATE agent_tasks SET status = 'queued', locked_by = NULL, locked_at = NULL,
-                    heartbeat_at = NULL, attempts = 0"
-                .to_owned(),
-        ))
-        .await
-        .expect("requeued");
-    t.owner
-        .execute_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "VACUUM ANALYZE agent_tasks".to_owned(),
-        ))
-        .await
-        .expect("vacuumed");
+/// A fresh queue of due tasks, priorities spread over 0..100 (a taken task cannot be
+/// put back: a trigger keeps attempts from going down).
+async fn fill(t: &TestDb, tenant: entity::TenantId, user: entity::UserId) {
+    for sql in [
+        "DELETE FROM agent_results".to_owned(),
+        "DELETE FROM agent_tasks".to_owned(),
+        // Due long before the service's test clock.
+        format!(
+            "INSERT INTO agent_tasks (id, tenant_id, agent, payload, status, priority, attempts,
+                                      max_attempts, run_after, created_by)
+             SELECT gen_random_uuid(), '{tenant}', 'bench', jsonb_build_object('n', n), 'queued',
+                    n % 101, 0, 3, TIMESTAMPTZ '2026-01-01 00:00:00+00', '{user}'
+               FROM generate_series(1, {TASKS}) AS n"
+        ),
+        "VACUUM ANALYZE agent_tasks".to_owned(),
+    ] {
+        t.owner
+            .execute_raw(Statement::from_string(DbBackend::Postgres, sql))
+            .await
+            .expect("the queue");
+    }
 }
 
 async fn queue(t: &TestDb) {
@@ -95,22 +99,7 @@ async fn queue(t: &TestDb) {
             .await
             .expect("member"),
     );
-    // Due long before the service's test clock; priorities spread over 0..100.
-    t.owner
-        .execute_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!(
-                "INSERT INTO agent_tasks (id, tenant_id, agent, payload, status, priority, attempts,
-                                          max_attempts, run_after, created_by)
-                 SELECT gen_random_uuid(), '{}', 'bench', jsonb_build_object('n', n), 'queued',
-                        n % 101, 0, 3, TIMESTAMPTZ '2026-01-01 00:00:00+00', '{}'
-                   FROM generate_series(1, {TASKS}) AS n",
-                w.acme.id, w.bob
-            ),
-        ))
-        .await
-        .expect("tasks");
-    requeue(t).await;
+    fill(t, w.acme.id, w.bob).await;
     println!("agent queue on postgres: {WORKERS} workers drain {TASKS} tasks of one tenant");
 
     let started = Instant::now();
@@ -137,7 +126,7 @@ async fn queue(t: &TestDb) {
     let service = collect(handles, started).await;
     let service_rate = service.report("claim_next (runtime role, audited)");
 
-    requeue(t).await;
+    fill(t, w.acme.id, w.bob).await;
     let pool = t.owner.get_postgres_connection_pool().clone();
     let tenant = w.acme.id.0;
     let started = Instant::now();

@@ -12,6 +12,7 @@ use entity::compliance::{
 use entity::identity::{
     mfa_backup_codes, mfa_factors, passkeys, refresh_tokens, sessions, user_profiles, users,
 };
+use entity::rental::properties;
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, QueryOrder,
@@ -236,6 +237,10 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
         (
             "agent_results",
             dump::<agent_results::Entity>(db, agent_results::Column::Id).await,
+        ),
+        (
+            "properties",
+            dump::<properties::Entity>(db, properties::Column::Id).await,
         ),
     ]
 }

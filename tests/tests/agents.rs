@@ -4,11 +4,11 @@
 use chrono::Duration;
 use entity::agents::agent_results::ResultOutcome;
 use entity::agents::agent_tasks::{self, TaskStatus};
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::json;
 use service::ServiceError;
 use service::access::Scope;
-use service::agents::{self, AttemptFailed, NewTask, WorkerId};
+use service::agents::{self, AttemptFailed, Lease, NewTask, WorkerId};
 use service::tenancy::TenantCtx;
 use std::collections::HashSet;
 use tests::TestDb;
@@ -159,6 +159,7 @@ async fn agents_eight_workers_claim_a_thousand_tasks_exactly_once(t: TestDb) {
     let mut workers = Vec::new();
     for k in 0..8 {
         let (db, deps, ctx) = (t.db.clone(), w.deps.clone(), bob.clone());
+        let owner = t.owner.clone();
         workers.push(tokio::spawn(async move {
             let me = worker(&format!("worker-{k}"));
             let mut claimed = Vec::new();
@@ -169,6 +170,17 @@ async fn agents_eight_workers_claim_a_thousand_tasks_exactly_once(t: TestDb) {
                 assert_eq!(task.locked_by.as_deref(), Some(me.as_str()));
                 claimed.push(task.id);
             }
+            // Nothing was due for this worker: at most the other workers' candidates
+            // (one locked row each) were left.
+            let left = agent_tasks::Entity::find()
+                .filter(agent_tasks::Column::Status.eq(TaskStatus::Queued))
+                .count(&owner)
+                .await
+                .expect("counts");
+            assert!(
+                left < 8,
+                "worker-{k} found nothing while {left} tasks were due"
+            );
             claimed
         }));
     }
@@ -210,9 +222,17 @@ async fn agents_failures_back_off_and_a_success_keeps_its_result(t: TestDb) {
             .expect("claims")
             .expect("due");
         assert_eq!(claimed.attempts, attempt);
-        let outcome = agents::fail(&t.db, &w.deps, &bob, id, &me, "rate limited", &meta())
-            .await
-            .expect("fails");
+        let outcome = agents::fail(
+            &t.db,
+            &w.deps,
+            &bob,
+            &Lease::of(&claimed),
+            &me,
+            "rate limited",
+            &meta(),
+        )
+        .await
+        .expect("fails");
         let wait = policy.backoff(attempt);
         assert_eq!(wait, policy.retry_base * (1 << (attempt - 1)));
         assert_eq!(
@@ -230,15 +250,31 @@ async fn agents_failures_back_off_and_a_success_keeps_its_result(t: TestDb) {
         );
         w.clock.advance(wait);
     }
-    agents::claim_next(&t.db, &w.deps, &bob, &me, &meta())
+    let third = agents::claim_next(&t.db, &w.deps, &bob, &me, &meta())
         .await
         .expect("claims")
         .expect("third attempt");
+    // An earlier attempt's lease, from the same worker, is over.
+    let stale = Lease {
+        task: id,
+        attempt: 2,
+    };
+    let late = agents::complete(&t.db, &w.deps, &bob, &stale, &me, json!({}), &meta()).await;
+    assert!(
+        matches!(late, Err(ServiceError::Conflict { .. })),
+        "{late:?}"
+    );
+    let late = agents::heartbeat(&t.db, &w.deps, &bob, &stale, &me).await;
+    assert!(
+        matches!(late, Err(ServiceError::Conflict { .. })),
+        "{late:?}"
+    );
+    let lease = Lease::of(&third);
     let result = agents::complete(
         &t.db,
         &w.deps,
         &bob,
-        id,
+        &lease,
         &me,
         json!({ "text": "hello" }),
         &meta(),
@@ -246,7 +282,7 @@ async fn agents_failures_back_off_and_a_success_keeps_its_result(t: TestDb) {
     .await
     .expect("completes");
     assert_eq!(result.attempt, 3);
-    let again = agents::complete(&t.db, &w.deps, &bob, id, &me, json!({}), &meta()).await;
+    let again = agents::complete(&t.db, &w.deps, &bob, &lease, &me, json!({}), &meta()).await;
     assert!(
         matches!(again, Err(ServiceError::Conflict { .. })),
         "{again:?}"
@@ -283,13 +319,15 @@ async fn agents_a_dead_workers_task_is_retried_then_given_up(t: TestDb) {
         .await
         .expect("enqueued")
         .id;
-    agents::claim_next(&t.db, &w.deps, &bob, &dead, &meta())
-        .await
-        .expect("claims")
-        .expect("due");
+    let first = Lease::of(
+        &agents::claim_next(&t.db, &w.deps, &bob, &dead, &meta())
+            .await
+            .expect("claims")
+            .expect("due"),
+    );
     // Alive for a while: a heartbeat keeps the task.
     w.clock.advance(policy.stall_after - Duration::seconds(1));
-    agents::heartbeat(&t.db, &w.deps, &bob, id, &dead)
+    agents::heartbeat(&t.db, &w.deps, &bob, &first, &dead)
         .await
         .expect("beats");
     w.clock.advance(Duration::seconds(2));
@@ -312,12 +350,12 @@ async fn agents_a_dead_workers_task_is_retried_then_given_up(t: TestDb) {
     assert_eq!(back.status, TaskStatus::Queued);
     assert_eq!(back.run_after, w.deps.now() + policy.backoff(1));
     // The dead worker, waking up, finds it is no longer its task.
-    let late = agents::heartbeat(&t.db, &w.deps, &bob, id, &dead).await;
+    let late = agents::heartbeat(&t.db, &w.deps, &bob, &first, &dead).await;
     assert!(
         matches!(late, Err(ServiceError::Conflict { .. })),
         "{late:?}"
     );
-    let late = agents::complete(&t.db, &w.deps, &bob, id, &dead, json!({}), &meta()).await;
+    let late = agents::complete(&t.db, &w.deps, &bob, &first, &dead, json!({}), &meta()).await;
     assert!(
         matches!(late, Err(ServiceError::Conflict { .. })),
         "{late:?}"
@@ -397,14 +435,14 @@ async fn agents_cancelled_tasks_are_never_run(t: TestDb) {
     )
     .await
     .expect("enqueued");
-    agents::claim_next(&t.db, &w.deps, &bob, &me, &meta())
+    let held = agents::claim_next(&t.db, &w.deps, &bob, &me, &meta())
         .await
         .expect("claims")
         .expect("due");
     agents::cancel(&t.db, &w.deps, &bob, running.id, &meta())
         .await
         .expect("cancels");
-    let beat = agents::heartbeat(&t.db, &w.deps, &bob, running.id, &me).await;
+    let beat = agents::heartbeat(&t.db, &w.deps, &bob, &Lease::of(&held), &me).await;
     assert!(
         matches!(beat, Err(ServiceError::Conflict { .. })),
         "{beat:?}"

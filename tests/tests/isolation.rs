@@ -122,6 +122,7 @@ fn refused(result: &Result<ExecResult, DbErr>, table: &str) -> bool {
                         | "security_incidents"
                         | "agent_tasks"
                         | "agent_results"
+                        | "properties"
                 ) && text.contains("permission denied"))
         }
         Ok(_) => false,

@@ -24,6 +24,7 @@ use entity::identity::{
     api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, refresh_tokens,
     session_anomaly_reports, sessions, sign_in_throttles, user_profiles, users,
 };
+use entity::rental::properties;
 use entity::tenancy::{invitations, memberships, team_members, teams, tenants};
 use sea_orm::sea_query::{ForeignKeyAction, StringLen, TableName, TableRef};
 use sea_orm::{
@@ -288,6 +289,7 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<security_incidents::Entity>(backend),
         entity_shape::<agent_tasks::Entity>(backend),
         entity_shape::<agent_results::Entity>(backend),
+        entity_shape::<properties::Entity>(backend),
     ]
     .into_iter()
     .collect()

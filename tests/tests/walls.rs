@@ -69,7 +69,7 @@ fn class_of(table: &str) -> Option<Class> {
         "sign_in_throttles" => Class::Throttle,
         "api_keys" => Class::TenantCredentials,
         "privacy_policies" | "consent_records" | "data_residency_log" => Class::Consent,
-        "security_incidents" | "agent_tasks" => Class::Tenant,
+        "security_incidents" | "agent_tasks" | "properties" => Class::Tenant,
         "agent_results" => Class::TenantAppendOnly,
         "subject_keys" | "deletion_requests" => Class::UserPrivacy,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
@@ -373,6 +373,18 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             let result = as_runtime(db, Some(own), Some(me), sql).await;
             assert!(denied(&result), "{sql}: {result:?}");
         }
+        for (sql, what) in [
+            ("UPDATE agent_tasks SET status = 'queued', finished_at = NULL WHERE status = 'succeeded'", "a finished task re-queued"),
+            ("UPDATE agent_tasks SET attempts = 0 WHERE attempts > 0", "attempts given back"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(
+                matches!(&result, Err(e) if e.to_string().contains("stays finished")),
+                "{what}: {result:?}"
+            );
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!("INSERT INTO agent_tasks (id, tenant_id, agent, payload, status, priority, attempts, max_attempts, run_after, locked_by, locked_at, heartbeat_at, created_by) VALUES (gen_random_uuid(), '{own}', 'x', '{{}}', 'running', 0, 1, 1, now(), 'someone-else', now(), now(), '{me}')")).await;
+        assert!(rls_refused(&result), "a task inserted already running: {result:?}");
         let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE agent_tasks SET status = 'cancelled', finished_at = now() WHERE tenant_id = '{other}'")).await;
         assert!(changed_nothing(&result), "cancelling another tenant's task: {result:?}");
         for (sql, what) in [

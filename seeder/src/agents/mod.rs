@@ -7,7 +7,7 @@ use chrono::Duration;
 use entity::{TenantId, UserId};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::json;
-use service::agents::{NewTask, WorkerId, claim_next, complete, enqueue, fail};
+use service::agents::{Lease, NewTask, WorkerId, claim_next, complete, enqueue, fail};
 use service::tenancy::TenantCtx;
 use service::{Deps, ManualClock, RequestMeta, ServiceError};
 use std::collections::HashMap;
@@ -74,7 +74,7 @@ where
             .map_err(&on_err)?
             .ok_or_else(|| missing("first"))?;
         let output = json!({ "output": format!("{} (done)", inputs[0]) });
-        complete(db, deps, &ctx, done.id, &worker, output, &meta)
+        complete(db, deps, &ctx, &Lease::of(&done), &worker, output, &meta)
             .await
             .map_err(&on_err)?;
         clock.advance(step);
@@ -86,7 +86,7 @@ where
             db,
             deps,
             &ctx,
-            retried.id,
+            &Lease::of(&retried),
             &worker,
             "upstream model timed out",
             &meta,

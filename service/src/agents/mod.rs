@@ -123,6 +123,25 @@ impl WorkerId {
     }
 }
 
+/// One claim of a task: the task and which attempt the claim started. A worker
+/// reports on its lease, so an attempt that was taken back (and the task claimed again,
+/// maybe by the same worker) can no longer heartbeat, complete or fail it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub task: AgentTaskId,
+    pub attempt: i16,
+}
+
+impl Lease {
+    /// The lease of a task [`claim_next`] returned.
+    pub fn of(task: &agent_tasks::Model) -> Self {
+        Self {
+            task: task.id,
+            attempt: task.attempts,
+        }
+    }
+}
+
 /// What became of a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptFailed {
@@ -189,9 +208,11 @@ where
 {
     // Only for a transaction of its own: inside a caller's, the caller chose (and
     // MariaDB cannot change it midway).
-    let own_transaction = (db as &dyn std::any::Any).is::<sea_orm::DatabaseConnection>();
+    let any = db as &dyn std::any::Any;
+    let in_transaction = any.is::<sea_orm::DatabaseTransaction>()
+        || any.is::<TenantTxn<sea_orm::DatabaseTransaction>>();
     let isolation =
-        (skips_locked && own_transaction && db.get_database_backend() == DbBackend::MySql)
+        (skips_locked && !in_transaction && db.get_database_backend() == DbBackend::MySql)
             .then_some(IsolationLevel::ReadCommitted);
     let txn = ctx.begin_isolated(db, isolation).await?;
     if !has_permission(&txn, deps, ctx.actor(), "agents", "run", Scope::Tenant).await? {
@@ -359,37 +380,41 @@ where
     Ok(Some(task))
 }
 
-/// The task `id` as `worker` holds it, locked for the rest of the transaction.
+/// The task of `lease` as `worker` holds it, locked for the rest of the transaction.
 async fn held(
     txn: &TenantTxn<impl ConnectionTrait + Send>,
-    id: AgentTaskId,
+    lease: &Lease,
     worker: &WorkerId,
 ) -> Result<agent_tasks::Model> {
+    let id = lease.task;
     let task = agent_tasks::Entity::find_by_id(id)
         .filter(agent_tasks::Column::TenantId.eq(txn.tenant_id()))
         .lock_exclusive()
         .one(txn)
         .await?
         .ok_or_else(|| ServiceError::not_found("agent task", id))?;
-    if task.status != TaskStatus::Running || task.locked_by.as_deref() != Some(worker.as_str()) {
+    if task.status != TaskStatus::Running
+        || task.locked_by.as_deref() != Some(worker.as_str())
+        || task.attempts != lease.attempt
+    {
         return Err(ServiceError::Conflict {
             entity: "agent task",
-            reason: "not held by this worker: it finished, was cancelled or was taken back",
+            reason: "this lease is over: the task finished, was cancelled or was taken back",
         });
     }
     Ok(task)
 }
 
-/// Shows that `worker` is still working on task `id`.
+/// Shows that `worker` is still working on its `lease`.
 ///
 /// # Errors
-/// `Conflict` when the worker no longer holds it (stop working on it: it was cancelled
+/// `Conflict` when the lease is over (stop working on it: it was cancelled
 /// or taken back); `NotFound`; `Forbidden` without `agents:run`; `Db`.
 pub async fn heartbeat<C>(
     db: &C,
     deps: &Deps,
     ctx: &TenantCtx,
-    id: AgentTaskId,
+    lease: &Lease,
     worker: &WorkerId,
 ) -> Result<()>
 where
@@ -398,30 +423,31 @@ where
     let txn = begin_runner(db, deps, ctx).await?;
     let beat = agent_tasks::Entity::update_many()
         .col_expr(agent_tasks::Column::HeartbeatAt, Expr::value(deps.now()))
-        .filter(agent_tasks::Column::Id.eq(id))
+        .filter(agent_tasks::Column::Id.eq(lease.task))
         .filter(agent_tasks::Column::TenantId.eq(ctx.tenant_id()))
         .filter(agent_tasks::Column::Status.eq(TaskStatus::Running))
         .filter(agent_tasks::Column::LockedBy.eq(worker.as_str()))
+        .filter(agent_tasks::Column::Attempts.eq(lease.attempt))
         .exec(&txn)
         .await?;
     if beat.rows_affected == 0 {
-        held(&txn, id, worker).await?;
+        held(&txn, lease, worker).await?;
     }
     txn.commit().await?;
     Ok(())
 }
 
-/// Finishes task `id` with `output`: `succeeded`, its result stored. Records
+/// Finishes the task of `lease` with `output`: `succeeded`, its result stored. Records
 /// `agent_task_succeeded`.
 ///
 /// # Errors
-/// `Conflict` when `worker` no longer holds it; `Validation` for an output over
+/// `Conflict` when the lease is over; `Validation` for an output over
 /// [`MAX_PAYLOAD_BYTES`]; `NotFound`; `Forbidden` without `agents:run`; `Db`.
 pub async fn complete<C>(
     db: &C,
     deps: &Deps,
     ctx: &TenantCtx,
-    id: AgentTaskId,
+    lease: &Lease,
     worker: &WorkerId,
     output: Json,
     meta: &RequestMeta,
@@ -431,7 +457,8 @@ where
 {
     let output = bounded_json("output", output)?;
     let txn = begin_runner(db, deps, ctx).await?;
-    let task = held(&txn, id, worker).await?;
+    let task = held(&txn, lease, worker).await?;
+    let id = task.id;
     let now = deps.now();
     agent_tasks::Entity::update_many()
         .col_expr(
@@ -469,18 +496,18 @@ where
     Ok(result)
 }
 
-/// Records that `worker`'s attempt at task `id` failed with `error`: back to the queue
+/// Records that `worker`'s attempt on `lease` failed with `error`: back to the queue
 /// after the policy's backoff while attempts remain, else `failed`. Records
 /// `agent_task_failed`.
 ///
 /// # Errors
-/// `Conflict` when `worker` no longer holds it; `NotFound`; `Forbidden` without
+/// `Conflict` when the lease is over; `NotFound`; `Forbidden` without
 /// `agents:run`; `Db`.
 pub async fn fail<C>(
     db: &C,
     deps: &Deps,
     ctx: &TenantCtx,
-    id: AgentTaskId,
+    lease: &Lease,
     worker: &WorkerId,
     error: &str,
     meta: &RequestMeta,
@@ -489,7 +516,8 @@ where
     C: ConnectionTrait + TransactionTrait + 'static,
 {
     let txn = begin_runner(db, deps, ctx).await?;
-    let task = held(&txn, id, worker).await?;
+    let task = held(&txn, lease, worker).await?;
+    let id = task.id;
     let outcome = end_failed_attempt(&txn, deps, &task, worker, &error_text(error)).await?;
     record(
         &txn,

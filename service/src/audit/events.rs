@@ -120,6 +120,8 @@ audit_events! {
     AgentTaskFailed => ("agent_task_failed", System),
     AgentTaskCancelled => ("agent_task_cancelled", System),
     AgentTasksRecovered => ("agent_tasks_recovered", System),
+    PropertyListed => ("property_listed", System),
+    PropertyUpdated => ("property_updated", System),
 }
 
 impl AuditEvent {

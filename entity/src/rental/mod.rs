@@ -1,0 +1,3 @@
+//! Rental listings.
+
+pub mod properties;
