@@ -380,6 +380,23 @@ where
     Ok(Some(task))
 }
 
+/// An update that ends the running attempt's hold: no worker, no lock, no heartbeat.
+fn released() -> sea_orm::UpdateMany<agent_tasks::Entity> {
+    agent_tasks::Entity::update_many()
+        .col_expr(
+            agent_tasks::Column::LockedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            agent_tasks::Column::LockedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            agent_tasks::Column::HeartbeatAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+}
+
 /// The task of `lease` as `worker` holds it, locked for the rest of the transaction.
 async fn held(
     txn: &TenantTxn<impl ConnectionTrait + Send>,
@@ -460,25 +477,13 @@ where
     let task = held(&txn, lease, worker).await?;
     let id = task.id;
     let now = deps.now();
-    agent_tasks::Entity::update_many()
+    released()
         .col_expr(
             agent_tasks::Column::Status,
             Expr::value(TaskStatus::Succeeded),
         )
         .col_expr(agent_tasks::Column::FinishedAt, Expr::value(now))
         .col_expr(agent_tasks::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            agent_tasks::Column::LockedBy,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            agent_tasks::Column::LockedAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            agent_tasks::Column::HeartbeatAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .filter(agent_tasks::Column::Id.eq(id))
         .filter(agent_tasks::Column::TenantId.eq(ctx.tenant_id()))
         .exec(&txn)
@@ -564,24 +569,12 @@ async fn end_failed_attempt(
         AttemptFailed::Retried { run_after } => (TaskStatus::Queued, run_after, None),
         AttemptFailed::GaveUp => (TaskStatus::Failed, task.run_after, Some(now)),
     };
-    agent_tasks::Entity::update_many()
+    released()
         .col_expr(agent_tasks::Column::Status, Expr::value(status))
         .col_expr(agent_tasks::Column::RunAfter, Expr::value(run_after))
         .col_expr(agent_tasks::Column::FinishedAt, Expr::value(finished_at))
         .col_expr(agent_tasks::Column::LastError, Expr::value(error))
         .col_expr(agent_tasks::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            agent_tasks::Column::LockedBy,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            agent_tasks::Column::LockedAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            agent_tasks::Column::HeartbeatAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .filter(agent_tasks::Column::Id.eq(task.id))
         .filter(agent_tasks::Column::TenantId.eq(task.tenant_id))
         .exec(txn)
@@ -651,25 +644,13 @@ where
         });
     }
     let now = deps.now();
-    agent_tasks::Entity::update_many()
+    released()
         .col_expr(
             agent_tasks::Column::Status,
             Expr::value(TaskStatus::Cancelled),
         )
         .col_expr(agent_tasks::Column::FinishedAt, Expr::value(now))
         .col_expr(agent_tasks::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            agent_tasks::Column::LockedBy,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            agent_tasks::Column::LockedAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(
-            agent_tasks::Column::HeartbeatAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
         .filter(agent_tasks::Column::Id.eq(id))
         .filter(agent_tasks::Column::TenantId.eq(ctx.tenant_id()))
         .exec(&txn)

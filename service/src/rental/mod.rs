@@ -14,7 +14,7 @@ use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::input::plain_text;
 use crate::request::RequestMeta;
-use crate::tenancy::TenantCtx;
+use crate::tenancy::{TenantCtx, TenantTxn};
 use entity::PropertyId;
 use entity::rental::properties;
 use entity::tenancy::memberships::MembershipRole;
@@ -331,17 +331,9 @@ pub struct PropertyPage {
     pub next: Option<PropertyCursor>,
 }
 
-/// Lists a property in the context's tenant. Records `property_listed`.
-///
-/// # Errors
-/// `Forbidden` unless an owner or admin, or holding `properties:write`; `Db`.
-pub async fn create_property<C>(
-    db: &C,
-    deps: &Deps,
-    ctx: &TenantCtx,
-    property: NewProperty,
-    meta: &RequestMeta,
-) -> Result<properties::Model>
+/// Opens the tenant's transaction for someone who may list properties: an owner or
+/// admin, or a holder of `properties:write`.
+async fn begin_lister<C>(db: &C, deps: &Deps, ctx: &TenantCtx) -> Result<TenantTxn<C::Transaction>>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -362,6 +354,24 @@ where
             reason: "listing properties needs properties:write",
         });
     }
+    Ok(txn)
+}
+
+/// Lists a property in the context's tenant. Records `property_listed`.
+///
+/// # Errors
+/// `Forbidden` unless an owner or admin, or holding `properties:write`; `Db`.
+pub async fn create_property<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    property: NewProperty,
+    meta: &RequestMeta,
+) -> Result<properties::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin_lister(db, deps, ctx).await?;
     let now = deps.now();
     let id = PropertyId(deps.new_id(
         "properties",
@@ -421,23 +431,7 @@ pub async fn set_property_listed<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = ctx.begin(db).await?;
-    let manager = matches!(txn.role(), MembershipRole::Owner | MembershipRole::Admin);
-    if !manager
-        && !has_permission(
-            &txn,
-            deps,
-            ctx.actor(),
-            "properties",
-            "write",
-            Scope::Tenant,
-        )
-        .await?
-    {
-        return Err(ServiceError::Forbidden {
-            reason: "listing properties needs properties:write",
-        });
-    }
+    let txn = begin_lister(db, deps, ctx).await?;
     let done = properties::Entity::update_many()
         .col_expr(properties::Column::Listed, Expr::value(listed))
         .col_expr(properties::Column::UpdatedAt, Expr::value(deps.now()))
