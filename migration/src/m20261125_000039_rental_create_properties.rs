@@ -104,6 +104,20 @@ impl MigrationTrait for Migration {
             "prefer-text-field",
             "varchar(n) is the input limit, enforced by the database",
         );
+        // Places compare exactly, as on the other backends: MariaDB's default
+        // collation would equate case and kana variants (ハ, バ, パ).
+        let place = |column: Properties, len: u32| {
+            let mut def = string(column, len);
+            if backend == DbBackend::MySql {
+                def.extra("COLLATE utf8mb4_bin");
+            }
+            def
+        };
+        let features_array = match backend {
+            DbBackend::Postgres => "jsonb_typeof(features) = 'array'",
+            DbBackend::MySql => "JSON_TYPE(features) = 'ARRAY'",
+            _ => "json_type(features) = 'array'",
+        };
         let table = create_table(backend, Properties::Table)
             .col(uuid_pk(Properties::Id))
             .col(uuid(Properties::TenantId))
@@ -111,8 +125,8 @@ impl MigrationTrait for Migration {
             .col(big_integer(backend, Properties::Rent))
             .col(big_integer(backend, Properties::Deposit))
             .col(string(Properties::Currency, 3))
-            .col(string(Properties::Prefecture, 50))
-            .col(string(Properties::City, 100))
+            .col(place(Properties::Prefecture, 50))
+            .col(place(Properties::City, 100))
             .col(string(Properties::Address, 200))
             .col(
                 ColumnDef::new(Properties::Latitude)
@@ -149,6 +163,10 @@ impl MigrationTrait for Migration {
                     length("prefecture", "1 AND 50"),
                     length("city", "1 AND 100")
                 )),
+            ))
+            .check(Check::named(
+                Alias::new("ck_properties_features_array"),
+                Expr::cust(features_array),
             ))
             .check(Check::named(
                 Alias::new("ck_properties_currency"),

@@ -20,6 +20,7 @@ tests::backend_tests!(Migrated:
     rental_japanese_text_round_trips_unchanged,
     rental_bad_input_is_refused_and_writes_nothing,
     rental_members_search_but_only_managers_list,
+    rental_a_radius_across_the_antimeridian_finds_both_sides,
 );
 
 const FEATURES: [&str; 5] = [
@@ -104,8 +105,33 @@ async fn rental_search_returns_exactly_what_a_filter_in_rust_returns(t: TestDb) 
         }
         created.push(model);
     }
+    // Another tenant's listings in the same streets, which no search here may return.
+    let carol = tests::fixtures::user(&t.db, &w.deps, "carol").await;
+    let globex = tests::fixtures::tenant(&t.db, &w.deps, "globex", &carol).await;
+    let globex_owner = TenantCtx::for_member(&t.db, globex.id, carol.id)
+        .await
+        .expect("owner");
+    for n in 0..30i64 {
+        let point = (
+            rng.random_range(35.45..35.85),
+            rng.random_range(139.45..139.85),
+        );
+        let title = format!("他社物件 {n}");
+        let listing = NewProperty::parse(&input(
+            &title,
+            50_000 + 5_000 * (n % 20),
+            PLACES[(n % 4) as usize],
+            point,
+            &FEATURES,
+        ))
+        .expect("valid");
+        create_property(&t.db, &w.deps, &globex_owner, listing, &meta())
+            .await
+            .expect("listed");
+    }
     created.sort_by_key(|p| (p.rent, p.id));
     let mut compared = 0;
+    let (mut radius_hits, mut feature_hits) = (0, 0);
     for _ in 0..40 {
         let lo = rng
             .random_bool(0.5)
@@ -149,10 +175,20 @@ async fn rental_search_returns_exactly_what_a_filter_in_rust_returns(t: TestDb) 
             .collect();
         assert_eq!(found, expected, "{search:?}");
         compared += expected.len();
+        if near.is_some() {
+            radius_hits += expected.len();
+        }
+        if !wanted.is_empty() {
+            feature_hits += expected.len();
+        }
     }
     assert!(
         compared > 100,
         "the searches found enough to compare ({compared})"
+    );
+    assert!(
+        radius_hits > 10 && feature_hits > 10,
+        "radius {radius_hits}, features {feature_hits}"
     );
 }
 
@@ -192,6 +228,36 @@ async fn rental_japanese_text_round_trips_unchanged(t: TestDb) {
         (found.prefecture.as_str(), found.city.as_str()),
         ("東京都", "渋谷区")
     );
+    // Places compare exactly on every backend: another kana or case is another place.
+    let listing = NewProperty::parse(&input(
+        "ハイツ",
+        70_000,
+        ("Hokkaido", "ハコダテ"),
+        (41.77, 140.73),
+        &[],
+    ))
+    .expect("valid");
+    create_property(&t.db, &w.deps, &w.owner, listing, &meta())
+        .await
+        .expect("listed");
+    for (prefecture, city, found) in [
+        ("Hokkaido", "ハコダテ", 1),
+        ("hokkaido", "ハコダテ", 0),
+        ("Hokkaido", "バコダテ", 0),
+        ("Hokkaido", "はこだて", 0),
+    ] {
+        let search = PropertySearch::parse(&SearchInput {
+            prefecture: Some(prefecture),
+            city: Some(city),
+            limit: 10,
+            ..SearchInput::default()
+        })
+        .expect("valid");
+        let page = search_properties(&t.db, &w.owner, &search, None)
+            .await
+            .expect("searches");
+        assert_eq!(page.items.len(), found, "{prefecture} {city}");
+    }
 }
 
 async fn rental_bad_input_is_refused_and_writes_nothing(t: TestDb) {
@@ -301,4 +367,46 @@ async fn rental_members_search_but_only_managers_list(t: TestDb) {
         matches!(refused, Err(ServiceError::Forbidden { .. })),
         "{refused:?}"
     );
+}
+
+async fn rental_a_radius_across_the_antimeridian_finds_both_sides(t: TestDb) {
+    let w = world(&t).await;
+    let mut ids = Vec::new();
+    for (title, longitude) in [("east", 179.95), ("west", -179.95), ("far", 170.0)] {
+        let listing = NewProperty::parse(&input(
+            title,
+            60_000,
+            ("Fiji", "Taveuni"),
+            (-16.8, longitude),
+            &[],
+        ))
+        .expect("valid");
+        ids.push(
+            create_property(&t.db, &w.deps, &w.owner, listing, &meta())
+                .await
+                .expect("listed")
+                .id,
+        );
+    }
+    for longitude in [179.99, -179.99] {
+        let search = PropertySearch::parse(&SearchInput {
+            near: Some(Near {
+                latitude: -16.8,
+                longitude,
+                radius_km: 30.0,
+            }),
+            limit: 1,
+            ..SearchInput::default()
+        })
+        .expect("valid");
+        let mut found: Vec<_> = all_pages(&t, &w.owner, &search)
+            .await
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        found.sort();
+        let mut expected = vec![ids[0], ids[1]];
+        expected.sort();
+        assert_eq!(found, expected, "around {longitude}");
+    }
 }

@@ -29,6 +29,9 @@ use serde_json::json;
 pub const MAX_FEATURES: usize = 32;
 /// The largest page.
 pub const MAX_PAGE: u16 = 100;
+/// The most rows one page looks at before it returns, short, with a cursor: a wide
+/// radius admits many rows its box cannot tell from the circle.
+pub const MAX_EXAMINED: usize = 2000;
 /// The widest radius a search may ask for, in km.
 pub const MAX_RADIUS_KM: f64 = 500.0;
 
@@ -281,18 +284,28 @@ impl PropertySearch {
         if let Some(near) = self.near {
             // Degrees of latitude per km are constant; of longitude they grow towards
             // the poles: the box takes the widest at its pole-ward edge, with 1% to
-            // spare for rounding. Across a pole or the antimeridian, longitude is left
-            // to the exact check.
+            // spare for rounding. A box over the antimeridian is two ranges of
+            // longitude; near a pole (or wider than the globe) longitude is left to the
+            // exact check.
             let d_lat = near.radius_km / (EARTH_RADIUS_KM.to_radians()) * 1.01;
             let (south, north) = (near.latitude - d_lat, near.latitude + d_lat);
             all = all.add(properties::Column::Latitude.between(south, north));
             let widest = south.abs().max(north.abs());
-            if widest < 89.0 {
-                let d_lng = d_lat / widest.to_radians().cos();
+            let d_lng = d_lat / widest.to_radians().cos();
+            if widest < 89.0 && d_lng < 180.0 {
                 let (west, east) = (near.longitude - d_lng, near.longitude + d_lng);
-                if west >= -180.0 && east <= 180.0 {
-                    all = all.add(properties::Column::Longitude.between(west, east));
-                }
+                let longitude = properties::Column::Longitude;
+                all = all.add(if west < -180.0 {
+                    Condition::any()
+                        .add(longitude.gte(west + 360.0))
+                        .add(longitude.lte(east))
+                } else if east > 180.0 {
+                    Condition::any()
+                        .add(longitude.gte(west))
+                        .add(longitude.lte(east - 360.0))
+                } else {
+                    Condition::all().add(longitude.between(west, east))
+                });
             }
         }
         if !self.features.is_empty() {
@@ -327,7 +340,9 @@ fn features_condition(backend: DbBackend, wanted: &[String]) -> Condition {
 #[derive(Clone, Debug)]
 pub struct PropertyPage {
     pub items: Vec<properties::Model>,
-    /// Where the next page starts; `None` after the last.
+    /// Where the next page starts; `None` when no row can follow. A page may be short
+    /// (at most [`MAX_EXAMINED`] rows are looked at per call) or, ending exactly at the
+    /// last row, be followed by an empty one: follow `next` until it is `None`.
     pub next: Option<PropertyCursor>,
 }
 
@@ -480,6 +495,7 @@ where
     };
     let mut items = Vec::with_capacity(limit);
     let mut cursor = after;
+    let mut examined = 0;
     loop {
         let mut query = properties::Entity::find()
             .filter(properties::Column::TenantId.eq(ctx.tenant_id()))
@@ -502,6 +518,7 @@ where
             .all(&txn)
             .await?;
         let exhausted = rows.len() < batch;
+        examined += rows.len();
         for row in rows {
             cursor = Some(PropertyCursor {
                 rent: row.rent,
@@ -521,6 +538,14 @@ where
         if exhausted {
             txn.commit().await?;
             return Ok(PropertyPage { items, next: None });
+        }
+        if examined >= MAX_EXAMINED {
+            // A short page, so one call's cost stays bounded; the next continues.
+            txn.commit().await?;
+            return Ok(PropertyPage {
+                items,
+                next: cursor,
+            });
         }
     }
 }
