@@ -329,7 +329,7 @@ impl MigrationTrait for Migration {
                 .execute_unprepared(POSTGRES_UP)
                 .await?;
         }
-        add_audit_event_types(manager, EVENT_TYPES).await
+        add_missing_audit_event_types(manager, EVENT_TYPES).await
     }
 
     /// Drops both tables with their rows (development databases; a production

@@ -214,7 +214,7 @@ impl MigrationTrait for Migration {
                 .execute_unprepared(POSTGRES_UP)
                 .await?;
         }
-        add_audit_event_types(manager, EVENT_TYPES).await
+        add_missing_audit_event_types(manager, EVENT_TYPES).await
     }
 
     /// Drops the listings (development databases; a production rollback exports them

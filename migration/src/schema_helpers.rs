@@ -224,6 +224,37 @@ pub async fn add_audit_event_types(
     manager.exec_stmt(insert).await
 }
 
+/// [`add_audit_event_types`] that keeps the event types already in the catalogue: a
+/// `down` keeps the types audit rows use, so `up` after `down` on a database with
+/// history finds them there.
+pub async fn add_missing_audit_event_types(
+    manager: &SchemaManager<'_>,
+    events: &[(&str, &str, &str)],
+) -> Result<(), DbErr> {
+    let mut insert = Query::insert();
+    insert.into_table(Alias::new("audit_event_types")).columns([
+        Alias::new("event_type"),
+        Alias::new("category"),
+        Alias::new("description"),
+    ]);
+    for (event_type, category, description) in events {
+        insert.values_panic([
+            (*event_type).into(),
+            (*category).into(),
+            (*description).into(),
+        ]);
+    }
+    let mut keep = OnConflict::column(Alias::new("event_type"));
+    if manager.get_database_backend() == DbBackend::MySql {
+        // MariaDB has no DO NOTHING: a no-op update.
+        keep.update_column(Alias::new("event_type"));
+    } else {
+        keep.do_nothing();
+    }
+    insert.on_conflict(keep);
+    manager.exec_stmt(insert).await
+}
+
 /// The `down` of [`add_audit_event_types`]: removes those of `events` no audit row
 /// uses; the others stay, with the rows that name them (a rollback never deletes
 /// audit history).
