@@ -896,5 +896,21 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
                 .count(db)
                 .await?,
         ),
+        (
+            "agent_tasks",
+            entity::agents::agent_tasks::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "agent_results",
+            entity::agents::agent_results::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "properties",
+            entity::rental::properties::Entity::find().count(db).await?,
+        ),
     ])
 }
