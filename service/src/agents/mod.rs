@@ -32,159 +32,10 @@ use sea_orm::{
 };
 use serde_json::{Value as Json, json};
 
-/// The longest payload or output, as JSON text.
-pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
-/// The longest error message kept (longer ones are cut).
-pub const MAX_ERROR_CHARS: usize = 2000;
+mod input;
 
-/// A task to enqueue, checked.
-#[derive(Clone, Debug)]
-pub struct NewTask {
-    agent: String,
-    payload: Json,
-    priority: i16,
-    max_attempts: i16,
-    run_after: Option<DateTime<Utc>>,
-}
-
-impl NewTask {
-    /// A task for `agent` with `payload`, priority 0, 3 attempts, due now.
-    ///
-    /// # Errors
-    /// `Validation` for an agent name that is empty, longer than 100 or not made of
-    /// lowercase letters, digits, `_`, `-` and `.`; or a payload over
-    /// [`MAX_PAYLOAD_BYTES`].
-    pub fn parse(agent: &str, payload: Json) -> Result<Self> {
-        Ok(Self {
-            agent: name("agent", agent)?,
-            payload: bounded_json("payload", payload)?,
-            priority: 0,
-            max_attempts: 3,
-            run_after: None,
-        })
-    }
-
-    /// 0 to 100; higher runs first.
-    ///
-    /// # Errors
-    /// `Validation` outside 0..=100.
-    pub fn priority(mut self, priority: i16) -> Result<Self> {
-        if !(0..=100).contains(&priority) {
-            return Err(ServiceError::validation("priority", "must be 0 to 100"));
-        }
-        self.priority = priority;
-        Ok(self)
-    }
-
-    /// 1 to 25 attempts in all.
-    ///
-    /// # Errors
-    /// `Validation` outside 1..=25.
-    pub fn max_attempts(mut self, attempts: i16) -> Result<Self> {
-        if !(1..=25).contains(&attempts) {
-            return Err(ServiceError::validation("max_attempts", "must be 1 to 25"));
-        }
-        self.max_attempts = attempts;
-        Ok(self)
-    }
-
-    /// Not taken before `at` (default: now).
-    pub fn run_after(mut self, at: DateTime<Utc>) -> Self {
-        self.run_after = Some(at);
-        self
-    }
-}
-
-/// A worker's name as it appears in `locked_by` and results: 1 to 100 characters,
-/// letters, digits, `_`, `-`, `.`, `:` (e.g. `host-3:pid-412`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WorkerId(String);
-
-impl WorkerId {
-    /// # Errors
-    /// `Validation` for an empty, overlong or otherwise malformed name.
-    pub fn parse(raw: &str) -> Result<Self> {
-        let ok = !raw.is_empty()
-            && raw.len() <= 100
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
-        if !ok {
-            return Err(ServiceError::validation(
-                "worker",
-                "1 to 100 letters, digits, '_', '-', '.' or ':'",
-            ));
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// One claim of a task: the task and which attempt the claim started. A worker
-/// reports on its lease, so an attempt that was taken back (and the task claimed again,
-/// maybe by the same worker) can no longer heartbeat, complete or fail it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Lease {
-    pub task: AgentTaskId,
-    pub attempt: i16,
-}
-
-impl Lease {
-    /// The lease of a task [`claim_next`] returned.
-    pub fn of(task: &agent_tasks::Model) -> Self {
-        Self {
-            task: task.id,
-            attempt: task.attempts,
-        }
-    }
-}
-
-/// What became of a failed attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptFailed {
-    /// Back in the queue, not before this instant.
-    Retried { run_after: DateTime<Utc> },
-    /// Its attempts are used up: the task is `failed`.
-    GaveUp,
-}
-
-fn name(field: &'static str, raw: &str) -> Result<String> {
-    let ok = !raw.is_empty()
-        && raw.len() <= 100
-        && raw.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
-        });
-    if !ok {
-        return Err(ServiceError::validation(
-            field,
-            "1 to 100 lowercase letters, digits, '_', '-' or '.'",
-        ));
-    }
-    Ok(raw.to_owned())
-}
-
-fn bounded_json(field: &'static str, value: Json) -> Result<Json> {
-    if value.to_string().len() > MAX_PAYLOAD_BYTES {
-        return Err(ServiceError::validation(
-            field,
-            format!("must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
-        ));
-    }
-    Ok(value)
-}
-
-/// An error message as stored: trimmed, at most [`MAX_ERROR_CHARS`], never empty.
-fn error_text(raw: &str) -> String {
-    let text: String = raw.trim().chars().take(MAX_ERROR_CHARS).collect();
-    if text.is_empty() {
-        "unspecified error".to_owned()
-    } else {
-        text
-    }
-}
+pub use input::{AttemptFailed, Lease, MAX_ERROR_CHARS, MAX_PAYLOAD_BYTES, NewTask, WorkerId};
+use input::{bounded_json, error_text};
 
 /// Opens the tenant's transaction and checks `agents:run` in it.
 async fn begin_runner<C>(db: &C, deps: &Deps, ctx: &TenantCtx) -> Result<TenantTxn<C::Transaction>>
@@ -397,6 +248,23 @@ fn released() -> sea_orm::UpdateMany<agent_tasks::Entity> {
         )
 }
 
+/// Task `id` of the transaction's tenant, locked for the rest of the transaction
+/// when `lock`.
+async fn find_task(
+    txn: &TenantTxn<impl ConnectionTrait + Send>,
+    id: AgentTaskId,
+    lock: bool,
+) -> Result<agent_tasks::Model> {
+    let mut find = agent_tasks::Entity::find_by_id(id)
+        .filter(agent_tasks::Column::TenantId.eq(txn.tenant_id()));
+    if lock {
+        find = find.lock_exclusive();
+    }
+    find.one(txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("agent task", id))
+}
+
 /// The task of `lease` as `worker` holds it, locked for the rest of the transaction.
 async fn held(
     txn: &TenantTxn<impl ConnectionTrait + Send>,
@@ -404,12 +272,7 @@ async fn held(
     worker: &WorkerId,
 ) -> Result<agent_tasks::Model> {
     let id = lease.task;
-    let task = agent_tasks::Entity::find_by_id(id)
-        .filter(agent_tasks::Column::TenantId.eq(txn.tenant_id()))
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("agent task", id))?;
+    let task = find_task(txn, id, true).await?;
     if task.status != TaskStatus::Running
         || task.locked_by.as_deref() != Some(worker.as_str())
         || task.attempts != lease.attempt
@@ -631,12 +494,7 @@ where
     C: ConnectionTrait + TransactionTrait + 'static,
 {
     let txn = begin_runner(db, deps, ctx).await?;
-    let task = agent_tasks::Entity::find_by_id(id)
-        .filter(agent_tasks::Column::TenantId.eq(ctx.tenant_id()))
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("agent task", id))?;
+    let task = find_task(&txn, id, true).await?;
     if task.status.is_finished() {
         return Err(ServiceError::Conflict {
             entity: "agent task",
@@ -737,11 +595,7 @@ where
     C: ConnectionTrait + TransactionTrait + 'static,
 {
     let txn = begin_runner(db, deps, ctx).await?;
-    let task = agent_tasks::Entity::find_by_id(id)
-        .filter(agent_tasks::Column::TenantId.eq(ctx.tenant_id()))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("agent task", id))?;
+    let task = find_task(&txn, id, false).await?;
     txn.commit().await?;
     Ok(task)
 }
@@ -768,31 +622,4 @@ where
         .await?;
     txn.commit().await?;
     Ok(rows)
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn names_are_checked() {
-        assert!(NewTask::parse("summarize", json!({})).is_ok());
-        for bad in ["", "Summarize", "a b", &"x".repeat(101), "naïve"] {
-            assert!(NewTask::parse(bad, json!({})).is_err(), "{bad:?}");
-        }
-        assert!(WorkerId::parse("host-3:pid-412").is_ok());
-        assert!(WorkerId::parse("").is_err());
-        assert!(WorkerId::parse("a;DROP TABLE x").is_err());
-    }
-
-    #[test]
-    fn payloads_and_errors_are_bounded() {
-        let big = json!("x".repeat(MAX_PAYLOAD_BYTES));
-        assert!(NewTask::parse("a", big).is_err());
-        assert_eq!(error_text("  "), "unspecified error");
-        assert_eq!(
-            error_text(&"é".repeat(3000)).chars().count(),
-            MAX_ERROR_CHARS
-        );
-    }
 }

@@ -496,10 +496,11 @@ where
     let mut items = Vec::with_capacity(limit);
     let mut cursor = after;
     let mut examined = 0;
+    let filters = search.condition(backend);
     loop {
         let mut query = properties::Entity::find()
             .filter(properties::Column::TenantId.eq(ctx.tenant_id()))
-            .filter(search.condition(backend));
+            .filter(filters.clone());
         if let Some(at) = cursor {
             query = query.filter(
                 Condition::any()
