@@ -103,4 +103,22 @@ uuid_id!(
     AgentResultId,
     /// `properties.id`
     PropertyId,
+    /// `records.id`
+    RecordId,
+    /// `record_versions.id`
+    RecordVersionId,
+    /// `access_grants.id`
+    AccessGrantId,
+    /// `billing_plans.id`
+    BillingPlanId,
+    /// `billing_subscriptions.id`
+    BillingSubscriptionId,
+    /// `usage_records.id`
+    UsageRecordId,
+    /// `payment_customers.id`
+    PaymentCustomerId,
+    /// `payment_methods.id`
+    PaymentMethodId,
+    /// `payment_intents.id`
+    PaymentIntentId,
 );

@@ -7,9 +7,11 @@
 pub mod access;
 pub mod agents;
 pub mod audit;
+pub mod billing;
 pub mod compliance;
 pub mod identity;
 pub mod ids;
+pub mod records;
 pub mod rental;
 pub mod secret;
 pub mod tenancy;

@@ -59,6 +59,8 @@ mod m20261124_000036_compliance_create_deletion_requests;
 mod m20261124_000037_compliance_residency_and_incidents;
 mod m20261125_000038_agents_create_agent_tasks;
 mod m20261125_000039_rental_create_properties;
+mod m20261126_000040_records_create_protected_records;
+mod m20261126_000041_billing_create_billing;
 
 pub struct Migrator;
 
@@ -105,6 +107,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000037_compliance_residency_and_incidents::Migration),
             Box::new(m20261125_000038_agents_create_agent_tasks::Migration),
             Box::new(m20261125_000039_rental_create_properties::Migration),
+            Box::new(m20261126_000040_records_create_protected_records::Migration),
+            Box::new(m20261126_000041_billing_create_billing::Migration),
         ]
     }
 }

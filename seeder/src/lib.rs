@@ -15,9 +15,11 @@
 
 pub mod access;
 mod agents;
+mod billing;
 pub mod compliance;
 mod identity;
 pub mod profile;
+mod records;
 mod rental;
 mod reset;
 pub mod scale;
@@ -810,6 +812,8 @@ where
     .await?;
     agents::load(db, &deps, &clock, &tenant_ids, &owners).await?;
     rental::load(db, &deps, &clock, &tenant_ids, &owners).await?;
+    records::load(db, &deps, &clock, &tenant_ids, &users).await?;
+    billing::load(db, &deps, &clock, &tenant_ids, &owners).await?;
     Ok((
         tenant_lines,
         user_lines,
@@ -911,6 +915,58 @@ async fn row_counts(db: &DatabaseConnection) -> Result<Vec<(&'static str, u64)>,
         (
             "properties",
             entity::rental::properties::Entity::find().count(db).await?,
+        ),
+        (
+            "records",
+            entity::records::records::Entity::find().count(db).await?,
+        ),
+        (
+            "record_versions",
+            entity::records::record_versions::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "access_grants",
+            entity::records::access_grants::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "billing_plans",
+            entity::billing::billing_plans::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "billing_subscriptions",
+            entity::billing::billing_subscriptions::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "usage_records",
+            entity::billing::usage_records::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "payment_customers",
+            entity::billing::payment_customers::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "payment_methods",
+            entity::billing::payment_methods::Entity::find()
+                .count(db)
+                .await?,
+        ),
+        (
+            "payment_intents",
+            entity::billing::payment_intents::Entity::find()
+                .count(db)
+                .await?,
         ),
     ])
 }

@@ -402,6 +402,13 @@ const DEMO_ROLES: &[RoleFixture] = &[
         &["agent_user"],
     ),
     role(
+        Some("acme"),
+        "occupational_health",
+        "Keeps employees' occupational health records",
+        &[("records", "write"), ("records", "grant")],
+        &[],
+    ),
+    role(
         Some("healthy-stellar"),
         "patient",
         "Reads own records",
@@ -418,8 +425,8 @@ const DEMO_ROLES: &[RoleFixture] = &[
     role(
         Some("healthy-stellar"),
         "physician",
-        "Reads and writes records",
-        &[("records", "write")],
+        "Writes records; opens one without a grant in an emergency",
+        &[("records", "write"), ("records", "break_glass")],
         &["nurse"],
     ),
     role(
@@ -531,6 +538,7 @@ const fn assign(
 const DEMO_ASSIGNMENTS: &[AssignmentFixture] = &[
     assign("acme", "alice@acme.com", "org_admin"),
     assign("acme", "alice@acme.com", "release_manager"),
+    assign("acme", "alice@acme.com", "occupational_health"),
     assign("acme", "bob@acme.com", "org_member"),
     // Bob runs agents, but only in Engineering and the teams below it.
     AssignmentFixture {

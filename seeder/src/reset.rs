@@ -11,9 +11,18 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTra
 /// bookkeeping and environment marker are kept. `audit_logs` is append-only: it is
 /// listed for the empty case (deleting no rows), and a trail with rows is reset by
 /// rebuilding the schema instead (local and test only).
-pub const RESET_TABLES: [&str; 32] = [
+pub const RESET_TABLES: [&str; 41] = [
     "audit_logs",
     "audit_chain_heads",
+    "access_grants",
+    "record_versions",
+    "records",
+    "payment_intents",
+    "payment_methods",
+    "payment_customers",
+    "usage_records",
+    "billing_subscriptions",
+    "billing_plans",
     "properties",
     "agent_results",
     "agent_tasks",

@@ -125,6 +125,21 @@ pub fn write_summary(report: &SeedReport, out: &mut dyn Write) -> io::Result<()>
         )?;
     }
 
+    if report
+        .tenants
+        .iter()
+        .any(|t| t.slug == crate::records::CLINIC)
+    {
+        writeln!(
+            out,
+            "Protected records (Healthy Stellar; sign in as any of them)"
+        )?;
+        for line in crate::records::who_opens_what() {
+            writeln!(out, "  {line}")?;
+        }
+        writeln!(out)?;
+    }
+
     if let Some(scale) = &report.scale {
         writeln!(
             out,

@@ -203,6 +203,29 @@ pub struct ServiceConfig {
     pub deletion_grace_period: Duration,
     /// Retries and liveness of the agent task queue.
     pub agent_queue: AgentQueuePolicy,
+    /// How long access grants to protected records and break-glass openings last.
+    pub records: RecordsPolicy,
+    /// Which payment provider serves a customer of which country.
+    pub payment_routing: crate::billing::PaymentRouting,
+}
+
+/// Time limits of access to protected records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RecordsPolicy {
+    /// The longest a grant may run (every grant has an expiry; this bounds it).
+    pub longest_grant: Duration,
+    /// How long a break-glass opening gives access: fixed, short, not the opener's
+    /// choice.
+    pub break_glass_for: Duration,
+}
+
+impl Default for RecordsPolicy {
+    fn default() -> Self {
+        Self {
+            longest_grant: Duration::days(365),
+            break_glass_for: Duration::hours(1),
+        }
+    }
 }
 
 /// How the agent task queue retries failed attempts and notices workers that stopped.
@@ -324,6 +347,8 @@ impl Default for ServiceConfig {
             anomaly: AnomalyPolicy::default(),
             deletion_grace_period: Duration::days(30),
             agent_queue: AgentQueuePolicy::default(),
+            records: RecordsPolicy::default(),
+            payment_routing: crate::billing::PaymentRouting::default(),
         }
     }
 }

@@ -86,6 +86,20 @@ pub enum ServiceError {
         from: entity::tenancy::tenants::DataRegion,
         to: entity::tenancy::tenants::DataRegion,
     },
+    /// Usage beyond what the tenant's plan allows in its current billing period.
+    #[error("{metric}: {used} used and {requested} more would exceed the plan's limit of {limit}")]
+    LimitExceeded {
+        metric: String,
+        limit: i64,
+        used: i64,
+        requested: i64,
+    },
+    /// A payment provider refused or failed a call; nothing was stored.
+    #[error("payment provider {provider}: {reason}")]
+    PaymentProvider {
+        provider: &'static str,
+        reason: String,
+    },
     /// An audit checkpoint that cannot be signed or used (see `audit::checkpoint`).
     #[error("audit checkpoint: {0}")]
     Checkpoint(#[from] crate::audit::CheckpointError),

@@ -12,6 +12,7 @@
 pub mod access;
 pub mod agents;
 pub mod audit;
+pub mod billing;
 pub mod compliance;
 pub mod connection;
 pub mod crypto;
@@ -20,6 +21,7 @@ pub mod environment;
 pub mod error;
 pub mod identity;
 pub mod input;
+pub mod records;
 pub mod rental;
 pub mod request;
 mod sql;
@@ -28,7 +30,7 @@ mod transaction;
 
 pub use deps::{
     AgentQueuePolicy, ApiKeyEnvironment, Clock, Deps, IdSource, ManualClock, RandomSource,
-    ServiceConfig, ThrottlePolicy,
+    RecordsPolicy, ServiceConfig, ThrottlePolicy,
 };
 pub use error::ServiceError;
 pub use request::RequestMeta;

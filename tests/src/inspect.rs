@@ -5,6 +5,10 @@ use entity::access::{
 };
 use entity::agents::{agent_results, agent_tasks};
 use entity::audit::{audit_chain_heads, audit_logs};
+use entity::billing::{
+    billing_plans, billing_subscriptions, payment_customers, payment_intents, payment_methods,
+    usage_records,
+};
 use entity::compliance::{
     consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
     subject_keys,
@@ -242,7 +246,98 @@ pub async fn data(db: &DatabaseConnection) -> Vec<(&'static str, Vec<Value>)> {
             "properties",
             dump::<properties::Entity>(db, properties::Column::Id).await,
         ),
+        (
+            "billing_plans",
+            dump::<billing_plans::Entity>(db, billing_plans::Column::Id).await,
+        ),
+        (
+            "billing_subscriptions",
+            dump::<billing_subscriptions::Entity>(db, billing_subscriptions::Column::Id).await,
+        ),
+        (
+            "usage_records",
+            dump::<usage_records::Entity>(db, usage_records::Column::Id).await,
+        ),
+        (
+            "payment_customers",
+            dump::<payment_customers::Entity>(db, payment_customers::Column::Id).await,
+        ),
+        (
+            "payment_methods",
+            dump::<payment_methods::Entity>(db, payment_methods::Column::Id).await,
+        ),
+        (
+            "payment_intents",
+            dump::<payment_intents::Entity>(db, payment_intents::Column::Id).await,
+        ),
+        (
+            "records",
+            dump_sealed::<entity::records::records::Entity>(
+                db,
+                entity::records::records::Column::Id,
+                "records",
+            )
+            .await,
+        ),
+        (
+            "record_versions",
+            dump_sealed::<entity::records::record_versions::Entity>(
+                db,
+                entity::records::record_versions::Column::Id,
+                "record_versions",
+            )
+            .await,
+        ),
+        (
+            "access_grants",
+            dump::<entity::records::access_grants::Entity>(
+                db,
+                entity::records::access_grants::Column::Id,
+            )
+            .await,
+        ),
     ]
+}
+
+/// The rows of a table with a sealed `body` column, each body replaced by the text it
+/// opens to (sealing draws a fresh nonce every time). Opened with the development key
+/// or the tests' other one ([`crate::fixtures::field_keys`]).
+async fn dump_sealed<E: EntityTrait>(
+    db: &DatabaseConnection,
+    order: E::Column,
+    table: &'static str,
+) -> Vec<Value> {
+    let (development, other) = (
+        service::crypto::KeyRing::development(),
+        crate::fixtures::field_keys(),
+    );
+    dump::<E>(db, order)
+        .await
+        .into_iter()
+        .map(|mut row| {
+            let id = row["id"].as_str().expect("a uuid id").to_owned();
+            let sealed: Vec<u8> = match &row["body"] {
+                Value::Array(bytes) => bytes
+                    .iter()
+                    .map(|b| u8::try_from(b.as_u64().expect("a byte")).expect("a byte"))
+                    .collect(),
+                Value::String(text) => hex::decode(text.trim_start_matches("\\x"))
+                    .unwrap_or_else(|_| text.as_bytes().to_vec()),
+                other => panic!("{table}.body is not bytes: {other}"),
+            };
+            let slot = service::crypto::FieldSlot {
+                table,
+                column: "body",
+                row: &id,
+            };
+            let opened = development
+                .open(slot, &sealed)
+                .or_else(|_| other.open(slot, &sealed))
+                .expect("a sealed body opens with one of the tests' keys");
+            row["body"] = Value::String(String::from_utf8(opened.to_vec()).expect("UTF-8"));
+            row
+        })
+        .collect()
 }
 
 /// `consent_records` without the sealed address (its nonce is random): whether one is

@@ -16,6 +16,10 @@ use entity::access::{
 };
 use entity::agents::{agent_results, agent_tasks};
 use entity::audit::{audit_chain_heads, audit_event_types, audit_logs};
+use entity::billing::{
+    billing_plans, billing_subscriptions, payment_customers, payment_intents, payment_methods,
+    usage_records,
+};
 use entity::compliance::{
     consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
     subject_keys,
@@ -184,7 +188,7 @@ fn database_column_kind(backend: DbBackend, declared: &str) -> ColumnKind {
         | (DbBackend::MySql, "longtext" | "json", _)
         | (DbBackend::Sqlite, "jsonb_text" | "json_text", _) => "json",
         (DbBackend::Postgres, "bytea", _)
-        | (DbBackend::MySql, "varbinary", _)
+        | (DbBackend::MySql, "varbinary" | "blob", _)
         | (DbBackend::Sqlite, "varbinary_blob", _) => "bytes",
         _ => return ColumnKind::new(&format!("unmapped database type {declared}"), length),
     };
@@ -290,6 +294,15 @@ fn entity_shapes(backend: DbBackend) -> BTreeMap<String, TableShape> {
         entity_shape::<agent_tasks::Entity>(backend),
         entity_shape::<agent_results::Entity>(backend),
         entity_shape::<properties::Entity>(backend),
+        entity_shape::<entity::records::records::Entity>(backend),
+        entity_shape::<entity::records::record_versions::Entity>(backend),
+        entity_shape::<entity::records::access_grants::Entity>(backend),
+        entity_shape::<billing_plans::Entity>(backend),
+        entity_shape::<billing_subscriptions::Entity>(backend),
+        entity_shape::<usage_records::Entity>(backend),
+        entity_shape::<payment_customers::Entity>(backend),
+        entity_shape::<payment_methods::Entity>(backend),
+        entity_shape::<payment_intents::Entity>(backend),
     ]
     .into_iter()
     .collect()

@@ -4,6 +4,7 @@
 //! members, the way an SQL injection there would try. A table without a class fails
 //! the test, so a new table states its wall the day it is added.
 
+use entity::UserId;
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, Statement, TransactionTrait,
 };
@@ -50,6 +51,10 @@ enum Class {
     /// anonymous chain's readable and movable (an append moves them), nothing else;
     /// never deleted, never renamed to another chain.
     ChainHeads,
+    /// Protected records: the current tenant's, and of those only what the acting
+    /// user may open (as subject, author, grantee or holder of `records:read_all`);
+    /// changed one kept version at a time; grants only revoked; nothing deleted.
+    ProtectedRecords,
     /// The platform's own bookkeeping: out of reach.
     Platform,
 }
@@ -62,7 +67,7 @@ fn class_of(table: &str) -> Option<Class> {
         "audit_chain_heads" => Class::ChainHeads,
         "roles" => Class::TenantOrSystem,
         "role_inheritance" | "role_permissions" => Class::RoleGraph,
-        "permissions" | "audit_event_types" => Class::Catalogue,
+        "permissions" | "audit_event_types" | "billing_plans" => Class::Catalogue,
         "tenants" | "users" | "user_profiles" | "sessions" | "refresh_tokens" => Class::Identity,
         "mfa_factors" | "mfa_backup_codes" | "passkeys" => Class::UserCredentials,
         "mfa_challenges" | "session_anomaly_reports" => Class::UserSecurity,
@@ -71,6 +76,9 @@ fn class_of(table: &str) -> Option<Class> {
         "privacy_policies" | "consent_records" | "data_residency_log" => Class::Consent,
         "security_incidents" | "agent_tasks" | "properties" => Class::Tenant,
         "agent_results" => Class::TenantAppendOnly,
+        "billing_subscriptions" | "payment_methods" | "payment_intents" => Class::Tenant,
+        "usage_records" | "payment_customers" => Class::TenantAppendOnly,
+        "records" | "record_versions" | "access_grants" => Class::ProtectedRecords,
         "subject_keys" | "deletion_requests" => Class::UserPrivacy,
         "database_metadata" | "seaql_migrations" | "migration_checksums" | "migration_lock" => {
             Class::Platform
@@ -396,6 +404,138 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             let result = as_runtime(db, Some(own), Some(me), &sql).await;
             assert!(rls_refused(&result), "{what}: {result:?}");
         }
+
+        // Protected records: Acme's invisible from Healthy Stellar; inside the clinic
+        // only what the acting user may open; no record changed without keeping its
+        // version; no grant given by someone who may not, or to oneself by a nurse;
+        // nothing deleted, no subject or author rewritten.
+        let garcia = user(&report, "nurse.garcia@healthystellar.com");
+        let williams = user(&report, "nurse.williams@healthystellar.com");
+        let johnson = user(&report, "dr.johnson@healthystellar.com");
+        let patient1 = user(&report, "patient1@example.com");
+        let patient2 = user(&report, "patient2@example.com");
+        for table in ["records", "record_versions", "access_grants"] {
+            assert!(count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'")).await > 0, "fixture {table}");
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await,
+                "{table}: the clinic admin (records:*) reads the clinic's, only"
+            );
+            let result = as_runtime(db, Some(own), Some(me), &format!("DELETE FROM {table}")).await;
+            assert!(denied(&result), "{table}: delete: {result:?}");
+        }
+        // A nurse without a grant sees no record, no version and no one's grants.
+        for table in ["records", "record_versions", "access_grants"] {
+            assert_eq!(count_as_runtime(db, Some(own), Some(garcia), &format!("SELECT count(*) FROM {table}")).await, 0, "{table} as a nurse without grants");
+        }
+        // The nurse with a read grant on patient 2 sees patient 2's records only.
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(williams), "SELECT count(*) FROM records").await,
+            count(db, &format!("SELECT count(*) FROM records WHERE subject_id = '{patient2}'")).await,
+        );
+        assert_eq!(count_as_runtime(db, Some(own), Some(patient1), &format!("SELECT count(*) FROM records WHERE subject_id <> '{patient1}'")).await, 0, "a patient reads their own only");
+        let result = as_runtime(db, Some(own), Some(williams), &format!("UPDATE records SET title = 'x', version = version + 1, updated_by = '{williams}'")).await;
+        assert!(changed_nothing(&result), "a read grant writes: {result:?}");
+        for sql in [
+            format!("UPDATE records SET subject_id = '{garcia}'"),
+            format!("UPDATE records SET author_id = '{me}'"),
+            "UPDATE record_versions SET title = 'rewritten'".to_owned(),
+            "UPDATE access_grants SET expires_at = expires_at + interval '10 years'".to_owned(),
+            format!("UPDATE access_grants SET grantee_id = '{garcia}'"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        // Dr. Johnson may write patient 1's records, one kept version at a time.
+        let result = as_runtime(db, Some(own), Some(johnson), &format!("UPDATE records SET title = 'x', version = version + 1, updated_by = '{johnson}', updated_at = now() WHERE subject_id = '{patient1}'")).await;
+        assert!(matches!(&result, Err(e) if e.to_string().contains("must be kept")), "a change without its kept version: {result:?}");
+        let result = as_runtime(db, Some(own), Some(johnson), &format!("UPDATE records SET title = 'x', version = version + 5, updated_by = '{johnson}' WHERE subject_id = '{patient1}'")).await;
+        assert!(matches!(&result, Err(e) if e.to_string().contains("a change moves version")), "a version skipped: {result:?}");
+        let grant_sql = |by: UserId, grantee: UserId, kind: &str| format!(
+            "INSERT INTO access_grants (id, tenant_id, grantee_id, subject_id, access, kind, reason, granted_by, starts_at, expires_at, created_at)
+             VALUES (gen_random_uuid(), '{own}', '{grantee}', '{patient1}', 'read', '{kind}', 'x', '{by}', now(), now() + interval '1 day', now())"
+        );
+        for (sql, as_user, what) in [
+            (grant_sql(garcia, garcia, "grant"), garcia, "a nurse granting herself"),
+            (grant_sql(me, garcia, "grant"), garcia, "a grant in another user's name"),
+            (grant_sql(johnson, johnson, "break_glass"), johnson, "break-glass below aal2"),
+            (format!("INSERT INTO records (id, tenant_id, subject_id, author_id, record_type, title, body, version, created_at, updated_at) VALUES (gen_random_uuid(), '{own}', '{patient1}', '{me}', 'other', 'x', '\\x00', 1, now(), now())"), johnson, "a record by another author"),
+            (format!("INSERT INTO records (id, tenant_id, subject_id, author_id, record_type, title, body, version, created_at, updated_at) VALUES (gen_random_uuid(), '{own}', '{patient1}', '{garcia}', 'other', 'x', '\\x00', 1, now(), now())"), garcia, "a record by a nurse (no records:write)"),
+            (format!("INSERT INTO records (id, tenant_id, subject_id, author_id, record_type, title, body, version, created_at, updated_at) VALUES (gen_random_uuid(), '{other}', '{alice}', '{johnson}', 'other', 'x', '\\x00', 1, now(), now())"), johnson, "a record in another tenant"),
+            (format!("INSERT INTO record_versions (id, tenant_id, record_id, version, record_type, title, body, written_by, written_at, superseded_by, superseded_at) SELECT gen_random_uuid(), tenant_id, id, version, record_type, title, body, author_id, updated_at, '{me}', now() FROM records WHERE subject_id = '{patient1}' LIMIT 1"), johnson, "a version kept in another user's name"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(as_user), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(johnson), &format!("UPDATE access_grants SET revoked_at = now(), revoked_by = '{johnson}', revoke_reason = 'x' WHERE grantee_id <> '{johnson}'")).await;
+        assert!(changed_nothing(&result), "revoking others' grants: {result:?}");
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE access_grants SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL WHERE revoked_at IS NOT NULL").await;
+        assert!(changed_nothing(&result), "un-revoking: {result:?}");
+
+        // Billing: Acme's subscription, usage and payment records invisible from Healthy
+        // Stellar; nothing written for another tenant or in another user's name; only
+        // the state columns change (a subscription's status, plan, periods and
+        // cancellation, a method's default flag, an intent's status) and only along
+        // their state machines; nothing deleted; the plan catalogue read-only.
+        for table in ["billing_subscriptions", "usage_records", "payment_customers", "payment_methods", "payment_intents"] {
+            assert!(count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{other}'")).await > 0, "fixture {table}");
+            assert_eq!(
+                count_as_runtime(db, Some(own), Some(me), &format!("SELECT count(*) FROM {table}")).await,
+                count(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id = '{own}'")).await,
+                "{table}: the current tenant's only"
+            );
+            let result = as_runtime(db, Some(own), Some(me), &format!("DELETE FROM {table}")).await;
+            assert!(denied(&result), "{table}: delete: {result:?}");
+        }
+        for sql in [
+            "UPDATE billing_subscriptions SET created_at = now()",
+            "UPDATE usage_records SET quantity = 1",
+            "UPDATE usage_records SET recorded_by = NULL",
+            "UPDATE payment_customers SET provider_customer_id = 'cus_pwned'",
+            "UPDATE payment_methods SET provider_method_id = 'pm_pwned'",
+            "UPDATE payment_methods SET customer_id = customer_id",
+            "UPDATE payment_intents SET amount_minor = 1",
+            "UPDATE payment_intents SET provider_intent_id = 'pi_pwned'",
+            "UPDATE billing_plans SET price_minor = 0",
+            "INSERT INTO billing_plans (id, code, name, description, price_minor, currency, billing_interval, limits) VALUES (gen_random_uuid(), 'rogue', 'Rogue', 'x', 0, 'USD', 'month', '{}')",
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        for sql in [
+            format!("UPDATE billing_subscriptions SET status = 'canceled', canceled_at = now() WHERE tenant_id = '{other}'"),
+            format!("UPDATE payment_methods SET is_default = false WHERE tenant_id = '{other}'"),
+            format!("UPDATE payment_intents SET status = 'canceled' WHERE tenant_id = '{other}'"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(changed_nothing(&result), "another tenant's billing: {sql}: {result:?}");
+        }
+        for (sql, what) in [
+            (format!("INSERT INTO billing_subscriptions (id, tenant_id, plan_id, status, current_period_start, current_period_end) SELECT gen_random_uuid(), '{other}', id, 'active', now(), now() + interval '1 month' FROM billing_plans LIMIT 1"), "a subscription for another tenant"),
+            (format!("INSERT INTO billing_subscriptions (id, tenant_id, plan_id, status, current_period_start, current_period_end, canceled_at) SELECT gen_random_uuid(), '{own}', id, 'canceled', now(), now() + interval '1 month', now() FROM billing_plans LIMIT 1"), "a subscription inserted already canceled"),
+            (format!("INSERT INTO usage_records (id, tenant_id, metric, quantity, idempotency_key, occurred_at, recorded_by) VALUES (gen_random_uuid(), '{other}', 'api_calls', 1, 'pwned', now(), '{me}')"), "usage for another tenant"),
+            (format!("INSERT INTO usage_records (id, tenant_id, metric, quantity, idempotency_key, occurred_at, recorded_by) VALUES (gen_random_uuid(), '{own}', 'api_calls', 1, 'pwned', now(), '{alice}')"), "usage in another user's name"),
+            (format!("INSERT INTO payment_customers (id, tenant_id, provider, provider_customer_id, country) VALUES (gen_random_uuid(), '{other}', 'stripe', 'cus_pwned', 'US')"), "a customer for another tenant"),
+            (format!("INSERT INTO payment_intents (id, tenant_id, customer_id, amount_minor, currency, status, provider, provider_intent_id, idempotency_key) SELECT gen_random_uuid(), '{own}', customer_id, 1, 'USD', 'succeeded', provider, 'pi_pwned', 'pwned' FROM payment_intents WHERE tenant_id = '{own}' LIMIT 1"), "an intent inserted already settled"),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(rls_refused(&result), "{what}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE billing_subscriptions SET status = 'trialing'").await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("is not a transition")),
+            "a subscription moved back into its trial: {result:?}"
+        );
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE billing_subscriptions SET status = 'canceled', canceled_at = now(); UPDATE billing_subscriptions SET status = 'active', canceled_at = NULL").await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("is not a transition")),
+            "a canceled subscription reactivated: {result:?}"
+        );
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE payment_intents SET status = 'succeeded'; UPDATE payment_intents SET status = 'requires_payment_method'").await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("stays settled")),
+            "a settled intent reopened: {result:?}"
+        );
 
         // Data keys and deletion requests: one's own only; a key never changes, a
         // request is only filed as requested and only cancelled.

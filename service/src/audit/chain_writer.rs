@@ -9,7 +9,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect,
+    QuerySelect, QueryTrait, Statement,
 };
 use uuid::Uuid;
 
@@ -86,18 +86,69 @@ pub(super) async fn append(txn: &impl InTransaction, row: audit_logs::Model) -> 
     let (chain_id, seq, hash) = (row.chain_id, row.chain_seq, row.hash.clone());
     // Without RETURNING: on PostgreSQL the runtime role may write rows it may not
     // read back (a failed sign-in of nobody in particular).
-    audit_logs::Entity::insert(row.into_active_model().reset_all())
-        .exec_without_returning(txn)
-        .await?;
-    let moved = heads::Entity::update_many()
+    let insert = audit_logs::Entity::insert(row.into_active_model().reset_all());
+    let move_head = heads::Entity::update_many()
         .col_expr(heads::Column::LastSeq, Expr::value(seq))
         .col_expr(heads::Column::LastHash, Expr::value(hash))
-        .filter(heads::Column::ChainId.eq(chain_id))
-        .exec(txn)
-        .await?;
-    if moved.rows_affected != 1 {
+        .filter(heads::Column::ChainId.eq(chain_id));
+    let backend = txn.get_database_backend();
+    let moved = if backend == DbBackend::Postgres {
+        // One round trip: the row is written by a data-modifying WITH that runs
+        // whether or not the head's UPDATE reads it.
+        let insert = backend.build(&insert.into_query());
+        let update = backend.build(&move_head.into_query());
+        let mut values = insert.values.map(|v| v.0).unwrap_or_default();
+        let update_sql = shift_placeholders(&update.sql, values.len());
+        values.extend(update.values.map(|v| v.0).unwrap_or_default());
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!("WITH written AS ({}) {update_sql}", insert.sql),
+            values,
+        ))
+        .await?
+        .rows_affected()
+    } else {
+        insert.exec_without_returning(txn).await?;
+        move_head.exec(txn).await?.rows_affected
+    };
+    if moved != 1 {
         // The head locked above is gone or hidden: never leave it behind its chain.
         return Err(DbErr::RecordNotUpdated.into());
     }
     Ok(())
+}
+
+/// `$1`, `$2`, ... of a PostgreSQL statement renumbered from `$offset + 1`, so it can
+/// follow another statement's parameters. sea-query binds every value, so the text
+/// holds no `$` but its placeholders.
+fn shift_placeholders(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' || !chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push(c);
+            continue;
+        }
+        let mut number = 0usize;
+        while let Some(digit) = chars.peek().and_then(|d| d.to_digit(10)) {
+            number = number * 10 + digit as usize;
+            chars.next();
+        }
+        out.push('$');
+        out.push_str(&(number + offset).to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shift_placeholders;
+
+    #[test]
+    fn placeholders_follow_the_ones_before() {
+        assert_eq!(
+            shift_placeholders("UPDATE h SET a = $1, b = $2 WHERE c = $10", 12),
+            "UPDATE h SET a = $13, b = $14 WHERE c = $22"
+        );
+    }
 }

@@ -18,6 +18,7 @@ use entity::access::{policies, role_assignments};
 use entity::agents::agent_tasks;
 use entity::audit::audit_logs;
 use entity::audit::audit_logs::AuditOutcome;
+use entity::billing::usage_records;
 use entity::compliance::{
     consent_records, data_residency_log, deletion_requests, privacy_policies, security_incidents,
     subject_keys as keys,
@@ -26,6 +27,7 @@ use entity::identity::{
     api_keys, mfa_backup_codes, mfa_challenges, mfa_factors, passkeys, refresh_tokens,
     session_anomaly_reports, sessions, user_profiles, users,
 };
+use entity::records::{access_grants, record_versions, records};
 use entity::tenancy::{invitations, memberships, team_members};
 use sea_orm::sea_query::{Value, sea_value_to_json_value};
 use sea_orm::{
@@ -99,6 +101,26 @@ pub const EXPORT_SECTIONS: &[ExportSection] = &[
     // The tasks the user enqueued (their results are the agents' work, not about
     // the user).
     section("agent_tasks", &["created_by"], &[]),
+    // The usage the user reported for their tenants.
+    section("usage_records", &["recorded_by"], &[]),
+    // Protected records about, by or changed by the user, and grants that concern
+    // them. Bodies are sealed to their rows: the subject reads them in clear through
+    // `records::read_record`, not in this dump.
+    section(
+        "records",
+        &["subject_id", "author_id", "updated_by"],
+        &["body"],
+    ),
+    section(
+        "record_versions",
+        &["written_by", "superseded_by"],
+        &["body"],
+    ),
+    section(
+        "access_grants",
+        &["grantee_id", "subject_id", "granted_by", "revoked_by"],
+        &[],
+    ),
     section("audit_logs", &["actor_user_id"], &["prev_hash", "hash"]),
 ];
 
@@ -243,6 +265,10 @@ where
     put!("subject_keys", keys::Entity);
     put!("data_residency_log", data_residency_log::Entity);
     put!("agent_tasks", agent_tasks::Entity);
+    put!("usage_records", usage_records::Entity);
+    put!("records", records::Entity);
+    put!("record_versions", record_versions::Entity);
+    put!("access_grants", access_grants::Entity);
     let affected = serde_json::Value::String(user.to_string());
     let incidents: Vec<security_incidents::Model> = security_incidents::Entity::find()
         .order_by_asc(security_incidents::Column::DetectedAt)

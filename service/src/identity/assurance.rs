@@ -191,7 +191,7 @@ fn check_session(
 
 /// Reads session `session_id` of `user_id` and checks it is live, in `db`'s
 /// transaction (acting as the user).
-async fn load<C: InTransaction>(
+pub(crate) async fn load<C: InTransaction>(
     db: &C,
     deps: &Deps,
     user_id: UserId,

@@ -22,11 +22,11 @@ pub use api_keys::{
     NewApiKey, ParsedApiKey, authenticate_api_key, create_api_key, list_api_keys, parse_api_key,
     revoke_api_key, rotate_api_key,
 };
-pub(crate) use assurance::begin_sensitive;
 pub use assurance::{
     SessionAuth, change_password, deactivate_account, reauthenticate, reauthenticate_with_passkey,
     validate_session,
 };
+pub(crate) use assurance::{begin_sensitive, load as load_session, set_assurance_context};
 pub use mfa::{
     BACKUP_CODE_COUNT, BackupCodes, MfaFactor, MfaProof, TotpEnrolment, TotpParams, confirm_totp,
     disable_totp, enrol_totp, generate_backup_codes, totp, totp_factor, use_backup_code,

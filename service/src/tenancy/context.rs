@@ -7,6 +7,7 @@
 use crate::error::ServiceError;
 use crate::transaction::begin_write_isolated;
 use crate::{Result, begin_write};
+use chrono::{DateTime, Utc};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, IsolationLevel};
 use entity::{TenantId, UserId};
@@ -97,8 +98,28 @@ impl TenantCtx {
         db: &C,
         isolation: Option<TxnIsolation>,
     ) -> Result<TenantTxn<C::Transaction>> {
+        self.begin_with(db, isolation, None).await
+    }
+
+    /// [`TenantCtx::begin`] with the application's clock set for row-level security
+    /// too (`app.current_time`, for policies that compare times the service wrote,
+    /// such as grant expiries), in the same statement as the tenant and actor.
+    pub(crate) async fn begin_at<C: TransactionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+    ) -> Result<TenantTxn<C::Transaction>> {
+        self.begin_with(db, None, Some(now)).await
+    }
+
+    async fn begin_with<C: TransactionTrait>(
+        &self,
+        db: &C,
+        isolation: Option<TxnIsolation>,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<TenantTxn<C::Transaction>> {
         let txn = begin_write_isolated(db, isolation).await?;
-        set_row_security_context(&txn, Some(self.tenant_id), Some(self.actor)).await?;
+        set_row_security_context_at(&txn, Some(self.tenant_id), Some(self.actor), now).await?;
         if let Some(schema) = &self.own_schema {
             let row = txn
                 .query_one_raw(Statement::from_sql_and_values(
@@ -330,6 +351,17 @@ pub(crate) async fn set_row_security_context<C: ConnectionTrait>(
     tenant: Option<TenantId>,
     user: Option<UserId>,
 ) -> Result<()> {
+    set_row_security_context_at(db, tenant, user, None).await
+}
+
+/// [`set_row_security_context`], and the application's clock (`app.current_time`;
+/// unset, policies use the server's).
+pub(crate) async fn set_row_security_context_at<C: ConnectionTrait>(
+    db: &C,
+    tenant: Option<TenantId>,
+    user: Option<UserId>,
+    now: Option<DateTime<Utc>>,
+) -> Result<()> {
     if db.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
@@ -339,11 +371,13 @@ pub(crate) async fn set_row_security_context<C: ConnectionTrait>(
         // A schema-isolated tenant earlier in the same transaction put its schema first
         // on the search path; take it off again (see `TenantCtx::begin`).
         "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true),
+                set_config('app.current_time', $3, true),
                 CASE WHEN current_setting('app.base_search_path', true) <> ''
                      THEN set_config('search_path', current_setting('app.base_search_path'), true) END",
         [
             as_text(tenant.map(|t| t.to_string())).into(),
             as_text(user.map(|u| u.to_string())).into(),
+            as_text(now.map(|at| at.to_rfc3339())).into(),
         ],
     ))
     .await?;

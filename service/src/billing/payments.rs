@@ -1,0 +1,721 @@
+//! Payment records: a tenant's customer at a payment provider, its payment methods and
+//! its payment intents, created through a [`PaymentProvider`] chosen by the customer's
+//! country ([`ProviderRouter`]).
+//!
+//! No real provider is called here. [`RecordingProvider`] stands in for Stripe and for
+//! Conekta in process: it makes up provider ids from [`Deps`]'s randomness (a
+//! deterministic source gives the same ids every run) and keeps a log of the calls it
+//! was asked to make. Calling Stripe's or
+//! Conekta's API is out of scope; a real client implements [`PaymentProvider`] and is
+//! handed to the same [`ProviderRouter`].
+//!
+//! The provider is called inside the tenant's transaction, after the input and the
+//! permission were checked, and its answer is stored in the same transaction: a provider
+//! failure writes nothing. Intents pass their idempotency key to the provider, so a
+//! retry after a failure between the provider's answer and the commit finds the same
+//! provider intent.
+
+use super::input::{Country, IdempotencyKey, Money, NewPaymentMethod};
+use super::{Need, begin};
+use crate::Result;
+use crate::audit::{AuditEntry, AuditEvent, record};
+use crate::deps::{Deps, RandomSource};
+use crate::error::{ServiceError, conflict_on_unique};
+use crate::input::Email;
+use crate::request::RequestMeta;
+use crate::tenancy::{TenantCtx, TenantTxn};
+use entity::billing::payment_customers::{self, ProviderName};
+use entity::billing::payment_intents::{self, PaymentIntentStatus};
+use entity::billing::payment_methods::{self, PaymentMethodKind};
+use entity::{PaymentCustomerId, PaymentIntentId, PaymentMethodId};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A customer as the provider created it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderCustomer {
+    /// The provider's id of the customer.
+    pub id: String,
+}
+
+/// A payment method as the provider attached it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderMethod {
+    pub id: String,
+}
+
+/// A payment intent as the provider created it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderIntent {
+    pub id: String,
+    /// `requires_payment_method` or `processing`.
+    pub status: PaymentIntentStatus,
+}
+
+/// A payment provider's API, as billing uses it. Object-safe: the router holds
+/// `Arc<dyn PaymentProvider>`.
+#[async_trait::async_trait]
+pub trait PaymentProvider: Send + Sync {
+    /// Which provider this is; stored with every record it creates.
+    fn name(&self) -> ProviderName;
+
+    /// Creates a customer for a tenant in `country`.
+    async fn create_customer(
+        &self,
+        country: &Country,
+        email: Option<&str>,
+    ) -> Result<ProviderCustomer>;
+
+    /// Attaches `method` to the provider's customer `customer`.
+    async fn attach_method(
+        &self,
+        customer: &str,
+        method: &NewPaymentMethod,
+    ) -> Result<ProviderMethod>;
+
+    /// Creates an intent to charge `amount` to the provider's customer `customer`; the
+    /// same `key` gives the same intent.
+    async fn create_intent(
+        &self,
+        customer: &str,
+        amount: &Money,
+        key: &IdempotencyKey,
+    ) -> Result<ProviderIntent>;
+}
+
+/// One call a [`RecordingProvider`] answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderCall {
+    CreateCustomer {
+        country: String,
+    },
+    AttachMethod {
+        customer: String,
+        kind: PaymentMethodKind,
+    },
+    CreateIntent {
+        customer: String,
+        amount_minor: i64,
+        currency: String,
+        key: String,
+    },
+}
+
+/// An in-process stand-in for a payment provider: it calls no network, answers every
+/// call with ids made up from the randomness source (`cus_...`, `pm_...`, `pi_...`, as
+/// Stripe names them, or `cus_...`, `src_...`, `ord_...` as Conekta does) and logs the
+/// calls. For development, tests and the seeder; not a client of the real API.
+pub struct RecordingProvider {
+    name: ProviderName,
+    random: Arc<dyn RandomSource>,
+    calls: Mutex<Vec<ProviderCall>>,
+    /// Intents by customer and idempotency key, so the same key gives the same intent.
+    intents: Mutex<BTreeMap<String, ProviderIntent>>,
+    /// When set, every call fails with this reason.
+    failing: Mutex<Option<String>>,
+}
+
+impl RecordingProvider {
+    pub fn new(name: ProviderName, random: Arc<dyn RandomSource>) -> Self {
+        Self {
+            name,
+            random,
+            calls: Mutex::new(Vec::new()),
+            intents: Mutex::new(BTreeMap::new()),
+            failing: Mutex::new(None),
+        }
+    }
+
+    /// A stand-in for Stripe drawing from `deps`' randomness.
+    pub fn stripe(deps: &Deps) -> Self {
+        Self::new(ProviderName::Stripe, deps.random.clone())
+    }
+
+    /// A stand-in for Conekta drawing from `deps`' randomness.
+    pub fn conekta(deps: &Deps) -> Self {
+        Self::new(ProviderName::Conekta, deps.random.clone())
+    }
+
+    /// The calls answered so far, in order.
+    pub fn calls(&self) -> Vec<ProviderCall> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes every later call fail with `reason` (`None`: succeed again), to see what a
+    /// provider outage does.
+    pub fn fail_with(&self, reason: Option<&str>) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = reason.map(str::to_owned);
+    }
+
+    fn answer(&self, call: ProviderCall) -> Result<()> {
+        if let Some(reason) = self
+            .failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(ServiceError::PaymentProvider {
+                provider: self.name.as_str(),
+                reason,
+            });
+        }
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call);
+        Ok(())
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        let mut bytes = [0u8; 12];
+        self.random.fill(&mut bytes);
+        format!("{prefix}_{}", hex::encode(bytes))
+    }
+
+    fn prefixes(&self) -> (&'static str, &'static str, &'static str) {
+        match self.name {
+            ProviderName::Stripe => ("cus", "pm", "pi"),
+            ProviderName::Conekta => ("cus", "src", "ord"),
+        }
+    }
+}
+
+impl std::fmt::Debug for RecordingProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingProvider")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for RecordingProvider {
+    fn name(&self) -> ProviderName {
+        self.name
+    }
+
+    async fn create_customer(
+        &self,
+        country: &Country,
+        _email: Option<&str>,
+    ) -> Result<ProviderCustomer> {
+        self.answer(ProviderCall::CreateCustomer {
+            country: country.as_str().to_owned(),
+        })?;
+        Ok(ProviderCustomer {
+            id: self.new_id(self.prefixes().0),
+        })
+    }
+
+    async fn attach_method(
+        &self,
+        customer: &str,
+        method: &NewPaymentMethod,
+    ) -> Result<ProviderMethod> {
+        self.answer(ProviderCall::AttachMethod {
+            customer: customer.to_owned(),
+            kind: method.kind,
+        })?;
+        Ok(ProviderMethod {
+            id: self.new_id(self.prefixes().1),
+        })
+    }
+
+    async fn create_intent(
+        &self,
+        customer: &str,
+        amount: &Money,
+        key: &IdempotencyKey,
+    ) -> Result<ProviderIntent> {
+        self.answer(ProviderCall::CreateIntent {
+            customer: customer.to_owned(),
+            amount_minor: amount.minor,
+            currency: amount.currency.as_str().to_owned(),
+            key: key.as_str().to_owned(),
+        })?;
+        let mut intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = format!("{customer}/{}", key.as_str());
+        if let Some(intent) = intents.get(&memo) {
+            return Ok(intent.clone());
+        }
+        let intent = ProviderIntent {
+            id: self.new_id(self.prefixes().2),
+            status: PaymentIntentStatus::RequiresPaymentMethod,
+        };
+        intents.insert(memo, intent.clone());
+        Ok(intent)
+    }
+}
+
+/// Which provider serves customers of which country: `by_country` first, else
+/// `default`. The default routing sends Mexico (`MX`) to Conekta and every other
+/// country to Stripe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRouting {
+    /// ISO 3166-1 alpha-2 code -> provider.
+    pub by_country: BTreeMap<String, ProviderName>,
+    pub default: ProviderName,
+}
+
+impl Default for PaymentRouting {
+    fn default() -> Self {
+        Self {
+            by_country: BTreeMap::from([("MX".to_owned(), ProviderName::Conekta)]),
+            default: ProviderName::Stripe,
+        }
+    }
+}
+
+impl PaymentRouting {
+    /// The provider for customers in `country`.
+    pub fn provider_for(&self, country: &Country) -> ProviderName {
+        self.by_country
+            .get(country.as_str())
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+/// The providers billing may call, and the routing that picks one.
+#[derive(Clone)]
+pub struct ProviderRouter {
+    routing: PaymentRouting,
+    providers: BTreeMap<&'static str, Arc<dyn PaymentProvider>>,
+}
+
+impl ProviderRouter {
+    /// Routes by `routing` between `providers` (each answers for its [`PaymentProvider::name`]).
+    pub fn new(routing: PaymentRouting, providers: Vec<Arc<dyn PaymentProvider>>) -> Self {
+        Self {
+            routing,
+            providers: providers
+                .into_iter()
+                .map(|p| (p.name().as_str(), p))
+                .collect(),
+        }
+    }
+
+    /// The routing of `deps`' configuration between `providers`.
+    pub fn from_config(deps: &Deps, providers: Vec<Arc<dyn PaymentProvider>>) -> Self {
+        Self::new(deps.config.payment_routing.clone(), providers)
+    }
+
+    /// The provider name for customers in `country`.
+    pub fn route(&self, country: &Country) -> ProviderName {
+        self.routing.provider_for(country)
+    }
+
+    /// The provider called `name`.
+    ///
+    /// # Errors
+    /// `PaymentProvider` when the router was given none of that name.
+    pub fn provider(&self, name: ProviderName) -> Result<&dyn PaymentProvider> {
+        self.providers
+            .get(name.as_str())
+            .map(|p| p.as_ref())
+            .ok_or_else(|| ServiceError::PaymentProvider {
+                provider: name.as_str(),
+                reason: "this deployment has no client for it".to_owned(),
+            })
+    }
+}
+
+impl std::fmt::Debug for ProviderRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRouter")
+            .field("routing", &self.routing)
+            .field("providers", &self.providers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+async fn find_customer(
+    txn: &TenantTxn<impl ConnectionTrait + Send>,
+    id: PaymentCustomerId,
+) -> Result<payment_customers::Model> {
+    payment_customers::Entity::find_by_id(id)
+        .filter(payment_customers::Column::TenantId.eq(txn.tenant_id()))
+        .one(txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment customer", id))
+}
+
+/// Registers the context's tenant with the provider its `country` routes to, and
+/// stores the customer. Records `payment_customer_created`.
+///
+/// # Errors
+/// `PaymentProvider` when the router has no client for the routed provider or the
+/// provider fails (nothing is stored); `Forbidden` without `billing:manage`; `Db`.
+pub async fn create_customer<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    router: &ProviderRouter,
+    country: &Country,
+    email: Option<&Email>,
+    meta: &RequestMeta,
+) -> Result<payment_customers::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin(db, deps, ctx, Need::Manage).await?;
+    let provider = router.provider(router.route(country))?;
+    let email = email.map(|e| e.as_str().to_owned());
+    let created = provider.create_customer(country, email.as_deref()).await?;
+    let now = deps.now();
+    let id = PaymentCustomerId(deps.new_id(
+        "payment_customers",
+        &format!("{}/{}", ctx.tenant_id(), created.id),
+    ));
+    let model = payment_customers::Model {
+        id,
+        tenant_id: ctx.tenant_id(),
+        provider: provider.name(),
+        provider_customer_id: created.id,
+        country: country.as_str().to_owned(),
+        email,
+        created_at: now,
+    };
+    payment_customers::Entity::insert(payment_customers::ActiveModel::from(model.clone()))
+        .exec_without_returning(&txn)
+        .await
+        .map_err(conflict_on_unique(
+            "payment customer",
+            "the provider's customer is recorded already",
+        ))?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::by_member(ctx, AuditEvent::PaymentCustomerCreated, meta)
+            .resource("payment_customer", id)
+            .details(json!({
+                "provider": model.provider,
+                "provider_customer_id": model.provider_customer_id,
+                "country": model.country,
+            })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Attaches `method` to customer `customer` at its provider and stores it; it becomes
+/// the customer's default when `make_default` or when it is the customer's first method.
+/// Records `payment_method_added`.
+///
+/// # Errors
+/// `NotFound` for a customer of another tenant or none; `PaymentProvider` (nothing is
+/// stored); `Conflict` when another default was set at the same moment; `Forbidden`
+/// without `billing:manage`; `Db`.
+#[allow(clippy::too_many_arguments)]
+pub async fn add_payment_method<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    router: &ProviderRouter,
+    customer: PaymentCustomerId,
+    method: &NewPaymentMethod,
+    make_default: bool,
+    meta: &RequestMeta,
+) -> Result<payment_methods::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin(db, deps, ctx, Need::Manage).await?;
+    let owner = find_customer(&txn, customer).await?;
+    let provider = router.provider(owner.provider)?;
+    let first = payment_methods::Entity::find()
+        .filter(payment_methods::Column::TenantId.eq(ctx.tenant_id()))
+        .filter(payment_methods::Column::CustomerId.eq(customer))
+        .count(&txn)
+        .await?
+        == 0;
+    let is_default = make_default || first;
+    let attached = provider
+        .attach_method(&owner.provider_customer_id, method)
+        .await?;
+    let now = deps.now();
+    if is_default && !first {
+        clear_default(&txn, customer, now).await?;
+    }
+    let id = PaymentMethodId(deps.new_id(
+        "payment_methods",
+        &format!("{}/{}", ctx.tenant_id(), attached.id),
+    ));
+    payment_methods::Entity::insert(payment_methods::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(ctx.tenant_id()),
+        customer_id: Set(customer),
+        provider: Set(owner.provider),
+        provider_method_id: Set(attached.id.clone()),
+        kind: Set(method.kind),
+        brand: Set(method.brand.clone()),
+        last4: Set(method.last4.clone()),
+        is_default: Set(is_default),
+        created_at: Set(now),
+        updated_at: Set(now),
+        default_customer_id: NotSet,
+    })
+    .exec_without_returning(&txn)
+    .await
+    .map_err(conflict_on_unique(
+        "payment method",
+        "another default method was set at the same moment, or the provider's method is recorded already",
+    ))?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::by_member(ctx, AuditEvent::PaymentMethodAdded, meta)
+            .resource("payment_method", id)
+            .details(json!({
+                "customer": customer,
+                "provider": owner.provider,
+                "kind": method.kind,
+                "is_default": is_default,
+            })),
+    )
+    .await?;
+    let stored = payment_methods::Entity::find_by_id(id)
+        .filter(payment_methods::Column::TenantId.eq(ctx.tenant_id()))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment method", id))?;
+    txn.commit().await?;
+    Ok(stored)
+}
+
+async fn clear_default(
+    txn: &TenantTxn<impl ConnectionTrait + Send>,
+    customer: PaymentCustomerId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    payment_methods::Entity::update_many()
+        .col_expr(payment_methods::Column::IsDefault, Expr::value(false))
+        .col_expr(payment_methods::Column::UpdatedAt, Expr::value(now))
+        .filter(payment_methods::Column::TenantId.eq(txn.tenant_id()))
+        .filter(payment_methods::Column::CustomerId.eq(customer))
+        .filter(payment_methods::Column::IsDefault.eq(true))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// Makes method `id` its customer's default (the previous default no longer is).
+/// Records `payment_method_default_changed` when it was not the default already.
+///
+/// # Errors
+/// `NotFound` for a method of another tenant or none; `Conflict` when another default
+/// was set at the same moment; `Forbidden` without `billing:manage`; `Db`.
+pub async fn set_default_payment_method<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    id: PaymentMethodId,
+    meta: &RequestMeta,
+) -> Result<payment_methods::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin(db, deps, ctx, Need::Manage).await?;
+    let find = || {
+        payment_methods::Entity::find_by_id(id)
+            .filter(payment_methods::Column::TenantId.eq(ctx.tenant_id()))
+    };
+    let method = find()
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment method", id))?;
+    if method.is_default {
+        txn.commit().await?;
+        return Ok(method);
+    }
+    let now = deps.now();
+    clear_default(&txn, method.customer_id, now).await?;
+    payment_methods::Entity::update_many()
+        .col_expr(payment_methods::Column::IsDefault, Expr::value(true))
+        .col_expr(payment_methods::Column::UpdatedAt, Expr::value(now))
+        .filter(payment_methods::Column::Id.eq(id))
+        .filter(payment_methods::Column::TenantId.eq(ctx.tenant_id()))
+        .exec(&txn)
+        .await
+        .map_err(conflict_on_unique(
+            "payment method",
+            "another default method was set at the same moment",
+        ))?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::by_member(ctx, AuditEvent::PaymentMethodDefaultChanged, meta)
+            .resource("payment_method", id)
+            .details(json!({ "customer": method.customer_id })),
+    )
+    .await?;
+    let changed = find()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment method", id))?;
+    txn.commit().await?;
+    Ok(changed)
+}
+
+/// Creates an intent to charge `amount` to customer `customer` at its provider, once
+/// per idempotency `key`: asking again with the same key and amount returns the stored
+/// intent without calling the provider. Records `payment_intent_created`.
+///
+/// # Errors
+/// `Conflict` when the key was used for another customer or amount (nothing is
+/// written); `NotFound` for a customer of another tenant or none; `PaymentProvider`
+/// (nothing is stored); `Forbidden` without `billing:manage`; `Db`.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_payment_intent<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    router: &ProviderRouter,
+    customer: PaymentCustomerId,
+    amount: &Money,
+    key: &IdempotencyKey,
+    meta: &RequestMeta,
+) -> Result<payment_intents::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin(db, deps, ctx, Need::Manage).await?;
+    let owner = find_customer(&txn, customer).await?;
+    let by_key = || {
+        payment_intents::Entity::find()
+            .filter(payment_intents::Column::TenantId.eq(ctx.tenant_id()))
+            .filter(payment_intents::Column::IdempotencyKey.eq(key.as_str()))
+    };
+    let key_reused = || ServiceError::Conflict {
+        entity: "payment intent",
+        reason: "this idempotency key was used for another customer or amount",
+    };
+    let same = |intent: &payment_intents::Model| {
+        intent.customer_id == customer
+            && intent.amount_minor == amount.minor
+            && intent.currency == amount.currency.as_str()
+    };
+    if let Some(existing) = by_key().one(&txn).await? {
+        if !same(&existing) {
+            return Err(key_reused());
+        }
+        txn.commit().await?;
+        return Ok(existing);
+    }
+    let provider = router.provider(owner.provider)?;
+    let created = provider
+        .create_intent(&owner.provider_customer_id, amount, key)
+        .await?;
+    let now = deps.now();
+    let id = PaymentIntentId(deps.new_id(
+        "payment_intents",
+        &format!("{}/{}", ctx.tenant_id(), key.as_str()),
+    ));
+    let model = payment_intents::Model {
+        id,
+        tenant_id: ctx.tenant_id(),
+        customer_id: customer,
+        amount_minor: amount.minor,
+        currency: amount.currency.as_str().to_owned(),
+        status: created.status,
+        provider: owner.provider,
+        provider_intent_id: created.id,
+        idempotency_key: key.as_str().to_owned(),
+        created_at: now,
+        updated_at: now,
+    };
+    payment_intents::Entity::insert(payment_intents::ActiveModel::from(model.clone()))
+        .exec_without_returning(&txn)
+        .await
+        .map_err(conflict_on_unique(
+            "payment intent",
+            "another request with this idempotency key is being stored: retry it",
+        ))?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::by_member(ctx, AuditEvent::PaymentIntentCreated, meta)
+            .resource("payment_intent", id)
+            .details(json!({
+                "customer": customer,
+                "provider": model.provider,
+                "provider_intent_id": model.provider_intent_id,
+                "amount_minor": model.amount_minor,
+                "currency": model.currency,
+            })),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(model)
+}
+
+/// Moves intent `id` to `to` (what its provider reported): `requires_payment_method`
+/// -> `processing` | `canceled`, `processing` -> `succeeded` | `failed` | `canceled`.
+/// Records `payment_intent_status_changed`.
+///
+/// # Errors
+/// `Conflict` for any other change, a settled intent's above all (nothing is written);
+/// `NotFound`; `Forbidden` without `billing:manage`; `Db`.
+pub async fn set_payment_intent_status<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    id: PaymentIntentId,
+    to: PaymentIntentStatus,
+    meta: &RequestMeta,
+) -> Result<payment_intents::Model>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let txn = begin(db, deps, ctx, Need::Manage).await?;
+    let find = || {
+        payment_intents::Entity::find_by_id(id)
+            .filter(payment_intents::Column::TenantId.eq(ctx.tenant_id()))
+    };
+    let intent = find()
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment intent", id))?;
+    let from = intent.status;
+    if !from.can_move_to(to) {
+        return Err(ServiceError::Conflict {
+            entity: "payment intent",
+            reason: if from.is_settled() {
+                "a settled intent stays settled"
+            } else {
+                "the intent's state machine has no such transition"
+            },
+        });
+    }
+    payment_intents::Entity::update_many()
+        .col_expr(payment_intents::Column::Status, Expr::value(to))
+        .col_expr(payment_intents::Column::UpdatedAt, Expr::value(deps.now()))
+        .filter(payment_intents::Column::Id.eq(id))
+        .filter(payment_intents::Column::TenantId.eq(ctx.tenant_id()))
+        .exec(&txn)
+        .await?;
+    record(
+        &txn,
+        deps,
+        AuditEntry::by_member(ctx, AuditEvent::PaymentIntentStatusChanged, meta)
+            .resource("payment_intent", id)
+            .details(json!({ "from": from, "to": to })),
+    )
+    .await?;
+    let changed = find()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("payment intent", id))?;
+    txn.commit().await?;
+    Ok(changed)
+}
