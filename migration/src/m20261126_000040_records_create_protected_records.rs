@@ -231,7 +231,8 @@ CREATE POLICY wall_update ON access_grants FOR UPDATE
     WITH CHECK (tenant_id = app_current_tenant() AND revoked_by = app_current_user());
 
 -- Whoever updates: one version at a time, the replaced one kept first, and the record
--- stays its subject's and its author's.
+-- stays its subject's and its author's; only a re-encryption by the owner rewrites a
+-- body in place.
 CREATE FUNCTION app_records_versioned() RETURNS trigger
     LANGUAGE plpgsql SET search_path = public, pg_catalog
     AS $$
@@ -240,6 +241,15 @@ BEGIN
      OR NEW.tenant_id IS DISTINCT FROM OLD.tenant_id THEN
     RAISE EXCEPTION 'record %: its tenant, subject and author never change', OLD.id
       USING ERRCODE = 'check_violation';
+  END IF;
+  -- A key rotation (`keys reencrypt`, run by the owner, never by the runtime role)
+  -- rewrites the sealed body alone, under the same version.
+  IF ROW(NEW.record_type, NEW.title, NEW.version, NEW.updated_at, NEW.updated_by)
+       IS NOT DISTINCT FROM ROW(OLD.record_type, OLD.title, OLD.version, OLD.updated_at, OLD.updated_by)
+     AND ((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)
+          OR NOT EXISTS (SELECT 1 FROM pg_roles a WHERE a.rolname = 'app_service'
+                                                    AND pg_has_role(current_user, a.oid, 'MEMBER'))) THEN
+    RETURN NEW;
   END IF;
   IF NEW.version <> OLD.version + 1 THEN
     RAISE EXCEPTION 'record %: a change moves version % to %, not %', OLD.id, OLD.version, OLD.version + 1, NEW.version

@@ -15,15 +15,19 @@
 use crate::SeedError;
 use crate::profile::SHARED_PASSWORD;
 use chrono::{DateTime, Duration, Utc};
+use entity::agents::agent_tasks::{self, TaskStatus};
 use entity::audit::audit_logs::{self, AuditOutcome};
 use entity::audit::{audit_chain_heads, chain};
+use entity::billing::usage_records;
 use entity::identity::sessions::AssuranceLevel;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::records::access_grants::{self, GrantAccess, GrantKind};
+use entity::records::records::{self, RecordType};
 use entity::tenancy::memberships::{self, MembershipRole, MembershipStatus};
 use entity::tenancy::tenants::{self, DataRegion, IsolationLevel, PlanTier};
 use entity::{
-    AuditLogId, MembershipId, PasswordHash, RefreshTokenId, SessionId, TenantId, TokenHash, UserId,
-    UserProfileId,
+    AccessGrantId, AgentTaskId, AuditLogId, MembershipId, PasswordHash, RecordId, RefreshTokenId,
+    SealedBytes, SessionId, TenantId, TokenHash, UsageRecordId, UserId, UserProfileId,
 };
 use fake::Fake;
 use fake::faker::company::raw::CompanyName;
@@ -36,6 +40,8 @@ use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel,
 };
 use serde_json::json;
+use service::crypto::{FieldSlot, KeyRing};
+use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -45,9 +51,22 @@ pub use copy::copy_text_field;
 
 pub const USERS_PER_TENANT: usize = 10;
 pub const EVENTS_PER_TENANT: usize = 20;
-/// Rows one synthetic tenant adds: the tenant, 5 rows per user, its events.
-/// The tenant, five rows per user, the audit events and their chain's head.
-pub const ROWS_PER_TENANT: u64 = 1 + 5 * USERS_PER_TENANT as u64 + EVENTS_PER_TENANT as u64 + 1;
+/// Protected records per tenant: the owner's notes about its first members.
+pub const RECORDS_PER_TENANT: usize = 2;
+/// Queued agent tasks per tenant.
+pub const TASKS_PER_TENANT: usize = 3;
+/// Usage records per tenant.
+pub const USAGE_PER_TENANT: usize = 5;
+/// Rows one synthetic tenant adds: the tenant, five rows per user, the audit events and
+/// their chain's head, its records and one access grant, its tasks and its usage.
+pub const ROWS_PER_TENANT: u64 = 1
+    + 5 * USERS_PER_TENANT as u64
+    + EVENTS_PER_TENANT as u64
+    + 1
+    + RECORDS_PER_TENANT as u64
+    + 1
+    + TASKS_PER_TENANT as u64
+    + USAGE_PER_TENANT as u64;
 /// A generous upper bound of bytes on disk per tenant (rows plus indexes).
 const BYTES_PER_TENANT: u64 = 64 * 1024;
 /// The most tenants one run adds: beyond this, write a purpose-built loader.
@@ -207,13 +226,21 @@ pub async fn load_scale(
     // Rows are generated (and, for COPY, rendered) on a blocking thread while the
     // database writes the previous batch: the client's work hides behind the server's.
     let (sender, mut batches) = tokio::sync::mpsc::channel(2);
+    let keys = Arc::clone(&deps.keys);
     let generator = tokio::task::spawn_blocking(move || {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5ca1_e5ca_1e00_0000);
         let per_transaction = writer.tenants_per_transaction();
         let mut first = 1;
         while first <= n {
             let last = first.saturating_add(per_transaction - 1).min(n);
-            let batch = Batch::generate(&namespace, &mut rng, &shared_hash, first..=last, start);
+            let batch = Batch::generate(
+                &namespace,
+                &mut rng,
+                &shared_hash,
+                &keys,
+                first..=last,
+                start,
+            );
             let prepared = match writer {
                 ScaleWriter::Inserts {
                     rows_per_statement, ..
@@ -276,6 +303,10 @@ struct Batch {
     tokens: Vec<refresh_tokens::ActiveModel>,
     events: Vec<audit_logs::ActiveModel>,
     chain_heads: Vec<audit_chain_heads::ActiveModel>,
+    records: Vec<records::ActiveModel>,
+    grants: Vec<access_grants::ActiveModel>,
+    tasks: Vec<agent_tasks::ActiveModel>,
+    usage: Vec<usage_records::ActiveModel>,
 }
 
 impl Batch {
@@ -283,6 +314,7 @@ impl Batch {
         ns: &Uuid,
         rng: &mut ChaCha8Rng,
         shared_hash: &PasswordHash,
+        keys: &KeyRing,
         range: std::ops::RangeInclusive<u32>,
         start: DateTime<Utc>,
     ) -> Self {
@@ -446,8 +478,114 @@ impl Batch {
                 last_seq: Set(EVENTS_PER_TENANT as i64),
                 last_hash: Set(prev_hash.to_vec()),
             });
+            b.domain_rows(ns, rng, keys, t, tenant_id, &user_ids, at);
         }
         b
+    }
+
+    /// A tenant's protected records (by its owner, about its next members, sealed like
+    /// the service seals them) and a read grant on the first member's, its queued agent
+    /// tasks and its usage.
+    #[allow(clippy::too_many_arguments)]
+    fn domain_rows(
+        &mut self,
+        ns: &Uuid,
+        rng: &mut ChaCha8Rng,
+        keys: &KeyRing,
+        t: u32,
+        tenant_id: TenantId,
+        user_ids: &[UserId],
+        at: DateTime<Utc>,
+    ) {
+        const TYPES: [RecordType; 4] = [
+            RecordType::Consultation,
+            RecordType::LabResult,
+            RecordType::Prescription,
+            RecordType::Diagnosis,
+        ];
+        let owner = user_ids[0];
+        for k in 0..RECORDS_PER_TENANT {
+            let record_id = RecordId(id(ns, format!("scale/record/{t}/{k}")));
+            let row = record_id.to_string();
+            let body = format!(
+                "Synthetic note {k}: blood pressure {}/{} mmHg.",
+                rng.random_range(100..160),
+                rng.random_range(60..100)
+            );
+            let sealed = keys
+                .seal(
+                    FieldSlot {
+                        table: "records",
+                        column: "body",
+                        row: &row,
+                    },
+                    body.as_bytes(),
+                )
+                .expect("a uuid row id is a valid slot");
+            self.records.push(records::ActiveModel {
+                id: Set(record_id),
+                tenant_id: Set(tenant_id),
+                subject_id: Set(user_ids[1 + k]),
+                author_id: Set(owner),
+                record_type: Set(TYPES[(t as usize + k) % TYPES.len()]),
+                title: Set(format!("Synthetic record {k}")),
+                body: Set(SealedBytes::new(sealed)),
+                version: Set(1),
+                created_at: Set(at),
+                updated_at: Set(at),
+                updated_by: Set(None),
+            });
+        }
+        self.grants.push(access_grants::ActiveModel {
+            id: Set(AccessGrantId(id(ns, format!("scale/grant/{t}")))),
+            tenant_id: Set(tenant_id),
+            grantee_id: Set(user_ids[USERS_PER_TENANT - 1]),
+            subject_id: Set(user_ids[1]),
+            record_id: Set(None),
+            access: Set(GrantAccess::Read),
+            kind: Set(GrantKind::Grant),
+            reason: Set("Synthetic care team".to_owned()),
+            granted_by: Set(owner),
+            starts_at: Set(at),
+            expires_at: Set(at + Duration::days(90)),
+            revoked_at: Set(None),
+            revoked_by: Set(None),
+            revoke_reason: Set(None),
+            created_at: Set(at),
+        });
+        for k in 0..TASKS_PER_TENANT {
+            self.tasks.push(agent_tasks::ActiveModel {
+                id: Set(AgentTaskId(id(ns, format!("scale/task/{t}/{k}")))),
+                tenant_id: Set(tenant_id),
+                agent: Set(["summarize", "transcribe", "classify"][k % 3].to_owned()),
+                payload: Set(json!({ "input": format!("synthetic {k}") })),
+                status: Set(TaskStatus::Queued),
+                priority: Set(rng.random_range(0..=100)),
+                attempts: Set(0),
+                max_attempts: Set(3),
+                run_after: Set(at + Duration::minutes(k as i64)),
+                locked_by: Set(None),
+                locked_at: Set(None),
+                heartbeat_at: Set(None),
+                last_error: Set(None),
+                created_by: Set(Some(owner)),
+                created_at: Set(at),
+                updated_at: Set(at),
+                finished_at: Set(None),
+            });
+        }
+        for k in 0..USAGE_PER_TENANT {
+            self.usage.push(usage_records::ActiveModel {
+                id: Set(UsageRecordId(id(ns, format!("scale/usage/{t}/{k}")))),
+                tenant_id: Set(tenant_id),
+                metric: Set(["api_calls", "agent_runs", "storage_gb"][k % 3].to_owned()),
+                quantity: Set(rng.random_range(1..1_000)),
+                idempotency_key: Set(format!("scale-{t}-{k}")),
+                occurred_at: Set(at + Duration::hours(k as i64)),
+                recorded_by: Set(Some(owner)),
+                created_at: Set(at + Duration::hours(k as i64)),
+            });
+        }
     }
 
     /// Inserts in parent-to-child order, `rows_per_statement` rows per statement (under
@@ -467,6 +605,10 @@ impl Batch {
         rows += insert_chunks::<refresh_tokens::Entity, _>(db, self.tokens, n).await?;
         rows += insert_chunks::<audit_logs::Entity, _>(db, self.events, n).await?;
         rows += insert_chunks::<audit_chain_heads::Entity, _>(db, self.chain_heads, n).await?;
+        rows += insert_chunks::<records::Entity, _>(db, self.records, n).await?;
+        rows += insert_chunks::<access_grants::Entity, _>(db, self.grants, n).await?;
+        rows += insert_chunks::<agent_tasks::Entity, _>(db, self.tasks, n).await?;
+        rows += insert_chunks::<usage_records::Entity, _>(db, self.usage, n).await?;
         Ok(rows)
     }
 }

@@ -617,7 +617,7 @@ pub async fn count_events(db: &DatabaseConnection, code: &str) -> u64 {
 }
 
 /// The tables `seeder --scale` writes, parent before child.
-pub const SCALE_TABLES: [&str; 8] = [
+pub const SCALE_TABLES: [&str; 12] = [
     "tenants",
     "users",
     "user_profiles",
@@ -626,16 +626,29 @@ pub const SCALE_TABLES: [&str; 8] = [
     "refresh_tokens",
     "audit_logs",
     "audit_chain_heads",
+    "records",
+    "access_grants",
+    "agent_tasks",
+    "usage_records",
 ];
+
+/// Columns of [`SCALE_TABLES`] holding sealed values: a fresh random nonce each time they
+/// are sealed, so two loads of the same rows differ there (compare what they open to).
+pub const SCALE_SEALED_COLUMNS: [(&str, &str); 1] = [("records", "body")];
 
 /// PostgreSQL's own checksum of a table: row count and the md5 of every row's text
 /// form in primary-key order. Independent of any Rust rendering of the values.
+/// Sealed columns ([`SCALE_SEALED_COLUMNS`]) are left out.
 pub async fn postgres_table_checksum(db: &DatabaseConnection, table: &str) -> (i64, String) {
+    let text = match SCALE_SEALED_COLUMNS.iter().find(|(t, _)| *t == table) {
+        Some((_, column)) => format!("(to_jsonb(r) - '{column}')::text"),
+        None => "r::text".to_owned(),
+    };
     let row = db
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
             format!(
-                "SELECT count(*) AS n, md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text), '')) AS sum \
+                "SELECT count(*) AS n, md5(coalesce(string_agg({text}, E'\\n' ORDER BY {text}), '')) AS sum \
                  FROM \"{table}\" r"
             ),
         ))
@@ -651,6 +664,7 @@ pub async fn postgres_table_checksum(db: &DatabaseConnection, table: &str) -> (i
 /// A backend-neutral checksum of each table `--scale` writes: every row read back
 /// through its entity, each column as the typed value the entity gives, rows sorted.
 /// Equal on two backends when they hold the same data, whatever their column types.
+/// Sealed columns ([`SCALE_SEALED_COLUMNS`]) are left out.
 pub async fn scale_table_digests(db: &DatabaseConnection) -> Vec<(&'static str, usize, String)> {
     vec![
         ("tenants", digest::<tenants::Entity>(db).await),
@@ -664,6 +678,19 @@ pub async fn scale_table_digests(db: &DatabaseConnection) -> Vec<(&'static str, 
             "audit_chain_heads",
             digest::<audit_chain_heads::Entity>(db).await,
         ),
+        (
+            "records",
+            digest::<entity::records::records::Entity>(db).await,
+        ),
+        (
+            "access_grants",
+            digest::<entity::records::access_grants::Entity>(db).await,
+        ),
+        ("agent_tasks", digest::<agent_tasks::Entity>(db).await),
+        (
+            "usage_records",
+            digest::<entity::billing::usage_records::Entity>(db).await,
+        ),
     ]
     .into_iter()
     .map(|(table, (rows, sum))| (table, rows, sum))
@@ -671,13 +698,18 @@ pub async fn scale_table_digests(db: &DatabaseConnection) -> Vec<(&'static str, 
 }
 
 async fn digest<E: EntityTrait>(db: &DatabaseConnection) -> (usize, String) {
+    use sea_orm::IdenStatic;
     use sea_orm::{Iterable, ModelTrait};
     use sha2::{Digest, Sha256};
+    let table = E::default().table_name().to_owned();
+    let sealed =
+        |column: &E::Column| SCALE_SEALED_COLUMNS.contains(&(table.as_str(), column.as_str()));
     let models = E::find().all(db).await.expect("reading a table succeeds");
     let mut rows: Vec<String> = models
         .iter()
         .map(|model| {
             E::Column::iter()
+                .filter(|column| !sealed(column))
                 .map(|column| format!("{:?}", model.get(column)))
                 .collect::<Vec<_>>()
                 .join("|")

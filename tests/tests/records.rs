@@ -32,6 +32,7 @@ tests::backend_tests!(Migrated:
     records_versions_are_kept_in_order,
     records_bad_input_and_other_tenants_write_nothing,
     records_the_runtime_role_reads_no_record_without_access,
+    records_bodies_move_to_a_new_key,
 );
 
 /// A clinic in Acme: Alice (owner) keeps the records (grants, review, reads all),
@@ -781,4 +782,54 @@ async fn records_the_runtime_role_reads_no_record_without_access(t: TestDb) {
         count_as_runtime(&t.owner, tenant, Some(c.nurse), &lookup).await,
         0
     );
+}
+
+fn ring(entries: &str, current: Option<&str>) -> std::sync::Arc<service::crypto::KeyRing> {
+    let ring =
+        service::crypto::KeyRing::from_lookup(service::environment::AppEnv::Staging, &|name| {
+            match name {
+                "FIELD_ENCRYPTION_KEYS" => Some(entries.to_owned()),
+                "FIELD_ENCRYPTION_CURRENT_KEY" => current.map(str::to_owned),
+                _ => None,
+            }
+        })
+        .expect("a key ring");
+    std::sync::Arc::new(ring)
+}
+
+/// After a key rotation, `reencrypt` (as the owner) moves every record body and kept
+/// version to the new key, and a ring holding the new key alone opens them all.
+async fn records_bodies_move_to_a_new_key(t: TestDb) {
+    const K1: &str = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    const K2: &str = "k2:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    let mut c = clinic(&t).await;
+    c.w.deps = c.w.deps.clone().with_keys(ring(K1, None));
+    let id = write(&t, &c, "Scan", "Before the rotation.").await;
+    let smith = ctx(&t, &c, c.smith).await;
+    let change = RecordChange::new(None, None, Some("Still before.")).expect("valid");
+    update_record(&t.db, &c.w.deps, &smith, id, 1, change, &meta())
+        .await
+        .expect("changed");
+
+    let rotated = ring(&format!("{K1},{K2}"), Some("k2"));
+    for table in ["records", "record_versions"] {
+        let column = service::crypto::EncryptedColumn {
+            table,
+            id_column: "id",
+            column: "body",
+        };
+        let report = service::crypto::reencrypt(&t.owner, &rotated, column, 10, |_| {})
+            .await
+            .expect("re-encrypts");
+        assert_eq!((report.scanned, report.rewritten), (1, 1), "{table}");
+        assert!(report.unreadable.is_empty());
+    }
+    c.w.deps = c.w.deps.clone().with_keys(ring(K2, None));
+    let current = read(&t, &c, c.smith, id).await.expect("opens under k2");
+    assert_eq!(current.body.as_str(), "Still before.");
+    assert_eq!(current.record.version, 2, "a rotation is not a change");
+    let history = records::record_history(&t.db, &c.w.deps, &smith, id, &meta())
+        .await
+        .expect("opens under k2");
+    assert_eq!(history[0].body.as_str(), "Before the rotation.");
 }

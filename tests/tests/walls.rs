@@ -451,6 +451,9 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         assert!(matches!(&result, Err(e) if e.to_string().contains("must be kept")), "a change without its kept version: {result:?}");
         let result = as_runtime(db, Some(own), Some(johnson), &format!("UPDATE records SET title = 'x', version = version + 5, updated_by = '{johnson}' WHERE subject_id = '{patient1}'")).await;
         assert!(matches!(&result, Err(e) if e.to_string().contains("a change moves version")), "a version skipped: {result:?}");
+        // Rewriting a body in place is the owner's re-encryption, not the runtime role's.
+        let result = as_runtime(db, Some(own), Some(johnson), &format!("UPDATE records SET body = '\\x00' WHERE subject_id = '{patient1}'")).await;
+        assert!(matches!(&result, Err(e) if e.to_string().contains("a change moves version")), "a body rewritten in place: {result:?}");
         let grant_sql = |by: UserId, grantee: UserId, kind: &str| format!(
             "INSERT INTO access_grants (id, tenant_id, grantee_id, subject_id, access, kind, reason, granted_by, starts_at, expires_at, created_at)
              VALUES (gen_random_uuid(), '{own}', '{grantee}', '{patient1}', 'read', '{kind}', 'x', '{by}', now(), now() + interval '1 day', now())"

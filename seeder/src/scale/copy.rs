@@ -16,8 +16,11 @@
 use super::Batch;
 use crate::SeedError;
 use chrono::{DateTime, Datelike, Timelike, Utc};
+use entity::agents::agent_tasks;
 use entity::audit::{audit_chain_heads, audit_logs};
+use entity::billing::usage_records;
 use entity::identity::{refresh_tokens, sessions, user_profiles, users};
+use entity::records::{access_grants, records};
 use entity::tenancy::{memberships, tenants};
 use sea_orm::sqlx::{self, PgConnection};
 use sea_orm::{
@@ -28,7 +31,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// The tables `--scale` writes, parent before child.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 12] = [
     "tenants",
     "users",
     "user_profiles",
@@ -37,6 +40,10 @@ const TABLES: [&str; 8] = [
     "refresh_tokens",
     "audit_logs",
     "audit_chain_heads",
+    "records",
+    "access_grants",
+    "agent_tasks",
+    "usage_records",
 ];
 
 /// Refuses COPY where PostgreSQL would: off PostgreSQL, or when row-level security is
@@ -75,7 +82,7 @@ pub(super) async fn check_copy_allowed(db: &DatabaseConnection) -> Result<(), Se
 }
 
 /// A batch as COPY text, one entry per table, parents first.
-pub(super) struct CopyTables([CopyData; 8]);
+pub(super) struct CopyTables([CopyData; 12]);
 
 /// Renders `batch`; a value COPY cannot carry fails here, before anything is sent.
 pub(super) fn render(batch: Batch) -> Result<CopyTables, SeedError> {
@@ -88,6 +95,10 @@ pub(super) fn render(batch: Batch) -> Result<CopyTables, SeedError> {
         render_table::<refresh_tokens::Entity>(batch.tokens)?,
         render_table::<audit_logs::Entity>(batch.events)?,
         render_table::<audit_chain_heads::Entity>(batch.chain_heads)?,
+        render_table::<records::Entity>(batch.records)?,
+        render_table::<access_grants::Entity>(batch.grants)?,
+        render_table::<agent_tasks::Entity>(batch.tasks)?,
+        render_table::<usage_records::Entity>(batch.usage)?,
     ]))
 }
 

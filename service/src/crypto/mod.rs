@@ -34,6 +34,18 @@ pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
         id_column: "id",
         column: "secret",
     },
+    // Protected records' bodies, current and kept versions (on PostgreSQL the
+    // records' trigger lets the owner rewrite a body in place, not the runtime role).
+    EncryptedColumn {
+        table: "records",
+        id_column: "id",
+        column: "body",
+    },
+    EncryptedColumn {
+        table: "record_versions",
+        id_column: "id",
+        column: "body",
+    },
     // Each user's data key; the fields sealed under it are not re-encrypted.
     EncryptedColumn {
         table: "subject_keys",
