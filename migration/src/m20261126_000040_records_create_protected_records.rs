@@ -17,9 +17,9 @@
 //! visible to the acting user (`app.current_user_id`) only as its subject, its author,
 //! a holder of a live grant (live at `app_current_time()`, the application's clock
 //! for the transaction) or a holder of `records:read_all`; its versions are visible
-//! exactly when it is. A holder of `records:break_glass` learns a record's subject
-//! through `app_break_glass_subject` (to name it in the break-glass grant), nothing
-//! more. It is changed only by its author or a holder of a live write
+//! exactly when it is (and a version is kept only as the record stands, by someone who
+//! may change it). A break-glass grant gets its record's subject from a trigger (its
+//! opener cannot see the record yet). It is changed only by its author or a holder of a live write
 //! grant, one version at a time, after the version it replaces was kept (a trigger
 //! holds this, whoever updates). The runtime role deletes nothing here. A grant is
 //! inserted in the acting user's name by a holder of `records:grant` or by the
@@ -194,10 +194,18 @@ CREATE POLICY wall_select ON record_versions FOR SELECT USING (
     tenant_id = app_current_tenant()
     AND EXISTS (SELECT 1 FROM records r WHERE r.tenant_id = record_versions.tenant_id
                                           AND r.id = record_versions.record_id));
+-- A kept version is the record as it stands, kept by someone who may change it, just
+-- before the change (its body cannot be compared here: it is sealed again for its row).
 CREATE POLICY wall_insert ON record_versions FOR INSERT WITH CHECK (
     tenant_id = app_current_tenant() AND superseded_by = app_current_user()
-    AND EXISTS (SELECT 1 FROM records r WHERE r.tenant_id = record_versions.tenant_id
-                                          AND r.id = record_versions.record_id));
+    AND user_has_permission(app_current_user(), tenant_id, 'records', 'write')
+    AND EXISTS (SELECT 1 FROM records r
+                 WHERE r.tenant_id = record_versions.tenant_id AND r.id = record_versions.record_id
+                   AND r.version = record_versions.version
+                   AND r.record_type = record_versions.record_type AND r.title = record_versions.title
+                   AND COALESCE(r.updated_by, r.author_id) = record_versions.written_by
+                   AND r.updated_at = record_versions.written_at
+                   AND (r.author_id = app_current_user() OR app_record_granted(r.subject_id, r.id, true))));
 
 ALTER TABLE access_grants ENABLE ROW LEVEL SECURITY;
 ALTER TABLE access_grants FORCE ROW LEVEL SECURITY;
@@ -220,6 +228,9 @@ CREATE POLICY wall_insert ON access_grants FOR INSERT
                       WHEN 'break_glass' THEN grantee_id = app_current_user()
                            AND app_current_aal() = 'aal2'
                            AND user_has_permission(app_current_user(), tenant_id, 'records', 'break_glass')
+                           AND starts_at BETWEEN app_current_time() - interval '5 minutes'
+                                             AND app_current_time() + interval '5 minutes'
+                           AND expires_at <= starts_at + interval '1 day'
                       ELSE false
                     END);
 -- Only a live grant is revoked, in the acting user's name, by its granter, its
@@ -228,13 +239,15 @@ CREATE POLICY wall_update ON access_grants FOR UPDATE
     USING (tenant_id = app_current_tenant() AND revoked_at IS NULL
            AND (granted_by = app_current_user() OR subject_id = app_current_user()
                 OR (SELECT user_has_permission(app_current_user(), app_current_tenant(), 'records', 'grant'))))
-    WITH CHECK (tenant_id = app_current_tenant() AND revoked_by = app_current_user());
+    WITH CHECK (tenant_id = app_current_tenant() AND revoked_by = app_current_user()
+                AND revoked_at BETWEEN app_current_time() - interval '5 minutes'
+                                   AND app_current_time() + interval '5 minutes');
 
 -- Whoever updates: one version at a time, the replaced one kept first, and the record
 -- stays its subject's and its author's; only a re-encryption by the owner rewrites a
 -- body in place.
 CREATE FUNCTION app_records_versioned() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = public, pg_catalog
+    LANGUAGE plpgsql
     AS $$
 BEGIN
   IF NEW.subject_id IS DISTINCT FROM OLD.subject_id OR NEW.author_id IS DISTINCT FROM OLD.author_id
@@ -246,9 +259,8 @@ BEGIN
   -- rewrites the sealed body alone, under the same version.
   IF ROW(NEW.record_type, NEW.title, NEW.version, NEW.updated_at, NEW.updated_by)
        IS NOT DISTINCT FROM ROW(OLD.record_type, OLD.title, OLD.version, OLD.updated_at, OLD.updated_by)
-     AND ((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)
-          OR NOT EXISTS (SELECT 1 FROM pg_roles a WHERE a.rolname = 'app_service'
-                                                    AND pg_has_role(current_user, a.oid, 'MEMBER'))) THEN
+     AND (current_user = (SELECT pg_get_userbyid(c.relowner) FROM pg_class c WHERE c.oid = TG_RELID)
+          OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user)) THEN
     RETURN NEW;
   END IF;
   IF NEW.version <> OLD.version + 1 THEN
@@ -266,21 +278,33 @@ $$;
 CREATE TRIGGER records_versioned BEFORE UPDATE ON records
     FOR EACH ROW EXECUTE FUNCTION app_records_versioned();
 
--- Break-glass names the record's subject in its grant before any grant makes the
--- record visible: this tells it, for the current tenant, to holders of
--- records:break_glass only.
+-- A break-glass grant names the record's subject, which its opener cannot see yet:
+-- filled in from the record (as the owner), whatever the insert said. An unknown
+-- record is refused like a broken foreign key.
 DO $functions$
 BEGIN
   EXECUTE replace($body$
-CREATE FUNCTION app_break_glass_subject(p_record uuid) RETURNS uuid
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
-    AS $$ SELECT r.subject_id FROM records r
-           WHERE r.tenant_id = app_current_tenant() AND r.id = p_record
-             AND user_has_permission(app_current_user(), app_current_tenant(), 'records', 'break_glass') $$;
+CREATE FUNCTION app_break_glass_subject() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
+    AS $$
+BEGIN
+  IF NEW.kind = 'break_glass' THEN
+    SELECT r.subject_id INTO NEW.subject_id FROM records r
+     WHERE r.tenant_id = NEW.tenant_id AND r.id = NEW.record_id;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'break-glass on record %: no such record in this tenant', NEW.record_id
+        USING ERRCODE = 'foreign_key_violation';
+    END IF;
+  END IF;
+  RETURN NEW;
+END
+$$;
 $body$, '{schema}', quote_ident(current_schema()));
 END
 $functions$;
-REVOKE ALL ON FUNCTION app_break_glass_subject(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app_break_glass_subject() FROM PUBLIC;
+CREATE TRIGGER access_grants_break_glass_subject BEFORE INSERT ON access_grants
+    FOR EACH ROW EXECUTE FUNCTION app_break_glass_subject();
 
 DO $owner$ BEGIN
   EXECUTE format('CREATE POLICY wall_owner_select ON records FOR SELECT TO %I USING (true)', current_user);
@@ -297,7 +321,6 @@ BEGIN
     GRANT SELECT, INSERT ON records, record_versions, access_grants TO app_service;
     GRANT UPDATE (record_type, title, body, version, updated_at, updated_by) ON records TO app_service;
     GRANT UPDATE (revoked_at, revoked_by, revoke_reason) ON access_grants TO app_service;
-    GRANT EXECUTE ON FUNCTION app_break_glass_subject(uuid) TO app_service;
   END IF;
   FOREACH reader IN ARRAY ARRAY['read_only', 'compliance_officer', 'data_processor'] LOOP
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = reader) THEN
@@ -308,12 +331,10 @@ END
 $walls$;
 "#;
 
+/// After the tables (and with them their triggers and policies) are gone.
 const POSTGRES_DOWN: &str = "
-DROP FUNCTION IF EXISTS app_break_glass_subject(uuid);
-DROP TRIGGER IF EXISTS records_versioned ON records;
+DROP FUNCTION IF EXISTS app_break_glass_subject();
 DROP FUNCTION IF EXISTS app_records_versioned();
-DROP POLICY IF EXISTS wall_select ON records;
-DROP POLICY IF EXISTS wall_update ON records;
 DROP FUNCTION IF EXISTS app_record_granted(uuid, uuid, boolean);
 DROP FUNCTION IF EXISTS app_current_time();
 ";
@@ -543,6 +564,11 @@ impl MigrationTrait for Migration {
                     "(revoked_at IS NULL AND revoked_by IS NULL AND revoke_reason IS NULL) OR (revoked_at IS NOT NULL AND revoked_by IS NOT NULL AND revoke_reason IS NOT NULL)",
                 ),
             ))
+            // A subject reads their own records without a grant.
+            .check(Check::named(
+                Alias::new("ck_access_grants_not_to_subject"),
+                Expr::cust("grantee_id <> subject_id"),
+            ))
             // Break-glass: the opener's own, on one record, to read.
             .check(Check::named(
                 Alias::new("ck_access_grants_break_glass"),
@@ -653,12 +679,6 @@ impl MigrationTrait for Migration {
     /// records are kept for years, so a production rollback moves them out first).
     /// Event types audit rows use stay in the catalogue.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == DbBackend::Postgres {
-            manager
-                .get_connection()
-                .execute_unprepared(POSTGRES_DOWN)
-                .await?;
-        }
         for table in [
             AccessGrants::Table.into_iden(),
             RecordVersions::Table.into_iden(),
@@ -666,6 +686,12 @@ impl MigrationTrait for Migration {
         ] {
             manager
                 .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        if manager.get_database_backend() == DbBackend::Postgres {
+            manager
+                .get_connection()
+                .execute_unprepared(POSTGRES_DOWN)
                 .await?;
         }
         remove_unused_audit_event_types(manager, EVENT_TYPES).await

@@ -256,7 +256,7 @@ CREATE POLICY wall_update ON payment_intents FOR UPDATE
 
 -- Whoever updates: a subscription's status moves only along the state machine.
 CREATE FUNCTION app_billing_subscriptions_transitions() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog
+    LANGUAGE plpgsql
     AS $$
 BEGIN
   IF NEW.status <> OLD.status AND NOT (
@@ -266,9 +266,13 @@ BEGIN
     RAISE EXCEPTION 'billing subscription %: % -> % is not a transition', OLD.id, OLD.status, NEW.status
       USING ERRCODE = 'check_violation';
   END IF;
-  IF OLD.status = 'canceled' AND (NEW.plan_id <> OLD.plan_id
-     OR NEW.current_period_end <> OLD.current_period_end) THEN
+  IF OLD.status = 'canceled' THEN
     RAISE EXCEPTION 'billing subscription %: a canceled subscription stays as it ended', OLD.id
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.plan_id <> OLD.plan_id
+     AND NOT EXISTS (SELECT 1 FROM billing_plans p WHERE p.id = NEW.plan_id AND p.is_active) THEN
+    RAISE EXCEPTION 'billing subscription %: a plan change needs a plan on offer', OLD.id
       USING ERRCODE = 'check_violation';
   END IF;
   RETURN NEW;
@@ -277,13 +281,21 @@ $$;
 CREATE TRIGGER billing_subscriptions_transitions BEFORE UPDATE ON billing_subscriptions
     FOR EACH ROW EXECUTE FUNCTION app_billing_subscriptions_transitions();
 
--- Whoever updates: a settled (succeeded, failed or canceled) intent stays settled.
+-- Whoever updates: an intent moves only along its state machine
+-- (requires_payment_method -> processing | canceled; processing -> succeeded | failed |
+-- canceled), so a settled (succeeded, failed or canceled) intent stays settled.
 CREATE FUNCTION app_payment_intents_settled() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog
     AS $$
 BEGIN
   IF OLD.status IN ('succeeded', 'failed', 'canceled') AND NEW.status IS DISTINCT FROM OLD.status THEN
     RAISE EXCEPTION 'payment intent %: a settled intent stays settled', OLD.id
+      USING ERRCODE = 'check_violation';
+  END IF;
+  IF NEW.status <> OLD.status AND NOT (
+       (OLD.status = 'requires_payment_method' AND NEW.status IN ('processing', 'canceled'))
+    OR (OLD.status = 'processing' AND NEW.status IN ('succeeded', 'failed', 'canceled'))) THEN
+    RAISE EXCEPTION 'payment intent %: % -> % is not a transition', OLD.id, OLD.status, NEW.status
       USING ERRCODE = 'check_violation';
   END IF;
   RETURN NEW;
@@ -338,6 +350,14 @@ fn provider_check(name: &str, column: impl IntoIden) -> Check {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let backend = manager.get_database_backend();
+        // Keys and provider ids compare exactly: MariaDB's default collation equates
+        // `Key-1` and `key-1`.
+        let exact = |mut def: ColumnDef| {
+            if backend == DbBackend::MySql {
+                def.extra("COLLATE utf8mb4_bin");
+            }
+            def
+        };
         let length = |column: &str, range: &str| match backend {
             DbBackend::Sqlite => format!("LENGTH({column}) BETWEEN {range}"),
             _ => format!("CHAR_LENGTH({column}) BETWEEN {range}"),
@@ -493,7 +513,7 @@ impl MigrationTrait for Migration {
             .col(uuid(UsageRecords::TenantId))
             .col(string(UsageRecords::Metric, 64))
             .col(big_integer(backend, UsageRecords::Quantity))
-            .col(string(UsageRecords::IdempotencyKey, 128))
+            .col(exact(string(UsageRecords::IdempotencyKey, 128)))
             .col(timestamp(backend, UsageRecords::OccurredAt))
             .col(uuid_null(UsageRecords::RecordedBy))
             .col(timestamp_default_now(backend, UsageRecords::CreatedAt))
@@ -551,9 +571,9 @@ impl MigrationTrait for Migration {
             .col(uuid_pk(PaymentCustomers::Id))
             .col(uuid(PaymentCustomers::TenantId))
             .col(string(PaymentCustomers::Provider, 16))
-            .col(string(PaymentCustomers::ProviderCustomerId, 255))
+            .col(exact(string(PaymentCustomers::ProviderCustomerId, 255)))
             .col(string(PaymentCustomers::Country, 2))
-            .col(string_null(PaymentCustomers::Email, 320))
+            .col(exact(string_null(PaymentCustomers::Email, 320)))
             .col(timestamp_default_now(backend, PaymentCustomers::CreatedAt))
             .check(provider_check(
                 "ck_payment_customers_provider",
@@ -604,7 +624,7 @@ impl MigrationTrait for Migration {
             .col(uuid(PaymentMethods::TenantId))
             .col(uuid(PaymentMethods::CustomerId))
             .col(string(PaymentMethods::Provider, 16))
-            .col(string(PaymentMethods::ProviderMethodId, 255))
+            .col(exact(string(PaymentMethods::ProviderMethodId, 255)))
             .col(string(PaymentMethods::Kind, 16))
             .col(string_null(PaymentMethods::Brand, 32))
             .col(string_null(PaymentMethods::Last4, 4))
@@ -693,8 +713,8 @@ impl MigrationTrait for Migration {
             .col(string(PaymentIntents::Currency, 3))
             .col(string(PaymentIntents::Status, 32))
             .col(string(PaymentIntents::Provider, 16))
-            .col(string(PaymentIntents::ProviderIntentId, 255))
-            .col(string(PaymentIntents::IdempotencyKey, 128))
+            .col(exact(string(PaymentIntents::ProviderIntentId, 255)))
+            .col(exact(string(PaymentIntents::IdempotencyKey, 128)))
             .col(timestamp_default_now(backend, PaymentIntents::CreatedAt))
             .col(timestamp_default_now(backend, PaymentIntents::UpdatedAt))
             .check(Check::named(

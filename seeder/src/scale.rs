@@ -245,10 +245,12 @@ pub async fn load_scale(
                 ScaleWriter::Inserts {
                     rows_per_statement, ..
                 } => Ok(Prepared::Rows {
-                    batch,
+                    batch: Box::new(batch),
                     rows_per_statement: rows_per_statement.max(1),
                 }),
-                ScaleWriter::Copy { .. } => copy::render(batch).map(Prepared::Copy),
+                ScaleWriter::Copy { .. } => {
+                    copy::render(batch).map(|tables| Prepared::Copy(Box::new(tables)))
+                }
             };
             // A closed channel: the writer stopped on an error, which it reports.
             if sender.blocking_send((last - first + 1, prepared)).is_err() || last == n {
@@ -287,10 +289,10 @@ pub async fn load_scale(
 /// A batch ready for its writer.
 enum Prepared {
     Rows {
-        batch: Batch,
+        batch: Box<Batch>,
         rows_per_statement: usize,
     },
-    Copy(copy::CopyTables),
+    Copy(Box<copy::CopyTables>),
 }
 
 #[derive(Default)]

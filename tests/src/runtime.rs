@@ -2,6 +2,7 @@
 //! inside the application would run it, and the seeded fixtures such tests attack.
 
 use crate::TestDb;
+use chrono::{DateTime, Utc};
 use entity::{TenantId, UserId};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
@@ -15,14 +16,27 @@ pub async fn runtime_txn(
     tenant: Option<TenantId>,
     user: Option<UserId>,
 ) -> Result<DatabaseTransaction, DbErr> {
+    runtime_txn_at(db, tenant, user, None).await
+}
+
+/// [`runtime_txn`] with the application's clock (`app.current_time`) set as the
+/// service sets it for protected records; unset, policies use the server's clock.
+pub async fn runtime_txn_at(
+    db: &DatabaseConnection,
+    tenant: Option<TenantId>,
+    user: Option<UserId>,
+    at: Option<DateTime<Utc>>,
+) -> Result<DatabaseTransaction, DbErr> {
     let txn = db.begin().await?;
     txn.execute_unprepared("SET LOCAL ROLE app_service").await?;
     txn.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true)",
+        "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true),
+                set_config('app.current_time', $3, true)",
         [
             tenant.map(|t| t.to_string()).unwrap_or_default().into(),
             user.map(|u| u.to_string()).unwrap_or_default().into(),
+            at.map(|at| at.to_rfc3339()).unwrap_or_default().into(),
         ],
     ))
     .await?;
@@ -36,7 +50,18 @@ pub async fn as_runtime(
     user: Option<UserId>,
     sql: &str,
 ) -> Result<ExecResult, DbErr> {
-    let txn = runtime_txn(db, tenant, user).await?;
+    as_runtime_at(db, tenant, user, None, sql).await
+}
+
+/// [`as_runtime`] at the application's clock `at` ([`runtime_txn_at`]).
+pub async fn as_runtime_at(
+    db: &DatabaseConnection,
+    tenant: Option<TenantId>,
+    user: Option<UserId>,
+    at: Option<DateTime<Utc>>,
+    sql: &str,
+) -> Result<ExecResult, DbErr> {
+    let txn = runtime_txn_at(db, tenant, user, at).await?;
     let result = txn.execute_unprepared(sql).await;
     txn.rollback().await?;
     result
@@ -49,7 +74,18 @@ pub async fn count_as_runtime(
     user: Option<UserId>,
     sql: &str,
 ) -> i64 {
-    let txn = runtime_txn(db, tenant, user)
+    count_as_runtime_at(db, tenant, user, None, sql).await
+}
+
+/// [`count_as_runtime`] at the application's clock `at` ([`runtime_txn_at`]).
+pub async fn count_as_runtime_at(
+    db: &DatabaseConnection,
+    tenant: Option<TenantId>,
+    user: Option<UserId>,
+    at: Option<DateTime<Utc>>,
+    sql: &str,
+) -> i64 {
+    let txn = runtime_txn_at(db, tenant, user, at)
         .await
         .expect("the runtime role");
     let count = count(&txn, sql).await;

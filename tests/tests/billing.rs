@@ -35,6 +35,7 @@ tests::backend_tests!(Migrated:
     billing_plan_changes_and_limits,
     billing_payments_route_by_country_and_configuration,
     billing_other_tenants_rows_are_out_of_reach,
+    billing_usage_dates_exact_keys_and_overdue_periods,
 );
 
 /// Every billing event type, for "nothing was audited" checks.
@@ -865,10 +866,12 @@ async fn billing_payments_route_by_country_and_configuration(t: TestDb) {
     );
 
     // Routing is configuration: here everything but Brazil goes to Conekta.
-    let mut config = ServiceConfig::default();
-    config.payment_routing = PaymentRouting {
-        by_country: BTreeMap::from([("BR".to_owned(), ProviderName::Stripe)]),
-        default: ProviderName::Conekta,
+    let config = ServiceConfig {
+        payment_routing: PaymentRouting {
+            by_country: BTreeMap::from([("BR".to_owned(), ProviderName::Stripe)]),
+            default: ProviderName::Conekta,
+        },
+        ..ServiceConfig::default()
     };
     let (configured, _) = fixtures::deps_with(config);
     let (rerouted, _, _) = recording_router(&configured);
@@ -1242,4 +1245,60 @@ async fn billing_other_tenants_rows_are_out_of_reach(t: TestDb) {
     billing::subscribe(&t.db, &w.deps, &other, &plan("free"), 0, &meta())
         .await
         .expect("subscribed");
+}
+
+/// Usage is dated near now (a future date would escape the period's limit, an old one
+/// rewrite a billed period), idempotency keys compare exactly on every backend, and a
+/// period whose renewal is overdue keeps counting usage toward its limit.
+async fn billing_usage_dates_exact_keys_and_overdue_periods(t: TestDb) {
+    let w = world(&t).await;
+    plans(&t, &w).await;
+    let ctx = alice(&t, &w).await;
+    billing::subscribe(&t.db, &w.deps, &ctx, &plan("free"), 0, &meta())
+        .await
+        .expect("subscribed");
+    let now = w.deps.now();
+    for (when, what) in [
+        (now + Duration::minutes(10), "ahead of the clock"),
+        (now - Duration::days(40), "past the reporting window"),
+    ] {
+        let dated = NewUsage::parse("api_calls", 1, what.replace(' ', "-").as_str(), when)
+            .expect("well-formed");
+        let refused = billing::record_usage(&t.db, &w.deps, &ctx, &dated).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ServiceError::Validation {
+                    field: "occurred_at",
+                    ..
+                })
+            ),
+            "{what}: {refused:?}"
+        );
+    }
+    assert_eq!(
+        usage_records::Entity::find()
+            .count(&t.owner)
+            .await
+            .expect("counts"),
+        0
+    );
+    // `Key-1` and `key-1` are two keys (MariaDB's default collation would say one).
+    for key in ["Key-1", "key-1"] {
+        let recorded =
+            billing::record_usage(&t.db, &w.deps, &ctx, &usage("api_calls", 300, key, &w))
+                .await
+                .expect("recorded");
+        assert!(!recorded.duplicate, "{key} is a key of its own");
+    }
+    // The month ends and nobody renews: usage meanwhile still counts.
+    w.clock.advance(Duration::days(40));
+    billing::record_usage(&t.db, &w.deps, &ctx, &usage("api_calls", 300, "late", &w))
+        .await
+        .expect("recorded");
+    let over = billing::check_limit(&t.db, &w.deps, &ctx, &metric("api_calls"), 200).await;
+    assert!(
+        matches!(over, Err(ServiceError::LimitExceeded { used: 900, .. })),
+        "{over:?}"
+    );
 }

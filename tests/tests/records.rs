@@ -33,6 +33,7 @@ tests::backend_tests!(Migrated:
     records_bad_input_and_other_tenants_write_nothing,
     records_the_runtime_role_reads_no_record_without_access,
     records_bodies_move_to_a_new_key,
+    records_break_glass_with_a_moving_clock_and_on_an_unknown_record,
 );
 
 /// A clinic in Acme: Alice (owner) keeps the records (grants, review, reads all),
@@ -613,11 +614,30 @@ async fn records_bad_input_and_other_tenants_write_nothing(t: TestDb) {
         &t.db,
         deps,
         &jones,
-        grant(&c, c.jones, Some(other_id), GrantAccess::Read, 1),
+        grant(&c, c.nurse, Some(other_id), GrantAccess::Read, 1),
         &meta(),
     )
     .await;
     refused(by_jones);
+    // Nobody grants themselves, not even a holder of records:grant.
+    let to_herself = grant_access(
+        &t.db,
+        deps,
+        &c.w.owner,
+        grant(&c, c.w.alice, Some(other_id), GrantAccess::Read, 1),
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(
+            to_herself,
+            Err(ServiceError::Validation {
+                field: "grantee",
+                ..
+            })
+        ),
+        "{to_herself:?}"
+    );
     // The subject shares their own.
     let pat = ctx(&t, &c, c.patient).await;
     grant_access(
@@ -770,17 +790,16 @@ async fn records_the_runtime_role_reads_no_record_without_access(t: TestDb) {
         .await
         .is_err()
     );
-    // The break-glass lookup tells a holder of records:break_glass the subject, no one else.
-    let lookup = format!(
-        "SELECT count(*) FROM (SELECT app_break_glass_subject('{id}') AS s) q WHERE s IS NOT NULL"
+    // A break-glass grant by raw SQL below aal2 (nothing set it): refused.
+    let glass = format!(
+        "INSERT INTO access_grants (id, tenant_id, grantee_id, subject_id, record_id, access, kind, reason, granted_by, starts_at, expires_at, created_at)
+         VALUES (gen_random_uuid(), '{}', '{}', '{}', '{id}', 'read', 'break_glass', 'emergency!', '{}', now(), now() + interval '1 hour', now())",
+        c.w.acme.id, c.jones, c.jones, c.jones
     );
-    assert_eq!(
-        count_as_runtime(&t.owner, tenant, Some(c.jones), &lookup).await,
-        1
-    );
-    assert_eq!(
-        count_as_runtime(&t.owner, tenant, Some(c.nurse), &lookup).await,
-        0
+    let refused_glass = tests::runtime::as_runtime(&t.owner, tenant, Some(c.jones), &glass).await;
+    assert!(
+        matches!(&refused_glass, Err(e) if e.to_string().contains("row-level security")),
+        "{refused_glass:?}"
     );
 }
 
@@ -832,4 +851,89 @@ async fn records_bodies_move_to_a_new_key(t: TestDb) {
         .await
         .expect("opens under k2");
     assert_eq!(history[0].body.as_str(), "Before the rotation.");
+}
+
+/// A clock that moves on by a millisecond every time it is read, as a real one does
+/// between two calls.
+struct TickingClock(std::sync::Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl service::Clock for TickingClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        let mut now = self.0.lock().expect("not poisoned");
+        *now += Duration::milliseconds(1);
+        *now
+    }
+}
+
+/// With a clock that moves between reads, the break-glass grant written in an
+/// operation opens the record in that same operation (one instant per operation); an
+/// unknown record is `NotFound`, refused on the record and audited.
+async fn records_break_glass_with_a_moving_clock_and_on_an_unknown_record(t: TestDb) {
+    let c = clinic(&t).await;
+    let id = write(&t, &c, "Allergy", "Latex.").await;
+    let session = aal2_session(&t, &c, c.jones).await;
+    let ticking =
+        c.w.deps
+            .clone()
+            .with_clock(std::sync::Arc::new(TickingClock(std::sync::Mutex::new(
+                c.w.deps.now(),
+            ))));
+    let jones = ctx(&t, &c, c.jones).await;
+    let opened = break_glass(
+        &t.db,
+        &ticking,
+        &jones,
+        &session,
+        id,
+        "collapsed in the lobby",
+        &meta(),
+    )
+    .await
+    .expect("opens under a moving clock");
+    assert_eq!(opened.body.as_str(), "Latex.");
+    let denied_before = count_events(&t.owner, "record_access_denied").await;
+    let unknown = RecordId(uuid::Uuid::from_u128(7));
+    let missing = break_glass(
+        &t.db,
+        &ticking,
+        &jones,
+        &session,
+        unknown,
+        "collapsed in the lobby",
+        &meta(),
+    )
+    .await;
+    assert!(
+        matches!(
+            missing,
+            Err(ServiceError::NotFound {
+                entity: "record",
+                ..
+            })
+        ),
+        "{missing:?}"
+    );
+    assert_eq!(
+        count_events(&t.owner, "record_access_denied").await,
+        denied_before + 1
+    );
+    assert_eq!(grants(&t).await, 1, "only the first opening left a grant");
+    // Another user's session is refused, and audited.
+    let other = fixtures::session_of(&t.db, &c.w.deps, c.smith).await;
+    refused(
+        break_glass(
+            &t.db,
+            &c.w.deps,
+            &jones,
+            &other,
+            id,
+            "collapsed in the lobby",
+            &meta(),
+        )
+        .await,
+    );
+    assert_eq!(
+        count_events(&t.owner, "record_access_denied").await,
+        denied_before + 2
+    );
 }

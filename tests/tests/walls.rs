@@ -405,10 +405,32 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             assert!(rls_refused(&result), "{what}: {result:?}");
         }
 
+        {
         // Protected records: Acme's invisible from Healthy Stellar; inside the clinic
         // only what the acting user may open; no record changed without keeping its
         // version; no grant given by someone who may not, or to oneself by a nurse;
         // nothing deleted, no subject or author rewritten.
+        // Just after the seeded clinic's grants began (they run a year), not at the
+        // server's time: the wall is the same whatever the date the suite runs on.
+        let seeded: chrono::DateTime<chrono::Utc> = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT max(starts_at) FROM access_grants WHERE tenant_id = '{own}'"),
+            ))
+            .await
+            .expect("reads")
+            .expect("a row")
+            .try_get_by_index(0)
+            .expect("the clinic's grants");
+        let at = Some(seeded + chrono::Duration::seconds(1));
+        let as_runtime = |db, tenant, user, sql: &str| {
+            let sql = sql.to_owned();
+            async move { tests::runtime::as_runtime_at(db, tenant, user, at, &sql).await }
+        };
+        let count_as_runtime = |db, tenant, user, sql: &str| {
+            let sql = sql.to_owned();
+            async move { tests::runtime::count_as_runtime_at(db, tenant, user, at, &sql).await }
+        };
         let garcia = user(&report, "nurse.garcia@healthystellar.com");
         let williams = user(&report, "nurse.williams@healthystellar.com");
         let johnson = user(&report, "dr.johnson@healthystellar.com");
@@ -461,11 +483,14 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         for (sql, as_user, what) in [
             (grant_sql(garcia, garcia, "grant"), garcia, "a nurse granting herself"),
             (grant_sql(me, garcia, "grant"), garcia, "a grant in another user's name"),
-            (grant_sql(johnson, johnson, "break_glass"), johnson, "break-glass below aal2"),
+            (format!("INSERT INTO access_grants (id, tenant_id, grantee_id, subject_id, record_id, access, kind, reason, granted_by, starts_at, expires_at, created_at) SELECT gen_random_uuid(), '{own}', '{johnson}', subject_id, id, 'read', 'break_glass', 'emergency', '{johnson}', now(), now() + interval '1 hour', now() FROM records WHERE subject_id = '{patient1}' LIMIT 1"), johnson, "break-glass below aal2"),
             (format!("INSERT INTO records (id, tenant_id, subject_id, author_id, record_type, title, body, version, created_at, updated_at) VALUES (gen_random_uuid(), '{own}', '{patient1}', '{me}', 'other', 'x', '\\x00', 1, now(), now())"), johnson, "a record by another author"),
             (format!("INSERT INTO records (id, tenant_id, subject_id, author_id, record_type, title, body, version, created_at, updated_at) VALUES (gen_random_uuid(), '{own}', '{patient1}', '{garcia}', 'other', 'x', '\\x00', 1, now(), now())"), garcia, "a record by a nurse (no records:write)"),
             (format!("INSERT INTO records (id, tenant_id, subject_id, author_id, record_type, title, body, version, created_at, updated_at) VALUES (gen_random_uuid(), '{other}', '{alice}', '{johnson}', 'other', 'x', '\\x00', 1, now(), now())"), johnson, "a record in another tenant"),
             (format!("INSERT INTO record_versions (id, tenant_id, record_id, version, record_type, title, body, written_by, written_at, superseded_by, superseded_at) SELECT gen_random_uuid(), tenant_id, id, version, record_type, title, body, author_id, updated_at, '{me}', now() FROM records WHERE subject_id = '{patient1}' LIMIT 1"), johnson, "a version kept in another user's name"),
+            (format!("INSERT INTO record_versions (id, tenant_id, record_id, version, record_type, title, body, written_by, written_at, superseded_by, superseded_at) SELECT gen_random_uuid(), tenant_id, id, version, record_type, title, body, COALESCE(updated_by, author_id), updated_at, '{williams}', now() FROM records WHERE subject_id = '{patient2}' LIMIT 1"), williams, "a version kept by a reader (it would block the next change)"),
+            (format!("INSERT INTO record_versions (id, tenant_id, record_id, version, record_type, title, body, written_by, written_at, superseded_by, superseded_at) SELECT gen_random_uuid(), tenant_id, id, version + 1, record_type, title, body, COALESCE(updated_by, author_id), updated_at, '{johnson}', now() FROM records WHERE subject_id = '{patient1}' LIMIT 1"), johnson, "a version kept ahead of the record"),
+            (format!("INSERT INTO record_versions (id, tenant_id, record_id, version, record_type, title, body, written_by, written_at, superseded_by, superseded_at) SELECT gen_random_uuid(), tenant_id, id, version, record_type, 'forged', body, COALESCE(updated_by, author_id), updated_at, '{johnson}', now() FROM records WHERE subject_id = '{patient1}' LIMIT 1"), johnson, "a kept version that is not the record"),
         ] {
             let result = as_runtime(db, Some(own), Some(as_user), &sql).await;
             assert!(rls_refused(&result), "{what}: {result:?}");
@@ -475,6 +500,7 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         let result = as_runtime(db, Some(own), Some(me), "UPDATE access_grants SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL WHERE revoked_at IS NOT NULL").await;
         assert!(changed_nothing(&result), "un-revoking: {result:?}");
 
+        }
         // Billing: Acme's subscription, usage and payment records invisible from Healthy
         // Stellar; nothing written for another tenant or in another user's name; only
         // the state columns change (a subscription's status, plan, periods and
@@ -534,10 +560,20 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             matches!(&result, Err(e) if e.to_string().contains("is not a transition")),
             "a canceled subscription reactivated: {result:?}"
         );
-        let result = as_runtime(db, Some(own), Some(me), "UPDATE payment_intents SET status = 'succeeded'; UPDATE payment_intents SET status = 'requires_payment_method'").await;
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE payment_intents SET status = 'succeeded' WHERE status = 'requires_payment_method'").await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("is not a transition")),
+            "an intent settled without processing: {result:?}"
+        );
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE payment_intents SET status = 'processing' WHERE status = 'requires_payment_method'; UPDATE payment_intents SET status = 'succeeded' WHERE status = 'processing'; UPDATE payment_intents SET status = 'processing' WHERE status = 'succeeded'").await;
         assert!(
             matches!(&result, Err(e) if e.to_string().contains("stays settled")),
             "a settled intent reopened: {result:?}"
+        );
+        let result = as_runtime(db, Some(own), Some(me), "UPDATE billing_subscriptions SET status = 'canceled', canceled_at = now() WHERE status <> 'canceled'; UPDATE billing_subscriptions SET current_period_start = now() WHERE status = 'canceled'").await;
+        assert!(
+            matches!(&result, Err(e) if e.to_string().contains("stays as it ended")),
+            "a canceled subscription's history rewritten: {result:?}"
         );
 
         // Data keys and deletion requests: one's own only; a key never changes, a
@@ -751,10 +787,15 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
                                    WHERE n.nspname = current_schema() AND p.prosecdef
                                      AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search_path=%')").await;
         assert_eq!(unpinned, 0, "every SECURITY DEFINER function pins its search_path");
+        // Trigger functions are not called: they run on their table's writes.
+        let callable_definers = count(db, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                            WHERE n.nspname = current_schema() AND p.prosecdef
+                                              AND p.prorettype <> 'trigger'::regtype").await;
         let for_runtime = count(db, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                                       WHERE n.nspname = current_schema() AND p.prosecdef
+                                        AND p.prorettype <> 'trigger'::regtype
                                         AND has_function_privilege('app_service', p.oid, 'EXECUTE')").await;
-        assert_eq!(for_runtime, definers, "the runtime role calls every SECURITY DEFINER function");
+        assert_eq!(for_runtime, callable_definers, "the runtime role calls every SECURITY DEFINER function");
         for role in ["read_only", "compliance_officer", "data_processor", "public"] {
             let callable = count(db, &format!(
                 "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

@@ -23,9 +23,17 @@ use service::{Deps, ManualClock, RequestMeta};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The catalogue: code, name, description, monthly price in US cents, limits per
-/// period (a metric not named is unlimited).
-const PLANS: [(&str, &str, &str, i64, &[(&str, i64)]); 3] = [
+/// A plan of the catalogue: code, name, description, monthly price in US cents, limits
+/// per period (a metric not named is unlimited).
+type PlanFixture = (
+    &'static str,
+    &'static str,
+    &'static str,
+    i64,
+    &'static [(&'static str, i64)],
+);
+
+const PLANS: [PlanFixture; 3] = [
     (
         "free",
         "Free",
@@ -142,7 +150,8 @@ where
                 metric,
                 *quantity,
                 &format!("{slug}-usage-{n}"),
-                deps.now() - Duration::minutes(30),
+                // In the subscription's current period, which began moments ago.
+                deps.now(),
             )
             .map_err(&on_err)?;
             billing::record_usage(db, deps, &ctx, &usage)

@@ -201,7 +201,8 @@ where
     Ok(())
 }
 
-/// Alice writes Bob's pre-employment check, amends it, and may read his later ones.
+/// Alice writes Bob's pre-employment check and amends it; Bob lets her read his later
+/// ones.
 async fn load_acme<C>(
     db: &C,
     deps: &Deps,
@@ -248,7 +249,11 @@ where
         deps.now() + Duration::days(90),
     )
     .map_err(&on_err)?;
-    grant_access(db, deps, &ctx, grant, &meta)
+    // Bob shares his own records: a subject needs no permission for that.
+    let bob_ctx = TenantCtx::for_member(db, acme, bob)
+        .await
+        .map_err(&on_err)?;
+    grant_access(db, deps, &bob_ctx, grant, &meta)
         .await
         .map_err(&on_err)?;
     clock.advance(Duration::seconds(1));

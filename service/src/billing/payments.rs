@@ -116,8 +116,9 @@ pub struct RecordingProvider {
     name: ProviderName,
     random: Arc<dyn RandomSource>,
     calls: Mutex<Vec<ProviderCall>>,
-    /// Intents by customer and idempotency key, so the same key gives the same intent.
-    intents: Mutex<BTreeMap<String, ProviderIntent>>,
+    /// Intents by idempotency key, with the parameters they were asked with: the same
+    /// key gives the same intent, and with other parameters an error.
+    intents: Mutex<BTreeMap<String, (String, ProviderIntent)>>,
     /// When set, every call fails with this reason.
     failing: Mutex<Option<String>>,
 }
@@ -241,17 +242,37 @@ impl PaymentProvider for RecordingProvider {
             key: key.as_str().to_owned(),
         })?;
         let mut intents = self.intents.lock().unwrap_or_else(|p| p.into_inner());
-        let memo = format!("{customer}/{}", key.as_str());
-        if let Some(intent) = intents.get(&memo) {
+        // Keyed like a provider account's idempotency keys: by the key alone, and the
+        // same key with other parameters is refused, as Stripe refuses it.
+        let memo = key.as_str().to_owned();
+        let asked = format!("{customer}/{}/{}", amount.minor, amount.currency.as_str());
+        if let Some((params, intent)) = intents.get(&memo) {
+            if *params != asked {
+                return Err(ServiceError::PaymentProvider {
+                    provider: self.name.as_str(),
+                    reason: "this idempotency key was used with other parameters".into(),
+                });
+            }
             return Ok(intent.clone());
         }
         let intent = ProviderIntent {
             id: self.new_id(self.prefixes().2),
             status: PaymentIntentStatus::RequiresPaymentMethod,
         };
-        intents.insert(memo, intent.clone());
+        intents.insert(memo, (asked, intent.clone()));
         Ok(intent)
     }
+}
+
+/// The idempotency key a provider sees: providers scope keys to the platform's
+/// account, not to a tenant, so the tenant's own key (which another tenant may use
+/// too) is hashed with the tenant's id. The same tenant and key give the same provider
+/// key, so a retry after a lost answer finds the provider's first intent.
+fn provider_key(tenant: entity::TenantId, key: &IdempotencyKey) -> IdempotencyKey {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{tenant}/{}", key.as_str()).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    IdempotencyKey::parse(&format!("saasdb:{hex}")).expect("71 ASCII letters, digits and ':'")
 }
 
 /// Which provider serves customers of which country: `by_country` first, else
@@ -613,7 +634,11 @@ where
     }
     let provider = router.provider(owner.provider)?;
     let created = provider
-        .create_intent(&owner.provider_customer_id, amount, key)
+        .create_intent(
+            &owner.provider_customer_id,
+            amount,
+            &provider_key(ctx.tenant_id(), key),
+        )
         .await?;
     let now = deps.now();
     let id = PaymentIntentId(deps.new_id(

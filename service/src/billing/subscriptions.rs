@@ -10,7 +10,7 @@ use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::request::RequestMeta;
 use crate::tenancy::{TenantCtx, TenantTxn};
-use chrono::{DateTime, Duration, Months, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, Utc};
 use entity::BillingSubscriptionId;
 use entity::billing::billing_plans::{self, PlanInterval};
 use entity::billing::billing_subscriptions::{self, SubscriptionStatus};
@@ -30,6 +30,35 @@ const MAX_PERIODS_PER_RENEWAL: u32 = 120;
 fn next_period_end(at: DateTime<Utc>, interval: PlanInterval) -> DateTime<Utc> {
     at.checked_add_months(Months::new(interval.months()))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The first period boundary after `after`, counted in whole periods from `anchor` (the
+/// start of the subscription's first paid period), so a short month does not move
+/// later periods: from January 31 the ends are February 28, March 31, April 30, ...
+fn period_end_after(
+    anchor: DateTime<Utc>,
+    after: DateTime<Utc>,
+    interval: PlanInterval,
+) -> DateTime<Utc> {
+    let step = interval.months();
+    // Whole months from the anchor to `after`, rounded down, as a first guess.
+    let months = (after.year() - anchor.year()) * 12 + after.month() as i32 - anchor.month() as i32;
+    let mut periods = u32::try_from(months.max(0)).unwrap_or(0) / step;
+    loop {
+        let end = anchor
+            .checked_add_months(Months::new(periods.saturating_mul(step)))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if end > after || end == DateTime::<Utc>::MAX_UTC {
+            return end;
+        }
+        periods += 1;
+    }
+}
+
+/// Where a subscription's paid periods are counted from: the end of its trial, else
+/// its start.
+fn period_anchor(subscription: &billing_subscriptions::Model) -> DateTime<Utc> {
+    subscription.trial_end.unwrap_or(subscription.created_at)
 }
 
 fn no_live_subscription() -> ServiceError {
@@ -374,13 +403,15 @@ where
                 reason: "a canceled subscription stays canceled",
             });
         }
-        SubscriptionStatus::PastDue => {
+        // Set to end with its period, it ends then, paid or not.
+        SubscriptionStatus::PastDue if !subscription.cancel_at_period_end => {
             return Err(ServiceError::Conflict {
                 entity: "billing subscription",
                 reason: "a past-due subscription renews once it is paid and active again",
             });
         }
-        SubscriptionStatus::Trialing | SubscriptionStatus::Active => {}
+        SubscriptionStatus::PastDue | SubscriptionStatus::Trialing | SubscriptionStatus::Active => {
+        }
     }
     if now < subscription.current_period_end {
         txn.commit().await?;
@@ -417,14 +448,19 @@ where
         return Ok(Renewal::Canceled(canceled));
     }
     let plan = plan_of(&txn, &subscription).await?;
+    let anchor = period_anchor(&subscription);
     let (mut start, mut end) = (
         subscription.current_period_end,
-        next_period_end(subscription.current_period_end, plan.billing_interval),
+        period_end_after(
+            anchor,
+            subscription.current_period_end,
+            plan.billing_interval,
+        ),
     );
     let mut rolled = 1;
     while end <= now && rolled < MAX_PERIODS_PER_RENEWAL {
         start = end;
-        end = next_period_end(end, plan.billing_interval);
+        end = period_end_after(anchor, end, plan.billing_interval);
         rolled += 1;
     }
     update(&txn, id, now)
@@ -535,6 +571,39 @@ mod unit {
                 );
             }
         }
+    }
+
+    #[test]
+    fn periods_count_from_their_anchor_and_do_not_drift() {
+        let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 12, 0, 0).unwrap();
+        let anchor = at(2026, 1, 31);
+        let mut end = anchor;
+        let mut ends = Vec::new();
+        for _ in 0..4 {
+            end = period_end_after(anchor, end, PlanInterval::Month);
+            ends.push(end);
+        }
+        assert_eq!(
+            ends,
+            [
+                at(2026, 2, 28),
+                at(2026, 3, 31),
+                at(2026, 4, 30),
+                at(2026, 5, 31)
+            ]
+        );
+        let leap = at(2028, 2, 29);
+        let once = period_end_after(leap, leap, PlanInterval::Year);
+        assert_eq!(once, at(2029, 2, 28));
+        assert_eq!(
+            period_end_after(leap, once, PlanInterval::Year),
+            at(2030, 2, 28)
+        );
+        assert_eq!(
+            period_end_after(leap, at(2031, 6, 1), PlanInterval::Year),
+            at(2032, 2, 29),
+            "back to the 29th in the next leap year"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::Result;
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::tenancy::{TenantCtx, TenantTxn};
+use chrono::{DateTime, Duration, Utc};
 use entity::UsageRecordId;
 use entity::billing::{billing_plans, usage_records};
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -24,6 +25,29 @@ pub struct RecordedUsage {
     pub duplicate: bool,
 }
 
+/// How far ahead of the service's clock usage may be dated (the reporter's clock may run
+/// a little fast).
+pub const USAGE_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// How late usage may be reported: older usage would change periods already billed.
+pub const USAGE_REPORTING_WINDOW: Duration = Duration::days(35);
+
+/// Usage is dated between [`USAGE_REPORTING_WINDOW`] ago and [`USAGE_CLOCK_SKEW`] from
+/// now: a future date would escape the current period's limit, an old one rewrite a
+/// closed period.
+fn check_occurred_at(occurred_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+    if occurred_at > now + USAGE_CLOCK_SKEW || occurred_at < now - USAGE_REPORTING_WINDOW {
+        return Err(ServiceError::validation(
+            "occurred_at",
+            format!(
+                "must be within the last {} days and at most {} minutes ahead",
+                USAGE_REPORTING_WINDOW.num_days(),
+                USAGE_CLOCK_SKEW.num_minutes()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Records `usage` for the context's tenant in the acting user's name, once per
 /// idempotency key: a report with a key the tenant used before adds nothing and returns
 /// the stored record (`duplicate`), also when the two race (the database's unique key on
@@ -31,8 +55,9 @@ pub struct RecordedUsage {
 /// Not audited: the record itself says who reported what and when.
 ///
 /// # Errors
-/// `Conflict` when the key was used for another metric or quantity (nothing is
-/// written); `Forbidden` without `usage:record`; `Db`.
+/// `Validation` (`occurred_at`) for usage dated more than [`USAGE_CLOCK_SKEW`] ahead or
+/// [`USAGE_REPORTING_WINDOW`] back; `Conflict` when the key was used for another
+/// metric or quantity (nothing is written); `Forbidden` without `usage:record`; `Db`.
 pub async fn record_usage<C>(
     db: &C,
     deps: &Deps,
@@ -42,8 +67,9 @@ pub async fn record_usage<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin(db, deps, ctx, Need::RecordUsage).await?;
     let now = deps.now();
+    check_occurred_at(usage.occurred_at, now)?;
+    let txn = begin(db, deps, ctx, Need::RecordUsage).await?;
     let id = UsageRecordId(deps.new_id(
         "usage_records",
         &format!("{}/{}", ctx.tenant_id(), usage.key.as_str()),
@@ -274,13 +300,21 @@ where
         .one(&txn)
         .await?
         .ok_or_else(|| ServiceError::not_found("billing plan", subscription.plan_id))?;
-    let period = UsagePeriod::current(&subscription);
+    // A period whose renewal is overdue lasts until it is renewed: usage recorded
+    // meanwhile counts against it, not against nothing.
+    let mut period = UsagePeriod::current(&subscription);
+    period.end = period
+        .end
+        .max(deps.now() + USAGE_CLOCK_SKEW + Duration::microseconds(1));
     let (used, _) = sum(&txn, metric.as_str(), period).await?;
     txn.commit().await?;
-    let limit = plan
-        .limits
-        .get(metric.as_str())
-        .and_then(|max| max.as_i64());
+    let limit = match plan.limits.get(metric.as_str()) {
+        None => None,
+        Some(max) => Some(max.as_i64().ok_or(ServiceError::Conflict {
+            entity: "billing plan",
+            reason: "its limit for this metric is not a whole number; fix the plan",
+        })?),
+    };
     let Some(limit) = limit else {
         return Ok(LimitCheck {
             metric: metric.as_str().to_owned(),

@@ -41,7 +41,7 @@ use entity::{AccessGrantId, RecordId, RecordVersionId, SealedBytes, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult,
-    PaginatorTrait, QueryFilter, QueryOrder, SqlErr, Statement, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, SqlErr, TransactionSession, TransactionTrait,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -160,11 +160,13 @@ fn open(
 /// Opens the tenant's transaction with the application's clock set for the
 /// records' row-level security (grants expire at the service's time, not the
 /// server's).
-async fn begin<C>(db: &C, deps: &Deps, ctx: &TenantCtx) -> Result<TenantTxn<C::Transaction>>
+/// Each operation reads the clock once: the grants the database lets through and the
+/// times the service writes and compares are then of the same instant.
+async fn begin<C>(db: &C, ctx: &TenantCtx, now: DateTime<Utc>) -> Result<TenantTxn<C::Transaction>>
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    ctx.begin_at(db, deps.now()).await
+    ctx.begin_at(db, now).await
 }
 
 async fn allowed<T: ConnectionTrait + Send>(
@@ -182,7 +184,7 @@ async fn allowed<T: ConnectionTrait + Send>(
 /// not see it.
 async fn find_with_grant<T: ConnectionTrait + Send>(
     txn: &TenantTxn<T>,
-    deps: &Deps,
+    now: DateTime<Utc>,
     id: RecordId,
     write: bool,
 ) -> Result<Option<(records::Model, Option<AccessGrantId>)>> {
@@ -212,7 +214,7 @@ async fn find_with_grant<T: ConnectionTrait + Send>(
     };
     let params = [
         ("user", txn.actor().into()),
-        ("now", deps.now().into()),
+        ("now", now.into()),
         ("tenant", txn.tenant_id().into()),
         ("id", id.into()),
     ];
@@ -244,14 +246,15 @@ fn read_basis(
 async fn readable<T: ConnectionTrait + Send>(
     txn: &TenantTxn<T>,
     deps: &Deps,
+    now: DateTime<Utc>,
     id: RecordId,
 ) -> Result<Option<(records::Model, AccessBasis)>> {
     let actor = txn.actor();
-    let found = find_with_grant(txn, deps, id, false).await?;
-    if let Some((model, grant)) = &found {
-        if let Some(basis) = read_basis(model, actor, *grant) {
-            return Ok(Some((model.clone(), basis)));
-        }
+    let found = find_with_grant(txn, now, id, false).await?;
+    if let Some((model, grant)) = &found
+        && let Some(basis) = read_basis(model, actor, *grant)
+    {
+        return Ok(Some((model.clone(), basis)));
     }
     if !allowed(txn, deps, actor, "read_all").await? {
         return Ok(None);
@@ -260,19 +263,20 @@ async fn readable<T: ConnectionTrait + Send>(
     // for the same permission.
     let found = match found {
         Some((model, _)) => Some(model),
-        None => find_with_grant(txn, deps, id, false).await?.map(|(m, _)| m),
+        None => find_with_grant(txn, now, id, false).await?.map(|(m, _)| m),
     };
     Ok(found.map(|model| (model, AccessBasis::Role)))
 }
 
-/// Records the refusal of `operation` on record `id` (it commits `txn` with it) and
-/// returns the error to give.
+/// Records the refusal of `operation` on `resource` (it commits `txn` with it) and
+/// returns `refusal`, the error to give.
 async fn refuse<T>(
     txn: TenantTxn<T>,
     deps: &Deps,
     ctx: &TenantCtx,
-    id: RecordId,
+    resource: (&'static str, String),
     operation: &'static str,
+    refusal: ServiceError,
     meta: &RequestMeta,
 ) -> ServiceError
 where
@@ -285,7 +289,7 @@ where
             AuditEntry::new(AuditEvent::RecordAccessDenied, AuditOutcome::Denied, meta)
                 .tenant(ctx.tenant_id())
                 .actor(ctx.actor())
-                .resource("record", id)
+                .resource(resource.0, resource.1)
                 .risk(40)
                 .details(json!({ "operation": operation })),
         )
@@ -295,9 +299,38 @@ where
     }
     .await;
     match recorded {
-        Ok(()) => ServiceError::Forbidden {
-            reason: "no access to this record (or there is no such record)",
-        },
+        Ok(()) => refusal,
+        Err(err) => err,
+    }
+}
+
+/// The refusal of an operation on a record, the same whether the record exists or not.
+fn no_access() -> ServiceError {
+    ServiceError::Forbidden {
+        reason: "no access to this record (or there is no such record)",
+    }
+}
+
+fn on_record(id: RecordId) -> (&'static str, String) {
+    ("record", id.to_string())
+}
+
+/// Records a refusal that happened before a tenant transaction could be used (another
+/// user's session, a session no longer live) on a transaction of its own.
+async fn refuse_outside<C>(
+    db: &C,
+    deps: &Deps,
+    ctx: &TenantCtx,
+    id: RecordId,
+    operation: &'static str,
+    refusal: ServiceError,
+    meta: &RequestMeta,
+) -> ServiceError
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    match begin(db, ctx, deps.now()).await {
+        Ok(txn) => refuse(txn, deps, ctx, on_record(id), operation, refusal, meta).await,
         Err(err) => err,
     }
 }
@@ -353,9 +386,10 @@ pub async fn read_record<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin(db, deps, ctx).await?;
-    let Some((model, access)) = readable(&txn, deps, id).await? else {
-        return Err(refuse(txn, deps, ctx, id, "read", meta).await);
+    let now = deps.now();
+    let txn = begin(db, ctx, now).await?;
+    let Some((model, access)) = readable(&txn, deps, now, id).await? else {
+        return Err(refuse(txn, deps, ctx, on_record(id), "read", no_access(), meta).await);
     };
     let opened = read_in(&txn, deps, ctx, model, access, json!({}), meta).await?;
     txn.commit().await?;
@@ -377,9 +411,10 @@ pub async fn record_history<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin(db, deps, ctx).await?;
-    let Some((model, access)) = readable(&txn, deps, id).await? else {
-        return Err(refuse(txn, deps, ctx, id, "history", meta).await);
+    let now = deps.now();
+    let txn = begin(db, ctx, now).await?;
+    let Some((model, access)) = readable(&txn, deps, now, id).await? else {
+        return Err(refuse(txn, deps, ctx, on_record(id), "history", no_access(), meta).await);
     };
     let versions = record_versions::Entity::find()
         .filter(record_versions::Column::TenantId.eq(ctx.tenant_id()))
@@ -423,7 +458,9 @@ async fn is_member<T: ConnectionTrait + Send>(txn: &TenantTxn<T>, user: UserId) 
 }
 
 /// Writes a new record in the acting user's name. Needs `records:write`; the subject
-/// must be an active member of the tenant. Records `record_created`.
+/// must be an active member of the tenant. Records `record_created` (or
+/// `record_access_denied`). The audit row names the record, not its subject: the
+/// tenant's trail is read more widely than the records.
 ///
 /// # Errors
 /// `Forbidden` without `records:write`; `Validation` for a subject outside the
@@ -438,11 +475,14 @@ pub async fn create_record<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin(db, deps, ctx).await?;
+    let now = deps.now();
+    let txn = begin(db, ctx, now).await?;
+    let id = RecordId(deps.new_id("records", &new.subject.to_string()));
     if !allowed(&txn, deps, ctx.actor(), "write").await? {
-        return Err(ServiceError::Forbidden {
+        let refusal = ServiceError::Forbidden {
             reason: "writing records needs records:write",
-        });
+        };
+        return Err(refuse(txn, deps, ctx, on_record(id), "create", refusal, meta).await);
     }
     if !is_member(&txn, new.subject).await? {
         return Err(ServiceError::validation(
@@ -450,8 +490,6 @@ where
             "is not an active member of this tenant",
         ));
     }
-    let now = deps.now();
-    let id = RecordId(deps.new_id("records", &new.subject.to_string()));
     records::Entity::insert(records::ActiveModel {
         id: Set(id),
         tenant_id: Set(ctx.tenant_id()),
@@ -472,11 +510,7 @@ where
         deps,
         AuditEntry::by_member(ctx, AuditEvent::RecordCreated, meta)
             .resource("record", id)
-            .details(json!({
-                "subject_id": new.subject,
-                "record_type": new.record_type,
-                "version": 1,
-            })),
+            .details(json!({ "record_type": new.record_type, "version": 1 })),
     )
     .await?;
     txn.commit().await?;
@@ -504,19 +538,20 @@ pub async fn update_record<C>(
 where
     C: ConnectionTrait + TransactionTrait,
 {
-    let txn = begin(db, deps, ctx).await?;
+    let now = deps.now();
+    let txn = begin(db, ctx, now).await?;
     let actor = ctx.actor();
-    let found = find_with_grant(&txn, deps, id, true).await?;
+    let found = find_with_grant(&txn, now, id, true).await?;
     let basis = match &found {
         Some((model, _)) if model.author_id == actor => Some(AccessBasis::Author),
         Some((_, Some(grant))) => Some(AccessBasis::Grant(*grant)),
         _ => None,
     };
     let (Some((current, _)), Some(basis)) = (found, basis) else {
-        return Err(refuse(txn, deps, ctx, id, "write", meta).await);
+        return Err(refuse(txn, deps, ctx, on_record(id), "write", no_access(), meta).await);
     };
     if !allowed(&txn, deps, actor, "write").await? {
-        return Err(refuse(txn, deps, ctx, id, "write", meta).await);
+        return Err(refuse(txn, deps, ctx, on_record(id), "write", no_access(), meta).await);
     }
     if current.version != expected_version {
         return Err(ServiceError::Conflict {
@@ -524,7 +559,6 @@ where
             reason: "it was changed since that version was read; read it again",
         });
     }
-    let now = deps.now();
     let kept =
         RecordVersionId(deps.new_id("record_versions", &format!("{id}/{}", current.version)));
     let old_body = open(deps, RECORD_SLOT, id.0, &current.body)?;
@@ -567,10 +601,10 @@ where
         .exec(&txn)
         .await?;
     if updated.rows_affected != 1 {
-        return Err(ServiceError::Conflict {
-            entity: "record",
-            reason: "it was changed since that version was read; read it again",
-        });
+        // The row is locked, so its version cannot have moved: on PostgreSQL the write
+        // grant ended (a revocation committed) between the read and the update.
+        txn.rollback().await?;
+        return Err(refuse_outside(db, deps, ctx, id, "write", no_access(), meta).await);
     }
     let mut details = basis.as_json();
     if let Some(map) = details.as_object_mut() {
@@ -602,11 +636,17 @@ where
     Ok(next)
 }
 
+/// How far back a grant may be dated to start (the caller's clock may lag).
+const GRANT_START_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Gives a grant. Needs `records:grant`, or being the subject (who may share their
-/// own records). Grantee and subject must be active members; a grant on one record
-/// must name that record's subject; it expires in the future and within
-/// [`RecordsPolicy::longest_grant`](crate::RecordsPolicy) of its start. Records
-/// `record_access_granted`.
+/// own records); nobody grants themselves (a holder of `records:grant` in an
+/// emergency uses [`break_glass`]). Grantee and subject must be active members; a
+/// grant on one record must name that record's subject; it starts between now (a few
+/// minutes' skew allowed) and [`RecordsPolicy::longest_grant`](crate::RecordsPolicy)
+/// ahead, and runs at most that long. Records `record_access_granted` (naming the
+/// grantee and the record, not the subject or the reason: the tenant's trail is read
+/// more widely than the grants), or `record_access_denied`.
 ///
 /// # Errors
 /// `Forbidden`; `Validation`; `Db`.
@@ -621,27 +661,40 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let now = deps.now();
+    let longest = deps.config.records.longest_grant;
     let starts_at = grant.starts_at.unwrap_or(now);
+    if starts_at < now - GRANT_START_SKEW || starts_at > now + longest {
+        return Err(ServiceError::validation(
+            "starts_at",
+            format!("must be from now to {} days ahead", longest.num_days()),
+        ));
+    }
     if grant.expires_at <= now || grant.expires_at <= starts_at {
         return Err(ServiceError::validation(
             "expires_at",
             "must be in the future and after the start",
         ));
     }
-    if grant.expires_at - starts_at > deps.config.records.longest_grant {
+    if grant.expires_at - starts_at > longest {
         return Err(ServiceError::validation(
             "expires_at",
-            format!(
-                "a grant runs at most {} days",
-                deps.config.records.longest_grant.num_days()
-            ),
+            format!("a grant runs at most {} days", longest.num_days()),
         ));
     }
-    let txn = begin(db, deps, ctx).await?;
+    if grant.grantee == ctx.actor() {
+        return Err(ServiceError::validation(
+            "grantee",
+            "nobody grants themselves access (in an emergency, break the glass)",
+        ));
+    }
+    let txn = begin(db, ctx, now).await?;
+    let id = AccessGrantId(deps.new_id("access_grants", &grant.grantee.to_string()));
     if ctx.actor() != grant.subject && !allowed(&txn, deps, ctx.actor(), "grant").await? {
-        return Err(ServiceError::Forbidden {
+        let refusal = ServiceError::Forbidden {
             reason: "giving access to records needs records:grant (or being their subject)",
-        });
+        };
+        let resource = ("access_grant", id.to_string());
+        return Err(refuse(txn, deps, ctx, resource, "grant", refusal, meta).await);
     }
     for (field, user) in [("grantee", grant.grantee), ("subject", grant.subject)] {
         if !is_member(&txn, user).await? {
@@ -651,7 +704,6 @@ where
             ));
         }
     }
-    let id = AccessGrantId(deps.new_id("access_grants", &grant.grantee.to_string()));
     access_grants::Entity::insert(access_grants::ActiveModel {
         id: Set(id),
         tenant_id: Set(ctx.tenant_id()),
@@ -684,10 +736,8 @@ where
             .resource("access_grant", id)
             .details(json!({
                 "grantee_id": grant.grantee,
-                "subject_id": grant.subject,
                 "record_id": grant.record,
                 "access": grant.access,
-                "reason": grant.reason,
                 "starts_at": starts_at,
                 "expires_at": grant.expires_at,
             })),
@@ -698,11 +748,12 @@ where
 }
 
 /// Ends grant `id` now, saying why. Needs `records:grant`, or having given it, or
-/// being its subject. Records `record_access_revoked`.
+/// being its subject. Records `record_access_revoked` (or `record_access_denied`).
 ///
 /// # Errors
-/// `Validation` for a blank or overlong reason; `NotFound`; `Conflict` when it was
-/// revoked already; `Forbidden`; `Db`.
+/// `Validation` for a blank or overlong reason; `NotFound` for a grant the acting
+/// user may not see (on every backend the same answer as for no grant at all);
+/// `Conflict` when it was revoked already; `Forbidden`; `Db`.
 pub async fn revoke_access<C>(
     db: &C,
     deps: &Deps,
@@ -715,22 +766,26 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let reason = input::revoke_reason(reason)?;
-    let txn = begin(db, deps, ctx).await?;
+    let now = deps.now();
+    let txn = begin(db, ctx, now).await?;
+    let actor = ctx.actor();
+    let may_manage = allowed(&txn, deps, actor, "grant").await?;
     let grant = access_grants::Entity::find_by_id(id)
         .filter(access_grants::Column::TenantId.eq(ctx.tenant_id()))
         .one(&txn)
         .await?
-        .ok_or_else(|| ServiceError::not_found("access grant", id))?;
-    let actor = ctx.actor();
-    if actor != grant.granted_by
-        && actor != grant.subject_id
-        && !allowed(&txn, deps, actor, "grant").await?
-    {
-        return Err(ServiceError::Forbidden {
+        // As PostgreSQL's policy shows grants: to those they concern and to managers.
+        .filter(|g| may_manage || [g.grantee_id, g.subject_id, g.granted_by].contains(&actor));
+    let Some(grant) = grant else {
+        return Err(ServiceError::not_found("access grant", id));
+    };
+    if actor != grant.granted_by && actor != grant.subject_id && !may_manage {
+        let refusal = ServiceError::Forbidden {
             reason: "revoking access needs records:grant (or having given it, or being the subject)",
-        });
+        };
+        let resource = ("access_grant", id.to_string());
+        return Err(refuse(txn, deps, ctx, resource, "revoke", refusal, meta).await);
     }
-    let now = deps.now();
     let revoked = access_grants::Entity::update_many()
         .col_expr(access_grants::Column::RevokedAt, Expr::value(now))
         .col_expr(access_grants::Column::RevokedBy, Expr::value(actor))
@@ -756,9 +811,7 @@ where
             .resource("access_grant", id)
             .details(json!({
                 "grantee_id": grant.grantee_id,
-                "subject_id": grant.subject_id,
                 "record_id": grant.record_id,
-                "reason": reason,
                 "was_live": grant.expires_at > now && grant.starts_at <= now,
             })),
     )
@@ -767,25 +820,15 @@ where
     Ok(())
 }
 
-/// The subject of record `id`, for a break-glass grant: through
-/// `app_break_glass_subject` on PostgreSQL (the record is not visible yet).
+/// The subject to name in a break-glass grant on record `id`, before the record is
+/// visible. On PostgreSQL none is needed: the grant's trigger fills in the record's
+/// subject (the acting user stands in until then) and refuses an unknown record.
 async fn subject_for_break_glass<T: ConnectionTrait + Send>(
     txn: &TenantTxn<T>,
     id: RecordId,
 ) -> Result<Option<UserId>> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        let row = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT app_break_glass_subject($1)",
-                [id.into()],
-            ))
-            .await?;
-        return Ok(row
-            .map(|r| r.try_get_by_index::<Option<Uuid>>(0))
-            .transpose()?
-            .flatten()
-            .map(UserId));
+        return Ok(Some(txn.actor()));
     }
     Ok(records::Entity::find_by_id(id)
         .filter(records::Column::TenantId.eq(txn.tenant_id()))
@@ -799,7 +842,7 @@ async fn subject_for_break_glass<T: ConnectionTrait + Send>(
 /// opener a read grant on the record for
 /// [`RecordsPolicy::break_glass_for`](crate::RecordsPolicy) (further reads within it
 /// need no new opening), records `record_break_glass` at risk 90 and then
-/// `record_read`. A refusal records `record_access_denied`.
+/// `record_read`. Every refusal records `record_access_denied`.
 ///
 /// # Errors
 /// `Validation` for a reason under 10 characters (nothing is written);
@@ -820,50 +863,78 @@ where
 {
     let reason = input::break_glass_reason(reason)?;
     if session.user_id() != ctx.actor() {
-        return Err(ServiceError::Forbidden {
+        let refusal = ServiceError::Forbidden {
             reason: "break-glass needs the acting user's own session",
-        });
+        };
+        return Err(refuse_outside(db, deps, ctx, id, "break_glass", refusal, meta).await);
     }
-    let txn = begin(db, deps, ctx).await?;
-    let current = load_session(&txn, deps, session.user_id(), session.session_id()).await?;
+    let now = deps.now();
+    let txn = begin(db, ctx, now).await?;
+    let current = match load_session(&txn, deps, session.user_id(), session.session_id()).await {
+        Ok(current) => current,
+        Err(err) => {
+            return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", err, meta).await);
+        }
+    };
     set_assurance_context(&txn, current.aal()).await?;
     if current.aal() < AssuranceLevel::Aal2 {
-        let refused = refuse(txn, deps, ctx, id, "break_glass_without_aal2", meta).await;
-        return Err(match refused {
-            ServiceError::Forbidden { .. } => ServiceError::StepUpRequired {
-                needs: crate::error::StepUp::SecondFactor,
-            },
-            other => other,
-        });
+        let refusal = ServiceError::StepUpRequired {
+            needs: crate::error::StepUp::SecondFactor,
+        };
+        let operation = "break_glass_without_aal2";
+        return Err(refuse(txn, deps, ctx, on_record(id), operation, refusal, meta).await);
     }
     if !allowed(&txn, deps, ctx.actor(), "break_glass").await? {
-        return Err(refuse(txn, deps, ctx, id, "break_glass", meta).await);
+        let refusal = ServiceError::Forbidden {
+            reason: "breaking the glass needs records:break_glass",
+        };
+        return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", refusal, meta).await);
     }
-    let subject = subject_for_break_glass(&txn, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("record", id))?;
-    let now = deps.now();
+    let Some(subject) = subject_for_break_glass(&txn, id).await? else {
+        let refusal = ServiceError::not_found("record", id);
+        return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", refusal, meta).await);
+    };
     let expires_at = now + deps.config.records.break_glass_for;
     let grant = AccessGrantId(deps.new_id("access_grants", &format!("break-glass/{id}")));
-    access_grants::Entity::insert(access_grants::ActiveModel {
-        id: Set(grant),
-        tenant_id: Set(ctx.tenant_id()),
-        grantee_id: Set(ctx.actor()),
-        subject_id: Set(subject),
-        record_id: Set(Some(id)),
-        access: Set(GrantAccess::Read),
-        kind: Set(GrantKind::BreakGlass),
-        reason: Set(reason.clone()),
-        granted_by: Set(ctx.actor()),
-        starts_at: Set(now),
-        expires_at: Set(expires_at),
-        revoked_at: Set(None),
-        revoked_by: Set(None),
-        revoke_reason: Set(None),
-        created_at: Set(now),
-    })
-    .exec_without_returning(&txn)
-    .await?;
+    // A savepoint, so an unknown record (refused by the grant's foreign key or, on
+    // PostgreSQL, its trigger) leaves the transaction usable for the refusal's record.
+    let inserted = async {
+        let savepoint = txn.begin().await?;
+        access_grants::Entity::insert(access_grants::ActiveModel {
+            id: Set(grant),
+            tenant_id: Set(ctx.tenant_id()),
+            grantee_id: Set(ctx.actor()),
+            subject_id: Set(subject),
+            record_id: Set(Some(id)),
+            access: Set(GrantAccess::Read),
+            kind: Set(GrantKind::BreakGlass),
+            reason: Set(reason.clone()),
+            granted_by: Set(ctx.actor()),
+            starts_at: Set(now),
+            expires_at: Set(expires_at),
+            revoked_at: Set(None),
+            revoked_by: Set(None),
+            revoke_reason: Set(None),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&savepoint)
+        .await?;
+        savepoint.commit().await
+    }
+    .await;
+    match inserted {
+        Ok(()) => {}
+        Err(err)
+            if matches!(
+                err.sql_err(),
+                Some(SqlErr::ForeignKeyConstraintViolation(_))
+            ) =>
+        {
+            let refusal = ServiceError::not_found("record", id);
+            return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", refusal, meta).await);
+        }
+        Err(err) => return Err(err.into()),
+    }
     record(
         &txn,
         deps,
@@ -872,14 +943,12 @@ where
             .risk(90)
             .details(json!({
                 "grant_id": grant,
-                "subject_id": subject,
-                "reason": reason,
                 "expires_at": expires_at,
                 "session_id": session.session_id(),
             })),
     )
     .await?;
-    let (model, basis) = readable(&txn, deps, id)
+    let (model, basis) = readable(&txn, deps, now, id)
         .await?
         .ok_or(ServiceError::Forbidden {
             reason: "the break-glass grant did not open the record",
@@ -899,9 +968,9 @@ where
 }
 
 /// The break-glass openings of the tenant that started in `[since, until)`, oldest
-/// first, each with the opener's reads of the record while it lasted: what a
-/// privacy officer reviews. Needs `records:review`. Records
-/// `record_break_glass_reviewed`.
+/// first, each with the opener's reads of the record until the opening expired (an
+/// early revocation does not hide reads from the review): what a privacy officer
+/// reviews. Needs `records:review`. Records `record_break_glass_reviewed`.
 ///
 /// # Errors
 /// `Forbidden`; `Validation` for an empty period; `Db`.
@@ -919,7 +988,7 @@ where
     if until <= since {
         return Err(ServiceError::validation("until", "must be after since"));
     }
-    let txn = begin(db, deps, ctx).await?;
+    let txn = begin(db, ctx, deps.now()).await?;
     if !allowed(&txn, deps, ctx.actor(), "review").await? {
         return Err(ServiceError::Forbidden {
             reason: "reviewing break-glass openings needs records:review",
@@ -936,9 +1005,6 @@ where
         .await?;
     let mut uses = Vec::with_capacity(grants.len());
     for grant in grants {
-        let ended = grant
-            .revoked_at
-            .map_or(grant.expires_at, |r| r.min(grant.expires_at));
         let reads = audit_logs::Entity::find()
             .filter(audit_logs::Column::TenantId.eq(ctx.tenant_id()))
             .filter(audit_logs::Column::EventType.eq(AuditEvent::RecordRead.code()))
@@ -949,7 +1015,7 @@ where
                     .eq(grant.record_id.map(|r| r.to_string()).unwrap_or_default()),
             )
             .filter(audit_logs::Column::OccurredAt.gte(grant.starts_at))
-            .filter(audit_logs::Column::OccurredAt.lt(ended))
+            .filter(audit_logs::Column::OccurredAt.lt(grant.expires_at))
             .count(&txn)
             .await?;
         uses.push(BreakGlassUse { grant, reads });
