@@ -119,6 +119,34 @@ impl TenantCtx {
         now: Option<DateTime<Utc>>,
     ) -> Result<TenantTxn<C::Transaction>> {
         let txn = begin_write_isolated(db, isolation).await?;
+        if txn.get_database_backend() == DbBackend::Postgres && self.own_schema.is_none() {
+            // Every tenant operation starts here: the context and the membership proof
+            // in one round trip.
+            let row = txn
+                .query_one_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    CONTEXT_AND_MEMBERSHIP,
+                    [
+                        self.tenant_id.to_string().into(),
+                        self.actor.to_string().into(),
+                        now.map(|at| at.to_rfc3339()).unwrap_or_default().into(),
+                        self.tenant_id.into(),
+                        self.actor.into(),
+                    ],
+                ))
+                .await?;
+            let role = row
+                .map(|r| r.try_get_by_index::<Option<MembershipRole>>(0))
+                .transpose()?
+                .flatten()
+                .ok_or_else(not_a_member)?;
+            return Ok(TenantTxn {
+                txn,
+                tenant_id: self.tenant_id,
+                actor: self.actor,
+                role,
+            });
+        }
         set_row_security_context_at(&txn, Some(self.tenant_id), Some(self.actor), now).await?;
         if let Some(schema) = &self.own_schema {
             let row = txn
@@ -178,6 +206,23 @@ impl TenantCtx {
         self.actor
     }
 }
+
+/// [`set_row_security_context_at`] and the membership query of [`TenantCtx::begin`] as
+/// one PostgreSQL statement. The membership subquery reads the context's row, so it
+/// runs after the settings it depends on are in place (an uncorrelated one could be
+/// evaluated first). Names resolve when the statement is parsed, before the search
+/// path is reset: `memberships` and `tenants` live only in the main schema.
+const CONTEXT_AND_MEMBERSHIP: &str = "
+WITH context AS MATERIALIZED (
+    SELECT set_config('app.current_tenant_id', $1, true) AS tenant,
+           set_config('app.current_user_id', $2, true) AS actor,
+           set_config('app.current_time', $3, true) AS at,
+           CASE WHEN current_setting('app.base_search_path', true) <> ''
+                THEN set_config('search_path', current_setting('app.base_search_path'), true) END AS path)
+SELECT (SELECT m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.tenant_id = $4 AND m.user_id = $5 AND m.status = 'active' AND t.is_active
+           AND context.tenant IS NOT NULL) AS role
+  FROM context";
 
 fn not_a_member() -> ServiceError {
     ServiceError::Forbidden {
