@@ -223,8 +223,10 @@ CREATE POLICY wall_insert ON access_grants FOR INSERT
     WITH CHECK (tenant_id = app_current_tenant() AND granted_by = app_current_user()
                 AND revoked_at IS NULL
                 AND CASE kind
-                      WHEN 'grant' THEN subject_id = app_current_user()
-                           OR user_has_permission(app_current_user(), tenant_id, 'records', 'grant')
+                      WHEN 'grant' THEN grantee_id <> app_current_user()
+                           AND starts_at >= app_current_time() - interval '5 minutes'
+                           AND (subject_id = app_current_user()
+                                OR user_has_permission(app_current_user(), tenant_id, 'records', 'grant'))
                       WHEN 'break_glass' THEN grantee_id = app_current_user()
                            AND app_current_aal() = 'aal2'
                            AND user_has_permission(app_current_user(), tenant_id, 'records', 'break_glass')
@@ -246,8 +248,11 @@ CREATE POLICY wall_update ON access_grants FOR UPDATE
 -- Whoever updates: one version at a time, the replaced one kept first, and the record
 -- stays its subject's and its author's; only a re-encryption by the owner rewrites a
 -- body in place.
+DO $versioned$
+BEGIN
+  EXECUTE replace($body$
 CREATE FUNCTION app_records_versioned() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SET search_path = pg_catalog, {schema}, pg_temp
     AS $$
 BEGIN
   IF NEW.subject_id IS DISTINCT FROM OLD.subject_id OR NEW.author_id IS DISTINCT FROM OLD.author_id
@@ -260,7 +265,7 @@ BEGIN
   IF ROW(NEW.record_type, NEW.title, NEW.version, NEW.updated_at, NEW.updated_by)
        IS NOT DISTINCT FROM ROW(OLD.record_type, OLD.title, OLD.version, OLD.updated_at, OLD.updated_by)
      AND (current_user = (SELECT pg_get_userbyid(c.relowner) FROM pg_class c WHERE c.oid = TG_RELID)
-          OR (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user)) THEN
+          OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) THEN
     RETURN NEW;
   END IF;
   IF NEW.version <> OLD.version + 1 THEN
@@ -275,25 +280,32 @@ BEGIN
   RETURN NEW;
 END
 $$;
+$body$, '{schema}', quote_ident(current_schema()));
+END
+$versioned$;
 CREATE TRIGGER records_versioned BEFORE UPDATE ON records
     FOR EACH ROW EXECUTE FUNCTION app_records_versioned();
 
 -- A break-glass grant names the record's subject, which its opener cannot see yet:
--- filled in from the record (as the owner), whatever the insert said. An unknown
--- record is refused like a broken foreign key.
+-- filled in from the record (as the owner), whatever the insert said, and only for a
+-- grant of the current tenant to the acting user. Nothing is raised here, before the
+-- insert policy runs: for an unknown record the stand-in subject stays, and the
+-- foreign keys refuse the row after the policy did (no probing of other tenants).
 DO $functions$
 BEGIN
   EXECUTE replace($body$
 CREATE FUNCTION app_break_glass_subject() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, {schema}, pg_temp
     AS $$
+DECLARE
+  OLD_SUBJECT uuid := NEW.subject_id;
 BEGIN
-  IF NEW.kind = 'break_glass' THEN
+  IF NEW.kind = 'break_glass' AND NEW.tenant_id = app_current_tenant()
+     AND NEW.grantee_id = app_current_user() THEN
     SELECT r.subject_id INTO NEW.subject_id FROM records r
      WHERE r.tenant_id = NEW.tenant_id AND r.id = NEW.record_id;
     IF NOT FOUND THEN
-      RAISE EXCEPTION 'break-glass on record %: no such record in this tenant', NEW.record_id
-        USING ERRCODE = 'foreign_key_violation';
+      NEW.subject_id := OLD_SUBJECT;
     END IF;
   END IF;
   RETURN NEW;

@@ -495,6 +495,16 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
             let result = as_runtime(db, Some(own), Some(as_user), &sql).await;
             assert!(rls_refused(&result), "{what}: {result:?}");
         }
+        // A break-glass grant naming another tenant's record, or no record: the same
+        // refusal, so nothing tells whether it exists.
+        for record in [
+            format!("(SELECT id FROM records WHERE tenant_id = '{other}' LIMIT 1)"),
+            "gen_random_uuid()".to_owned(),
+        ] {
+            let probe = format!("INSERT INTO access_grants (id, tenant_id, grantee_id, subject_id, record_id, access, kind, reason, granted_by, starts_at, expires_at, created_at) VALUES (gen_random_uuid(), '{other}', '{johnson}', '{johnson}', {record}, 'read', 'break_glass', 'probe', '{johnson}', now(), now() + interval '1 hour', now())");
+            let result = as_runtime(db, Some(own), Some(johnson), &probe).await;
+            assert!(rls_refused(&result), "a break-glass probe of another tenant: {result:?}");
+        }
         let result = as_runtime(db, Some(own), Some(johnson), &format!("UPDATE access_grants SET revoked_at = now(), revoked_by = '{johnson}', revoke_reason = 'x' WHERE grantee_id <> '{johnson}'")).await;
         assert!(changed_nothing(&result), "revoking others' grants: {result:?}");
         let result = as_runtime(db, Some(own), Some(me), "UPDATE access_grants SET revoked_at = NULL, revoked_by = NULL, revoke_reason = NULL WHERE revoked_at IS NOT NULL").await;

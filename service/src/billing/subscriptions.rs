@@ -289,7 +289,9 @@ where
                 .col_expr(
                     billing_subscriptions::Column::CurrentPeriodEnd,
                     Expr::value(next_period_end(now, plan.billing_interval)),
-                );
+                )
+                // The trial ends now: later periods count from here.
+                .col_expr(billing_subscriptions::Column::TrialEnd, Expr::value(now));
         }
         (_, SubscriptionStatus::Canceled) => {
             change = change.col_expr(billing_subscriptions::Column::CanceledAt, Expr::value(now));

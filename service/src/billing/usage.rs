@@ -302,11 +302,17 @@ where
         .ok_or_else(|| ServiceError::not_found("billing plan", subscription.plan_id))?;
     // A period whose renewal is overdue lasts until it is renewed: usage recorded
     // meanwhile counts against it, not against nothing.
-    let mut period = UsagePeriod::current(&subscription);
-    period.end = period
-        .end
-        .max(deps.now() + USAGE_CLOCK_SKEW + Duration::microseconds(1));
-    let (used, _) = sum(&txn, metric.as_str(), period).await?;
+    let period = UsagePeriod::current(&subscription);
+    let now = deps.now();
+    let counted = if now >= period.end {
+        UsagePeriod {
+            start: period.start,
+            end: now + USAGE_CLOCK_SKEW + Duration::microseconds(1),
+        }
+    } else {
+        period
+    };
+    let (used, _) = sum(&txn, metric.as_str(), counted).await?;
     txn.commit().await?;
     let limit = match plan.limits.get(metric.as_str()) {
         None => None,

@@ -17,8 +17,10 @@
 //! every grant and revocation is audited. A refusal does not say whether the
 //! record exists: on PostgreSQL the service could not tell, because the same rule is
 //! the records' row-level security policy there, with the acting user and the
-//! application's clock set per transaction; the runtime role cannot read a record
-//! it has no access to even with SQL of its own.
+//! application's clock set per transaction. Within the context the service set, SQL
+//! of the runtime role's own cannot read a record the acting user may not open. The
+//! policy trusts that context (`set_config`, as the tenant wall trusts the tenant):
+//! SQL that can set it can also act as someone else.
 
 use crate::Result;
 use crate::access::{Scope, has_permission};
@@ -770,12 +772,14 @@ where
     let txn = begin(db, ctx, now).await?;
     let actor = ctx.actor();
     let may_manage = allowed(&txn, deps, actor, "grant").await?;
+    let may_review = may_manage || allowed(&txn, deps, actor, "review").await?;
     let grant = access_grants::Entity::find_by_id(id)
         .filter(access_grants::Column::TenantId.eq(ctx.tenant_id()))
         .one(&txn)
         .await?
-        // As PostgreSQL's policy shows grants: to those they concern and to managers.
-        .filter(|g| may_manage || [g.grantee_id, g.subject_id, g.granted_by].contains(&actor));
+        // As PostgreSQL's policy shows grants: to those they concern, to managers and
+        // to reviewers.
+        .filter(|g| may_review || [g.grantee_id, g.subject_id, g.granted_by].contains(&actor));
     let Some(grant) = grant else {
         return Err(ServiceError::not_found("access grant", id));
     };
@@ -822,13 +826,14 @@ where
 
 /// The subject to name in a break-glass grant on record `id`, before the record is
 /// visible. On PostgreSQL none is needed: the grant's trigger fills in the record's
-/// subject (the acting user stands in until then) and refuses an unknown record.
+/// subject; the nil id stands in until then, and for an unknown record the foreign
+/// key refuses it.
 async fn subject_for_break_glass<T: ConnectionTrait + Send>(
     txn: &TenantTxn<T>,
     id: RecordId,
 ) -> Result<Option<UserId>> {
     if txn.get_database_backend() == DbBackend::Postgres {
-        return Ok(Some(txn.actor()));
+        return Ok(Some(UserId(Uuid::nil())));
     }
     Ok(records::Entity::find_by_id(id)
         .filter(records::Column::TenantId.eq(txn.tenant_id()))
@@ -862,6 +867,13 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let reason = input::break_glass_reason(reason)?;
+    let lasts = deps.config.records.break_glass_for;
+    if lasts <= chrono::Duration::zero() || lasts > chrono::Duration::days(1) {
+        return Err(ServiceError::Conflict {
+            entity: "configuration",
+            reason: "records.break_glass_for must be more than zero and at most a day",
+        });
+    }
     if session.user_id() != ctx.actor() {
         let refusal = ServiceError::Forbidden {
             reason: "break-glass needs the acting user's own session",
@@ -872,6 +884,7 @@ where
     let txn = begin(db, ctx, now).await?;
     let current = match load_session(&txn, deps, session.user_id(), session.session_id()).await {
         Ok(current) => current,
+        Err(err @ ServiceError::Db(_)) => return Err(err),
         Err(err) => {
             return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", err, meta).await);
         }
@@ -890,11 +903,17 @@ where
         };
         return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", refusal, meta).await);
     }
+    // Who may open it anyway (its subject, author, a grantee) needs no glass broken.
+    if let Some((model, basis)) = readable(&txn, deps, now, id).await? {
+        let opened = read_in(&txn, deps, ctx, model, basis, json!({}), meta).await?;
+        txn.commit().await?;
+        return Ok(opened);
+    }
     let Some(subject) = subject_for_break_glass(&txn, id).await? else {
         let refusal = ServiceError::not_found("record", id);
         return Err(refuse(txn, deps, ctx, on_record(id), "break_glass", refusal, meta).await);
     };
-    let expires_at = now + deps.config.records.break_glass_for;
+    let expires_at = now + lasts;
     let grant = AccessGrantId(deps.new_id("access_grants", &format!("break-glass/{id}")));
     // A savepoint, so an unknown record (refused by the grant's foreign key or, on
     // PostgreSQL, its trigger) leaves the transaction usable for the refusal's record.
