@@ -316,15 +316,13 @@ async fn dump_sealed<E: EntityTrait>(
         .into_iter()
         .map(|mut row| {
             let id = row["id"].as_str().expect("a uuid id").to_owned();
-            let sealed: Vec<u8> = match &row["body"] {
-                Value::Array(bytes) => bytes
-                    .iter()
-                    .map(|b| u8::try_from(b.as_u64().expect("a byte")).expect("a byte"))
-                    .collect(),
-                Value::String(text) => hex::decode(text.trim_start_matches("\\x"))
-                    .unwrap_or_else(|_| text.as_bytes().to_vec()),
-                other => panic!("{table}.body is not bytes: {other}"),
-            };
+            // SeaORM renders bytes as an array of numbers.
+            let sealed: Vec<u8> = row["body"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{table}.body is not bytes"))
+                .iter()
+                .map(|b| u8::try_from(b.as_u64().expect("a byte")).expect("a byte"))
+                .collect();
             let slot = service::crypto::FieldSlot {
                 table,
                 column: "body",

@@ -30,7 +30,6 @@ use crate::access::{Scope, has_permission};
 use crate::deps::Deps;
 use crate::error::ServiceError;
 use crate::tenancy::{TenantCtx, TenantTxn};
-use entity::tenancy::memberships::MembershipRole;
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
 mod input;
@@ -82,7 +81,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = ctx.begin(db).await?;
-    if matches!(txn.role(), MembershipRole::Owner | MembershipRole::Admin) {
+    if txn.is_owner_or_admin() {
         return Ok(txn);
     }
     let holds = |resource: &'static str, action: &'static str| {

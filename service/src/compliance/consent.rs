@@ -14,7 +14,6 @@ use crate::tenancy::{TenantCtx, TenantTxn};
 use chrono::{DateTime, Utc};
 use entity::compliance::consent_records::{self, ConsentSource};
 use entity::compliance::privacy_policies;
-use entity::tenancy::memberships::MembershipRole;
 use entity::{ConsentRecordId, PrivacyPolicyId, SealedBytes, UserId};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
@@ -406,7 +405,7 @@ async fn history_rows<C: ConnectionTrait>(
 
 /// The user themselves, or an owner or admin of the tenant.
 fn require_self_or_manager<T>(txn: &TenantTxn<T>, user: UserId) -> Result<()> {
-    if txn.actor() == user || matches!(txn.role(), MembershipRole::Owner | MembershipRole::Admin) {
+    if txn.actor() == user || txn.is_owner_or_admin() {
         Ok(())
     } else {
         Err(ServiceError::Forbidden {

@@ -17,7 +17,6 @@ use crate::request::RequestMeta;
 use crate::tenancy::{TenantCtx, TenantTxn};
 use entity::PropertyId;
 use entity::rental::properties;
-use entity::tenancy::memberships::MembershipRole;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
@@ -353,7 +352,7 @@ where
     C: ConnectionTrait + TransactionTrait,
 {
     let txn = ctx.begin(db).await?;
-    let manager = matches!(txn.role(), MembershipRole::Owner | MembershipRole::Admin);
+    let manager = txn.is_owner_or_admin();
     if !manager
         && !has_permission(
             &txn,

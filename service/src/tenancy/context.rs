@@ -267,12 +267,18 @@ impl<T> TenantTxn<T> {
 
     /// Owners and admins manage the member list; members do not.
     pub(crate) fn require_member_manager(&self) -> Result<()> {
-        match self.role {
-            MembershipRole::Owner | MembershipRole::Admin => Ok(()),
-            MembershipRole::Member => Err(ServiceError::Forbidden {
+        if self.is_owner_or_admin() {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden {
                 reason: "only owners and admins manage members",
-            }),
+            })
         }
+    }
+
+    /// Owners and admins may do what a domain otherwise grants by permission.
+    pub(crate) fn is_owner_or_admin(&self) -> bool {
+        matches!(self.role, MembershipRole::Owner | MembershipRole::Admin)
     }
 }
 
