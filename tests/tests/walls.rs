@@ -406,6 +406,27 @@ async fn isolation_every_table_has_a_class_and_its_wall_holds_against_the_runtim
         }
 
         {
+        // Listings: Acme's invisible from Healthy Stellar, none written for another
+        // tenant, none moved to another tenant or renumbered, none deleted.
+        assert!(count(db, &format!("SELECT count(*) FROM properties WHERE tenant_id = '{other}'")).await > 0, "fixture properties");
+        assert_eq!(
+            count_as_runtime(db, Some(own), Some(me), "SELECT count(*) FROM properties").await,
+            count(db, &format!("SELECT count(*) FROM properties WHERE tenant_id = '{own}'")).await,
+            "properties: the current tenant's only"
+        );
+        for sql in [
+            "DELETE FROM properties".to_owned(),
+            format!("UPDATE properties SET tenant_id = '{other}'"),
+            "UPDATE properties SET id = gen_random_uuid()".to_owned(),
+        ] {
+            let result = as_runtime(db, Some(own), Some(me), &sql).await;
+            assert!(denied(&result), "{sql}: {result:?}");
+        }
+        let result = as_runtime(db, Some(own), Some(me), &format!("UPDATE properties SET rent = 1 WHERE tenant_id = '{other}'")).await;
+        assert!(changed_nothing(&result), "another tenant's rent: {result:?}");
+        let result = as_runtime(db, Some(own), Some(me), &format!("INSERT INTO properties (id, tenant_id, title, rent, deposit, currency, prefecture, city, address, latitude, longitude, features, listed, created_at, updated_at) VALUES (gen_random_uuid(), '{other}', 'x', 1, 0, 'JPY', '東京都', '港区', 'x', 35.6, 139.7, '[]', true, now(), now())")).await;
+        assert!(rls_refused(&result), "a listing for another tenant: {result:?}");
+
         // Protected records: Acme's invisible from Healthy Stellar; inside the clinic
         // only what the acting user may open; no record changed without keeping its
         // version; no grant given by someone who may not, or to oneself by a nurse;
