@@ -255,8 +255,11 @@ CREATE POLICY wall_update ON payment_intents FOR UPDATE
     USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
 
 -- Whoever updates: a subscription's status moves only along the state machine.
+DO $transitions$
+BEGIN
+  EXECUTE replace($body$
 CREATE FUNCTION app_billing_subscriptions_transitions() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SET search_path = pg_catalog, {schema}, pg_temp
     AS $$
 BEGIN
   IF NEW.status <> OLD.status AND NOT (
@@ -278,6 +281,9 @@ BEGIN
   RETURN NEW;
 END
 $$;
+$body$, '{schema}', quote_ident(current_schema()));
+END
+$transitions$;
 CREATE TRIGGER billing_subscriptions_transitions BEFORE UPDATE ON billing_subscriptions
     FOR EACH ROW EXECUTE FUNCTION app_billing_subscriptions_transitions();
 

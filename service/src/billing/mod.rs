@@ -35,6 +35,8 @@ use sea_orm::{ConnectionTrait, TransactionTrait};
 mod input;
 mod payments;
 mod plans;
+mod provider;
+mod recording;
 mod subscriptions;
 mod usage;
 
@@ -44,11 +46,15 @@ pub use input::{
     NewUsage, PlanCode, PlanInput, UsagePeriod,
 };
 pub use payments::{
-    PaymentProvider, PaymentRouting, ProviderCall, ProviderCustomer, ProviderIntent,
-    ProviderMethod, ProviderRouter, RecordingProvider, add_payment_method, create_customer,
-    create_payment_intent, set_default_payment_method, set_payment_intent_status,
+    add_payment_method, create_customer, create_payment_intent, set_default_payment_method,
+    set_payment_intent_status,
 };
 pub use plans::{define_plan, find_plan, list_plans};
+pub use provider::{
+    PaymentProvider, PaymentRouting, ProviderCustomer, ProviderIntent, ProviderMethod,
+    ProviderRouter,
+};
+pub use recording::{ProviderCall, RecordingProvider};
 pub use subscriptions::{
     Renewal, change_plan, current_subscription, renew_period, schedule_cancel,
     set_subscription_status, subscribe,

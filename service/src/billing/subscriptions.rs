@@ -7,7 +7,7 @@ use super::{Need, begin};
 use crate::Result;
 use crate::audit::{AuditEntry, AuditEvent, record};
 use crate::deps::Deps;
-use crate::error::ServiceError;
+use crate::error::{ServiceError, conflict_on_unique};
 use crate::request::RequestMeta;
 use crate::tenancy::{TenantCtx, TenantTxn};
 use chrono::{DateTime, Datelike, Duration, Months, Utc};
@@ -61,7 +61,7 @@ fn period_anchor(subscription: &billing_subscriptions::Model) -> DateTime<Utc> {
     subscription.trial_end.unwrap_or(subscription.created_at)
 }
 
-fn no_live_subscription() -> ServiceError {
+pub(super) fn no_live_subscription() -> ServiceError {
     ServiceError::Conflict {
         entity: "billing subscription",
         reason: "the tenant has no live subscription",
@@ -100,7 +100,7 @@ async fn reload(
         .ok_or_else(|| ServiceError::not_found("billing subscription", id))
 }
 
-async fn plan_of(
+pub(super) async fn plan_of(
     txn: &TenantTxn<impl ConnectionTrait + Send>,
     subscription: &billing_subscriptions::Model,
 ) -> Result<billing_plans::Model> {
@@ -144,11 +144,7 @@ where
     let days = trial_days(trial_days_requested)?;
     let txn = begin(db, deps, ctx, Need::Manage).await?;
     let plan = find_plan(&txn, plan).await?;
-    let live = billing_subscriptions::Entity::find()
-        .filter(billing_subscriptions::Column::LiveTenantId.eq(ctx.tenant_id()))
-        .one(&txn)
-        .await?;
-    if live.is_some() {
+    if live_subscription(&txn).await?.is_some() {
         return Err(already_subscribed());
     }
     let now = deps.now();
@@ -182,11 +178,11 @@ where
     })
     .exec_without_returning(&txn)
     .await
-    .map_err(|e| match e.sql_err() {
-        // Another subscribe won the race.
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => already_subscribed(),
-        _ => e.into(),
-    })?;
+    // Another subscribe won the race.
+    .map_err(conflict_on_unique(
+        "billing subscription",
+        "the tenant already has a live subscription",
+    ))?;
     record(
         &txn,
         deps,

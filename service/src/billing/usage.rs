@@ -2,7 +2,7 @@
 //! period, and checking it against the plan's limits.
 
 use super::input::{Metric, NewUsage, UsagePeriod};
-use super::subscriptions::live_subscription;
+use super::subscriptions::{live_subscription, no_live_subscription, plan_of};
 use super::{Need, begin};
 use crate::Result;
 use crate::deps::Deps;
@@ -10,7 +10,7 @@ use crate::error::ServiceError;
 use crate::tenancy::{TenantCtx, TenantTxn};
 use chrono::{DateTime, Duration, Utc};
 use entity::UsageRecordId;
-use entity::billing::{billing_plans, usage_records};
+use entity::billing::usage_records;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -292,14 +292,8 @@ where
     let txn = begin(db, deps, ctx, Need::Read).await?;
     let subscription = live_subscription(&txn)
         .await?
-        .ok_or(ServiceError::Conflict {
-            entity: "billing subscription",
-            reason: "the tenant has no live subscription",
-        })?;
-    let plan = billing_plans::Entity::find_by_id(subscription.plan_id)
-        .one(&txn)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("billing plan", subscription.plan_id))?;
+        .ok_or_else(no_live_subscription)?;
+    let plan = plan_of(&txn, &subscription).await?;
     // A period whose renewal is overdue lasts until it is renewed: usage recorded
     // meanwhile counts against it, not against nothing.
     let period = UsagePeriod::current(&subscription);
