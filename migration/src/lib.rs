@@ -61,6 +61,7 @@ mod m20261125_000038_agents_create_agent_tasks;
 mod m20261125_000039_rental_create_properties;
 mod m20261126_000040_records_create_protected_records;
 mod m20261126_000041_billing_create_billing;
+mod m20261127_000042_records_grant_check_in_plpgsql;
 
 pub struct Migrator;
 
@@ -109,6 +110,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000039_rental_create_properties::Migration),
             Box::new(m20261126_000040_records_create_protected_records::Migration),
             Box::new(m20261126_000041_billing_create_billing::Migration),
+            Box::new(m20261127_000042_records_grant_check_in_plpgsql::Migration),
         ]
     }
 }

@@ -87,38 +87,52 @@ impl ChainedRow<'_> {
     /// The row's canonical encoding of `version`, or `None` for a version this build
     /// does not know.
     pub fn canonical(&self, version: i16) -> Option<Vec<u8>> {
-        (version == 1).then(|| self.canonical_v1())
+        let SplitAtSeq { mut before, after } = self.canonical_split_at_seq(version)?;
+        before.extend_from_slice(&self.chain_seq.to_be_bytes());
+        before.extend_from_slice(&after);
+        Some(before)
     }
 
-    fn canonical_v1(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+    /// The canonical encoding of `version` without the 8 bytes of `chain_seq`, cut
+    /// where they go (`chain_seq` itself is not read). A writer that lets the database
+    /// number the row under the chain head's lock sends these two parts and has it
+    /// compute `SHA-256(prev_hash || before || seq || after)`, which is [`Self::hash`]
+    /// of the same row. `None` for an unknown version.
+    pub fn canonical_split_at_seq(&self, version: i16) -> Option<SplitAtSeq> {
+        (version == 1).then(|| self.canonical_v1_split())
+    }
+
+    fn canonical_v1_split(&self) -> SplitAtSeq {
+        let mut before = Vec::with_capacity(48);
+        field(&mut before, Some(b"audit-v1"));
+        field(&mut before, Some(self.chain_id.as_bytes()));
+        // The sequence number's field: its length here, its 8 bytes between the parts.
+        before.extend_from_slice(&8u32.to_be_bytes());
+        let mut after = Vec::with_capacity(256);
         let mut json = Vec::with_capacity(64);
         write_canonical_json(self.details, &mut json);
-        field(&mut out, Some(b"audit-v1"));
-        field(&mut out, Some(self.chain_id.as_bytes()));
-        field(&mut out, Some(&self.chain_seq.to_be_bytes()));
-        field(&mut out, Some(self.id.as_bytes()));
+        field(&mut after, Some(self.id.as_bytes()));
         field(
-            &mut out,
+            &mut after,
             self.tenant_id.as_ref().map(|u| u.as_bytes().as_slice()),
         );
         field(
-            &mut out,
+            &mut after,
             self.actor_user_id.as_ref().map(|u| u.as_bytes().as_slice()),
         );
-        field(&mut out, Some(self.event_type.as_bytes()));
-        field(&mut out, self.resource_type.map(str::as_bytes));
-        field(&mut out, self.resource_id.map(str::as_bytes));
-        field(&mut out, Some(self.outcome.as_bytes()));
-        field(&mut out, Some(&self.risk_score.to_be_bytes()));
-        field(&mut out, self.ip_address.map(str::as_bytes));
-        field(&mut out, self.user_agent.map(str::as_bytes));
-        field(&mut out, Some(&json));
+        field(&mut after, Some(self.event_type.as_bytes()));
+        field(&mut after, self.resource_type.map(str::as_bytes));
+        field(&mut after, self.resource_id.map(str::as_bytes));
+        field(&mut after, Some(self.outcome.as_bytes()));
+        field(&mut after, Some(&self.risk_score.to_be_bytes()));
+        field(&mut after, self.ip_address.map(str::as_bytes));
+        field(&mut after, self.user_agent.map(str::as_bytes));
+        field(&mut after, Some(&json));
         field(
-            &mut out,
+            &mut after,
             Some(&self.occurred_at.timestamp_micros().to_be_bytes()),
         );
-        out
+        SplitAtSeq { before, after }
     }
 
     /// `SHA-256(prev_hash || canonical(version))`, or `None` for an unknown version.
@@ -129,6 +143,16 @@ impl ChainedRow<'_> {
         hasher.update(&canonical);
         Some(hasher.finalize().into())
     }
+}
+
+/// A row's canonical encoding with the 8 bytes of its `chain_seq` left out, see
+/// [`ChainedRow::canonical_split_at_seq`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitAtSeq {
+    /// The tag, `chain_id`, and the length of the `chain_seq` field.
+    pub before: Vec<u8>,
+    /// Every field after `chain_seq`.
+    pub after: Vec<u8>,
 }
 
 /// A timestamp cut to whole microseconds, what every backend stores: the writer
@@ -318,6 +342,36 @@ mod tests {
             None,
             "an unknown version hashes nothing"
         );
+    }
+
+    #[test]
+    fn version_1_is_frozen() {
+        // The hash of `row` as the table in the module's documentation spells it,
+        // computed outside this code.
+        let details = json!({"k": 1});
+        let hash = row(&details).hash(1, &GENESIS).unwrap();
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "f2782f9566bcc51622540d9c71704bc7f0e76bc9fe74935e79534a765e8e0e8e"
+        );
+    }
+
+    #[test]
+    fn the_split_encoding_is_the_encoding_without_the_sequence_number() {
+        let details = json!({"k": [1, "two"], "a": null});
+        let base = row(&details);
+        for seq in [1, 2, 255, i64::MAX] {
+            let numbered = ChainedRow {
+                chain_seq: seq,
+                ..base
+            };
+            let split = numbered.canonical_split_at_seq(1).unwrap();
+            assert_eq!(split, base.canonical_split_at_seq(1).unwrap());
+            let joined = [&split.before[..], &seq.to_be_bytes(), &split.after[..]].concat();
+            assert_eq!(Some(joined), numbered.canonical(1));
+        }
+        assert_eq!(base.canonical_split_at_seq(2), None);
     }
 
     #[test]

@@ -1,17 +1,150 @@
-//! Appending to an audit chain: lock the chain's head, write the row, move the head.
+//! Appending to an audit chain: lock the chain's head, write the row linked to it,
+//! move the head. The head's lock is held until the writer's transaction ends.
 
 use crate::Result;
 use crate::transaction::InTransaction;
 use entity::audit::audit_chain_heads as heads;
 use entity::audit::audit_logs;
-use entity::audit::chain::GENESIS;
+use entity::audit::chain::{self, GENESIS};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QuerySelect, QueryTrait, Statement,
+    ActiveModelTrait, ColumnTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, Iterable,
+    ModelTrait, QueryFilter, QuerySelect, Statement,
 };
 use uuid::Uuid;
+
+/// Numbers and hashes `row` as the next link of its chain and writes it, moving the
+/// chain's head to it. `chain_seq`, `prev_hash` and `hash` of `row` are ignored.
+///
+/// PostgreSQL takes one round trip (see [`append_in_one_statement`]), and three more
+/// for a chain's first row, which creates its head. MariaDB and SQLite lock the head,
+/// then write the row and move the head.
+pub(super) async fn append(txn: &impl InTransaction, mut row: audit_logs::Model) -> Result<()> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        if append_in_one_statement(txn, &row).await? {
+            return Ok(());
+        }
+        lock_head(txn, row.chain_id).await?;
+        if append_in_one_statement(txn, &row).await? {
+            return Ok(());
+        }
+        // The head created (or found) and locked above is hidden from this statement.
+        return Err(DbErr::RecordNotUpdated.into());
+    }
+    let (last_seq, prev_hash) = lock_head(txn, row.chain_id).await?;
+    row.chain_seq = last_seq + 1;
+    row.hash = link_hash(&row, &prev_hash)?.to_vec();
+    row.prev_hash = prev_hash.to_vec();
+    let (chain_id, seq, hash) = (row.chain_id, row.chain_seq, row.hash.clone());
+    // Without RETURNING: on PostgreSQL the runtime role may write rows it may not
+    // read back (a failed sign-in of nobody in particular).
+    audit_logs::Entity::insert(row.into_active_model().reset_all())
+        .exec_without_returning(txn)
+        .await?;
+    let moved = heads::Entity::update_many()
+        .col_expr(heads::Column::LastSeq, Expr::value(seq))
+        .col_expr(heads::Column::LastHash, Expr::value(hash))
+        .filter(heads::Column::ChainId.eq(chain_id))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    if moved != 1 {
+        // The head locked above is gone or hidden: never leave it behind its chain.
+        return Err(DbErr::RecordNotUpdated.into());
+    }
+    Ok(())
+}
+
+/// `row`'s hash as the link after `prev_hash`, in the current encoding.
+fn link_hash(row: &audit_logs::Model, prev_hash: &[u8; 32]) -> Result<[u8; 32]> {
+    row.chained()
+        .hash(chain::CURRENT_VERSION, prev_hash)
+        .ok_or_else(|| unknown_version().into())
+}
+
+fn unknown_version() -> DbErr {
+    DbErr::Custom(format!(
+        "audit chain encoding version {} is unknown to this build",
+        chain::CURRENT_VERSION
+    ))
+}
+
+/// PostgreSQL's head lock, numbering and hashing, in the statement that writes the
+/// row: `head` locks the chain's head and computes the link from it (SHA-256 of the
+/// previous hash and the row's canonical encoding, which this build sends in two
+/// parts around the sequence number), `written` inserts the row, and the statement
+/// moves the head. A concurrent writer's commit is waited for by the lock, and the
+/// link computed from the head it left.
+///
+/// The database's hash is checked against this build's before the row can commit, so
+/// a link that [`super::verify`] would reject is an error here, not a broken chain.
+/// `false`, having written nothing, when the chain has no head yet.
+async fn append_in_one_statement(
+    txn: &impl InTransaction,
+    row: &audit_logs::Model,
+) -> Result<bool> {
+    let split = row
+        .chained()
+        .canonical_split_at_seq(chain::CURRENT_VERSION)
+        .ok_or_else(unknown_version)?;
+    let head = Alias::new("head");
+    let mut linked = Query::select();
+    for column in audit_logs::Column::iter() {
+        linked.expr(match column {
+            audit_logs::Column::ChainSeq => Expr::col((head.clone(), Alias::new("seq"))),
+            audit_logs::Column::PrevHash => Expr::col((head.clone(), Alias::new("prev_hash"))),
+            audit_logs::Column::Hash => Expr::col((head.clone(), Alias::new("hash"))),
+            other => Expr::val(row.get(other)),
+        });
+    }
+    linked.from(head);
+    let mut insert = Query::insert();
+    insert
+        .into_table(audit_logs::Entity)
+        .columns(audit_logs::Column::iter())
+        .select_from(linked)
+        .map_err(|e| DbErr::Custom(format!("audit row: {e}")))?;
+    let backend = DbBackend::Postgres;
+    let insert = backend.build(&insert);
+    let mut values = vec![split.before.into(), split.after.into(), row.chain_id.into()];
+    let insert_sql = shift_placeholders(&insert.sql, values.len());
+    values.extend(insert.values.map(|v| v.0).unwrap_or_default());
+    let sql = format!(
+        "WITH head AS (
+           SELECT chain_id, last_seq + 1 AS seq, last_hash AS prev_hash,
+                  sha256(last_hash || $1 || int8send(last_seq + 1) || $2) AS hash
+             FROM audit_chain_heads WHERE chain_id = $3 FOR UPDATE),
+         written AS ({insert_sql})
+         UPDATE audit_chain_heads AS moved SET last_seq = head.seq, last_hash = head.hash
+           FROM head WHERE moved.chain_id = head.chain_id
+         RETURNING head.seq, head.prev_hash, head.hash"
+    );
+    let Some(linked) = txn
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    else {
+        return Ok(false);
+    };
+    let seq: i64 = linked.try_get_by_index(0)?;
+    let prev_hash = head_hash(row.chain_id, linked.try_get_by_index(1)?)?;
+    let hash: Vec<u8> = linked.try_get_by_index(2)?;
+    let ours = link_hash(
+        &audit_logs::Model {
+            chain_seq: seq,
+            ..row.clone()
+        },
+        &prev_hash,
+    )?;
+    if hash != ours {
+        return Err(DbErr::Custom(format!(
+            "audit row {} (chain {}, link {seq}): the database's hash differs from this build's",
+            row.id, row.chain_id
+        ))
+        .into());
+    }
+    Ok(true)
+}
 
 /// The chain's last sequence number and hash, with its head row locked until `txn`
 /// ends. A chain's first event creates its head.
@@ -20,7 +153,7 @@ use uuid::Uuid;
 /// writers then deadlock on their inserts (also of different chains whose ids share
 /// the gap): the head is upserted first there, which locks an existing row alone, and
 /// read after. PostgreSQL and SQLite read first and create only a missing head.
-pub(super) async fn lock_head(txn: &impl InTransaction, chain_id: Uuid) -> Result<(i64, [u8; 32])> {
+async fn lock_head(txn: &impl InTransaction, chain_id: Uuid) -> Result<(i64, [u8; 32])> {
     let mysql = txn.get_database_backend() == DbBackend::MySql;
     if !mysql && let Some(head) = locked(txn, chain_id).await? {
         return Ok(head);
@@ -72,52 +205,19 @@ async fn locked(txn: &impl InTransaction, chain_id: Uuid) -> Result<Option<(i64,
     let Some(head) = head else {
         return Ok(None);
     };
-    let hash: [u8; 32] = head.last_hash.as_slice().try_into().map_err(|_| {
+    Ok(Some((head.last_seq, head_hash(chain_id, head.last_hash)?)))
+}
+
+/// A head's last hash, which must be 32 bytes.
+fn head_hash(chain_id: Uuid, last_hash: Vec<u8>) -> Result<[u8; 32]> {
+    last_hash.as_slice().try_into().map_err(|_| {
         DbErr::Custom(format!(
             "audit chain head {chain_id} holds a {}-byte hash, not 32: the head was altered",
-            head.last_hash.len()
+            last_hash.len()
         ))
-    })?;
-    Ok(Some((head.last_seq, hash)))
+        .into()
+    })
 }
-
-/// Writes the linked row and moves its chain's head to it.
-pub(super) async fn append(txn: &impl InTransaction, row: audit_logs::Model) -> Result<()> {
-    let (chain_id, seq, hash) = (row.chain_id, row.chain_seq, row.hash.clone());
-    // Without RETURNING: on PostgreSQL the runtime role may write rows it may not
-    // read back (a failed sign-in of nobody in particular).
-    let insert = audit_logs::Entity::insert(row.into_active_model().reset_all());
-    let move_head = heads::Entity::update_many()
-        .col_expr(heads::Column::LastSeq, Expr::value(seq))
-        .col_expr(heads::Column::LastHash, Expr::value(hash))
-        .filter(heads::Column::ChainId.eq(chain_id));
-    let backend = txn.get_database_backend();
-    let moved = if backend == DbBackend::Postgres {
-        // One round trip: the row is written by a data-modifying WITH that runs
-        // whether or not the head's UPDATE reads it.
-        let insert = backend.build(&insert.into_query());
-        let update = backend.build(&move_head.into_query());
-        let mut values = insert.values.map(|v| v.0).unwrap_or_default();
-        let update_sql = shift_placeholders(&update.sql, values.len());
-        values.extend(update.values.map(|v| v.0).unwrap_or_default());
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!("WITH written AS ({}) {update_sql}", insert.sql),
-            values,
-        ))
-        .await?
-        .rows_affected()
-    } else {
-        insert.exec_without_returning(txn).await?;
-        move_head.exec(txn).await?.rows_affected
-    };
-    if moved != 1 {
-        // The head locked above is gone or hidden: never leave it behind its chain.
-        return Err(DbErr::RecordNotUpdated.into());
-    }
-    Ok(())
-}
-
 /// `$1`, `$2`, ... of a PostgreSQL statement renumbered from `$offset + 1`, so it can
 /// follow another statement's parameters. sea-query binds every value, so the text
 /// holds no `$` but its placeholders.

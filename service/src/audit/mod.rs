@@ -129,8 +129,7 @@ pub async fn record(
         None => (None, None),
     };
     let chain_id = chain::chain_of(entry.tenant_id.map(|t| t.0), entry.actor.map(|u| u.0));
-    let (last_seq, prev_hash) = chain_writer::lock_head(txn, chain_id).await?;
-    let mut row = audit_logs::Model {
+    let row = audit_logs::Model {
         id,
         tenant_id: entry.tenant_id,
         actor_user_id: entry.actor,
@@ -144,16 +143,12 @@ pub async fn record(
         details: entry.details,
         occurred_at: chain::to_stored_precision(deps.now()),
         chain_id,
-        chain_seq: last_seq + 1,
+        // The link (number, previous hash, hash) is made under the head's lock.
+        chain_seq: 0,
         chain_version: chain::CURRENT_VERSION,
-        prev_hash: prev_hash.to_vec(),
+        prev_hash: Vec::new(),
         hash: Vec::new(),
     };
-    row.hash = row
-        .chained()
-        .hash(chain::CURRENT_VERSION, &prev_hash)
-        .map(|h| h.to_vec())
-        .unwrap_or_default();
     chain_writer::append(txn, row).await?;
     Ok(id)
 }
