@@ -7,7 +7,7 @@
 //!   again), the grant checked by the service and by the records' row-level security,
 //!   the body opened, and the read appended to the tenant's audit chain;
 //! - hand-written, like for like: one transaction as the runtime role, the context set
-//!   in one statement, the membership checked, the row read with the same grant check
+//!   and the membership proved in one statement, the row read with the same grant check
 //!   (and row-level security), the read appended to the audit chain by one hand-written
 //!   statement (lock the head, insert the linked row, move the head), the body opened;
 //! - hand-written without the audit row: the same, minus the append. Its commit writes
@@ -66,6 +66,19 @@ SELECT r.body FROM records r
                       AND g.subject_id = r.subject_id AND (g.record_id IS NULL OR g.record_id = r.id)
                       AND g.revoked_at IS NULL AND g.starts_at <= $4 AND g.expires_at > $4))";
 
+/// The context set (the settings the row-level security reads) and the membership
+/// proved in one statement: the settings first (a materialised CTE), then the
+/// membership under them.
+const HAND_WRITTEN_CONTEXT: &str = "
+WITH context AS MATERIALIZED (
+  SELECT set_config('app.current_tenant_id', $1, true) AS tenant,
+         set_config('app.current_user_id', $2, true) AS actor,
+         set_config('app.current_time', $3, true) AS at)
+SELECT (SELECT m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+         WHERE m.tenant_id = $4 AND m.user_id = $5 AND m.status = 'active' AND t.is_active
+           AND context.tenant IS NOT NULL)
+  FROM context";
+
 /// The audit append written by hand: the head locked, the row numbered and hashed from
 /// it by the database, the head moved, in one statement.
 const HAND_WRITTEN_APPEND: &str = "
@@ -97,26 +110,23 @@ impl HandRead<'_> {
     /// the read appended to the audit chain when `audited`.
     async fn read(&self, audited: bool) -> Vec<u8> {
         let txn = self.db.begin().await.expect("begins");
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config('app.current_tenant_id', $1, true), set_config('app.current_user_id', $2, true), set_config('app.current_time', $3, true)",
-            [
-                self.tenant.to_string().into(),
-                self.reader.to_string().into(),
-                self.now.to_rfc3339().into(),
-            ],
-        ))
-        .await
-        .expect("context");
-        let member = txn
+        let member: Option<MembershipRole> = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-                  WHERE m.tenant_id = $1 AND m.user_id = $2 AND m.status = 'active' AND t.is_active",
-                [self.tenant.into(), self.reader.into()],
+                HAND_WRITTEN_CONTEXT,
+                [
+                    self.tenant.to_string().into(),
+                    self.reader.to_string().into(),
+                    self.now.to_rfc3339().into(),
+                    self.tenant.into(),
+                    self.reader.into(),
+                ],
             ))
             .await
-            .expect("membership");
+            .expect("context and membership")
+            .expect("one row")
+            .try_get_by_index(0)
+            .expect("the role");
         assert!(member.is_some());
         let sealed: Vec<u8> = txn
             .query_one_raw(Statement::from_sql_and_values(

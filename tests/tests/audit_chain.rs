@@ -462,6 +462,76 @@ async fn eight_concurrent_writers_to_one_tenant_keep_one_unbroken_chain(t: TestD
     assert_eq!(report.rows, before + 8 * per_writer);
 }
 
+/// PostgreSQL numbers and hashes an appended row in the database: the service checks
+/// that hash against its own, and a link that differs fails the append and cannot be
+/// committed, even by a caller that commits after the error. Here the database's
+/// `sha256` is shadowed for one transaction by a function that answers something else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_link_hashed_otherwise_by_the_database_is_refused() {
+    tests::run_case(
+        Backend::Postgres,
+        "chain_hash_check",
+        tests::Start::Migrated,
+        link_hashed_otherwise,
+    )
+    .await;
+}
+
+async fn link_hashed_otherwise(t: TestDb) {
+    let acme = tenant_with_events(&t, 2).await;
+    let before = chain_length(&t, acme.id.0).await;
+    t.owner
+        .execute_unprepared(
+            "CREATE FUNCTION public.sha256(bytea) RETURNS bytea LANGUAGE sql IMMUTABLE
+               AS $$ SELECT pg_catalog.sha256($1 || '\\x00'::bytea) $$;
+             GRANT EXECUTE ON FUNCTION public.sha256(bytea) TO PUBLIC;",
+        )
+        .await
+        .expect("a shadowing sha256");
+    let txn = acme.ctx.begin(&t.db).await.expect("begins");
+    txn.execute_unprepared("SET LOCAL search_path = public, pg_catalog")
+        .await
+        .expect("the shadow first");
+    let refused = record(
+        &txn,
+        &acme.deps,
+        AuditEntry::by_member(&acme.ctx, AuditEvent::RoleCreated, &meta()),
+    )
+    .await
+    .expect_err("the hashes differ");
+    assert!(refused.to_string().contains("hash differs"), "{refused}");
+    // A careless caller commits anyway: the transaction was aborted, nothing lands.
+    let _ = txn.commit().await;
+    assert_eq!(
+        chain_length(&t, acme.id.0).await,
+        before,
+        "nothing appended"
+    );
+    let head = audit_chain_heads::Entity::find_by_id(acme.id.0)
+        .one(&t.owner)
+        .await
+        .expect("query")
+        .expect("the head");
+    assert_eq!(head.last_seq, before as i64, "the head did not move");
+    t.owner
+        .execute_unprepared("DROP FUNCTION public.sha256(bytea)")
+        .await
+        .expect("dropped");
+    append(&t, &acme.deps, &acme.ctx, 1).await;
+    assert!(
+        verify_all(&t).await.is_intact(),
+        "the chain goes on unbroken"
+    );
+}
+
+async fn chain_length(t: &TestDb, chain: Uuid) -> u64 {
+    audit_logs::Entity::find()
+        .filter(audit_logs::Column::ChainId.eq(chain))
+        .count(&t.owner)
+        .await
+        .expect("count")
+}
+
 /// PostgreSQL and MariaDB lock one head row per chain: a writer holding one tenant's
 /// chain does not hold up another tenant's writers, and does hold up its own tenant's.
 /// (SQLite has one writer at a time for the whole database.)

@@ -17,7 +17,7 @@ use uuid::Uuid;
 /// Numbers and hashes `row` as the next link of its chain and writes it, moving the
 /// chain's head to it. `chain_seq`, `prev_hash` and `hash` of `row` are ignored.
 ///
-/// PostgreSQL takes one round trip (see [`append_in_one_statement`]), and three more
+/// PostgreSQL takes one round trip (see [`append_in_one_statement`]), and two more
 /// for a chain's first row, which creates its head. MariaDB and SQLite lock the head,
 /// then write the row and move the head.
 pub(super) async fn append(txn: &impl InTransaction, mut row: audit_logs::Model) -> Result<()> {
@@ -25,12 +25,12 @@ pub(super) async fn append(txn: &impl InTransaction, mut row: audit_logs::Model)
         if append_in_one_statement(txn, &row).await? {
             return Ok(());
         }
-        lock_head(txn, row.chain_id).await?;
+        create_head(txn, row.chain_id).await?;
         if append_in_one_statement(txn, &row).await? {
             return Ok(());
         }
-        // The head created (or found) and locked above is hidden from this statement.
-        return Err(DbErr::RecordNotUpdated.into());
+        // The head created (or another writer's, committed meanwhile) is hidden.
+        return Err(DbErr::RecordNotFound(format!("audit chain head {}", row.chain_id)).into());
     }
     let (last_seq, prev_hash) = lock_head(txn, row.chain_id).await?;
     row.chain_seq = last_seq + 1;
@@ -137,6 +137,13 @@ async fn append_in_one_statement(
         &prev_hash,
     )?;
     if hash != ours {
+        // The statement succeeded, so the transaction could still commit the link:
+        // an error raised in it aborts it, and a commit after this error rolls back.
+        let _ = txn
+            .execute_unprepared(
+                "DO $$ BEGIN RAISE EXCEPTION 'audit append refused: the hashes differ'; END $$",
+            )
+            .await;
         return Err(DbErr::Custom(format!(
             "audit row {} (chain {}, link {seq}): the database's hash differs from this build's",
             row.id, row.chain_id
@@ -152,15 +159,25 @@ async fn append_in_one_statement(
 /// MariaDB: a locking read of a missing row locks the gap around it, and two such
 /// writers then deadlock on their inserts (also of different chains whose ids share
 /// the gap): the head is upserted first there, which locks an existing row alone, and
-/// read after. PostgreSQL and SQLite read first and create only a missing head.
+/// read after. SQLite reads first and creates only a missing head.
 async fn lock_head(txn: &impl InTransaction, chain_id: Uuid) -> Result<(i64, [u8; 32])> {
     let mysql = txn.get_database_backend() == DbBackend::MySql;
     if !mysql && let Some(head) = locked(txn, chain_id).await? {
         return Ok(head);
     }
+    create_head(txn, chain_id).await?;
+    locked(txn, chain_id)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("audit chain head {chain_id}")).into())
+}
+
+/// Creates the chain's head at its beginning unless it exists. Two first writers both
+/// get past here (the second waits for the first's insert to commit or roll back); the
+/// head's lock, taken after, orders them.
+async fn create_head(txn: &impl InTransaction, chain_id: Uuid) -> Result<()> {
+    let mysql = txn.get_database_backend() == DbBackend::MySql;
     // MariaDB cannot say DO NOTHING: a no-op update there (PostgreSQL's runtime role
-    // may not update `chain_id`, so not there). Two first writers both get past here;
-    // the lock below orders them.
+    // may not update `chain_id`, so not there).
     let mut on_conflict = OnConflict::column(heads::Column::ChainId);
     if mysql {
         on_conflict.update_column(heads::Column::ChainId);
@@ -176,12 +193,9 @@ async fn lock_head(txn: &impl InTransaction, chain_id: Uuid) -> Result<(i64, [u8
     .exec_without_returning(txn)
     .await;
     match created {
-        Ok(_) | Err(DbErr::RecordNotInserted) => {}
-        Err(e) => return Err(e.into()),
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    locked(txn, chain_id)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("audit chain head {chain_id}")).into())
 }
 
 /// Reads and locks one head. SQLite has no row locks: a no-op write takes the
