@@ -33,29 +33,32 @@ const SIGNATURE: &str = "CREATE OR REPLACE FUNCTION app_record_granted(p_subject
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(&format!(
-                "{SIGNATURE}\n    LANGUAGE plpgsql STABLE\n    AS $$\nBEGIN\n  RETURN EXISTS ({GRANT_LOOKUP});\nEND\n$$;"
-            ))
-            .await?;
-        Ok(())
+        replace_grant_check(
+            manager,
+            &format!("LANGUAGE plpgsql STABLE\n    AS $$\nBEGIN\n  RETURN EXISTS ({GRANT_LOOKUP});\nEND\n$$;"),
+        )
+        .await
     }
 
     /// The SQL function again, as the records migration created it.
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(&format!(
-                "{SIGNATURE}\n    LANGUAGE sql STABLE\n    AS $$\nSELECT EXISTS ({GRANT_LOOKUP})\n$$;"
-            ))
-            .await?;
-        Ok(())
+        replace_grant_check(
+            manager,
+            &format!("LANGUAGE sql STABLE\n    AS $$\nSELECT EXISTS ({GRANT_LOOKUP})\n$$;"),
+        )
+        .await
     }
+}
+
+/// Replaces `app_record_granted` with the function `definition` gives (its language
+/// and body), on PostgreSQL.
+async fn replace_grant_check(manager: &SchemaManager<'_>, definition: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    manager
+        .get_connection()
+        .execute_unprepared(&format!("{SIGNATURE}\n    {definition}"))
+        .await?;
+    Ok(())
 }

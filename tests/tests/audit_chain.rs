@@ -428,11 +428,7 @@ async fn a_checkpoint_is_refused_for_a_broken_trail_and_for_a_forged_file(t: Tes
 
 async fn eight_concurrent_writers_to_one_tenant_keep_one_unbroken_chain(t: TestDb) {
     let acme = tenant_with_events(&t, 0).await;
-    let before = audit_logs::Entity::find()
-        .filter(audit_logs::Column::ChainId.eq(acme.id.0))
-        .count(&t.owner)
-        .await
-        .expect("count");
+    let before = chain_length(&t, acme.id.0).await;
     let per_writer = 12;
     let mut writers = Vec::new();
     for _ in 0..8 {

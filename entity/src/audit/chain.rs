@@ -137,11 +137,10 @@ impl ChainedRow<'_> {
 
     /// `SHA-256(prev_hash || canonical(version))`, or `None` for an unknown version.
     pub fn hash(&self, version: i16, prev_hash: &[u8]) -> Option<[u8; 32]> {
-        let canonical = self.canonical(version)?;
-        let mut hasher = Sha256::new();
-        hasher.update(prev_hash);
-        hasher.update(&canonical);
-        Some(hasher.finalize().into())
+        Some(
+            self.canonical_split_at_seq(version)?
+                .hash(prev_hash, self.chain_seq),
+        )
     }
 }
 
@@ -153,6 +152,19 @@ pub struct SplitAtSeq {
     pub before: Vec<u8>,
     /// Every field after `chain_seq`.
     pub after: Vec<u8>,
+}
+
+impl SplitAtSeq {
+    /// `SHA-256(prev_hash || before || seq || after)`: the hash of the row numbered
+    /// `seq`.
+    pub fn hash(&self, prev_hash: &[u8], seq: i64) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(prev_hash);
+        hasher.update(&self.before);
+        hasher.update(seq.to_be_bytes());
+        hasher.update(&self.after);
+        hasher.finalize().into()
+    }
 }
 
 /// A timestamp cut to whole microseconds, what every backend stores: the writer

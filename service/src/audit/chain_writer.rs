@@ -34,7 +34,11 @@ pub(super) async fn append(txn: &impl InTransaction, mut row: audit_logs::Model)
     }
     let (last_seq, prev_hash) = lock_head(txn, row.chain_id).await?;
     row.chain_seq = last_seq + 1;
-    row.hash = link_hash(&row, &prev_hash)?.to_vec();
+    row.hash = row
+        .chained()
+        .hash(chain::CURRENT_VERSION, &prev_hash)
+        .ok_or_else(unknown_version)?
+        .to_vec();
     row.prev_hash = prev_hash.to_vec();
     let (chain_id, seq, hash) = (row.chain_id, row.chain_seq, row.hash.clone());
     // Without RETURNING: on PostgreSQL the runtime role may write rows it may not
@@ -54,13 +58,6 @@ pub(super) async fn append(txn: &impl InTransaction, mut row: audit_logs::Model)
         return Err(DbErr::RecordNotUpdated.into());
     }
     Ok(())
-}
-
-/// `row`'s hash as the link after `prev_hash`, in the current encoding.
-fn link_hash(row: &audit_logs::Model, prev_hash: &[u8; 32]) -> Result<[u8; 32]> {
-    row.chained()
-        .hash(chain::CURRENT_VERSION, prev_hash)
-        .ok_or_else(|| unknown_version().into())
 }
 
 fn unknown_version() -> DbErr {
@@ -107,7 +104,11 @@ async fn append_in_one_statement(
         .map_err(|e| DbErr::Custom(format!("audit row: {e}")))?;
     let backend = DbBackend::Postgres;
     let insert = backend.build(&insert);
-    let mut values = vec![split.before.into(), split.after.into(), row.chain_id.into()];
+    let mut values = vec![
+        split.before.clone().into(),
+        split.after.clone().into(),
+        row.chain_id.into(),
+    ];
     let insert_sql = shift_placeholders(&insert.sql, values.len());
     values.extend(insert.values.map(|v| v.0).unwrap_or_default());
     let sql = format!(
@@ -129,14 +130,7 @@ async fn append_in_one_statement(
     let seq: i64 = linked.try_get_by_index(0)?;
     let prev_hash = head_hash(row.chain_id, linked.try_get_by_index(1)?)?;
     let hash: Vec<u8> = linked.try_get_by_index(2)?;
-    let ours = link_hash(
-        &audit_logs::Model {
-            chain_seq: seq,
-            ..row.clone()
-        },
-        &prev_hash,
-    )?;
-    if hash != ours {
+    if hash != split.hash(&prev_hash, seq) {
         // The statement succeeded, so the transaction could still commit the link:
         // an error raised in it aborts it, and a commit after this error rolls back.
         let _ = txn
